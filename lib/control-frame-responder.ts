@@ -1,0 +1,221 @@
+/**
+ * ControlFrameResponder: the last inbound stage. Data messages pass through; pings, pongs and
+ * close frames become events; the replies the protocol requires (a pong for a ping, the close
+ * echo, the close frame that fails the connection) become frames on a separate `replies` stream,
+ * meant to be piped into the outbound chain at frame level. Failing the connection is data moving
+ * toward the peer, never a socket call.
+ *
+ * Replies are unmasked frames; for the client role the outbound Masker masks them.
+ */
+import { Readable, Transform } from 'readable-stream';
+import { Opcode, isValidWireCloseCode } from './constants';
+import { WebSocketError } from './errors';
+import { type Frame, type Inbound, type Message, isMessage, makeFrame } from './frame';
+import { checkCloseArgs, encodeClosePayload, parseClosePayload } from './close';
+
+/** Options of ControlFrameResponderCore and ControlFrameResponder. */
+export interface ControlFrameResponderOptions {
+  /** Answer every ping with a pong carrying the same payload (RFC 6455 §5.5.3). Default true. */
+  autoPong?: boolean;
+}
+
+/** Where ControlFrameResponderCore sends its outputs. */
+export interface ControlFrameResponderHandler {
+  /** A data message, received before the peer's close. */
+  onMessage(message: Message): void;
+  /** The peer pinged us, with this payload. */
+  onPing(payload: Buffer): void;
+  /** The peer sent a pong, with this payload. */
+  onPong(payload: Buffer): void;
+  /** The peer's close frame: its code (1005 when it sent none) and reason. */
+  onClose(code: number, reason: string): void;
+  /** A frame to send to the peer (unmasked). */
+  onReply(frame: Frame): void;
+}
+
+/** The I/O-free responder; see the module comment. */
+export class ControlFrameResponderCore {
+  error: WebSocketError | null = null;
+  /** The peer's close frame has arrived. */
+  closeReceived = false;
+  /** A close frame has been sent to the peer (or queued to be). */
+  closeSent = false;
+  private readonly autoPong: boolean;
+  private readonly handler: ControlFrameResponderHandler;
+
+  constructor(options: ControlFrameResponderOptions, handler: ControlFrameResponderHandler) {
+    this.autoPong = options.autoPong ?? true;
+    this.handler = handler;
+  }
+
+  /** Takes one message or control frame; returns the first error met, or null. */
+  write(value: Inbound): WebSocketError | null {
+    if (this.error !== null) return this.error;
+    // RFC 6455 §1.4: after its Close frame the peer sends no more data ("the endpoint MUST NOT
+    // send any more data frames after sending a Close frame"); anything after it is discarded.
+    if (this.closeReceived) return null;
+    if (isMessage(value)) {
+      this.handler.onMessage(value);
+      return this.error;
+    }
+    switch (value.opcode) {
+      case Opcode.Ping:
+        this.handler.onPing(value.payload);
+        // RFC 6455 §5.5.2: "Upon receipt of a Ping frame, an endpoint MUST send a Pong frame in
+        // response, unless it already received a Close frame." §5.5.3: "A Pong frame sent in
+        // response to a Ping frame must have identical 'Application data'". The payload is
+        // copied: the reply may be masked in place, and the ping's buffer was handed to the app.
+        if (this.autoPong && !this.closeSent && this.error === null) {
+          this.handler.onReply(makeFrame(Opcode.Pong, Buffer.from(value.payload)));
+        }
+        break;
+      case Opcode.Pong:
+        this.handler.onPong(value.payload);
+        break;
+      case Opcode.Close:
+        this.receiveClose(value.payload);
+        break;
+      default:
+        // Data frames never reach this stage (FragmentAssembler turns them into messages).
+        break;
+    }
+    return this.error;
+  }
+
+  /** Stops the responder: keeps the first error, ignores all later input. */
+  fail(err: WebSocketError): void {
+    if (this.error === null) this.error = err;
+  }
+
+  /** The outbound side sent a close frame itself: the peer's close will not be echoed. */
+  noteCloseSent(): void {
+    this.closeSent = true;
+  }
+
+  /**
+   * Fails the connection with `err` (RFC 6455 §7.1.7): queues a close frame carrying
+   * `err.closeCode` and `err.code` as reason (unless a close was already sent) and ignores all
+   * later input. A close code that may not be on the wire (1006 for a lost connection or a
+   * timeout) sends nothing, but still counts as the close being sent: nothing more goes out.
+   */
+  failConnection(err: WebSocketError): void {
+    this.fail(err);
+    if (this.closeSent) return;
+    this.closeSent = true;
+    if (isValidWireCloseCode(err.closeCode)) {
+      this.handler.onReply(makeFrame(Opcode.Close, encodeClosePayload(err.closeCode, err.code)));
+    }
+  }
+
+  /**
+   * The application closes (RFC 6455 §7.1.2): queues a close frame with `code` and `reason`.
+   * Returns WS_ERR_INVALID_ARGUMENT for arguments checkCloseArgs rejects (nothing is sent). When a
+   * close was already sent, does nothing and returns null.
+   */
+  close(code?: number, reason?: string): WebSocketError | null {
+    const err = checkCloseArgs(code, reason);
+    if (err !== null) return err;
+    if (this.closeSent) return null;
+    this.closeSent = true;
+    this.handler.onReply(makeFrame(Opcode.Close, encodeClosePayload(code, reason)));
+    return null;
+  }
+
+  private receiveClose(payload: Buffer): void {
+    const parsed = parseClosePayload(payload);
+    if (parsed instanceof WebSocketError) {
+      this.failConnection(parsed);
+      return;
+    }
+    this.closeReceived = true;
+    this.handler.onClose(parsed.code, parsed.reason);
+    // RFC 6455 §5.5.1: "If an endpoint receives a Close frame and did not previously send a
+    // Close frame, the endpoint MUST send a Close frame in response. (When sending a Close frame
+    // in response, the endpoint typically echos the status code it received.)" 1005 means the
+    // peer sent no code, and never goes on the wire: the echo is then empty too.
+    if (!this.closeSent && this.error === null) {
+      this.closeSent = true;
+      const code = payload.length === 0 ? undefined : parsed.code;
+      this.handler.onReply(makeFrame(Opcode.Close, encodeClosePayload(code)));
+    }
+  }
+}
+
+/**
+ * ControlFrameResponder as a Transform: writes Message and control Frame values, reads Message
+ * values (object mode on both sides). Events: 'ping' (payload: Buffer), 'pong' (payload: Buffer),
+ * 'peerclose' (code: number, reason: string) for the peer's close frame. (Not 'close': a stream
+ * emits 'close' when destroyed, and pipeline() takes an early 'close' for a premature close.)
+ *
+ * `replies` yields the frames to send (pong, close echo, failing close, application close); pipe
+ * it into the outbound chain at frame level with `{ end: false }`. It ends once a close frame has
+ * been queued (nothing can follow a close). The readable side ends when the closing handshake is
+ * complete (close received and close sent).
+ */
+export class ControlFrameResponder extends Transform {
+  readonly core: ControlFrameResponderCore;
+  /** The frames to send to the peer (unmasked), object mode. */
+  readonly replies: Readable;
+  private repliesEnded = false;
+  private messagesEnded = false;
+
+  constructor(options: ControlFrameResponderOptions = {}) {
+    super({ objectMode: true });
+    this.replies = new Readable({ objectMode: true, read() {} });
+    this.core = new ControlFrameResponderCore(options, {
+      onMessage: (message) => {
+        this.push(message);
+      },
+      onPing: (payload) => {
+        this.emit('ping', payload);
+      },
+      onPong: (payload) => {
+        this.emit('pong', payload);
+      },
+      onClose: (code, reason) => {
+        this.emit('peerclose', code, reason);
+      },
+      onReply: (frame) => {
+        this.replies.push(frame);
+      },
+    });
+  }
+
+  override _transform(chunk: Inbound, _enc: BufferEncoding, cb: (error?: Error | null) => void): void {
+    const err = this.core.write(chunk);
+    this.settle();
+    cb(err ?? undefined);
+  }
+
+  /** See ControlFrameResponderCore.noteCloseSent. */
+  noteCloseSent(): void {
+    this.core.noteCloseSent();
+    this.settle();
+  }
+
+  /** See ControlFrameResponderCore.failConnection. */
+  failConnection(err: WebSocketError): void {
+    this.core.failConnection(err);
+    this.settle();
+  }
+
+  /** See ControlFrameResponderCore.close. */
+  close(code?: number, reason?: string): WebSocketError | null {
+    const err = this.core.close(code, reason);
+    this.settle();
+    return err;
+  }
+
+  /** Ends `replies` once a close is sent, and the message side once the handshake is complete. */
+  private settle(): void {
+    const core = this.core;
+    if (core.closeSent && !this.repliesEnded) {
+      this.repliesEnded = true;
+      this.replies.push(null);
+    }
+    if (core.closeSent && core.closeReceived && !this.messagesEnded) {
+      this.messagesEnded = true;
+      this.push(null);
+    }
+  }
+}

@@ -1,0 +1,193 @@
+/**
+ * FragmentAssembler: unmasked frames (or pieces of frames) in, whole data messages and control
+ * frames out, in order (RFC 6455 §5.4).
+ *
+ * Pieces of a message are kept in a list and joined once, at the end of the message, with the
+ * total already known; a message made of one piece is handed on without a copy. Text is
+ * validated piece by piece as it arrives, so invalid UTF-8 fails the message at once.
+ */
+import { Transform } from 'readable-stream';
+import { Defaults, Opcode, isControlOpcode } from './constants';
+import { WebSocketError } from './errors';
+import { type Frame, type Message, isLastPiece } from './frame';
+import { Utf8Validator, isValidUtf8 } from './utf8';
+
+/** Options of FragmentAssemblerCore and FragmentAssembler. */
+export interface FragmentAssemblerOptions {
+  /** Largest message, in bytes, summed over its frames' declared lengths. Default 100 MiB (Defaults.maxMessageSize). */
+  maxMessageSize?: number;
+  /**
+   * Most frames one message may be made of, counting every frame, empty ones included, so that a
+   * flood of tiny or empty fragments is bounded. Default 65536 (Defaults.maxFragments).
+   */
+  maxFragments?: number;
+  /** Skip UTF-8 validation of text messages (when the application checks, or does not care). Default false. */
+  skipUtf8Validation?: boolean;
+}
+
+/** Where FragmentAssemblerCore sends its outputs. */
+export interface FragmentAssemblerHandler {
+  /** A whole data message. */
+  onMessage(message: Message): void;
+  /** A control frame (Close, Ping or Pong), as soon as it arrives. */
+  onControl(frame: Frame): void;
+}
+
+const EMPTY = Buffer.alloc(0);
+
+/** The I/O-free assembler; see the module comment. */
+export class FragmentAssemblerCore {
+  error: WebSocketError | null = null;
+  private readonly maxMessageSize: number;
+  private readonly maxFragments: number;
+  private readonly validateUtf8: boolean;
+  private readonly handler: FragmentAssemblerHandler;
+  /** A message has started and its final frame has not ended yet. */
+  private open = false;
+  private binary = false;
+  /** Validate the open message's pieces (a text message, validation not skipped). */
+  private validating = false;
+  /** Frames of the open message so far. */
+  private fragments = 0;
+  /** Sum of the declared lengths of the open message's frames so far. */
+  private declaredBytes = 0;
+  private parts: Buffer[] = [];
+  private partBytes = 0;
+  private readonly validator = new Utf8Validator();
+
+  constructor(options: FragmentAssemblerOptions, handler: FragmentAssemblerHandler) {
+    this.maxMessageSize = options.maxMessageSize ?? Defaults.maxMessageSize;
+    this.maxFragments = options.maxFragments ?? Defaults.maxFragments;
+    this.validateUtf8 = options.skipUtf8Validation !== true;
+    this.handler = handler;
+  }
+
+  /** Bytes of the open message kept so far. */
+  get bufferedBytes(): number {
+    return this.partBytes;
+  }
+
+  /** Pieces of the open message kept so far (empty pieces are counted as fragments, not kept). */
+  get bufferedParts(): number {
+    return this.parts.length;
+  }
+
+  /** Takes one frame or piece of a frame; returns the first error met, or null. */
+  write(frame: Frame): WebSocketError | null {
+    if (this.error !== null) return this.error;
+    // RFC 6455 §5.4: "Control frames MAY be injected in the middle of a fragmented message."
+    if (isControlOpcode(frame.opcode)) {
+      this.handler.onControl(frame);
+      return this.error;
+    }
+    const payload = frame.payload;
+    if (frame.offset === 0 && !this.startFrame(frame)) return this.error;
+    if (!this.open) {
+      // A later piece of a frame whose first piece never came, or came after an error.
+      this.fail(new WebSocketError('WS_ERR_UNEXPECTED_CONTINUATION'));
+      return this.error;
+    }
+    const ends = frame.fin && isLastPiece(frame);
+    if (ends && this.parts.length === 0 && frame.offset === 0) {
+      // The whole message in one piece: no list, no copy.
+      return this.finish(payload, this.validating && !isValidUtf8(payload));
+    }
+    if (payload.length > 0) {
+      // RFC 6455 §8.1: invalid UTF-8 MUST fail the connection; checking each piece as it comes
+      // finds it without waiting for the rest of the message.
+      if (this.validating && !this.validator.write(payload)) {
+        this.fail(new WebSocketError('WS_ERR_INVALID_UTF8'));
+        return this.error;
+      }
+      this.parts.push(payload);
+      this.partBytes += payload.length;
+    }
+    if (!ends) return null;
+    const parts = this.parts;
+    const data = parts.length === 0 ? EMPTY : parts.length === 1 ? parts[0]! : Buffer.concat(parts, this.partBytes);
+    return this.finish(data, this.validating && !this.validator.end());
+  }
+
+  /** Stops the assembler: keeps the first error, ignores all later input. */
+  fail(err: WebSocketError): void {
+    if (this.error === null) this.error = err;
+    this.parts = [];
+    this.partBytes = 0;
+  }
+
+  /** Checks the first piece of a data frame against the sequence rules and limits. */
+  private startFrame(frame: Frame): boolean {
+    if (frame.opcode === Opcode.Continuation) {
+      // RFC 6455 §5.4: a fragmented message is "a single frame with the FIN bit clear and an
+      // opcode other than 0, followed by zero or more frames with the FIN bit clear and the
+      // opcode set to 0, and terminated by a single frame with the FIN bit set and an opcode of 0".
+      if (!this.open) {
+        this.fail(new WebSocketError('WS_ERR_UNEXPECTED_CONTINUATION'));
+        return false;
+      }
+    } else {
+      // RFC 6455 §5.4: "The fragments of one message MUST NOT be interleaved between the
+      // fragments of another message".
+      if (this.open) {
+        this.fail(new WebSocketError('WS_ERR_EXPECTED_CONTINUATION'));
+        return false;
+      }
+      this.open = true;
+      this.binary = frame.opcode === Opcode.Binary;
+      this.validating = !this.binary && this.validateUtf8;
+      this.fragments = 0;
+      this.declaredBytes = 0;
+      this.validator.reset();
+    }
+    this.fragments++;
+    if (this.fragments > this.maxFragments) {
+      this.fail(new WebSocketError('WS_ERR_TOO_MANY_FRAGMENTS', `more than ${this.maxFragments} frames`));
+      return false;
+    }
+    // Checked on the declared length, before any byte of this frame is kept.
+    this.declaredBytes += frame.length;
+    if (this.declaredBytes > this.maxMessageSize) {
+      this.fail(new WebSocketError('WS_ERR_MESSAGE_TOO_BIG', `more than ${this.maxMessageSize} bytes`));
+      return false;
+    }
+    return true;
+  }
+
+  /** Ends the open message and hands it on (or fails it when its UTF-8 is invalid). */
+  private finish(data: Buffer, invalidUtf8: boolean): WebSocketError | null {
+    const binary = this.binary;
+    this.open = false;
+    this.parts = [];
+    this.partBytes = 0;
+    if (invalidUtf8) {
+      this.fail(new WebSocketError('WS_ERR_INVALID_UTF8'));
+      return this.error;
+    }
+    this.handler.onMessage({ binary, data });
+    return this.error;
+  }
+}
+
+/**
+ * FragmentAssembler as a Transform: writes Frame values (unmasked, whole or in pieces), reads
+ * Message values and control Frame values in the order they complete. Object mode on both sides.
+ */
+export class FragmentAssembler extends Transform {
+  readonly core: FragmentAssemblerCore;
+
+  constructor(options: FragmentAssemblerOptions = {}) {
+    super({ objectMode: true });
+    this.core = new FragmentAssemblerCore(options, {
+      onMessage: (message) => {
+        this.push(message);
+      },
+      onControl: (frame) => {
+        this.push(frame);
+      },
+    });
+  }
+
+  override _transform(chunk: Frame, _enc: BufferEncoding, cb: (error?: Error | null) => void): void {
+    cb(this.core.write(chunk) ?? undefined);
+  }
+}
