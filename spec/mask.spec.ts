@@ -1,0 +1,97 @@
+import { expect } from 'chai';
+import { applyMask, randomMask } from '../lib/mask';
+
+/** RFC 6455 §5.3 read literally: "octet i of the transformed data is the XOR of octet i of the
+ * original data with octet at index i modulo 4 of the masking key", for data starting at `offset`. */
+function naiveMask(data: Uint8Array, key: Uint8Array, offset: number): Buffer {
+  const out = Buffer.alloc(data.length);
+  for (let i = 0; i < data.length; i++) out[i] = data[i]! ^ key[(offset + i) % 4]!;
+  return out;
+}
+
+function pattern(length: number, seed: number): Buffer {
+  const out = Buffer.alloc(length);
+  for (let i = 0; i < length; i++) out[i] = (i * 151 + seed * 17 + 3) & 0xff;
+  return out;
+}
+
+describe('mask', () => {
+  describe('applyMask (RFC 6455 §5.3)', () => {
+    const KEYS = [Buffer.from([0x37, 0xfa, 0x21, 0x3d]), Buffer.from([0x01, 0x02, 0x04, 0x80]), Buffer.from([0xff, 0x00, 0xff, 0x00])];
+
+    it('unmasks the §5.7 example', () => {
+      const data = Buffer.from('7f9f4d5158', 'hex');
+      applyMask(data, KEYS[0]!);
+      expect(data.toString()).to.equal('Hello');
+    });
+
+    it('matches a byte loop at every offset 0..3, every length 0..70 and every byteOffset 0..3', () => {
+      for (const key of KEYS) {
+        for (let offset = 0; offset < 4; offset++) {
+          for (let length = 0; length <= 70; length++) {
+            for (let byteOffset = 0; byteOffset < 4; byteOffset++) {
+              const label = `key ${key.toString('hex')}, offset ${offset}, length ${length}, byteOffset ${byteOffset}`;
+              // A view into a larger buffer, with guard bytes on both sides.
+              const backing = Buffer.alloc(byteOffset + length + 8, 0xa5);
+              const original = pattern(length, offset + byteOffset);
+              original.copy(backing, byteOffset);
+              const view = backing.subarray(byteOffset, byteOffset + length);
+              applyMask(view, key, offset);
+              const want = naiveMask(original, key, offset);
+              if (!view.equals(want)) expect([...view], label).to.deep.equal([...want]);
+              const guards = [...backing.subarray(0, byteOffset), ...backing.subarray(byteOffset + length)];
+              expect(guards.every((b) => b === 0xa5), `${label}: bytes outside the view`).to.equal(true);
+            }
+          }
+        }
+      }
+    });
+
+    it('is its own inverse', () => {
+      const original = pattern(1000, 9);
+      const data = Buffer.from(original);
+      applyMask(data, KEYS[0]!, 3);
+      expect(data.equals(original)).to.equal(false);
+      applyMask(data, KEYS[0]!, 3);
+      expect(data.equals(original)).to.equal(true);
+    });
+
+    it('masks a payload in pieces exactly as in one go', () => {
+      const original = pattern(200, 4);
+      const whole = naiveMask(original, KEYS[1]!, 0);
+      for (let a = 0; a <= original.length; a += 7) {
+        for (let b = a; b <= original.length; b += 13) {
+          const data = Buffer.from(original);
+          applyMask(data.subarray(0, a), KEYS[1]!, 0);
+          applyMask(data.subarray(a, b), KEYS[1]!, a);
+          applyMask(data.subarray(b), KEYS[1]!, b);
+          if (!data.equals(whole)) expect.fail(`split at ${a} and ${b}`);
+        }
+      }
+    });
+  });
+
+  describe('randomMask', () => {
+    it('returns 4-byte keys', () => {
+      for (let i = 0; i < 100; i++) expect(randomMask().length).to.equal(4);
+    });
+
+    it('returns distinct keys', () => {
+      const seen = new Set<string>();
+      const COUNT = 5000;
+      for (let i = 0; i < COUNT; i++) seen.add(randomMask().toString('hex'));
+      // 32-bit keys: a handful of birthday collisions at most, never a repeating pattern.
+      expect(seen.size).to.be.greaterThan(COUNT - 5);
+    });
+
+    it('never changes keys already handed out, after many more draws', () => {
+      const kept = Array.from({ length: 3000 }, () => randomMask());
+      const copies = kept.map((key) => Buffer.from(key));
+      // Far more draws than one pool holds, so the pool is replaced several times.
+      for (let i = 0; i < 20000; i++) randomMask();
+      kept.forEach((key, i) => {
+        if (!key.equals(copies[i]!)) expect.fail(`key ${i} changed`);
+      });
+    });
+  });
+});
