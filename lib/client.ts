@@ -1,0 +1,133 @@
+/**
+ * connect(): opens a WebSocket client connection to a ws:// or wss:// URL. The returned
+ * WebSocket is CONNECTING until the server's 101 is checked; messages written before then are
+ * queued and sent once it opens.
+ */
+import * as net from 'node:net';
+import * as tls from 'node:tls';
+import { Defaults } from './constants';
+import { WebSocketError, isWebSocketError } from './errors';
+import { buildClientRequest, generateKey, validateUpgradeResponse } from './handshake';
+import type { UpgradeResponse } from './handshake-parser';
+import { HandshakeParserCore } from './handshake-parser';
+import { Transport, WebSocket, WebSocketOptions } from './websocket';
+
+export interface ClientOptions extends WebSocketOptions {
+  /** Subprotocols to offer, in order of preference. */
+  protocols?: string[];
+  /** Extra request headers (e.g. Authorization). */
+  headers?: Record<string, string>;
+  /** The Origin header to send, if any. */
+  origin?: string;
+  /** Milliseconds allowed for the TCP/TLS connect and the opening handshake. Default 10000. */
+  handshakeTimeout?: number;
+  /** Largest response header block, in bytes. Default 16 KiB. */
+  maxHeaderSize?: number;
+  /** TLS options for wss:// (ca, cert, key, servername, rejectUnauthorized (default true) ...). */
+  tls?: tls.ConnectionOptions;
+}
+
+/** The parsed 101 answer, emitted as 'upgrade' on the WebSocket before 'open'. */
+export type { UpgradeResponse };
+
+/** Opens a client connection to `url` (ws:// or wss://). Listen for 'open', 'message', 'close', 'error'. */
+export function connect(url: string | URL, options: ClientOptions = {}): WebSocket {
+  const ws = new WebSocket('client', options);
+  let target: URL;
+  try {
+    target = typeof url === 'string' ? new URL(url) : url;
+    if (target.protocol !== 'ws:' && target.protocol !== 'wss:') throw new Error(`unsupported scheme ${target.protocol}`);
+    if (target.hash !== '') throw new Error('a WebSocket URL has no fragment');
+  } catch (cause) {
+    const err = new WebSocketError('WS_ERR_INVALID_ARGUMENT', `invalid URL ${String(url)}: ${(cause as Error).message}`);
+    process.nextTick(() => ws.abortHandshake(err));
+    return ws;
+  }
+  const secure = target.protocol === 'wss:';
+  const port = target.port === '' ? (secure ? 443 : 80) : Number(target.port);
+  const hostname = target.hostname.startsWith('[') ? target.hostname.slice(1, -1) : target.hostname;
+  const socket: net.Socket = secure
+    ? tls.connect({ servername: net.isIP(hostname) === 0 ? hostname : undefined, ...options.tls, host: hostname, port })
+    : net.connect({ host: hostname, port });
+
+  const key = generateKey();
+  const protocols = options.protocols ?? [];
+  const request = buildClientRequest({
+    host: target.port === '' ? target.host : `${target.hostname}:${port}`,
+    path: `${target.pathname}${target.search}`,
+    key,
+    protocols,
+    origin: options.origin,
+    headers: options.headers,
+  });
+
+  let settled = false;
+  const timer = setTimeout(
+    () => fail(new WebSocketError('WS_ERR_HANDSHAKE_TIMEOUT')),
+    options.handshakeTimeout ?? Defaults.handshakeTimeout,
+  );
+  const parser = new HandshakeParserCore(
+    { role: 'client', maxHeaderSize: options.maxHeaderSize },
+    {
+      onHead: (head) => onResponse(head as UpgradeResponse),
+      onData: (bytes: Buffer) => rest.push(bytes),
+    },
+  );
+  const rest: Buffer[] = [];
+  let response: UpgradeResponse | null = null;
+
+  function onResponse(head: UpgradeResponse): void {
+    response = head;
+  }
+
+  function cleanup(): void {
+    settled = true;
+    clearTimeout(timer);
+    socket.removeListener('data', onData);
+    socket.removeListener('error', fail);
+    socket.removeListener('close', onEarlyClose);
+  }
+
+  function fail(err: Error): void {
+    if (settled) return;
+    cleanup();
+    socket.on('error', () => {});
+    socket.destroy();
+    ws.abortHandshake(err);
+  }
+
+  function onEarlyClose(): void {
+    fail(new WebSocketError('WS_ERR_HANDSHAKE_REJECTED', 'connection closed during the opening handshake'));
+  }
+
+  function onData(chunk: Buffer): void {
+    const err = parser.write(chunk);
+    if (err !== null) {
+      fail(err);
+      return;
+    }
+    if (response === null) return;
+    const result = validateUpgradeResponse(response, { key, protocols, extensions: [] });
+    if (isWebSocketError(result)) {
+      fail(result);
+      return;
+    }
+    cleanup();
+    socket.pause();
+    ws.emit('upgrade', response);
+    const head = rest.length === 0 ? null : rest.length === 1 ? rest[0]! : Buffer.concat(rest);
+    // No extension is offered yet, so validateUpgradeResponse has refused any in the answer.
+    ws.attach(socket as Transport, head, { protocol: result.protocol ?? '', extensions: '' });
+    socket.resume();
+  }
+
+  socket.on(secure ? 'secureConnect' : 'connect', () => {
+    if (!settled) socket.write(request);
+  });
+  socket.on('data', onData);
+  socket.on('error', fail);
+  socket.on('close', onEarlyClose);
+  // ws.close() or terminate() while CONNECTING: drop the socket too.
+  ws.once('close', () => fail(new WebSocketError('WS_ERR_INVALID_STATE', 'closed while connecting')));
+  return ws;
+}

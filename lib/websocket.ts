@@ -1,0 +1,484 @@
+/**
+ * WebSocket: one connection as a Duplex of messages.
+ *
+ *   socket --bytes--> Receiver (splitter > unmasker > assembler > responder) --messages--> read()
+ *                                                              |
+ *                                          pong / close echo   v
+ *   write()/send() --messages--> Sender (framer > masker > serializer) --bytes--> socket
+ *
+ * Reading side: text messages come out as strings, binary ones as Buffers. When the reader
+ * stops reading, push() returns false and the socket is paused, so TCP's window closes on the
+ * peer. Writing side: a string is sent as a text message, a Buffer or Uint8Array as a binary
+ * one; write() returns false while the socket's buffer is over its mark, and 'drain' follows.
+ *
+ * Errors: a protocol violation by the peer sends a close frame with the matching code, emits
+ * one 'error' (a WebSocketError) if anyone listens for it, then 'close'. Without an 'error'
+ * listener the error is not thrown: it is kept in `error` and its code reaches 'close', because
+ * a peer's bad bytes must never crash the process.
+ */
+import { Duplex } from 'readable-stream';
+import { checkCloseArgs } from './close';
+import { CloseCode, Defaults } from './constants';
+import { WebSocketError, isWebSocketError } from './errors';
+import { Frame, Message } from './frame';
+import { OutboundMessage, toMessage } from './message-framer';
+import { Receiver, ReceiverOptions, Role } from './receiver';
+import { ByteSink, Sender, SenderOptions } from './sender';
+import { makeFrame } from './frame';
+import { Opcode } from './constants';
+import { encodeClosePayload } from './close';
+
+/** The underlying transport: a net.Socket, a tls.TLSSocket, or any Duplex of bytes. */
+export interface Transport extends ByteSink {
+  on(event: 'data', listener: (chunk: Buffer) => void): this;
+  on(event: 'end' | 'close' | 'drain', listener: () => void): this;
+  on(event: 'error', listener: (err: Error) => void): this;
+  removeListener(event: string, listener: (...args: never[]) => void): this;
+  pause(): this;
+  resume(): this;
+  end(): this;
+  destroy(err?: Error): this;
+  readonly destroyed: boolean;
+  setNoDelay?(noDelay?: boolean): this;
+  setTimeout?(ms: number): this;
+}
+
+export enum ReadyState {
+  CONNECTING = 0,
+  OPEN = 1,
+  CLOSING = 2,
+  CLOSED = 3,
+}
+
+export interface WebSocketOptions extends ReceiverOptions, SenderOptions {
+  /** Milliseconds to wait for the closing handshake (and then the TCP close) before destroying the socket. Default 5000. */
+  closeTimeout?: number;
+  /** How many messages the readable side buffers before the socket is paused. Default 16. */
+  readableHighWaterMark?: number;
+  /** How many messages the writable side buffers before write() returns false. Default 16. */
+  writableHighWaterMark?: number;
+}
+
+/** What the opening handshake settled. */
+export interface HandshakeResult {
+  /** The subprotocol both sides agreed on, or '' for none. */
+  protocol: string;
+  /** The Sec-WebSocket-Extensions value agreed on, or '' for none. */
+  extensions: string;
+}
+
+type WriteCallback = (error?: Error | null) => void;
+
+export interface WebSocketEvents {
+  open: () => void;
+  message: (data: string | Buffer, isBinary: boolean) => void;
+  ping: (payload: Buffer) => void;
+  pong: (payload: Buffer) => void;
+  close: (code: number, reason: string) => void;
+  error: (err: Error) => void;
+}
+
+export class WebSocket extends Duplex {
+  static readonly CONNECTING = ReadyState.CONNECTING;
+  static readonly OPEN = ReadyState.OPEN;
+  static readonly CLOSING = ReadyState.CLOSING;
+  static readonly CLOSED = ReadyState.CLOSED;
+
+  readonly role: Role;
+  /** The subprotocol agreed on in the opening handshake ('' for none). */
+  protocol = '';
+  /** The extensions agreed on in the opening handshake ('' for none). */
+  extensions = '';
+  /** The first error of this connection, if any (also emitted as 'error' when listened for). */
+  error: Error | null = null;
+
+  private state = ReadyState.CONNECTING;
+  private transport: Transport | null = null;
+  private receiver: Receiver | null = null;
+  private sender: Sender | null = null;
+  private readonly options: WebSocketOptions;
+  private readonly closeTimeout: number;
+  private closeTimer: NodeJS.Timeout | null = null;
+  private closeSent = false;
+  private closeReceived = false;
+  private closeCode: number = CloseCode.Abnormal;
+  private closeReason = '';
+  private closeEmitted = false;
+  /** We failed the connection (RFC 6455 §7.1.7) with closeCode. */
+  private failed = false;
+  /** Close arguments given to close() while writes were still queued (sent from _final). */
+  private pendingClose: { code?: number; reason?: string } | null = null;
+  /** A write waiting for the transport to drain, or for the handshake to finish. */
+  private waiting: { callback: WriteCallback; messages: Message[] | null } | null = null;
+  /** Bytes given to write() that have not reached the transport yet. */
+  private queuedBytes = 0;
+  private pausedByUs = false;
+  private readableDone = false;
+
+  constructor(role: Role, options: WebSocketOptions = {}) {
+    // emitClose is off: 'close' is ours, with (code, reason), emitted once the transport is
+    // gone. autoDestroy is off: messages received before the close stay readable.
+    // (@types/readable-stream lacks both options, hence the cast.)
+    const streamOptions = {
+      objectMode: true,
+      readableHighWaterMark: options.readableHighWaterMark ?? 16,
+      writableHighWaterMark: options.writableHighWaterMark ?? 16,
+      allowHalfOpen: true,
+      emitClose: false,
+      autoDestroy: false,
+      decodeStrings: false,
+    };
+    super(streamOptions as ConstructorParameters<typeof Duplex>[0]);
+    this.role = role;
+    this.options = options;
+    this.closeTimeout = options.closeTimeout ?? Defaults.closeTimeout;
+    this.on('newListener', (event: string) => {
+      // A 'message' listener puts the stream in flowing mode, as a 'data' listener does.
+      if (event === 'message' && this.listenerCount('message') === 0) this.on('data', this.emitMessage);
+    });
+  }
+
+  /** CONNECTING, OPEN, CLOSING or CLOSED, as in the browser API. */
+  get readyState(): ReadyState {
+    return this.state;
+  }
+
+  /** Bytes accepted by send()/write() that the transport has not sent yet. */
+  get bufferedAmount(): number {
+    return this.queuedBytes + (this.transport?.writableLength ?? 0);
+  }
+
+  /**
+   * Starts the connection on a transport whose opening handshake is done. `head` holds bytes
+   * that arrived after the handshake (often the first frames). Used by the server and client.
+   */
+  attach(transport: Transport, head: Buffer | null, handshake: HandshakeResult): void {
+    if (this.transport !== null) throw new WebSocketError('WS_ERR_INVALID_STATE', 'already attached');
+    this.transport = transport;
+    this.protocol = handshake.protocol;
+    this.extensions = handshake.extensions;
+    transport.setNoDelay?.(true);
+    transport.setTimeout?.(0);
+    this.receiver = new Receiver(this.role, this.options, {
+      onMessage: (message: Message) => this.onMessage(message),
+      onPing: (payload: Buffer) => this.emit('ping', payload),
+      onPong: (payload: Buffer) => this.emit('pong', payload),
+      onClose: (code: number, reason: string) => this.onCloseFrame(code, reason),
+      onReply: (frame: Frame) => this.onReply(frame),
+    });
+    this.sender = new Sender(transport, this.role, this.options);
+    transport.on('data', this.onData);
+    transport.on('end', this.onEnd);
+    transport.on('close', this.onTransportClose);
+    transport.on('error', this.onTransportError);
+    transport.on('drain', this.onDrain);
+    this.state = ReadyState.OPEN;
+    this.emit('open');
+    // Bytes that came with the handshake are parsed on the next tick, once the caller that
+    // received this connection has attached its listeners (before any later socket data).
+    if (head !== null && head.length > 0) process.nextTick(this.onData, head);
+    // A write queued while CONNECTING goes out now.
+    if (this.waiting !== null && this.waiting.messages !== null) {
+      const { callback, messages } = this.waiting;
+      this.waiting = null;
+      this.sendNow(messages, callback);
+    }
+  }
+
+  /**
+   * Fails a connection that never opened (the handshake failed): emits the error if listened
+   * for, then 'close' with 1006. Used by the client.
+   */
+  abortHandshake(err: Error): void {
+    if (this.state === ReadyState.CLOSED) return;
+    this.reportError(err);
+    this.finish();
+  }
+
+  /**
+   * Sends one message: a string as text, a Buffer or Uint8Array as binary, unless
+   * `options.binary` says otherwise. Returns false when the caller should wait for 'drain'.
+   */
+  send(data: string | Buffer | Uint8Array, options: { binary?: boolean } = {}, callback?: WriteCallback): boolean {
+    const value: OutboundMessage = options.binary === undefined ? data : { data, binary: options.binary };
+    return callback === undefined ? this.write(value) : this.write(value, callback);
+  }
+
+  override write(chunk: OutboundMessage, callback?: WriteCallback): boolean;
+  override write(chunk: OutboundMessage, encoding?: BufferEncoding, callback?: WriteCallback): boolean;
+  override write(chunk: OutboundMessage, a?: BufferEncoding | WriteCallback, b?: WriteCallback): boolean {
+    const message = toMessage(chunk);
+    const callback = typeof a === 'function' ? a : b;
+    if (isWebSocketError(message)) {
+      process.nextTick(() => {
+        callback?.(message);
+        this.reportError(message);
+      });
+      return false;
+    }
+    if (this.closeSent || this.state >= ReadyState.CLOSING) {
+      const err = new WebSocketError('WS_ERR_INVALID_STATE', `readyState is ${ReadyState[this.state]}`);
+      process.nextTick(() => callback?.(err));
+      return false;
+    }
+    this.queuedBytes += message.data.length;
+    return super.write(message, callback as WriteCallback);
+  }
+
+  /** Sends a ping; the peer answers with a pong carrying the same payload (at most 125 bytes). */
+  ping(payload: string | Buffer = Buffer.alloc(0)): void {
+    this.sendControl(Opcode.Ping, payload);
+  }
+
+  /** Sends an unsolicited pong (a unidirectional heartbeat, RFC 6455 §5.5.3). */
+  pong(payload: string | Buffer = Buffer.alloc(0)): void {
+    this.sendControl(Opcode.Pong, payload);
+  }
+
+  /**
+   * Starts the closing handshake: messages already accepted by send()/write() are sent first,
+   * then a close frame with `code` (1000-1003, 1007-1014 or 3000-4999; none sends an empty
+   * close) and `reason` (at most 123 bytes of UTF-8). The transport is destroyed if the peer
+   * does not answer within `closeTimeout`.
+   */
+  close(code?: number, reason?: string): void {
+    const invalid = checkCloseArgs(code, reason);
+    if (invalid !== null) throw invalid;
+    if (this.state === ReadyState.CLOSED || this.closeSent || this.pendingClose !== null) return;
+    if (this.state === ReadyState.CONNECTING) {
+      this.abortHandshake(new WebSocketError('WS_ERR_INVALID_STATE', 'closed before the connection was established'));
+      this.transport?.destroy();
+      return;
+    }
+    this.pendingClose = { code, reason };
+    this.state = ReadyState.CLOSING;
+    this.startCloseTimer();
+    this.end();
+  }
+
+  /** Destroys the transport at once, without a closing handshake ('close' reports 1006). */
+  terminate(): void {
+    if (this.transport === null) this.finish();
+    else this.transport.destroy();
+  }
+
+  // ----- Duplex internals -----
+
+  override _read(): void {
+    if (this.pausedByUs && this.transport !== null) {
+      this.pausedByUs = false;
+      this.transport.resume();
+    }
+  }
+
+  override _write(message: Message, _enc: BufferEncoding, callback: WriteCallback): void {
+    this.dispatch([message], callback);
+  }
+
+  override _writev(chunks: Array<{ chunk: Message }>, callback: WriteCallback): void {
+    this.dispatch(
+      chunks.map((c) => c.chunk),
+      callback,
+    );
+  }
+
+  override _final(callback: WriteCallback): void {
+    const close = this.pendingClose ?? {};
+    this.pendingClose = null;
+    if (!this.closeSent && this.receiver !== null && this.state !== ReadyState.CLOSED) {
+      this.state = ReadyState.CLOSING;
+      this.startCloseTimer();
+      const err = this.receiver.responder.close(close.code, close.reason);
+      if (err !== null) {
+        callback(err);
+        return;
+      }
+    }
+    callback();
+  }
+
+  override _destroy(err: Error | null, callback: (error: Error | null) => void): void {
+    if (this.transport !== null && !this.transport.destroyed) this.transport.destroy();
+    callback(err);
+  }
+
+  // ----- Inbound -----
+
+  private readonly onData = (chunk: Buffer): void => {
+    const receiver = this.receiver!;
+    if (receiver.error !== null) return;
+    const err = receiver.write(chunk);
+    if (err !== null) this.failConnection(err);
+  };
+
+  private onMessage(message: Message): void {
+    const value = message.binary ? message.data : message.data.toString('utf8');
+    if (!this.push(value) && !this.pausedByUs && this.transport !== null) {
+      this.pausedByUs = true;
+      this.transport.pause();
+    }
+  }
+
+  private readonly emitMessage = (value: string | Buffer): void => {
+    this.emit('message', value, typeof value !== 'string');
+  };
+
+  private onCloseFrame(code: number, reason: string): void {
+    this.closeReceived = true;
+    this.closeCode = code;
+    this.closeReason = reason;
+    if (this.state === ReadyState.OPEN) this.state = ReadyState.CLOSING;
+    this.endReadable();
+    this.startCloseTimer();
+    // The responder echoes the close right after this call unless ours went first.
+    this.closingHandshakeDone();
+  }
+
+  private onReply(frame: Frame): void {
+    this.sender?.sendFrame(frame);
+    if (frame.opcode === Opcode.Close) {
+      this.closeSent = true;
+      if (this.state === ReadyState.OPEN) this.state = ReadyState.CLOSING;
+      this.closingHandshakeDone();
+    }
+  }
+
+  /**
+   * Once close frames went both ways, RFC 6455 §7.1.1: "the server MUST close the underlying
+   * TCP connection immediately"; the client waits for that (or for closeTimeout) and then
+   * closes its side.
+   */
+  private closingHandshakeDone(): void {
+    if (!this.closeSent || !this.closeReceived) return;
+    if (this.role === 'server') this.transport?.end();
+  }
+
+  private readonly onEnd = (): void => {
+    // The peer will send nothing more; finish our side too.
+    if (this.transport !== null && !this.transport.destroyed) this.transport.end();
+  };
+
+  private readonly onTransportError = (err: Error): void => {
+    this.reportError(err);
+    this.transport?.destroy();
+  };
+
+  private readonly onTransportClose = (): void => {
+    this.finish();
+  };
+
+  // ----- Outbound -----
+
+  private dispatch(messages: Message[], callback: WriteCallback): void {
+    if (this.state === ReadyState.CONNECTING) {
+      this.waiting = { callback, messages };
+      return;
+    }
+    this.sendNow(messages, callback);
+  }
+
+  private sendNow(messages: Message[], callback: WriteCallback): void {
+    if (this.closeSent || this.sender === null || this.state === ReadyState.CLOSED) {
+      callback(new WebSocketError('WS_ERR_INVALID_STATE', `readyState is ${ReadyState[this.state]}`));
+      return;
+    }
+    let bytes = 0;
+    for (const m of messages) bytes += m.data.length;
+    this.queuedBytes -= bytes;
+    let flowing: boolean;
+    try {
+      flowing = messages.length === 1 ? this.sender.sendMessage(messages[0]!) : this.sender.sendMessages(messages);
+    } catch (err) {
+      callback(err as Error);
+      return;
+    }
+    if (flowing) callback();
+    else this.waiting = { callback, messages: null };
+  }
+
+  private readonly onDrain = (): void => {
+    const waiting = this.waiting;
+    if (waiting !== null && waiting.messages === null) {
+      this.waiting = null;
+      waiting.callback();
+    }
+  };
+
+  private sendControl(opcode: Opcode, payload: string | Buffer): void {
+    const data = typeof payload === 'string' ? Buffer.from(payload) : payload;
+    if (data.length > 125) throw new WebSocketError('WS_ERR_INVALID_ARGUMENT', 'control payload over 125 bytes');
+    if (this.state !== ReadyState.OPEN || this.sender === null) {
+      throw new WebSocketError('WS_ERR_INVALID_STATE', `readyState is ${ReadyState[this.state]}`);
+    }
+    this.sender.sendFrame(makeFrame(opcode, data));
+  }
+
+  // ----- Failing and finishing -----
+
+  /** RFC 6455 §7.1.7: send a close frame with the error's code, then close the transport. */
+  private failConnection(err: WebSocketError): void {
+    this.reportError(err);
+    this.failed = true;
+    if (!this.closeReceived) this.closeCode = err.closeCode;
+    if (!this.closeSent && this.receiver !== null) this.receiver.responder.failConnection(err);
+    if (this.state === ReadyState.OPEN) this.state = ReadyState.CLOSING;
+    this.endReadable();
+    this.transport?.end();
+    this.startCloseTimer();
+  }
+
+  private startCloseTimer(): void {
+    if (this.closeTimer !== null || this.state === ReadyState.CLOSED) return;
+    this.closeTimer = setTimeout(() => {
+      this.closeTimer = null;
+      this.transport?.destroy();
+    }, this.closeTimeout);
+    this.closeTimer.unref?.();
+  }
+
+  private endReadable(): void {
+    if (this.readableDone) return;
+    this.readableDone = true;
+    this.push(null);
+  }
+
+  private reportError(err: Error): void {
+    if (this.error === null) this.error = err;
+    if (this.listenerCount('error') > 0) this.emit('error', err);
+  }
+
+  /** The transport is gone: settle every pending callback and emit 'close' once. */
+  private finish(): void {
+    if (this.closeEmitted) return;
+    this.closeEmitted = true;
+    this.state = ReadyState.CLOSED;
+    if (this.closeTimer !== null) {
+      clearTimeout(this.closeTimer);
+      this.closeTimer = null;
+    }
+    const transport = this.transport;
+    if (transport !== null) {
+      transport.removeListener('data', this.onData);
+      transport.removeListener('drain', this.onDrain);
+      transport.removeListener('end', this.onEnd);
+      transport.removeListener('close', this.onTransportClose);
+      // An 'error' may still follow a destroy; keep a listener so it is never unhandled.
+      transport.removeListener('error', this.onTransportError);
+      transport.on('error', ignore);
+    }
+    const waiting = this.waiting;
+    this.waiting = null;
+    waiting?.callback(new WebSocketError('WS_ERR_INVALID_STATE', 'connection closed'));
+    if (!this.closeReceived && !this.failed) this.closeCode = CloseCode.Abnormal;
+    // Messages already received stay readable: the readable side ends, nothing is destroyed.
+    this.endReadable();
+    this.emit('close', this.closeCode, this.closeReason);
+  }
+}
+
+function ignore(): void {}
+
+/** Encodes a close frame (used by stages and specs that build the bytes of a close by hand). */
+export function closeFrame(code?: number, reason?: string): Frame {
+  return makeFrame(Opcode.Close, encodeClosePayload(code, reason));
+}

@@ -1,0 +1,259 @@
+import { expect } from 'chai';
+import { once } from 'node:events';
+import * as net from 'node:net';
+import { CloseCode, WebSocketError } from '../lib';
+import { Transport, WebSocket, WebSocketOptions } from '../lib/websocket';
+import { hex, readAll, readBytes, socketPair } from './helpers/sockets';
+
+/** RFC 6455 §5.7 vectors. */
+const MASKED_HELLO = hex('81 85 37 fa 21 3d 7f 9f 4d 51 58');
+const UNMASKED_HELLO = hex('81 05 48 65 6c 6c 6f');
+const MASKED_PING_HELLO = hex('89 85 37 fa 21 3d 7f 9f 4d 51 58');
+const UNMASKED_PONG_HELLO = hex('8a 05 48 65 6c 6c 6f');
+const PINNED_MASK = hex('37 fa 21 3d');
+
+/** Masks a client frame by hand with the pinned key: header bytes + masked payload. */
+function clientFrame(first: number, payload: Buffer): Buffer {
+  if (payload.length > 125) throw new Error('short frames only');
+  const masked = Buffer.from(payload);
+  for (let i = 0; i < masked.length; i++) masked[i] = masked[i]! ^ PINNED_MASK[i & 3]!;
+  return Buffer.concat([Buffer.from([first, 0x80 | payload.length]), PINNED_MASK, masked]);
+}
+
+function closePayload(code: number, reason = ''): Buffer {
+  const b = Buffer.alloc(2 + Buffer.byteLength(reason));
+  b.writeUInt16BE(code, 0);
+  b.write(reason, 2);
+  return b;
+}
+
+/** Resolves with the ('close') arguments; unlike events.once, an 'error' does not reject it. */
+function closed(ws: WebSocket): Promise<[number, string]> {
+  return new Promise((resolve) => ws.once('close', (code: number, reason: string) => resolve([code, reason])));
+}
+
+interface Pair {
+  ws: WebSocket;
+  peer: net.Socket;
+}
+
+async function serverSide(options: WebSocketOptions = {}, head: Buffer | null = null): Promise<Pair> {
+  const [a, b] = await socketPair();
+  const ws = new WebSocket('server', options);
+  ws.attach(a as Transport, head, { protocol: '', extensions: '' });
+  return { ws, peer: b };
+}
+
+async function clientSide(options: WebSocketOptions = {}): Promise<Pair> {
+  const [a, b] = await socketPair();
+  const ws = new WebSocket('client', { generateMask: () => PINNED_MASK, ...options });
+  ws.attach(b as Transport, null, { protocol: '', extensions: '' });
+  return { ws, peer: a };
+}
+
+describe('WebSocket (fused connection)', () => {
+  describe('server role, RFC 6455 §5.7 vectors', () => {
+    it('delivers a masked text frame as a string message', async () => {
+      const { ws, peer } = await serverSide();
+      peer.write(MASKED_HELLO);
+      const [data, isBinary] = (await once(ws, 'message')) as [string, boolean];
+      expect(data).to.equal('Hello');
+      expect(isBinary).to.equal(false);
+      ws.terminate();
+    });
+
+    it('parses frames that arrived in the same chunk as the handshake (head)', async () => {
+      const { ws } = await serverSide({}, Buffer.concat([MASKED_HELLO, MASKED_HELLO]));
+      const got: string[] = [];
+      ws.on('message', (d: string) => got.push(d));
+      await new Promise((r) => setTimeout(r, 50));
+      expect(got).to.deep.equal(['Hello', 'Hello']);
+      ws.terminate();
+    });
+
+    it('answers a ping with a pong carrying the same payload', async () => {
+      const { ws, peer } = await serverSide();
+      const pinged = once(ws, 'ping');
+      peer.write(MASKED_PING_HELLO);
+      const bytes = await readBytes(peer, UNMASKED_PONG_HELLO.length);
+      expect(bytes).to.deep.equal(UNMASKED_PONG_HELLO);
+      expect(((await pinged) as [Buffer])[0].toString()).to.equal('Hello');
+      ws.terminate();
+    });
+
+    it('sends text and binary messages unmasked, byte for byte', async () => {
+      const { ws, peer } = await serverSide();
+      ws.send('Hello');
+      ws.send(Buffer.from([1, 2, 3]));
+      const bytes = await readBytes(peer, 7 + 5);
+      expect(bytes).to.deep.equal(Buffer.concat([UNMASKED_HELLO, hex('82 03 01 02 03')]));
+      ws.terminate();
+    });
+
+    it('echoes a close frame with its code, closes TCP first, and reports the code', async () => {
+      const { ws, peer } = await serverSide();
+      const closing = closed(ws);
+      peer.write(clientFrame(0x88, closePayload(1000, 'bye')));
+      const bytes = await readAll(peer);
+      expect(bytes).to.deep.equal(Buffer.concat([hex('88 02'), closePayload(1000)]));
+      expect(await closing).to.deep.equal([1000, 'bye']);
+      expect(ws.readyState).to.equal(WebSocket.CLOSED);
+    });
+
+    it('answers an empty close with an empty close (1005 never goes on the wire)', async () => {
+      const { ws, peer } = await serverSide();
+      const closing = closed(ws);
+      peer.write(clientFrame(0x88, Buffer.alloc(0)));
+      expect(await readAll(peer)).to.deep.equal(hex('88 00'));
+      expect(await closing).to.deep.equal([CloseCode.NoStatus, '']);
+    });
+  });
+
+  describe('failing the connection (RFC 6455 §7.1.7)', () => {
+    const cases: Array<[string, Buffer, string, number]> = [
+      ['an unmasked client frame', UNMASKED_HELLO, 'WS_ERR_EXPECTED_MASK', 1002],
+      ['a reserved opcode', clientFrame(0x83, Buffer.alloc(0)), 'WS_ERR_INVALID_OPCODE', 1002],
+      ['invalid UTF-8 in a text message', clientFrame(0x81, hex('ce ba e1 bd b9 cf 83 ce bc ce b5 ed a0 80')), 'WS_ERR_INVALID_UTF8', 1007],
+      ['a continuation without a start', clientFrame(0x80, Buffer.from('x')), 'WS_ERR_UNEXPECTED_CONTINUATION', 1002],
+      ['an invalid close code', clientFrame(0x88, closePayload(1005)), 'WS_ERR_INVALID_CLOSE_CODE', 1002],
+    ];
+    for (const [title, bytes, code, closeCode] of cases) {
+      it(`${title}: close frame ${closeCode}, one ${code} error, 'close' ${closeCode}`, async () => {
+        const { ws, peer } = await serverSide();
+        const errors: WebSocketError[] = [];
+        ws.on('error', (e: WebSocketError) => errors.push(e));
+        const closing = closed(ws);
+        peer.write(bytes);
+        const wire = await readAll(peer);
+        expect(wire[0]).to.equal(0x88);
+        expect(wire.readUInt16BE(2)).to.equal(closeCode);
+        expect(await closing).to.have.property('0', closeCode);
+        expect(errors).to.have.length(1);
+        expect(errors[0]!.code).to.equal(code);
+        expect(errors[0]!.closeCode).to.equal(closeCode);
+      });
+    }
+
+    it('does not throw when nobody listens for errors; the error is kept', async () => {
+      const { ws, peer } = await serverSide();
+      const closing = closed(ws);
+      peer.resume();
+      peer.write(UNMASKED_HELLO);
+      expect(await closing).to.have.property('0', 1002);
+      expect(ws.error).to.be.instanceOf(WebSocketError);
+    });
+
+    it('ignores everything after a bad frame in the same chunk', async () => {
+      const { ws, peer } = await serverSide();
+      const got: string[] = [];
+      ws.on('message', (d: string) => got.push(d));
+      ws.on('error', () => {});
+      const closing = closed(ws);
+      peer.resume();
+      peer.write(Buffer.concat([MASKED_HELLO, UNMASKED_HELLO, MASKED_HELLO]));
+      await closing;
+      expect(got).to.deep.equal(['Hello']);
+    });
+  });
+
+  describe('client role', () => {
+    it('masks with the injected key (RFC 6455 §5.7 masked "Hello")', async () => {
+      const { ws, peer } = await clientSide();
+      ws.send('Hello');
+      expect(await readBytes(peer, MASKED_HELLO.length)).to.deep.equal(MASKED_HELLO);
+      ws.terminate();
+    });
+
+    it('refuses masked frames from a server with 1002', async () => {
+      const { ws, peer } = await clientSide();
+      const closing = closed(ws);
+      ws.on('error', () => {});
+      peer.resume();
+      peer.write(MASKED_HELLO);
+      expect(await closing).to.have.property('0', 1002);
+      expect((ws.error as WebSocketError).code).to.equal('WS_ERR_UNEXPECTED_MASK');
+    });
+
+    it('waits for the server to close TCP after the closing handshake', async () => {
+      const { ws, peer } = await clientSide();
+      const closing = closed(ws);
+      ws.close(1000, 'done');
+      const sent = await readBytes(peer, 12);
+      expect(sent.subarray(0, 2)).to.deep.equal(hex('88 86'));
+      peer.end(Buffer.concat([hex('88 02'), closePayload(1000)]));
+      expect(await closing).to.deep.equal([1000, '']);
+    });
+  });
+
+  describe('closing', () => {
+    it('close() sends queued messages first, then the close frame', async () => {
+      const { ws, peer } = await serverSide();
+      ws.send('a');
+      ws.send('b');
+      ws.close(1001, 'going');
+      const bytes = await readBytes(peer, 3 + 3 + 2 + 7);
+      expect(bytes).to.deep.equal(Buffer.concat([hex('81 01 61 81 01 62 88 07'), closePayload(1001, 'going')]));
+      ws.terminate();
+    });
+
+    it('destroys the socket when the peer never answers the close (closeTimeout), reporting 1006', async () => {
+      const { ws } = await serverSide({ closeTimeout: 100 });
+      const closing = closed(ws);
+      ws.close(1000);
+      expect(await closing).to.have.property('0', 1006);
+    });
+
+    it('reports 1006 when TCP drops without a close frame', async () => {
+      const { ws, peer } = await serverSide();
+      const closing = closed(ws);
+      peer.destroy();
+      expect(await closing).to.have.property('0', 1006);
+    });
+
+    it('refuses writes after close() with WS_ERR_INVALID_STATE', async () => {
+      const { ws } = await serverSide({ closeTimeout: 50 });
+      ws.close();
+      const err = await new Promise<Error | null | undefined>((resolve) => ws.send('late', {}, resolve));
+      expect((err as WebSocketError).code).to.equal('WS_ERR_INVALID_STATE');
+      ws.terminate();
+    });
+
+    it('rejects invalid close codes and long reasons from the application', async () => {
+      const { ws } = await serverSide();
+      expect(() => ws.close(1005)).to.throw(WebSocketError);
+      expect(() => ws.close(1000, 'x'.repeat(124))).to.throw(WebSocketError);
+      ws.terminate();
+    });
+  });
+
+  describe('backpressure', () => {
+    it('pauses the socket when the reader does not read, and resumes when it does', async () => {
+      const { ws, peer } = await serverSide({ readableHighWaterMark: 2 });
+      const transport = (ws as unknown as { transport: net.Socket }).transport;
+      for (let i = 0; i < 10; i++) peer.write(MASKED_HELLO);
+      await new Promise((r) => setTimeout(r, 50));
+      expect(transport.isPaused()).to.equal(true);
+      const got: string[] = [];
+      for (let i = 0; i < 10; i++) {
+        if (ws.readableLength === 0) await once(ws, 'readable');
+        got.push(ws.read() as string);
+      }
+      expect(got).to.deep.equal(new Array(10).fill('Hello'));
+      ws.terminate();
+    });
+
+    it('write() returns false while the peer does not read, then drains', async () => {
+      const { ws, peer } = await serverSide();
+      peer.pause();
+      const big = Buffer.alloc(1024 * 1024);
+      let writes = 0;
+      while (writes < 1000 && ws.write(big)) writes++;
+      // Some MiB fit in the kernel's socket buffers; then write() says to wait.
+      expect(writes).to.be.lessThan(1000);
+      expect(ws.bufferedAmount).to.be.greaterThan(0);
+      peer.resume();
+      await once(ws, 'drain');
+      ws.terminate();
+    });
+  });
+});
