@@ -23,6 +23,23 @@ export interface FragmentAssemblerOptions {
   maxFragments?: number;
   /** Skip UTF-8 validation of text messages (when the application checks, or does not care). Default false. */
   skipUtf8Validation?: boolean;
+  /**
+   * Hand on each message as it arrives, as MessagePiece values (onMessagePiece), instead of
+   * joining it. Nothing is kept, so maxMessageSize and maxFragments do not apply; the streamed
+   * message's size is limited by maxStreamedMessageSize. Text is still UTF-8-checked per piece,
+   * before it is handed on. Default false.
+   */
+  streaming?: boolean;
+  /** Largest message in streaming mode, in bytes. Default Infinity (each frame is still capped by maxPayload). */
+  maxStreamedMessageSize?: number;
+}
+
+/** A piece of a message being streamed: `first` opens it (its kind known), `last` ends it. */
+export interface MessagePiece {
+  readonly binary: boolean;
+  readonly data: Buffer;
+  readonly first: boolean;
+  readonly last: boolean;
 }
 
 /** Where FragmentAssemblerCore sends its outputs. */
@@ -31,6 +48,8 @@ export interface FragmentAssemblerHandler {
   onMessage(message: Message): void;
   /** A control frame (Close, Ping or Pong), as soon as it arrives. */
   onControl(frame: Frame): void;
+  /** Streaming mode only: a piece of the open message. */
+  onMessagePiece?(piece: MessagePiece): void;
 }
 
 const EMPTY = Buffer.alloc(0);
@@ -41,7 +60,10 @@ export class FragmentAssemblerCore {
   private readonly maxMessageSize: number;
   private readonly maxFragments: number;
   private readonly validateUtf8: boolean;
+  private readonly streaming: boolean;
   private readonly handler: FragmentAssemblerHandler;
+  /** Streaming mode: the open message's first piece has not been handed on yet. */
+  private firstPending = false;
   /** A message has started and its final frame has not ended yet. */
   private open = false;
   private binary = false;
@@ -59,6 +81,11 @@ export class FragmentAssemblerCore {
     this.maxMessageSize = options.maxMessageSize ?? Defaults.maxMessageSize;
     this.maxFragments = options.maxFragments ?? Defaults.maxFragments;
     this.validateUtf8 = options.skipUtf8Validation !== true;
+    this.streaming = options.streaming === true;
+    if (this.streaming) {
+      this.maxMessageSize = options.maxStreamedMessageSize ?? Number.POSITIVE_INFINITY;
+      this.maxFragments = Number.POSITIVE_INFINITY;
+    }
     this.handler = handler;
   }
 
@@ -88,6 +115,7 @@ export class FragmentAssemblerCore {
       return this.error;
     }
     const ends = frame.fin && isLastPiece(frame);
+    if (this.streaming) return this.streamPiece(payload, ends);
     if (ends && this.parts.length === 0 && frame.offset === 0) {
       // The whole message in one piece: no list, no copy.
       return this.finish(payload, this.validating && !isValidUtf8(payload));
@@ -106,6 +134,27 @@ export class FragmentAssemblerCore {
     const parts = this.parts;
     const data = parts.length === 0 ? EMPTY : parts.length === 1 ? parts[0]! : Buffer.concat(parts, this.partBytes);
     return this.finish(data, this.validating && !this.validator.end());
+  }
+
+  /** Streaming mode: checks and hands on one piece; empty pieces only when they open or end a message. */
+  private streamPiece(payload: Buffer, ends: boolean): WebSocketError | null {
+    if (this.validating && payload.length > 0 && !this.validator.write(payload)) {
+      this.fail(new WebSocketError('WS_ERR_INVALID_UTF8'));
+      return this.error;
+    }
+    if (ends) {
+      this.open = false;
+      if (this.validating && !this.validator.end()) {
+        this.fail(new WebSocketError('WS_ERR_INVALID_UTF8'));
+        return this.error;
+      }
+    } else if (payload.length === 0 && !this.firstPending) {
+      return null;
+    }
+    const first = this.firstPending;
+    this.firstPending = false;
+    this.handler.onMessagePiece!({ binary: this.binary, data: payload, first, last: ends });
+    return this.error;
   }
 
   /** Stops the assembler: keeps the first error, ignores all later input. */
@@ -137,6 +186,7 @@ export class FragmentAssemblerCore {
       this.validating = !this.binary && this.validateUtf8;
       this.fragments = 0;
       this.declaredBytes = 0;
+      this.firstPending = true;
       this.validator.reset();
     }
     this.fragments++;
@@ -170,7 +220,8 @@ export class FragmentAssemblerCore {
 
 /**
  * FragmentAssembler as a Transform: writes Frame values (unmasked, whole or in pieces), reads
- * Message values and control Frame values in the order they complete. Object mode on both sides.
+ * Message values (MessagePiece values in streaming mode) and control Frame values in the order
+ * they complete. Object mode on both sides.
  */
 export class FragmentAssembler extends Transform {
   readonly core: FragmentAssemblerCore;
@@ -183,6 +234,9 @@ export class FragmentAssembler extends Transform {
       },
       onControl: (frame) => {
         this.push(frame);
+      },
+      onMessagePiece: (piece) => {
+        this.push(piece);
       },
     });
   }

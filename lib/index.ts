@@ -38,6 +38,8 @@ export * from './frame-serializer';
 export { Utf8Validator, isValidUtf8 } from './utf8';
 export { parseClosePayload, encodeClosePayload, checkCloseArgs } from './close';
 export { WebSocket, ReadyState } from './websocket';
+export { MessageReadable, MessageWritable, MESSAGE_STREAM_HIGH_WATER_MARK } from './message-stream';
+export type { MessageWritableOptions } from './message-stream';
 export type { WebSocketOptions, HandshakeResult, Transport } from './websocket';
 export type { ReceiverOptions, Role } from './receiver';
 export type { SenderOptions } from './sender';

@@ -6,7 +6,7 @@
  */
 import { ControlFrameResponderCore, ControlFrameResponderHandler } from './control-frame-responder';
 import { WebSocketError } from './errors';
-import { FragmentAssemblerCore } from './fragment-assembler';
+import { FragmentAssemblerCore, MessagePiece } from './fragment-assembler';
 import { Frame, Message } from './frame';
 import { FrameSplitterCore } from './frame-splitter';
 import { UnmaskerCore } from './unmasker';
@@ -25,6 +25,19 @@ export interface ReceiverOptions {
   skipUtf8Validation?: boolean;
   /** Answer pings with pongs automatically. Default true. */
   autoPong?: boolean;
+  /**
+   * Deliver every data message as a stream of pieces as it arrives (onMessagePiece) instead of
+   * whole. maxMessageSize and maxFragments then do not apply (nothing is kept);
+   * maxStreamedMessageSize does. Default false.
+   */
+  streamMessages?: boolean;
+  /** Largest streamed message, in bytes. Default Infinity (each frame is still capped by maxPayload). */
+  maxStreamedMessageSize?: number;
+}
+
+/** The responder's outputs, plus the pieces of streamed messages. */
+export interface ReceiverHandler extends ControlFrameResponderHandler {
+  onMessagePiece?(piece: MessagePiece): void;
 }
 
 export class Receiver {
@@ -33,17 +46,20 @@ export class Receiver {
   readonly assembler: FragmentAssemblerCore;
   readonly responder: ControlFrameResponderCore;
 
-  constructor(role: Role, options: ReceiverOptions, handler: ControlFrameResponderHandler) {
+  constructor(role: Role, options: ReceiverOptions, handler: ReceiverHandler) {
     this.responder = new ControlFrameResponderCore({ autoPong: options.autoPong ?? true }, handler);
     this.assembler = new FragmentAssemblerCore(
       {
         maxMessageSize: options.maxMessageSize,
         maxFragments: options.maxFragments,
         skipUtf8Validation: options.skipUtf8Validation,
+        streaming: options.streamMessages,
+        maxStreamedMessageSize: options.maxStreamedMessageSize,
       },
       {
         onMessage: (message: Message) => this.pass(this.responder.write(message)),
         onControl: (frame: Frame) => this.pass(this.responder.write(frame)),
+        onMessagePiece: handler.onMessagePiece,
       },
     );
     this.unmasker = new UnmaskerCore({ role }, { onFrame: (frame: Frame) => this.pass(this.assembler.write(frame)) });

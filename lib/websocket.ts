@@ -16,7 +16,9 @@
  * listener the error is not thrown: it is kept in `error` and its code reaches 'close', because
  * a peer's bad bytes must never crash the process.
  */
-import { Duplex } from 'readable-stream';
+import { Duplex, Readable } from 'readable-stream';
+import type { MessagePiece } from './fragment-assembler';
+import { MessageReadable, MessageWritable, MessageWritableOptions, PartSink } from './message-stream';
 import { checkCloseArgs } from './close';
 import { CloseCode, Defaults } from './constants';
 import { WebSocketError, isWebSocketError } from './errors';
@@ -108,8 +110,19 @@ export class WebSocket extends Duplex {
   private failed = false;
   /** Close arguments given to close() while writes were still queued (sent from _final). */
   private pendingClose: { code?: number; reason?: string } | null = null;
-  /** A write waiting for the transport to drain, or for the handshake to finish. */
-  private waiting: { callback: WriteCallback; messages: Message[] | null } | null = null;
+  /** Work waiting for the opening handshake to finish (writes made while CONNECTING). */
+  private whenOpen: Array<() => void> = [];
+  /** Callbacks of writes waiting for the transport to drain. */
+  private drainWaiters: WriteCallback[] = [];
+  /**
+   * Who may send data frames now: null (anyone), or the MessageWritable whose message is open.
+   * Fragments of one message are never interleaved with another message's frames.
+   */
+  private outboundOwner: MessageWritable | null = null;
+  /** Sends waiting for outboundOwner to finish its message. */
+  private ownerWaiters: Array<() => void> = [];
+  /** The incoming message being streamed (streamMessages option). */
+  private inboundStream: MessageReadable | null = null;
   /** Bytes given to write() that have not reached the transport yet. */
   private queuedBytes = 0;
   private pausedByUs = false;
@@ -161,6 +174,7 @@ export class WebSocket extends Duplex {
     transport.setTimeout?.(0);
     this.receiver = new Receiver(this.role, this.options, {
       onMessage: (message: Message) => this.onMessage(message),
+      onMessagePiece: (piece: MessagePiece) => this.onMessagePiece(piece),
       onPing: (payload: Buffer) => this.emit('ping', payload),
       onPong: (payload: Buffer) => this.emit('pong', payload),
       onClose: (code: number, reason: string) => this.onCloseFrame(code, reason),
@@ -177,12 +191,20 @@ export class WebSocket extends Duplex {
     // Bytes that came with the handshake are parsed on the next tick, once the caller that
     // received this connection has attached its listeners (before any later socket data).
     if (head !== null && head.length > 0) process.nextTick(this.onData, head);
-    // A write queued while CONNECTING goes out now.
-    if (this.waiting !== null && this.waiting.messages !== null) {
-      const { callback, messages } = this.waiting;
-      this.waiting = null;
-      this.sendNow(messages, callback);
-    }
+    // Writes queued while CONNECTING go out now, in order.
+    const queued = this.whenOpen;
+    this.whenOpen = [];
+    for (const task of queued) task();
+  }
+
+  /**
+   * Starts one outgoing message whose payload is written as a stream: each chunk written goes
+   * out as a frame as soon as the connection may send, and end() sends the final frame.
+   * `fs.createReadStream(path).pipe(ws.createMessageStream({ binary: true }))`. Control frames
+   * (pong, close) still get through between its frames; other data messages wait until it ends.
+   */
+  createMessageStream(options: MessageWritableOptions = {}): MessageWritable {
+    return new MessageWritable(this.partSink, options);
   }
 
   /**
@@ -265,10 +287,7 @@ export class WebSocket extends Duplex {
   // ----- Duplex internals -----
 
   override _read(): void {
-    if (this.pausedByUs && this.transport !== null) {
-      this.pausedByUs = false;
-      this.transport.resume();
-    }
+    this.resumeTransport();
   }
 
   override _write(message: Message, _enc: BufferEncoding, callback: WriteCallback): void {
@@ -312,15 +331,41 @@ export class WebSocket extends Duplex {
   };
 
   private onMessage(message: Message): void {
-    const value = message.binary ? message.data : message.data.toString('utf8');
-    if (!this.push(value) && !this.pausedByUs && this.transport !== null) {
+    this.pushOrPause(this, message.binary ? message.data : message.data.toString('utf8'));
+  }
+
+  private onMessagePiece(piece: MessagePiece): void {
+    if (this.closeReceived) return;
+    if (piece.first) {
+      this.inboundStream = new MessageReadable(piece.binary, this.resumeTransport);
+      this.pushOrPause(this, this.inboundStream);
+    }
+    const stream = this.inboundStream!;
+    if (piece.data.length > 0) this.pushOrPause(stream, piece.data);
+    if (piece.last) {
+      stream.push(null);
+      this.inboundStream = null;
+    }
+  }
+
+  /** Pushes into a readable; when it is full, pauses the transport until it asks for more. */
+  private pushOrPause(readable: Readable | Duplex, value: unknown): void {
+    if (!readable.push(value) && !this.pausedByUs && this.transport !== null) {
       this.pausedByUs = true;
       this.transport.pause();
     }
   }
 
-  private readonly emitMessage = (value: string | Buffer): void => {
-    this.emit('message', value, typeof value !== 'string');
+  private readonly resumeTransport = (): void => {
+    if (this.pausedByUs && this.transport !== null) {
+      this.pausedByUs = false;
+      this.transport.resume();
+    }
+  };
+
+  private readonly emitMessage = (value: string | Buffer | MessageReadable): void => {
+    if (value instanceof MessageReadable) this.emit('message', value, value.binary);
+    else this.emit('message', value, typeof value !== 'string');
   };
 
   private onCloseFrame(code: number, reason: string): void {
@@ -369,17 +414,29 @@ export class WebSocket extends Duplex {
 
   // ----- Outbound -----
 
+  /** Runs `send` once the connection is open and no streamed message holds the outbound side. */
+  private whenSendable(owner: MessageWritable | null, send: () => void): void {
+    if (this.state === ReadyState.CONNECTING) this.whenOpen.push(() => this.whenSendable(owner, send));
+    else if (this.outboundOwner === null || this.outboundOwner === owner) send();
+    else this.ownerWaiters.push(() => this.whenSendable(owner, send));
+  }
+
   private dispatch(messages: Message[], callback: WriteCallback): void {
-    if (this.state === ReadyState.CONNECTING) {
-      this.waiting = { callback, messages };
-      return;
+    this.whenSendable(null, () => this.sendNow(messages, callback));
+  }
+
+  /** Why nothing more can be sent, or null. */
+  private cannotSend(): WebSocketError | null {
+    if (this.closeSent || this.sender === null || this.state === ReadyState.CLOSED) {
+      return new WebSocketError('WS_ERR_INVALID_STATE', `readyState is ${ReadyState[this.state]}`);
     }
-    this.sendNow(messages, callback);
+    return null;
   }
 
   private sendNow(messages: Message[], callback: WriteCallback): void {
-    if (this.closeSent || this.sender === null || this.state === ReadyState.CLOSED) {
-      callback(new WebSocketError('WS_ERR_INVALID_STATE', `readyState is ${ReadyState[this.state]}`));
+    const refused = this.cannotSend();
+    if (refused !== null) {
+      callback(refused);
       return;
     }
     let bytes = 0;
@@ -387,21 +444,58 @@ export class WebSocket extends Duplex {
     this.queuedBytes -= bytes;
     let flowing: boolean;
     try {
-      flowing = messages.length === 1 ? this.sender.sendMessage(messages[0]!) : this.sender.sendMessages(messages);
+      flowing = messages.length === 1 ? this.sender!.sendMessage(messages[0]!) : this.sender!.sendMessages(messages);
     } catch (err) {
       callback(err as Error);
       return;
     }
+    this.afterSend(flowing, callback);
+  }
+
+  /** Calls back now, or once the transport has drained. */
+  private afterSend(flowing: boolean, callback: WriteCallback): void {
     if (flowing) callback();
-    else this.waiting = { callback, messages: null };
+    else this.drainWaiters.push(callback);
+  }
+
+  /** The MessageWritable side: one part of a streamed message. */
+  private readonly partSink: PartSink = {
+    sendPart: (owner, data, fin, callback) => {
+      this.whenSendable(owner, () => {
+        const refused = this.cannotSend();
+        if (refused !== null) {
+          this.releaseOutbound(owner);
+          callback(refused);
+          return;
+        }
+        this.outboundOwner = owner;
+        let flowing: boolean;
+        try {
+          flowing = this.sender!.sendPart(data, owner.binary, fin);
+        } catch (err) {
+          this.releaseOutbound(owner);
+          callback(err as Error);
+          return;
+        }
+        if (fin) this.releaseOutbound(owner);
+        this.afterSend(flowing, callback);
+      });
+    },
+  };
+
+  /** The streamed message of `owner` has ended (or failed): let waiting sends go. */
+  private releaseOutbound(owner: MessageWritable): void {
+    if (this.outboundOwner !== owner) return;
+    this.outboundOwner = null;
+    const waiters = this.ownerWaiters;
+    this.ownerWaiters = [];
+    for (const waiter of waiters) waiter();
   }
 
   private readonly onDrain = (): void => {
-    const waiting = this.waiting;
-    if (waiting !== null && waiting.messages === null) {
-      this.waiting = null;
-      waiting.callback();
-    }
+    const waiters = this.drainWaiters;
+    this.drainWaiters = [];
+    for (const callback of waiters) callback();
   };
 
   private sendControl(opcode: Opcode, payload: string | Buffer): void {
@@ -418,6 +512,7 @@ export class WebSocket extends Duplex {
   /** RFC 6455 §7.1.7: send a close frame with the error's code, then close the transport. */
   private failConnection(err: WebSocketError): void {
     this.reportError(err);
+    this.abortInboundStream(err);
     this.failed = true;
     if (!this.closeReceived) this.closeCode = err.closeCode;
     if (!this.closeSent && this.receiver !== null) this.receiver.responder.failConnection(err);
@@ -425,6 +520,18 @@ export class WebSocket extends Duplex {
     this.endReadable();
     this.transport?.end();
     this.startCloseTimer();
+  }
+
+  /**
+   * Ends a message being streamed in with an error. Destroyed with the error when someone
+   * listens for it (pipeline(), for await, an 'error' listener); otherwise destroyed without
+   * one (its consumer sees 'close' without 'end'), so that the process never crashes on it.
+   */
+  private abortInboundStream(err: WebSocketError): void {
+    const stream = this.inboundStream;
+    if (stream === null) return;
+    this.inboundStream = null;
+    stream.destroy(stream.listenerCount('error') > 0 ? err : undefined);
   }
 
   private startCloseTimer(): void {
@@ -466,9 +573,18 @@ export class WebSocket extends Duplex {
       transport.removeListener('error', this.onTransportError);
       transport.on('error', ignore);
     }
-    const waiting = this.waiting;
-    this.waiting = null;
-    waiting?.callback(new WebSocketError('WS_ERR_INVALID_STATE', 'connection closed'));
+    // Settle every write still waiting: it can no longer be sent.
+    const closedErr = new WebSocketError('WS_ERR_INVALID_STATE', 'connection closed');
+    const drainWaiters = this.drainWaiters;
+    this.drainWaiters = [];
+    for (const callback of drainWaiters) callback(closedErr);
+    const pending = [...this.whenOpen, ...this.ownerWaiters];
+    this.whenOpen = [];
+    this.ownerWaiters = [];
+    this.outboundOwner = null;
+    for (const task of pending) task();
+    // A message being streamed in cannot end normally any more.
+    this.abortInboundStream(new WebSocketError('WS_ERR_CONNECTION_LOST', 'connection closed in the middle of a message'));
     if (!this.closeReceived && !this.failed) this.closeCode = CloseCode.Abnormal;
     // Messages already received stay readable: the readable side ends, nothing is destroyed.
     this.endReadable();

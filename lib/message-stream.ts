@@ -1,0 +1,67 @@
+/**
+ * Messages as streams, for payloads of any size with bounded memory.
+ *
+ * - MessageReadable: one incoming message, yielding its payload as it arrives. Its kind
+ *   (`binary`) is known from the first frame. When its buffer is over highWaterMark the
+ *   connection pauses the socket, so the peer is slowed down by TCP.
+ * - MessageWritable: one outgoing message. Each chunk written becomes one frame (or more, with
+ *   fragmentSize) and end() sends the final frame with FIN. Its write() returns false while the
+ *   socket is not drained, so a piped source (a file, an HTTP response) pauses.
+ */
+import { Readable, Writable } from 'readable-stream';
+
+/** Default highWaterMark of message streams, in bytes. */
+export const MESSAGE_STREAM_HIGH_WATER_MARK = 64 * 1024;
+
+export class MessageReadable extends Readable {
+  /** True for a binary message, false for text (UTF-8, validated as it arrives). */
+  readonly binary: boolean;
+  private readonly wantMore: () => void;
+
+  /** @internal Created by the connection when a message starts. */
+  constructor(binary: boolean, wantMore: () => void, highWaterMark = MESSAGE_STREAM_HIGH_WATER_MARK) {
+    super({ highWaterMark });
+    this.binary = binary;
+    this.wantMore = wantMore;
+  }
+
+  override _read(): void {
+    this.wantMore();
+  }
+}
+
+/** What the connection does for a MessageWritable: send one part, and call back when it may send more. */
+export interface PartSink {
+  sendPart(owner: MessageWritable, data: Buffer, fin: boolean, callback: (err?: Error | null) => void): void;
+}
+
+export interface MessageWritableOptions {
+  /** Send a binary message (default) or a text one (chunks must then be UTF-8 as a whole). */
+  binary?: boolean;
+  /** Bytes buffered before write() returns false. Default 64 KiB. */
+  highWaterMark?: number;
+}
+
+export class MessageWritable extends Writable {
+  readonly binary: boolean;
+  private readonly sink: PartSink;
+
+  /** @internal Created by WebSocket.createMessageStream(). */
+  constructor(sink: PartSink, options: MessageWritableOptions = {}) {
+    super({ highWaterMark: options.highWaterMark ?? MESSAGE_STREAM_HIGH_WATER_MARK });
+    this.binary = options.binary ?? true;
+    this.sink = sink;
+  }
+
+  override _write(chunk: Buffer, _enc: BufferEncoding, callback: (err?: Error | null) => void): void {
+    if (chunk.length === 0) {
+      callback();
+      return;
+    }
+    this.sink.sendPart(this, chunk, false, callback);
+  }
+
+  override _final(callback: (err?: Error | null) => void): void {
+    this.sink.sendPart(this, Buffer.alloc(0), true, callback);
+  }
+}
