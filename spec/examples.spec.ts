@@ -1,0 +1,154 @@
+/**
+ * The examples run as the README says: compiled (node dist/examples/...) and with ts-node.
+ */
+import { expect } from 'chai';
+import { ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { createHash, randomFillSync } from 'node:crypto';
+import { once } from 'node:events';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { connect } from '../lib';
+
+const ROOT = path.resolve(__dirname, '..');
+const TS_NODE = path.join(ROOT, 'node_modules', '.bin', 'ts-node');
+
+async function freePort(): Promise<number> {
+  const server = net.createServer().listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise((r) => server.close(r));
+  return port;
+}
+
+interface Run {
+  child: ChildProcess;
+  stdout: () => string;
+  stderr: () => string;
+  exit: Promise<number>;
+}
+
+function run(command: string, args: string[]): Run {
+  const child = spawn(command, args, { cwd: ROOT, env: { ...process.env, TS_NODE_TRANSPILE_ONLY: '1' } });
+  let out = '';
+  let err = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  const exit = new Promise<number>((resolve) => child.once('exit', (code) => resolve(code ?? -1)));
+  return { child, stdout: () => out, stderr: () => err, exit };
+}
+
+async function waitFor(check: () => boolean, what: string, ms = 20000): Promise<void> {
+  const until = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+async function echoRoundTrip(url: string): Promise<void> {
+  const ws = connect(url);
+  await once(ws, 'open');
+  const big = randomFillSync(Buffer.alloc(1024 * 1024));
+  const got: Array<string | Buffer> = [];
+  const done = new Promise<void>((resolve) =>
+    ws.on('message', (d: string | Buffer) => {
+      got.push(d);
+      if (got.length === 2) resolve();
+    }),
+  );
+  ws.send('héllo');
+  ws.send(big);
+  await done;
+  expect(got[0]).to.equal('héllo');
+  expect((got[1] as Buffer).equals(big)).to.equal(true);
+  ws.close(1000);
+  await once(ws, 'close');
+}
+
+describe('examples', function () {
+  this.timeout(120000);
+  const children: ChildProcess[] = [];
+
+  before(() => {
+    if (!fs.existsSync(path.join(ROOT, 'dist/examples/file-transfer.js'))) {
+      execFileSync('npm', ['run', 'build'], { cwd: ROOT, stdio: 'ignore' });
+    }
+  });
+  afterEach(() => {
+    for (const child of children.splice(0)) child.kill('SIGKILL');
+  });
+
+  for (const [label, command, script] of [
+    ['compiled', 'node', 'dist/examples/echo-server.js'],
+    ['ts-node', TS_NODE, 'examples/echo-server.ts'],
+  ] as const) {
+    it(`echo-server (${label}) echoes text as text and binary as binary`, async () => {
+      const port = await freePort();
+      const server = run(command, [script, '--port', String(port)]);
+      children.push(server.child);
+      await waitFor(() => server.stdout().includes('listening'), 'the echo server');
+      await echoRoundTrip(`ws://127.0.0.1:${port}`);
+    });
+  }
+
+  it('compose (ts-node) serves the hand-built pipeline and taps its frames', async () => {
+    const port = await freePort();
+    const server = run(TS_NODE, ['examples/compose.ts', '--port', String(port)]);
+    children.push(server.child);
+    await waitFor(() => server.stdout().includes('composed echo server'), 'the composed server');
+    await echoRoundTrip(`ws://127.0.0.1:${port}`);
+    await waitFor(() => server.stdout().includes('close 1000'), 'the tap output');
+    expect(server.stdout()).to.match(/frame: Text fin=true rsv1=false len=6 masked=true/);
+    expect(server.stdout()).to.match(/frame: Binary fin=true rsv1=false len=1048576 masked=true/);
+  });
+
+  it('echo-client prints the echoes and exits 0', async () => {
+    const port = await freePort();
+    const server = run('node', ['dist/examples/echo-server.js', '--port', String(port)]);
+    children.push(server.child);
+    await waitFor(() => server.stdout().includes('listening'), 'the echo server');
+    const client = run('node', ['dist/examples/echo-client.js', `ws://127.0.0.1:${port}`, 'one', 'two']);
+    expect(await client.exit).to.equal(0);
+    expect(client.stdout()).to.equal('one\ntwo\n');
+  });
+
+  it('file-transfer (compiled) moves 256 MiB as one message, sha256 checked, each side under 100 MiB RSS', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'wspipe-ft-'));
+    const input = path.join(dir, 'in.bin');
+    const output = path.join(dir, 'out.bin');
+    const hash = createHash('sha256');
+    const fd = fs.openSync(input, 'w');
+    const block = Buffer.alloc(1024 * 1024);
+    for (let i = 0; i < 256; i++) {
+      randomFillSync(block, 0, 4096);
+      hash.update(block);
+      fs.writeSync(fd, block);
+    }
+    fs.closeSync(fd);
+    const digest = hash.digest('hex');
+    const port = await freePort();
+    const receiver = run('node', ['dist/examples/file-transfer.js', 'receive', '--port', String(port), '--out', output]);
+    children.push(receiver.child);
+    await waitFor(() => receiver.stderr().includes('receiving on'), 'the receiver');
+    const sender = run('node', ['dist/examples/file-transfer.js', 'send', input, '--url', `ws://127.0.0.1:${port}`]);
+    children.push(sender.child);
+    expect(await sender.exit, sender.stderr()).to.equal(0);
+    expect(await receiver.exit, receiver.stderr()).to.equal(0);
+    expect(sender.stdout()).to.equal(`${digest}  ${input}\n`);
+    expect(receiver.stdout()).to.equal(`${digest}  ${output}\n`);
+    expect(sender.stderr()).to.include('100.0%');
+    for (const side of [sender, receiver]) {
+      const rss = Number(/peak RSS ([\d.]+) MiB/.exec(side.stderr())?.[1]);
+      expect(rss).to.be.greaterThan(0).and.lessThan(100);
+    }
+    fs.rmSync(dir, { recursive: true });
+  });
+
+  it('file-transfer refuses bad usage with exit code 2', async () => {
+    const r = run('node', ['dist/examples/file-transfer.js', 'send']);
+    expect(await r.exit).to.equal(2);
+    expect(r.stderr()).to.include('usage:');
+  });
+});
