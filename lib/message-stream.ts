@@ -44,6 +44,8 @@ export interface MessageWritableOptions {
 
 export class MessageWritable extends Writable {
   readonly binary: boolean;
+  /** @internal Whether the first part has been sent. */
+  started = false;
   private readonly sink: PartSink;
 
   /** @internal Created by WebSocket.createMessageStream(). */

@@ -45,6 +45,8 @@ export class Receiver {
   readonly unmasker: UnmaskerCore;
   readonly assembler: FragmentAssemblerCore;
   readonly responder: ControlFrameResponderCore;
+  /** Sees every frame after unmasking, before reassembly (taps). */
+  frameObserver: ((frame: Frame) => void) | null = null;
 
   constructor(role: Role, options: ReceiverOptions, handler: ReceiverHandler) {
     this.responder = new ControlFrameResponderCore({ autoPong: options.autoPong ?? true }, handler);
@@ -62,7 +64,15 @@ export class Receiver {
         onMessagePiece: handler.onMessagePiece,
       },
     );
-    this.unmasker = new UnmaskerCore({ role }, { onFrame: (frame: Frame) => this.pass(this.assembler.write(frame)) });
+    this.unmasker = new UnmaskerCore(
+      { role },
+      {
+        onFrame: (frame: Frame) => {
+          if (this.frameObserver !== null) this.frameObserver(frame);
+          this.pass(this.assembler.write(frame));
+        },
+      },
+    );
     this.splitter = new FrameSplitterCore(
       { maxPayload: options.maxPayload, streaming: true },
       { onFrame: (frame: Frame) => this.pass(this.unmasker.write(frame)) },

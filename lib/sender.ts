@@ -31,8 +31,12 @@ export class Sender {
   private readonly framer: MessageFramerCore;
   private readonly serializer: FrameSerializerCore;
   private readonly masker: MaskerCore | null;
-  /** The last result of socket.write(): false means the socket's buffer is over its mark. */
+  /** False once a write of the current send found the socket (or a blocking tap) full. */
   private flowing = true;
+  /** Sees every outbound frame before masking (taps); false holds the writer until 'drain'. */
+  frameObserver: ((frame: Frame) => boolean) | null = null;
+  /** Sees every outbound byte chunk (taps); false holds the writer until 'drain'. */
+  bytesObserver: ((chunk: Buffer) => boolean) | null = null;
 
   constructor(
     private readonly socket: ByteSink,
@@ -43,7 +47,9 @@ export class Sender {
       {},
       {
         onData: (chunk: Buffer) => {
-          this.flowing = this.socket.write(chunk);
+          // Any false within one send means 'drain' will follow (Node sets needDrain).
+          if (!this.socket.write(chunk)) this.flowing = false;
+          if (this.bytesObserver !== null && !this.bytesObserver(chunk)) this.flowing = false;
         },
       },
     );
@@ -59,6 +65,7 @@ export class Sender {
 
   /** Sends one whole message; returns false when the socket asks the writer to wait for 'drain'. */
   sendMessage(message: Message): boolean {
+    this.flowing = true;
     this.socket.cork();
     const err = this.framer.write(message);
     this.socket.uncork();
@@ -68,6 +75,7 @@ export class Sender {
 
   /** Sends several messages in one corked batch (the Duplex's _writev). */
   sendMessages(messages: Message[]): boolean {
+    this.flowing = true;
     this.socket.cork();
     for (const message of messages) {
       const err = this.framer.write(message);
@@ -82,6 +90,7 @@ export class Sender {
 
   /** Sends one part of a streamed message (the first part opens it, `fin` ends it). */
   sendPart(data: Buffer, binary: boolean, fin: boolean): boolean {
+    this.flowing = true;
     this.socket.cork();
     const err = this.framer.writePart(data, binary, fin);
     this.socket.uncork();
@@ -91,6 +100,7 @@ export class Sender {
 
   /** Sends one frame as it is (control frames: pong, ping, close). */
   sendFrame(frame: Frame): boolean {
+    this.flowing = true;
     this.socket.cork();
     this.frame(frame);
     this.socket.uncork();
@@ -98,6 +108,7 @@ export class Sender {
   }
 
   private frame(frame: Frame): void {
+    if (this.frameObserver !== null && !this.frameObserver(frame)) this.flowing = false;
     const err = this.masker !== null ? this.masker.write(frame) : this.serializer.write(frame);
     if (err !== null) throw new WebSocketError('WS_ERR_INVALID_ARGUMENT', err.message);
   }

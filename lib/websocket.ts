@@ -19,6 +19,7 @@
 import { Duplex, Readable } from 'readable-stream';
 import type { MessagePiece } from './fragment-assembler';
 import { MessageReadable, MessageWritable, MessageWritableOptions, PartSink } from './message-stream';
+import { Tap, TapOptions, TapPoint } from './tap';
 import { checkCloseArgs } from './close';
 import { CloseCode, Defaults } from './constants';
 import { WebSocketError, isWebSocketError } from './errors';
@@ -70,6 +71,18 @@ export interface HandshakeResult {
 }
 
 type WriteCallback = (error?: Error | null) => void;
+
+/** Where a tap observes a connection: raw bytes, frames (unmasked), or data messages. */
+export type TapLayer = 'bytes' | 'frames' | 'messages';
+/** 'in': from the peer; 'out': to the peer. */
+export type TapDirection = 'in' | 'out';
+/** What a messages tap yields: whole messages, or pieces of streamed ones. */
+export type TappedMessage = Message | MessagePiece;
+
+interface TapPoints {
+  in: { bytes: TapPoint<Buffer>; frames: TapPoint<Frame>; messages: TapPoint<TappedMessage> };
+  out: { bytes: TapPoint<Buffer>; frames: TapPoint<Frame>; messages: TapPoint<TappedMessage> };
+}
 
 export interface WebSocketEvents {
   open: () => void;
@@ -123,6 +136,8 @@ export class WebSocket extends Duplex {
   private ownerWaiters: Array<() => void> = [];
   /** The incoming message being streamed (streamMessages option). */
   private inboundStream: MessageReadable | null = null;
+  /** Taps, created on the first call to tap() (most connections have none). */
+  private tapPoints: TapPoints | null = null;
   /** Bytes given to write() that have not reached the transport yet. */
   private queuedBytes = 0;
   private pausedByUs = false;
@@ -181,6 +196,7 @@ export class WebSocket extends Duplex {
       onReply: (frame: Frame) => this.onReply(frame),
     });
     this.sender = new Sender(transport, this.role, this.options);
+    this.hookTaps();
     transport.on('data', this.onData);
     transport.on('end', this.onEnd);
     transport.on('close', this.onTransportClose);
@@ -195,6 +211,52 @@ export class WebSocket extends Duplex {
     const queued = this.whenOpen;
     this.whenOpen = [];
     for (const task of queued) task();
+  }
+
+  /**
+   * Observes the traffic at one layer and direction without changing it: returns a Readable
+   * (object mode) of Buffers ('bytes'), Frames ('frames', unmasked) or messages ('messages':
+   * Message values, or MessagePiece values for streamed messages). Policy 'drop' (default)
+   * never slows the connection and counts what it dropped; 'block' holds the connection while
+   * the tap is not read. Destroy the tap to detach it; it ends when the connection closes.
+   */
+  tap(layer: 'bytes', direction: TapDirection, options?: TapOptions): Tap<Buffer>;
+  tap(layer: 'frames', direction: TapDirection, options?: TapOptions): Tap<Frame>;
+  tap(layer: 'messages', direction: TapDirection, options?: TapOptions): Tap<TappedMessage>;
+  tap(layer: TapLayer, direction: TapDirection, options: TapOptions = {}): Tap<unknown> {
+    if (this.tapPoints === null) {
+      const inbound = (): TapPoint<never> => new TapPoint(this.resumeTransport);
+      const outbound = (): TapPoint<never> => new TapPoint(this.onDrain);
+      this.tapPoints = {
+        in: { bytes: inbound(), frames: inbound(), messages: inbound() },
+        out: { bytes: outbound(), frames: outbound(), messages: outbound() },
+      };
+      this.hookTaps();
+    }
+    return (this.tapPoints[direction][layer] as TapPoint<unknown>).add(options);
+  }
+
+  /** Connects the tap points to the receiver and sender (now, or at attach). */
+  private hookTaps(): void {
+    const points = this.tapPoints;
+    if (points === null || this.receiver === null || this.sender === null) return;
+    this.receiver.frameObserver = (frame) => this.offerInbound(points.in.frames, frame);
+    this.sender.frameObserver = (frame) => points.out.frames.offer(frame);
+    this.sender.bytesObserver = (chunk) => points.out.bytes.offer(chunk);
+  }
+
+  private inboundTapsBlocked(): boolean {
+    const taps = this.tapPoints!.in;
+    return taps.bytes.blocked || taps.frames.blocked || taps.messages.blocked;
+  }
+
+  /** Offers an inbound value to a tap point; a blocking tap that is full pauses the transport. */
+  private offerInbound<T>(point: TapPoint<T>, value: T): void {
+    if (!point.active) return;
+    if (!point.offer(value) && !this.pausedByUs && this.transport !== null) {
+      this.pausedByUs = true;
+      this.transport.pause();
+    }
   }
 
   /**
@@ -326,16 +388,19 @@ export class WebSocket extends Duplex {
   private readonly onData = (chunk: Buffer): void => {
     const receiver = this.receiver!;
     if (receiver.error !== null) return;
+    if (this.tapPoints !== null) this.offerInbound(this.tapPoints.in.bytes, chunk);
     const err = receiver.write(chunk);
     if (err !== null) this.failConnection(err);
   };
 
   private onMessage(message: Message): void {
+    if (this.tapPoints !== null) this.offerInbound(this.tapPoints.in.messages, message);
     this.pushOrPause(this, message.binary ? message.data : message.data.toString('utf8'));
   }
 
   private onMessagePiece(piece: MessagePiece): void {
     if (this.closeReceived) return;
+    if (this.tapPoints !== null) this.offerInbound(this.tapPoints.in.messages, piece);
     if (piece.first) {
       this.inboundStream = new MessageReadable(piece.binary, this.resumeTransport);
       this.pushOrPause(this, this.inboundStream);
@@ -357,6 +422,7 @@ export class WebSocket extends Duplex {
   }
 
   private readonly resumeTransport = (): void => {
+    if (this.tapPoints !== null && this.inboundTapsBlocked()) return;
     if (this.pausedByUs && this.transport !== null) {
       this.pausedByUs = false;
       this.transport.resume();
@@ -449,6 +515,9 @@ export class WebSocket extends Duplex {
       callback(err as Error);
       return;
     }
+    if (this.tapPoints !== null) {
+      for (const m of messages) if (!this.tapPoints.out.messages.offer(m)) flowing = false;
+    }
     this.afterSend(flowing, callback);
   }
 
@@ -478,6 +547,11 @@ export class WebSocket extends Duplex {
           return;
         }
         if (fin) this.releaseOutbound(owner);
+        if (this.tapPoints !== null) {
+          const piece: MessagePiece = { binary: owner.binary, data, first: !owner.started, last: fin };
+          if (!this.tapPoints.out.messages.offer(piece)) flowing = false;
+        }
+        owner.started = true;
         this.afterSend(flowing, callback);
       });
     },
@@ -583,6 +657,13 @@ export class WebSocket extends Duplex {
     this.ownerWaiters = [];
     this.outboundOwner = null;
     for (const task of pending) task();
+    if (this.tapPoints !== null) {
+      for (const direction of [this.tapPoints.in, this.tapPoints.out]) {
+        direction.bytes.end();
+        direction.frames.end();
+        direction.messages.end();
+      }
+    }
     // A message being streamed in cannot end normally any more.
     this.abortInboundStream(new WebSocketError('WS_ERR_CONNECTION_LOST', 'connection closed in the middle of a message'));
     if (!this.closeReceived && !this.failed) this.closeCode = CloseCode.Abnormal;
