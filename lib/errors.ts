@@ -39,6 +39,7 @@ export const ERROR_TABLE = {
   WS_ERR_INVALID_STATE: { closeCode: CloseCode.InternalError, message: 'WebSocket is not open' },
   WS_ERR_INVALID_ARGUMENT: { closeCode: CloseCode.InternalError, message: 'Invalid argument' },
   WS_ERR_BUFFER_FULL: { closeCode: CloseCode.PolicyViolation, message: 'Outbound buffer over its limit' },
+  WS_ERR_PEER_UNRESPONSIVE: { closeCode: CloseCode.Abnormal, message: 'No pong (or any data) from the peer before the heartbeat deadline' },
 } as const satisfies Record<string, { closeCode: CloseCode; message: string; status?: number }>;
 
 /** The stable string codes an error can carry. */

@@ -60,6 +60,26 @@ export interface WebSocketOptions extends ReceiverOptions, SenderOptions {
   readableHighWaterMark?: number;
   /** How many messages the writable side buffers before write() returns false. Default 16. */
   writableHighWaterMark?: number;
+  /**
+   * Heartbeat: when nothing came from the peer for `interval` ms, send a ping; if nothing (a
+   * pong or any other frame) comes within `timeout` ms more, the peer is taken for dead
+   * (half-open TCP): the socket is destroyed, 'error' reports WS_ERR_PEER_UNRESPONSIVE and
+   * 'close' 1006. Default: off.
+   */
+  heartbeat?: { interval: number; timeout: number };
+  /** Close with 1001 after this many ms without any traffic in either direction. Default: off. */
+  idleTimeout?: number;
+  /**
+   * Most bytes that may wait to be sent (bufferedAmount) before outboundOverflow applies.
+   * Default: Infinity (write() returning false is the only brake).
+   */
+  maxBufferedAmount?: number;
+  /**
+   * What a write beyond maxBufferedAmount does: 'error' (default) fails the connection with
+   * WS_ERR_BUFFER_FULL (close 1008; the peer that does not read is cut off); 'drop' discards
+   * that message, its callback gets WS_ERR_BUFFER_FULL, and the connection stays open.
+   */
+  outboundOverflow?: 'error' | 'drop';
 }
 
 /** What the opening handshake settled. */
@@ -113,6 +133,13 @@ export class WebSocket extends Duplex {
   private sender: Sender | null = null;
   private readonly options: WebSocketOptions;
   private readonly closeTimeout: number;
+  /** Heartbeat and idle checks share one timer, re-armed with refresh(). */
+  private livenessTimer: NodeJS.Timeout | null = null;
+  /** When bytes last came from the peer, and when any traffic last passed (ms, Date.now()). */
+  private lastReceived = 0;
+  private lastActivity = 0;
+  /** When the heartbeat ping was sent, 0 when none is outstanding. */
+  private pingSentAt = 0;
   private closeTimer: NodeJS.Timeout | null = null;
   private closeSent = false;
   private closeReceived = false;
@@ -140,6 +167,12 @@ export class WebSocket extends Duplex {
   private tapPoints: TapPoints | null = null;
   /** Bytes given to write() that have not reached the transport yet. */
   private queuedBytes = 0;
+  /**
+   * Messages accepted by write() that could not be sent (the connection closed first). Their
+   * stream callback is called without an error (an error there would be emitted as 'error'
+   * and could crash a process that does not listen for it); the caller's own callback gets it.
+   */
+  private readonly unsent = new WeakMap<Message, Error>();
   private pausedByUs = false;
   private readableDone = false;
 
@@ -203,6 +236,7 @@ export class WebSocket extends Duplex {
     transport.on('error', this.onTransportError);
     transport.on('drain', this.onDrain);
     this.state = ReadyState.OPEN;
+    this.startLiveness();
     this.emit('open');
     // Bytes that came with the handshake are parsed on the next tick, once the caller that
     // received this connection has attached its listeners (before any later socket data).
@@ -305,8 +339,21 @@ export class WebSocket extends Duplex {
       process.nextTick(() => callback?.(err));
       return false;
     }
+    const limit = this.options.maxBufferedAmount;
+    if (limit !== undefined && this.bufferedAmount + message.data.length > limit) {
+      const err = new WebSocketError('WS_ERR_BUFFER_FULL', `bufferedAmount would exceed ${limit} bytes`);
+      process.nextTick(() => callback?.(err));
+      if (this.options.outboundOverflow !== 'drop') {
+        // The peer does not read: a close frame would not get through either.
+        this.failConnection(err);
+        this.transport?.destroy();
+      }
+      return false;
+    }
+    if (this.livenessTimer !== null) this.lastActivity = Date.now();
     this.queuedBytes += message.data.length;
-    return super.write(message, callback as WriteCallback);
+    if (callback === undefined) return super.write(message);
+    return super.write(message, (err?: Error | null) => callback(err ?? this.unsent.get(message) ?? null));
   }
 
   /** Sends a ping; the peer answers with a pong carrying the same payload (at most 125 bytes). */
@@ -388,6 +435,7 @@ export class WebSocket extends Duplex {
   private readonly onData = (chunk: Buffer): void => {
     const receiver = this.receiver!;
     if (receiver.error !== null) return;
+    if (this.livenessTimer !== null) this.lastReceived = this.lastActivity = Date.now();
     if (this.tapPoints !== null) this.offerInbound(this.tapPoints.in.bytes, chunk);
     const err = receiver.write(chunk);
     if (err !== null) this.failConnection(err);
@@ -502,7 +550,7 @@ export class WebSocket extends Duplex {
   private sendNow(messages: Message[], callback: WriteCallback): void {
     const refused = this.cannotSend();
     if (refused !== null) {
-      callback(refused);
+      this.refuse(messages, refused, callback);
       return;
     }
     let bytes = 0;
@@ -512,13 +560,19 @@ export class WebSocket extends Duplex {
     try {
       flowing = messages.length === 1 ? this.sender!.sendMessage(messages[0]!) : this.sender!.sendMessages(messages);
     } catch (err) {
-      callback(err as Error);
+      this.refuse(messages, err as Error, callback);
       return;
     }
     if (this.tapPoints !== null) {
       for (const m of messages) if (!this.tapPoints.out.messages.offer(m)) flowing = false;
     }
     this.afterSend(flowing, callback);
+  }
+
+  /** Records why `messages` were not sent (for their writers' callbacks), and lets the stream go on. */
+  private refuse(messages: Message[], err: Error, callback: WriteCallback): void {
+    for (const m of messages) this.unsent.set(m, err);
+    callback();
   }
 
   /** Calls back now, or once the transport has drained. */
@@ -608,6 +662,41 @@ export class WebSocket extends Duplex {
     stream.destroy(stream.listenerCount('error') > 0 ? err : undefined);
   }
 
+  /** Arms the heartbeat/idle timer, if either is configured. */
+  private startLiveness(): void {
+    const heartbeat = this.options.heartbeat;
+    const idle = this.options.idleTimeout;
+    if (heartbeat === undefined && idle === undefined) return;
+    const candidates = [idle ?? Infinity];
+    if (heartbeat !== undefined) candidates.push(heartbeat.interval, heartbeat.timeout);
+    // Check often enough for the shortest of the delays (a quarter of it, at least 10 ms).
+    const period = Math.max(10, Math.floor(Math.min(...candidates) / 4));
+    this.lastReceived = this.lastActivity = Date.now();
+    this.livenessTimer = setInterval(() => this.checkLiveness(), period);
+    this.livenessTimer.unref?.();
+  }
+
+  private checkLiveness(): void {
+    if (this.state !== ReadyState.OPEN) return;
+    const now = Date.now();
+    const heartbeat = this.options.heartbeat;
+    if (heartbeat !== undefined) {
+      if (this.pingSentAt !== 0 && this.lastReceived >= this.pingSentAt) this.pingSentAt = 0;
+      if (this.pingSentAt !== 0 && now - this.pingSentAt >= heartbeat.timeout) {
+        this.reportError(new WebSocketError('WS_ERR_PEER_UNRESPONSIVE', `no answer within ${heartbeat.timeout} ms`));
+        this.terminate();
+        return;
+      }
+      if (this.pingSentAt === 0 && now - this.lastReceived >= heartbeat.interval) {
+        this.pingSentAt = now;
+        this.sender?.sendFrame(makeFrame(Opcode.Ping, Buffer.alloc(0)));
+      }
+    }
+    const idle = this.options.idleTimeout;
+    // Idleness is policy, not an error: the close reason says it.
+    if (idle !== undefined && now - this.lastActivity >= idle) this.close(CloseCode.GoingAway, 'idle timeout');
+  }
+
   private startCloseTimer(): void {
     if (this.closeTimer !== null || this.state === ReadyState.CLOSED) return;
     this.closeTimer = setTimeout(() => {
@@ -637,6 +726,10 @@ export class WebSocket extends Duplex {
       clearTimeout(this.closeTimer);
       this.closeTimer = null;
     }
+    if (this.livenessTimer !== null) {
+      clearInterval(this.livenessTimer);
+      this.livenessTimer = null;
+    }
     const transport = this.transport;
     if (transport !== null) {
       transport.removeListener('data', this.onData);
@@ -648,10 +741,10 @@ export class WebSocket extends Duplex {
       transport.on('error', ignore);
     }
     // Settle every write still waiting: it can no longer be sent.
-    const closedErr = new WebSocketError('WS_ERR_INVALID_STATE', 'connection closed');
+    // Writes whose bytes are in the transport already: nothing more will come of them.
     const drainWaiters = this.drainWaiters;
     this.drainWaiters = [];
-    for (const callback of drainWaiters) callback(closedErr);
+    for (const callback of drainWaiters) callback();
     const pending = [...this.whenOpen, ...this.ownerWaiters];
     this.whenOpen = [];
     this.ownerWaiters = [];

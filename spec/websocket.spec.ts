@@ -257,3 +257,62 @@ describe('WebSocket (fused connection)', () => {
     });
   });
 });
+
+describe('WebSocket liveness and limits', () => {
+  it('heartbeat: pings an idle peer and keeps a peer that answers', async () => {
+    const { ws, peer } = await serverSide({ heartbeat: { interval: 60, timeout: 200 } });
+    // Answer every ping (89 00) with a masked empty pong.
+    let pings = 0;
+    peer.on('data', (chunk: Buffer) => {
+      for (let i = 0; i + 1 < chunk.length; i += 2) {
+        if (chunk[i] === 0x89) {
+          pings++;
+          peer.write(hex('8a 80 00 00 00 00'));
+        }
+      }
+    });
+    await new Promise((r) => setTimeout(r, 500));
+    expect(pings).to.be.greaterThan(1);
+    expect(ws.readyState).to.equal(WebSocket.OPEN);
+    ws.terminate();
+  });
+
+  it('heartbeat: a peer that never answers (half-open TCP) is cut off with 1006', async () => {
+    const { ws, peer } = await serverSide({ heartbeat: { interval: 50, timeout: 100 } });
+    peer.pause(); // reads nothing, answers nothing
+    const errors: WebSocketError[] = [];
+    ws.on('error', (e: WebSocketError) => errors.push(e));
+    const [code] = await closed(ws);
+    expect(code).to.equal(1006);
+    expect(errors.map((e) => e.code)).to.deep.equal(['WS_ERR_PEER_UNRESPONSIVE']);
+  });
+
+  it('idleTimeout closes a silent connection with 1001', async () => {
+    const { ws, peer } = await serverSide({ idleTimeout: 100 });
+    const wire = readBytes(peer, 4 + 12);
+    expect((await wire).subarray(0, 4)).to.deep.equal(Buffer.concat([hex('88 0e'), closePayload(1001)]));
+    ws.terminate();
+  });
+
+  it("maxBufferedAmount with 'drop' refuses the message that would exceed it and keeps the connection", async () => {
+    const { ws, peer } = await serverSide({ maxBufferedAmount: 4 * 1024 * 1024, outboundOverflow: 'drop' });
+    peer.pause();
+    const results: Array<string | null> = [];
+    for (let i = 0; i < 64; i++) ws.send(Buffer.alloc(1024 * 1024), {}, (err) => results.push(err ? (err as WebSocketError).code : null));
+    await new Promise((r) => setTimeout(r, 100));
+    expect(results).to.include('WS_ERR_BUFFER_FULL');
+    expect(ws.bufferedAmount).to.be.at.most(4 * 1024 * 1024 + 1024 * 1024);
+    expect(ws.readyState).to.equal(WebSocket.OPEN);
+    ws.terminate();
+  });
+
+  it("maxBufferedAmount with 'error' cuts off a peer that does not read (1008)", async () => {
+    const { ws, peer } = await serverSide({ maxBufferedAmount: 4 * 1024 * 1024 });
+    peer.pause();
+    ws.on('error', () => {});
+    const closing = closed(ws);
+    for (let i = 0; i < 64 && ws.readyState === WebSocket.OPEN; i++) ws.send(Buffer.alloc(1024 * 1024), {}, () => {});
+    expect((await closing)[0]).to.equal(1008);
+    expect((ws.error as WebSocketError).code).to.equal('WS_ERR_BUFFER_FULL');
+  });
+});
