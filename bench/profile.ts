@@ -1,0 +1,61 @@
+/**
+ * Profiles our echo server (bench/servers/ours.ts) under `node --cpu-prof` while the load
+ * generator runs one case, for each case below; prints the top self-time functions of each
+ * profile and writes them to bench/results/profile.md (the .cpuprofile files stay in
+ * bench/results/, ignored by git; open them in Chrome DevTools for the call tree).
+ *
+ *   npx ts-node bench/profile.ts            (BENCH_PROFILE_MS sets the measured time, default 4000)
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { LoadGenerator, ROOT, Server } from './harness';
+import type { LoadCommand } from './ipc';
+import { summarise } from './profile-summary';
+
+const DURATION_MS = Number(process.env.BENCH_PROFILE_MS ?? '4000');
+const OUT = path.join(ROOT, 'bench', 'results');
+
+const CASES: Array<{ name: string; title: string; command(port: number): LoadCommand }> = [
+  {
+    name: 'echo-64-100conns',
+    title: 'echo 64 B, 100 connections, 1 in flight each',
+    command: (port) => ({ cmd: 'echo', port, conns: 100, inflight: 1, size: 64, latency: false, warmupMs: 500, durationMs: DURATION_MS }),
+  },
+  {
+    name: 'echo-64-64inflight',
+    title: 'echo 64 B, 1 connection, 64 in flight',
+    command: (port) => ({ cmd: 'echo', port, conns: 1, inflight: 64, size: 64, latency: false, warmupMs: 500, durationMs: DURATION_MS }),
+  },
+  {
+    name: 'echo-16k',
+    title: 'echo 16 KiB, 1 connection, 16 in flight',
+    command: (port) => ({ cmd: 'echo', port, conns: 1, inflight: 16, size: 16 * 1024, latency: false, warmupMs: 500, durationMs: DURATION_MS }),
+  },
+];
+
+async function main(): Promise<void> {
+  fs.mkdirSync(OUT, { recursive: true });
+  const load = await LoadGenerator.start();
+  const sections: string[] = [`# CPU profiles of bench/servers/ours.ts (Node ${process.version}, server on CPU 0)`];
+  try {
+    for (const c of CASES) {
+      const file = `ours-${c.name}.cpuprofile`;
+      const server = await Server.start('ours', {}, ['--cpu-prof', `--cpu-prof-dir=${OUT}`, `--cpu-prof-name=${file}`]);
+      const m = await load.run(c.command(server.port));
+      await server.stop();
+      const rate = `${Math.round(m.messages / m.seconds)} msgs/s, ${(m.bytes / m.seconds / 1e6).toFixed(1)} MB/s`;
+      sections.push(`## ${c.title} (${rate})\n\n${summarise(path.join(OUT, file), 15, m.windowUs)}`);
+      process.stderr.write(`profiled ${c.name}: ${rate}\n`);
+    }
+  } finally {
+    await load.stop();
+  }
+  const text = `${sections.join('\n\n')}\n`;
+  fs.writeFileSync(path.join(OUT, 'profile.md'), text);
+  process.stdout.write(text);
+}
+
+main().catch((err: Error) => {
+  process.stderr.write(`${err.stack ?? err.message}\n`);
+  process.exit(1);
+});
