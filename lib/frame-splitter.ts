@@ -259,9 +259,14 @@ export class FrameSplitterCore {
   /** Reads and checks a 64-bit extended payload length. */
   private readLength64(): void {
     const high = ((this.byteAt(0) << 24) | (this.byteAt(1) << 16) | (this.byteAt(2) << 8) | this.byteAt(3)) >>> 0;
-    // §5.2: "the most significant bit MUST be 0". We also refuse lengths a number cannot hold exactly.
+    // §5.2: "the most significant bit MUST be 0": a protocol error (1002).
+    if ((high & 0x8000_0000) !== 0) {
+      this.fail(new WebSocketError('WS_ERR_INVALID_LENGTH', 'most significant bit of the 64-bit length set'));
+      return;
+    }
+    // A legal length that no number holds exactly (over 2^53 - 1) is simply too big (1009).
     if (high > MAX_SAFE_HIGH_WORD) {
-      this.fail(new WebSocketError('WS_ERR_INVALID_LENGTH', 'over Number.MAX_SAFE_INTEGER'));
+      this.fail(new WebSocketError('WS_ERR_PAYLOAD_TOO_BIG', `over Number.MAX_SAFE_INTEGER, maxPayload ${this.maxPayload}`));
       return;
     }
     const low = ((this.byteAt(4) << 24) | (this.byteAt(5) << 16) | (this.byteAt(6) << 8) | this.byteAt(7)) >>> 0;

@@ -422,10 +422,10 @@ describe('FrameSplitter', () => {
         closeCode: CloseCode.ProtocolError,
       },
       {
-        name: 'a 64-bit length of 2^53',
+        name: 'a 64-bit length of 2^53 (legal, but over any maxPayload)',
         bytes: hex('82 7f 00 20 00 00 00 00 00 00'),
-        code: 'WS_ERR_INVALID_LENGTH',
-        closeCode: CloseCode.ProtocolError,
+        code: 'WS_ERR_PAYLOAD_TOO_BIG',
+        closeCode: CloseCode.MessageTooBig,
         options: { maxPayload: Number.MAX_SAFE_INTEGER },
       },
       {
