@@ -30,36 +30,52 @@ export interface ClientOptions extends WebSocketOptions {
 /** The parsed 101 answer, emitted as 'upgrade' on the WebSocket before 'open'. */
 export type { UpgradeResponse };
 
-/** Opens a client connection to `url` (ws:// or wss://). Listen for 'open', 'message', 'close', 'error'. */
+/**
+ * Opens a client connection to `url` (ws:// or wss://). Listen for 'open', 'message', 'close',
+ * 'error'. Never throws: an invalid URL or option (a header value with CR or LF, a repeated
+ * subprotocol ...) is reported as an 'error' (WS_ERR_INVALID_ARGUMENT) and 'close' (1006) on the
+ * next tick, before anything is sent.
+ */
 export function connect(url: string | URL, options: ClientOptions = {}): WebSocket {
   const ws = new WebSocket('client', options);
+  const refuse = (detail: string): WebSocket => {
+    const err = new WebSocketError('WS_ERR_INVALID_ARGUMENT', detail);
+    process.nextTick(() => ws.abortHandshake(err));
+    return ws;
+  };
   let target: URL;
   try {
     target = typeof url === 'string' ? new URL(url) : url;
     if (target.protocol !== 'ws:' && target.protocol !== 'wss:') throw new Error(`unsupported scheme ${target.protocol}`);
     if (target.hash !== '') throw new Error('a WebSocket URL has no fragment');
   } catch (cause) {
-    const err = new WebSocketError('WS_ERR_INVALID_ARGUMENT', `invalid URL ${String(url)}: ${(cause as Error).message}`);
-    process.nextTick(() => ws.abortHandshake(err));
-    return ws;
+    return refuse(`invalid URL ${String(url)}: ${(cause as Error).message}`);
   }
   const secure = target.protocol === 'wss:';
   const port = target.port === '' ? (secure ? 443 : 80) : Number(target.port);
   const hostname = target.hostname.startsWith('[') ? target.hostname.slice(1, -1) : target.hostname;
-  const socket: net.Socket = secure
-    ? tls.connect({ servername: net.isIP(hostname) === 0 ? hostname : undefined, ...options.tls, host: hostname, port })
-    : net.connect({ host: hostname, port });
 
   const key = generateKey();
   const protocols = options.protocols ?? [];
-  const request = buildClientRequest({
-    host: target.port === '' ? target.host : `${target.hostname}:${port}`,
-    path: `${target.pathname}${target.search}`,
-    key,
-    protocols,
-    origin: options.origin,
-    headers: options.headers,
-  });
+  let request: string;
+  try {
+    // Built before connecting: a value that cannot go in a header fails here, with nothing sent.
+    request = buildClientRequest({
+      host: target.port === '' ? target.host : `${target.hostname}:${port}`,
+      path: `${target.pathname}${target.search}`,
+      key,
+      protocols,
+      origin: options.origin,
+      headers: options.headers,
+    });
+  } catch (cause) {
+    return refuse((cause as Error).message);
+  }
+  // SNI carries host names only (RFC 6066 §3: "Literal IPv4 and IPv6 addresses are not
+  // permitted"); options.tls may override servername and anything else but host and port.
+  const socket: net.Socket = secure
+    ? tls.connect({ servername: net.isIP(hostname) === 0 ? hostname : undefined, ...options.tls, host: hostname, port })
+    : net.connect({ host: hostname, port });
 
   let settled = false;
   const timer = setTimeout(

@@ -40,8 +40,11 @@ export interface ServerOptions extends WebSocketOptions {
   /** Decide whether to accept a request (check Origin, authenticate). May be async. Default: accept. */
   verifyClient?: (req: UpgradeRequest, info: UpgradeInfo) => VerifyResult | Promise<VerifyResult>;
   /**
-   * Subprotocols this server speaks, in order of preference, or a function that picks one of
-   * those the client offered. A protocol the client did not offer is never chosen.
+   * Subprotocols this server speaks, in the server's order of preference: the first of this list
+   * that the client offered is chosen, whatever the client's order (RFC 6455 §4.2.2 leaves the
+   * choice to the server). Or a function that picks one of those the client offered (in the
+   * client's order). A protocol the client did not offer is never chosen; with no match, the
+   * answer has no Sec-WebSocket-Protocol header. Default: none.
    */
   protocols?: string[] | ((offered: string[], req: UpgradeRequest) => string | false | undefined);
   /** Largest handshake header block, in bytes (standalone mode). Default 16 KiB; over it: 431. */
@@ -54,18 +57,44 @@ export interface WebSocketServerEvents {
   connection: (ws: WebSocket, req: UpgradeRequest) => void;
   listening: () => void;
   error: (err: Error) => void;
-  /** A handshake was refused (status and error), for logs. */
-  rejected: (err: WebSocketError, req: UpgradeRequest | null) => void;
+  /**
+   * A handshake was refused, for logs: the error, the request (null when it could not be
+   * parsed) and the HTTP status answered.
+   */
+  rejected: (err: WebSocketError, req: UpgradeRequest | null, status: number) => void;
   close: () => void;
 }
 
-/** Bytes of a rejected handshake's response, then the socket is closed. */
-function reject(socket: net.Socket, err: WebSocketError, headers?: Record<string, string>): void {
-  if (!socket.destroyed && socket.writable) {
-    socket.end(buildRejectResponse(err.status ?? 400, { message: err.message, headers }));
-  } else {
+/**
+ * Milliseconds a refused socket may stay half-closed (our answer sent, the peer's FIN not yet
+ * received) before it is destroyed, so that a peer that never closes cannot hold it open.
+ */
+const REFUSED_LINGER_MS = 1000;
+/** RFC 9110 §15.6.4: the server is shutting down (close() was called). */
+const SERVICE_UNAVAILABLE = 503;
+const INTERNAL_SERVER_ERROR = 500;
+
+/**
+ * Writes a refusal (a complete HTTP response with `Connection: close`) and closes the socket:
+ * our side ends at once; the socket is read (and the bytes dropped) until the peer's FIN, or
+ * destroyed after REFUSED_LINGER_MS. Destroying at once could reset the connection and lose
+ * the answer when the peer's unread bytes are still in flight.
+ */
+function reject(
+  socket: net.Socket,
+  status: number,
+  message: string,
+  headers?: Record<string, string>,
+): void {
+  if (socket.destroyed || !socket.writable) {
     socket.destroy();
+    return;
   }
+  socket.end(buildRejectResponse(status, { message, headers }));
+  const linger = setTimeout(() => socket.destroy(), REFUSED_LINGER_MS);
+  linger.unref();
+  socket.once('close', () => clearTimeout(linger));
+  socket.resume();
 }
 
 export class WebSocketServer extends EventEmitter {
@@ -74,6 +103,8 @@ export class WebSocketServer extends EventEmitter {
   private readonly options: ServerOptions;
   private readonly netServer: net.Server | null = null;
   private readonly httpServer: http.Server | null = null;
+  /** Standalone mode: sockets still sending their request (dropped by close()). */
+  private readonly handshaking = new Set<net.Socket>();
   private closed = false;
 
   constructor(options: ServerOptions = {}, onListening?: () => void) {
@@ -110,6 +141,10 @@ export class WebSocketServer extends EventEmitter {
     callback: (ws: WebSocket, req: UpgradeRequest) => void,
   ): void {
     socket.on('error', onEarlyError);
+    if (this.closed) {
+      this.refuse(socket, new WebSocketError('WS_ERR_HANDSHAKE_REJECTED', 'the server is closing'), req, SERVICE_UNAVAILABLE);
+      return;
+    }
     const info = validateUpgradeRequest(req);
     if (isWebSocketError(info)) {
       this.refuse(socket, info, req);
@@ -134,18 +169,27 @@ export class WebSocketServer extends EventEmitter {
           }
           const status = result === false ? 401 : result.status;
           const message = result === false ? 'Unauthorized' : (result.message ?? http.STATUS_CODES[status] ?? 'Refused');
-          const err = new WebSocketError('WS_ERR_HANDSHAKE_REJECTED', message);
-          socket.end(buildRejectResponse(status, { message, headers: result === false ? undefined : result.headers }));
-          this.emit('rejected', err, req);
+          const headers = result === false ? undefined : result.headers;
+          this.refuse(socket, new WebSocketError('WS_ERR_HANDSHAKE_REJECTED', message), req, status, headers, message);
         },
         (cause: unknown) => {
-          socket.end(buildRejectResponse(500, { message: 'Internal Server Error' }));
-          this.emit('error', cause instanceof Error ? cause : new Error(String(cause)));
+          // A hook that throws (or rejects) is a bug of the application, but a client must not
+          // be able to crash the server with it: 500, and the cause goes to 'rejected' (not to
+          // 'error', which would throw without a listener).
+          const detail = cause instanceof Error ? cause.message : String(cause);
+          const err = new WebSocketError('WS_ERR_HANDSHAKE_REJECTED', `verifyClient failed: ${detail}`);
+          Object.defineProperty(err, 'cause', { value: cause, enumerable: false });
+          this.refuse(socket, err, req, INTERNAL_SERVER_ERROR, undefined, http.STATUS_CODES[INTERNAL_SERVER_ERROR]);
         },
       );
   }
 
-  /** Stops accepting connections and closes the open ones with 1001 (going away). */
+  /**
+   * Stops accepting connections (a listening server stops listening; handleUpgrade answers 503;
+   * requests still being read are dropped), closes the open connections with 1001 (going away,
+   * RFC 6455 §7.4.1), and calls back (and emits 'close') once all of them are closed. An
+   * http/https server given as `server` is left running.
+   */
   close(callback?: () => void): void {
     if (this.closed) {
       if (callback !== undefined) process.nextTick(callback);
@@ -153,13 +197,25 @@ export class WebSocketServer extends EventEmitter {
     }
     this.closed = true;
     this.httpServer?.removeListener('upgrade', this.onHttpUpgrade);
-    for (const ws of this.clients) ws.close(1001, 'server shutting down');
-    const done = (): void => {
+    for (const socket of this.handshaking) socket.destroy();
+    this.handshaking.clear();
+    // One count per open client, one for the listening server, one for this call.
+    let pending = 1;
+    const settle = (): void => {
+      if (--pending > 0) return;
       this.emit('close');
       callback?.();
     };
-    if (this.netServer !== null) this.netServer.close(() => done());
-    else process.nextTick(done);
+    for (const ws of this.clients) {
+      pending++;
+      ws.once('close', settle);
+      ws.close(1001, 'server shutting down');
+    }
+    if (this.netServer !== null) {
+      pending++;
+      this.netServer.close(() => settle());
+    }
+    process.nextTick(settle);
   }
 
   private readonly onHttpUpgrade = (req: http.IncomingMessage, socket: net.Socket, head: Buffer): void => {
@@ -173,6 +229,7 @@ export class WebSocketServer extends EventEmitter {
       return;
     }
     socket.on('error', onEarlyError);
+    this.handshaking.add(socket);
     const timeout = this.options.handshakeTimeout ?? Defaults.handshakeTimeout;
     const timer = setTimeout(() => socket.destroy(), timeout);
     let request: UpgradeRequest | null = null;
@@ -203,6 +260,7 @@ export class WebSocketServer extends EventEmitter {
       }
     };
     const cleanup = (): void => {
+      this.handshaking.delete(socket);
       clearTimeout(timer);
       socket.removeListener('data', onData);
       socket.removeListener('close', cleanup);
@@ -222,11 +280,22 @@ export class WebSocketServer extends EventEmitter {
       socket.destroy();
       return;
     }
+    if (this.closed) {
+      // close() was called while verifyClient was deciding.
+      this.refuse(socket, new WebSocketError('WS_ERR_HANDSHAKE_REJECTED', 'the server is closing'), req, SERVICE_UNAVAILABLE);
+      return;
+    }
     const supported = this.options.protocols;
     const protocol =
       supported === undefined
         ? undefined
-        : selectProtocol(info.protocols, typeof supported === 'function' ? (offered) => supported(offered, req) : supported);
+        : selectProtocol(
+            info.protocols,
+            typeof supported === 'function'
+              ? (offered) => supported(offered, req)
+              : // The server's order of preference (see ServerOptions.protocols).
+                (offered) => supported.find((p) => offered.includes(p)),
+          );
     socket.write(buildAcceptResponse({ key: info.key, protocol }));
     socket.removeListener('error', onEarlyError);
     const ws = new WebSocket('server', this.options);
@@ -237,9 +306,20 @@ export class WebSocketServer extends EventEmitter {
     callback(ws, req);
   }
 
-  private refuse(socket: net.Socket, err: WebSocketError, req: UpgradeRequest | null): void {
-    reject(socket, err);
-    this.emit('rejected', err, req);
+  /**
+   * Answers `status` (default: the error's own, else 400) and closes the socket, then emits
+   * 'rejected'. The body is `message` (default: the error's message).
+   */
+  private refuse(
+    socket: net.Socket,
+    err: WebSocketError,
+    req: UpgradeRequest | null,
+    status = err.status ?? 400,
+    headers?: Record<string, string>,
+    message = err.message,
+  ): void {
+    reject(socket, status, message, headers);
+    this.emit('rejected', err, req, status);
   }
 }
 
