@@ -30,6 +30,7 @@ import * as http from 'node:http';
 import * as net from 'node:net';
 import * as tls from 'node:tls';
 import { CloseCode, Defaults, Opcode, isControlOpcode } from './constants';
+import { MAX_WINDOW_BITS } from './permessage-deflate';
 import { encodeClosePayload, parseClosePayload } from './close';
 import { WebSocketError, isWebSocketError } from './errors';
 import { FragmentAssemblerCore } from './fragment-assembler';
@@ -49,6 +50,7 @@ import {
   validateUpgradeResponse,
 } from './handshake';
 import { HandshakeParserCore, UpgradeResponse } from './handshake-parser';
+import { InflaterCore } from './inflater';
 import { MaskerCore } from './masker';
 import { Tap, TapOptions, TapPoint } from './tap';
 import { UnmaskerCore } from './unmasker';
@@ -61,8 +63,10 @@ export type ProxyTapLayer = 'bytes' | 'frames' | 'messages';
 /** A message as a 'messages' tap sees it: a copy reassembled for observers only. */
 export interface ProxyMessage extends Message {
   /**
-   * The message was compressed (permessage-deflate, RSV1): `data` is the compressed payload
-   * (no inflate context is kept for observers) and text is not UTF-8-checked.
+   * The message is shown compressed (permessage-deflate, RSV1): `data` is the compressed payload
+   * and text is not UTF-8-checked. This happens only when the tap was added after compressed
+   * messages with context takeover had passed: a tap added from the 'connection' event sees
+   * every message inflated (through a shadow inflate context, the relayed frames unchanged).
    */
   readonly compressed: boolean;
 }
@@ -164,6 +168,12 @@ class Side {
   /** The observer waits for the start of a message before it is fed. */
   observerSynced = false;
   observerCompressed = false;
+  /** A compressed message has passed (a shadow inflate context can no longer start, unless no context takeover). */
+  compressedSeen = false;
+  /** How this side compresses (permessage-deflate), for the shadow inflate context of message taps. */
+  deflate: { windowBits: number; noContextTakeover: boolean } | null = null;
+  /** The shadow inflate context that gives message taps the inflated view. */
+  shadow: InflaterCore | null = null;
 
   constructor(
     readonly name: 'client' | 'upstream',
@@ -203,6 +213,8 @@ class Side {
 }
 
 const MAX_REASON = 123;
+/** Frames the shadow inflate context may fall behind the relay before its messages tap is ended. */
+const MAX_SHADOW_PENDING = 1024;
 
 function closeFrameOf(code: number, reason: string): Frame {
   let text = reason;
@@ -289,6 +301,16 @@ export class ProxyConnection extends EventEmitter {
     this.upstream = makeSide('upstream', init.upstreamSocket);
     this.client.peer = this.upstream;
     this.upstream.peer = this.client;
+    if (this.compression && !isWebSocketError(accepted)) {
+      const params = new Map(accepted.find((e) => e.name.toLowerCase() === 'permessage-deflate')!.params);
+      const bits = (name: string): number => {
+        const value = params.get(name);
+        return typeof value === 'string' && /^\d+$/.test(value) ? Number(value) : MAX_WINDOW_BITS;
+      };
+      // RFC 7692 §7.1: the client_* parameters describe how the client compresses, server_* the server.
+      this.client.deflate = { windowBits: bits('client_max_window_bits'), noContextTakeover: params.has('client_no_context_takeover') };
+      this.upstream.deflate = { windowBits: bits('server_max_window_bits'), noContextTakeover: params.has('server_no_context_takeover') };
+    }
   }
 
   /** @internal Starts relaying; `clientHead`/`upstreamHead` are bytes that came with the handshakes. */
@@ -305,9 +327,9 @@ export class ProxyConnection extends EventEmitter {
       socket.on('error', (err: Error) => this.onSocketError(side, err));
       socket.on('close', () => this.onSocketClose(side));
     }
-    // Bytes that came with the handshakes are relayed on the next tick, once the 'connection'
-    // listeners have attached their taps.
-    process.nextTick(() => {
+    // Bytes that came with the handshakes are relayed once the 'connection'
+    // listeners (even those awaiting the event) have attached their taps.
+    setImmediate(() => {
       if (upstreamHead !== null && upstreamHead.length > 0) this.onData(this.upstream, upstreamHead);
       if (clientHead !== null && clientHead.length > 0) this.onData(this.client, clientHead);
       this.client.socket.resume();
@@ -329,8 +351,8 @@ export class ProxyConnection extends EventEmitter {
    * Observes one direction ('upstream': client -> server) at one layer without changing the
    * traffic: 'bytes' yields the Buffers received (as sent on the wire, masked for 'upstream'),
    * 'frames' the Frames relayed, unmasked (large frames in pieces, see lib/frame.ts),
-   * 'messages' ProxyMessage copies reassembled on the side (compressed messages are shown
-   * compressed). Policy 'drop' (default) never slows the relay and counts its drops; 'block'
+   * 'messages' ProxyMessage copies reassembled on the side (with permessage-deflate, inflated by a
+   * shadow inflate context, see ProxyMessage.compressed). Policy 'drop' (default) never slows the relay and counts its drops; 'block'
    * pauses the source while the tap is full. The tap ends when the connection closes.
    */
   tap(layer: 'bytes', direction: ProxyDirection, options?: TapOptions): Tap<Buffer>;
@@ -342,19 +364,7 @@ export class ProxyConnection extends EventEmitter {
       const point = (): TapPoint<never> => new TapPoint(() => this.updateFlow(side));
       side.taps = { bytes: point(), frames: point(), messages: point() };
     }
-    if (layer === 'messages' && side.observer === null) {
-      side.observerSynced = false;
-      side.observer = new FragmentAssemblerCore(
-        { maxMessageSize: this.maxMessageSize, skipUtf8Validation: this.compression },
-        {
-          onMessage: (message) => {
-            const copy: ProxyMessage = { binary: message.binary, data: message.data, compressed: side.observerCompressed };
-            side.taps!.messages.offer(copy);
-          },
-          onControl: () => {},
-        },
-      );
-    }
+    if (layer === 'messages' && side.observer === null) this.startObserver(side);
     const tap = (side.taps[layer] as TapPoint<unknown>).add(options);
     if (this.finished) process.nextTick(() => tap.push(null));
     return tap;
@@ -390,6 +400,7 @@ export class ProxyConnection extends EventEmitter {
   private onFrame(source: Side, frame: Frame): void {
     // RFC 6455 §5.5.1: nothing is sent after a close frame; whatever follows is ignored.
     if (source.closeFrom !== null) return;
+    if (frame.rsv1 && frame.opcode !== Opcode.Continuation && isFirstPiece(frame)) source.compressedSeen = true;
     if (source.taps !== null) this.observe(source, frame);
     const control = isControlOpcode(frame.opcode);
     if (control && frame.opcode === Opcode.Close) {
@@ -477,18 +488,60 @@ export class ProxyConnection extends EventEmitter {
     if (observer === null || isControlOpcode(frame.opcode)) return;
     if (!taps.messages.active) {
       source.observer = null;
+      source.shadow?.destroy();
+      source.shadow = null;
       return;
     }
+    const shadow = source.shadow;
+    if (shadow === null) {
+      this.feedObserver(source, frame);
+      return;
+    }
+    // RFC 7692 §7.2.2: the shadow context inflates a copy for observers, never the relayed frames.
+    // It must not hold the relay: when zlib falls behind, the tap is ended instead.
+    if (shadow.write(frame) !== null || shadow.pending > MAX_SHADOW_PENDING) this.stopObserver(source);
+  }
+
+  /** A messages tap starts: the side assembler, behind a shadow inflate context when possible. */
+  private startObserver(side: Side): void {
+    side.observerSynced = false;
+    const deflate = side.deflate;
+    const inflate = deflate !== null && (!side.compressedSeen || deflate.noContextTakeover);
+    side.observer = new FragmentAssemblerCore(
+      { maxMessageSize: this.maxMessageSize, skipUtf8Validation: deflate !== null && !inflate },
+      {
+        onMessage: (message) => {
+          const copy: ProxyMessage = { binary: message.binary, data: message.data, compressed: side.observerCompressed };
+          side.taps?.messages.offer(copy);
+        },
+        onControl: () => {},
+      },
+    );
+    side.shadow = inflate
+      ? new InflaterCore(
+          { ...deflate, maxMessageSize: this.maxMessageSize, maxPayload: this.maxMessageSize },
+          { onFrame: (frame: Frame) => this.feedObserver(side, frame) },
+        )
+      : null;
+  }
+
+  private feedObserver(side: Side, frame: Frame): void {
+    const observer = side.observer;
+    if (observer === null || isControlOpcode(frame.opcode)) return;
     if (frame.opcode !== Opcode.Continuation && isFirstPiece(frame)) {
-      source.observerSynced = true;
-      source.observerCompressed = frame.rsv1;
+      side.observerSynced = true;
+      side.observerCompressed = frame.rsv1;
     }
-    if (!source.observerSynced) return;
-    if (observer.write(frame) !== null) {
-      // The copy for observers failed (e.g. over maxMessageSize): end the messages taps only.
-      source.observer = null;
-      taps.messages.end();
-    }
+    if (!side.observerSynced) return;
+    // The copy for observers failed (e.g. over maxMessageSize): end the messages taps only.
+    if (observer.write(frame) !== null) this.stopObserver(side);
+  }
+
+  private stopObserver(side: Side): void {
+    side.observer = null;
+    side.shadow?.destroy();
+    side.shadow = null;
+    side.taps?.messages.end();
   }
 
   // ----- Flow control -----
@@ -569,6 +622,8 @@ export class ProxyConnection extends EventEmitter {
     this.finished = true;
     if (this.closeTimer !== null) clearTimeout(this.closeTimer);
     for (const side of [this.client, this.upstream]) {
+      side.shadow?.destroy();
+      side.shadow = null;
       if (side.taps !== null) {
         side.taps.bytes.end();
         side.taps.frames.end();

@@ -209,7 +209,7 @@ describe('proxy', function () {
       expect(code).to.equal(4000);
     });
 
-    it('passes permessage-deflate through: RSV1 frames relayed unchanged, messages tap shows them compressed', async () => {
+    it('passes permessage-deflate through: RSV1 frames relayed unchanged; messages taps see them inflated', async () => {
       const { server, url } = await wsServer({ perMessageDeflate: { threshold: 0 } });
       cleanups.push(() => new Promise((r) => server.close(r)));
       server.on('connection', (ws) => ws.on('message', (data, binary) => ws.send(data, { binary })));
@@ -220,7 +220,7 @@ describe('proxy', function () {
       const c = await conn;
       expect(c.extensions).to.match(/permessage-deflate/);
       const frames = c.tap('frames', 'upstream');
-      const messages = c.tap('messages', 'downstream');
+      const up = c.tap('messages', 'upstream');
       await once(client, 'open');
       expect(client.extensions).to.match(/permessage-deflate/);
       const text = 'abc'.repeat(1000);
@@ -230,7 +230,12 @@ describe('proxy', function () {
       const [frame] = (await once(frames, 'data')) as [Frame];
       expect(frame.rsv1).to.equal(true);
       expect(frame.length).to.be.lessThan(text.length);
-      const [message] = (await once(messages, 'data')) as [ProxyMessage];
+      const [inflated] = (await once(up, 'data')) as [ProxyMessage];
+      expect(inflated).to.deep.equal({ binary: false, data: Buffer.from(text), compressed: false });
+      // A tap added after compressed messages went by (context takeover): shown compressed.
+      const late = c.tap('messages', 'downstream');
+      client.send(text);
+      const [message] = (await once(late, 'data')) as [ProxyMessage];
       expect(message.compressed).to.equal(true);
       expect(message.data.length).to.be.lessThan(text.length);
       client.close();
