@@ -307,9 +307,9 @@ export function validateUpgradeRequest(req: UpgradeRequestLike): UpgradeInfo | W
 }
 
 /**
- * The subprotocol to answer with: with a list, the first protocol of `offered` (the client's
- * order of preference) that is in `supported`; with a function, its answer. Never a protocol that
- * was not offered: an unoffered answer from the function gives undefined (no subprotocol).
+ * The subprotocol to answer with: with a list, the first protocol of `supported` (the server's
+ * order of preference) that the client offered; with a function, its answer. Never a protocol
+ * that was not offered: an unoffered answer from the function gives undefined (no subprotocol).
  */
 export function selectProtocol(
   offered: readonly string[],
@@ -319,7 +319,7 @@ export function selectProtocol(
     const chosen = supported([...offered]);
     return typeof chosen === 'string' && offered.includes(chosen) ? chosen : undefined;
   }
-  return offered.find((protocol) => supported.includes(protocol));
+  return supported.find((protocol) => offered.includes(protocol));
 }
 
 const HTAB = 0x09;
@@ -397,10 +397,12 @@ export function buildRejectResponse(
   const body = options.message ?? reason;
   const extra = options.headers ?? {};
   const names = new Set(Object.keys(extra).map((name) => name.toLowerCase()));
-  let text = `HTTP/1.1 ${status} ${reason}\r\nConnection: close\r\n`;
+  // RFC 9110 §15.5.22: a 426 MUST carry Upgrade, and §7.8: then Connection names "upgrade".
+  const upgradeRequired = status === UPGRADE_REQUIRED;
+  let text = `HTTP/1.1 ${status} ${reason}\r\n${upgradeRequired ? 'Upgrade: websocket\r\nConnection: Upgrade, close' : 'Connection: close'}\r\n`;
   if (!names.has('content-type')) text += 'Content-Type: text/plain; charset=utf-8\r\n';
   text += `Content-Length: ${Buffer.byteLength(body, 'utf8')}\r\n`;
-  if (status === UPGRADE_REQUIRED && !names.has('sec-websocket-version')) text += `Sec-WebSocket-Version: ${WEBSOCKET_VERSION}\r\n`;
+  if (upgradeRequired && !names.has('sec-websocket-version')) text += `Sec-WebSocket-Version: ${WEBSOCKET_VERSION}\r\n`;
   return `${text}${formatHeaders(extra, REJECT_RESERVED)}\r\n${body}`;
 }
 

@@ -360,7 +360,10 @@ describe('buildRejectResponse', () => {
     expect(text).to.match(/^HTTP\/1\.1 426 Upgrade Required\r\n/);
     const res = parseHead(text.slice(0, text.indexOf('\r\n\r\n') + 4), 'client') as UpgradeResponse;
     expect(res.headers['sec-websocket-version']).to.equal('13');
-    expect(buildRejectResponse(400)).to.not.match(/Sec-WebSocket-Version/);
+    // RFC 9110 §15.5.22: a 426 MUST send Upgrade; §7.8: Connection then lists "upgrade".
+    expect(res.headers['upgrade']).to.equal('websocket');
+    expect(res.headers['connection']).to.equal('Upgrade, close');
+    expect(buildRejectResponse(400)).to.not.match(/Sec-WebSocket-Version|Upgrade:/);
   });
 
   it('builds the answer to each handshake error from its status', () => {
@@ -399,7 +402,7 @@ describe('extra headers that the builders set themselves', () => {
 
 describe('selectProtocol', () => {
   it('picks the first offered protocol the server supports', () => {
-    expect(selectProtocol(['superchat', 'chat'], ['chat', 'superchat'])).to.equal('superchat');
+    expect(selectProtocol(['superchat', 'chat'], ['chat', 'superchat'])).to.equal('chat'); // the server's order
     expect(selectProtocol(['a', 'chat'], ['chat'])).to.equal('chat');
     expect(selectProtocol(['a'], ['chat'])).to.equal(undefined);
     expect(selectProtocol([], ['chat'])).to.equal(undefined);

@@ -227,9 +227,12 @@ describe('WebSocketServer', () => {
       it(`refuses ${name} with ${status}, closes the socket and keeps serving`, async () => {
         const response = await refused(port, request(spec));
         expect(response.status).to.equal(status);
-        expect(response.headers['connection']).to.equal('close');
+        expect(response.headers['connection']).to.equal(status === 426 ? 'Upgrade, close' : 'close');
         expect(Number(response.headers['content-length'])).to.equal(Buffer.byteLength(response.body));
-        if (status === 426) expect(response.headers['sec-websocket-version']).to.equal('13');
+        if (status === 426) {
+          expect(response.headers['sec-websocket-version']).to.equal('13');
+          expect(response.headers['upgrade']).to.equal('websocket');
+        }
         expect(rejections.map((e) => e.code)).to.deep.equal([code]);
         await untilNoConnections(server);
         const next = await accepted(server, port);
