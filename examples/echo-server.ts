@@ -3,6 +3,10 @@
  *
  *   npx ts-node examples/echo-server.ts --port 8080
  *   node dist/examples/echo-server.js --port 8080      (after npm run build)
+ *   ... --no-deflate                                   (decline permessage-deflate)
+ *
+ * permessage-deflate (RFC 7692) is accepted here, unlike the library's default, because an echo
+ * server is what people point browsers and test suites at, and they offer it.
  *
  * Each connection is piped into itself: `ws.pipe(ws)`. pipe() stops reading while the echo's
  * writes are not drained, so a client that sends faster than it reads is slowed down by TCP
@@ -18,12 +22,19 @@ function option(name: string, fallback: string): string {
 const port = Number(option('port', '8080'));
 const host = option('host', '127.0.0.1');
 const quiet = process.argv.includes('--quiet');
+const deflate = !process.argv.includes('--no-deflate');
 
-const server = createServer({ port, host, maxPayload: 128 * 1024 * 1024, maxMessageSize: 128 * 1024 * 1024 });
+const server = createServer({
+  port,
+  host,
+  maxPayload: 128 * 1024 * 1024,
+  maxMessageSize: 128 * 1024 * 1024,
+  perMessageDeflate: deflate,
+});
 
 server.on('listening', () => {
   const addr = server.address();
-  console.log(`echo server listening on ws://${host}:${addr?.port ?? port}`);
+  console.log(`echo server listening on ws://${host}:${addr?.port ?? port}${deflate ? ' (permessage-deflate on)' : ''}`);
   console.log(`try: npx ts-node examples/echo-client.ts ws://${host}:${addr?.port ?? port} hello`);
 });
 

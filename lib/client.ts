@@ -7,7 +7,8 @@ import * as net from 'node:net';
 import * as tls from 'node:tls';
 import { Defaults } from './constants';
 import { WebSocketError, isWebSocketError } from './errors';
-import { buildClientRequest, generateKey, validateUpgradeResponse } from './handshake';
+import { type ExtensionOffer, buildClientRequest, formatExtensions, generateKey, validateUpgradeResponse } from './handshake';
+import { PerMessageDeflateOptions, acceptDeflateResponse, buildDeflateOffer, checkDeflateOptions, deflateSides } from './permessage-deflate';
 import type { UpgradeResponse } from './handshake-parser';
 import { HandshakeParserCore } from './handshake-parser';
 import { Transport, WebSocket, WebSocketOptions } from './websocket';
@@ -25,6 +26,13 @@ export interface ClientOptions extends WebSocketOptions {
   maxHeaderSize?: number;
   /** TLS options for wss:// (ca, cert, key, servername, rejectUnauthorized (default true) ...). */
   tls?: tls.ConnectionOptions;
+  /**
+   * permessage-deflate (RFC 7692): true (default options) or options to offer it, false not to.
+   * Default true: as browsers do, we offer it and the server decides; a client pays for one
+   * connection only. A server that asks us to compress with an 8-bit window (zlib cannot) gets
+   * our messages uncompressed, which the extension allows.
+   */
+  perMessageDeflate?: boolean | PerMessageDeflateOptions;
 }
 
 /** The parsed 101 answer, emitted as 'upgrade' on the WebSocket before 'open'. */
@@ -57,8 +65,15 @@ export function connect(url: string | URL, options: ClientOptions = {}): WebSock
 
   const key = generateKey();
   const protocols = options.protocols ?? [];
+  const deflateOptions: PerMessageDeflateOptions | null =
+    options.perMessageDeflate === false ? null : options.perMessageDeflate === true || options.perMessageDeflate === undefined ? {} : options.perMessageDeflate;
+  let offered: ExtensionOffer[] = [];
   let request: string;
   try {
+    if (deflateOptions !== null) {
+      checkDeflateOptions(deflateOptions, 'client');
+      offered = [buildDeflateOffer(deflateOptions)];
+    }
     // Built before connecting: a value that cannot go in a header fails here, with nothing sent.
     request = buildClientRequest({
       host: target.port === '' ? target.host : `${target.hostname}:${port}`,
@@ -67,6 +82,7 @@ export function connect(url: string | URL, options: ClientOptions = {}): WebSock
       protocols,
       origin: options.origin,
       headers: options.headers,
+      extensions: offered.length === 0 ? undefined : formatExtensions(offered),
     });
   } catch (cause) {
     return refuse((cause as Error).message);
@@ -123,17 +139,27 @@ export function connect(url: string | URL, options: ClientOptions = {}): WebSock
       return;
     }
     if (response === null) return;
-    const result = validateUpgradeResponse(response, { key, protocols, extensions: [] });
+    const result = validateUpgradeResponse(response, { key, protocols, extensions: offered });
     if (isWebSocketError(result)) {
       fail(result);
+      return;
+    }
+    // permessage-deflate: an answer we cannot accept fails the connection (RFC 7692 §5, §7.1).
+    const deflateAgreement = deflateOptions === null ? null : acceptDeflateResponse(result.extensions, deflateOptions);
+    if (isWebSocketError(deflateAgreement)) {
+      fail(deflateAgreement);
       return;
     }
     cleanup();
     socket.pause();
     ws.emit('upgrade', response);
     const head = rest.length === 0 ? null : rest.length === 1 ? rest[0]! : Buffer.concat(rest);
-    // No extension is offered yet, so validateUpgradeResponse has refused any in the answer.
-    ws.attach(socket as Transport, head, { protocol: result.protocol ?? '', extensions: '' });
+    // Only permessage-deflate is ever offered, so validateUpgradeResponse has refused any other.
+    ws.attach(socket as Transport, head, {
+      protocol: result.protocol ?? '',
+      extensions: deflateAgreement === null ? '' : formatExtensions([deflateAgreement.response]),
+      deflate: deflateAgreement === null ? undefined : { sides: deflateSides(deflateAgreement, 'client'), options: deflateOptions! },
+    });
     socket.resume();
   }
 

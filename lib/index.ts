@@ -35,6 +35,10 @@ export * from './control-frame-responder';
 export * from './message-framer';
 export * from './masker';
 export * from './frame-serializer';
+// permessage-deflate (RFC 7692): the negotiation and the Inflater/Deflater stages.
+export * from './permessage-deflate';
+export * from './inflater';
+export * from './deflater';
 export { Utf8Validator, isValidUtf8 } from './utf8';
 export { parseClosePayload, encodeClosePayload, checkCloseArgs } from './close';
 export { WebSocket, ReadyState } from './websocket';

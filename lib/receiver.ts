@@ -3,12 +3,20 @@
  * ControlFrameResponder, the same cores that the stream stages wrap, without a stream hop per
  * stage. A core that fails stops the splitter mid-chunk, so nothing after a bad frame is
  * delivered.
+ *
+ * permessage-deflate (when negotiated): an InflaterCore sits between the unmasker and the
+ * assembler. zlib is asynchronous, so from then on frames may be delivered after write()
+ * returns: they stay in order (the inflater queues them), `busy` says that some are still
+ * waiting (the owner should stop reading the socket), onInflateIdle says they are all through,
+ * and an error met asynchronously goes to onAsyncError instead of write()'s return value.
  */
 import { ControlFrameResponderCore, ControlFrameResponderHandler } from './control-frame-responder';
 import { WebSocketError } from './errors';
 import { FragmentAssemblerCore, MessagePiece } from './fragment-assembler';
 import { Frame, Message } from './frame';
 import { FrameSplitterCore } from './frame-splitter';
+import { InflaterCore } from './inflater';
+import { type DeflateSides, sharedLimiter } from './permessage-deflate';
 import { UnmaskerCore } from './unmasker';
 
 export type Role = 'server' | 'client';
@@ -38,6 +46,10 @@ export interface ReceiverOptions {
 /** The responder's outputs, plus the pieces of streamed messages. */
 export interface ReceiverHandler extends ControlFrameResponderHandler {
   onMessagePiece?(piece: MessagePiece): void;
+  /** permessage-deflate: an error met while inflating, after write() returned. */
+  onAsyncError?(err: WebSocketError): void;
+  /** permessage-deflate: every frame written so far has been delivered (`busy` went false). */
+  onInflateIdle?(): void;
 }
 
 export class Receiver {
@@ -45,15 +57,25 @@ export class Receiver {
   readonly unmasker: UnmaskerCore;
   readonly assembler: FragmentAssemblerCore;
   readonly responder: ControlFrameResponderCore;
+  /** permessage-deflate's receiving side, when negotiated. */
+  readonly inflater: InflaterCore | null = null;
   /** Sees every frame after unmasking, before reassembly (taps). */
   frameObserver: ((frame: Frame) => void) | null = null;
+  private readonly handler: ReceiverHandler;
+  /** Inside write(): errors are returned, not reported through onAsyncError. */
+  private writing = false;
+  private asyncErrorReported = false;
 
-  constructor(role: Role, options: ReceiverOptions, handler: ReceiverHandler) {
+  /** `inflate`: permessage-deflate's receiving parameters (deflateSides(...).inflate), when negotiated. */
+  constructor(role: Role, options: ReceiverOptions, handler: ReceiverHandler, inflate?: DeflateSides['inflate'] & { maxConcurrency?: number }) {
+    this.handler = handler;
     this.responder = new ControlFrameResponderCore({ autoPong: options.autoPong ?? true }, handler);
     this.assembler = new FragmentAssemblerCore(
       {
         maxMessageSize: options.maxMessageSize,
-        maxFragments: options.maxFragments,
+        // With an inflater, a compressed message reaches the assembler as zlib's chunks, not
+        // the peer's frames: the inflater counts the peer's frames instead.
+        maxFragments: inflate === undefined ? options.maxFragments : Number.POSITIVE_INFINITY,
         skipUtf8Validation: options.skipUtf8Validation,
         streaming: options.streamMessages,
         maxStreamedMessageSize: options.maxStreamedMessageSize,
@@ -64,25 +86,81 @@ export class Receiver {
         onMessagePiece: handler.onMessagePiece,
       },
     );
+    if (inflate !== undefined) {
+      // Limits apply to the inflated bytes. A streamed message keeps nothing, so only its own
+      // limit (or else maxPayload) bounds what one compressed message may inflate to.
+      const streamed = options.streamMessages === true;
+      const streamedLimit = options.maxStreamedMessageSize ?? Number.POSITIVE_INFINITY;
+      this.inflater = new InflaterCore(
+        {
+          windowBits: inflate.windowBits,
+          noContextTakeover: inflate.noContextTakeover,
+          maxPayload: options.maxPayload,
+          maxMessageSize: streamed ? (Number.isFinite(streamedLimit) ? streamedLimit : options.maxPayload) : options.maxMessageSize,
+          maxFragments: streamed ? Number.POSITIVE_INFINITY : options.maxFragments,
+          limiter: inflate.maxConcurrency === undefined ? undefined : sharedLimiter(inflate.maxConcurrency),
+        },
+        { onFrame: (frame: Frame) => this.pass(this.assembler.write(frame)) },
+      );
+    }
+    const inflater = this.inflater;
     this.unmasker = new UnmaskerCore(
       { role },
       {
         onFrame: (frame: Frame) => {
           if (this.frameObserver !== null) this.frameObserver(frame);
-          this.pass(this.assembler.write(frame));
+          if (inflater !== null) inflater.write(frame, this.afterInflate);
+          else this.pass(this.assembler.write(frame));
         },
       },
     );
     this.splitter = new FrameSplitterCore(
-      { maxPayload: options.maxPayload, streaming: true },
+      { maxPayload: options.maxPayload, streaming: true, rsv1: inflate !== undefined },
       { onFrame: (frame: Frame) => this.pass(this.unmasker.write(frame)) },
     );
   }
 
   /** Feeds bytes from the socket; returns the first error of any core, or null. */
   write(chunk: Buffer): WebSocketError | null {
-    return this.splitter.write(chunk);
+    this.writing = true;
+    const err = this.splitter.write(chunk);
+    this.writing = false;
+    return err;
   }
+
+  /** permessage-deflate: frames are still waiting to be inflated and delivered. */
+  get busy(): boolean {
+    return this.inflater !== null && this.inflater.pending > 0;
+  }
+
+  /** The consumer is full: inflate nothing more until resumeInflate(). */
+  pauseInflate(): void {
+    this.inflater?.pause();
+  }
+
+  resumeInflate(): void {
+    this.inflater?.resume();
+  }
+
+  /** Frees zlib (the connection is gone); nothing more is delivered or reported. */
+  destroy(): void {
+    this.asyncErrorReported = true;
+    this.inflater?.destroy();
+  }
+
+  /** Called back by the inflater once per frame. */
+  private readonly afterInflate = (err: WebSocketError | null): void => {
+    if (err !== null) {
+      this.splitter.fail(err);
+      // Met inside write(): write() returns it. Later: reported once.
+      if (!this.writing && !this.asyncErrorReported) {
+        this.asyncErrorReported = true;
+        this.handler.onAsyncError?.(err);
+      }
+    }
+    // After an error the queue is empty too: nothing more will come.
+    if (!this.writing && this.inflater!.pending === 0) this.handler.onInflateIdle?.();
+  };
 
   /** The first error any core met. */
   get error(): WebSocketError | null {
@@ -91,6 +169,9 @@ export class Receiver {
 
   /** A downstream error stops the splitter at once. */
   private pass(err: WebSocketError | null): void {
-    if (err !== null) this.splitter.fail(err);
+    if (err !== null) {
+      this.splitter.fail(err);
+      this.inflater?.fail(err);
+    }
   }
 }

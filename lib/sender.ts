@@ -3,6 +3,11 @@
  * FrameSerializer -> socket. Every frame reaches the socket whole and in one synchronous step,
  * so a control frame sent between two calls can fall between two fragments of a message but
  * never inside a frame's bytes. A message's header and payload go out in one corked writev.
+ *
+ * permessage-deflate (when negotiated): a DeflaterCore sits between the framer and the masker.
+ * zlib is asynchronous, so a compressed message reaches the socket after the send call returns
+ * (still whole frames, in order); `pending` says so and whenSent() calls back once it is out.
+ * Pings and pongs never wait for it; a close frame waits behind the messages sent before it.
  */
 import { WebSocketError } from './errors';
 import { Frame, Message } from './frame';
@@ -10,6 +15,9 @@ import { FrameSerializerCore } from './frame-serializer';
 import { MaskGenerator } from './mask';
 import { MaskerCore } from './masker';
 import { MessageFramerCore } from './message-framer';
+import { DeflaterCore } from './deflater';
+import { Opcode } from './constants';
+import { type DeflateSides, type PerMessageDeflateOptions, sharedLimiter } from './permessage-deflate';
 import type { Role } from './receiver';
 
 /** Anything bytes can be written to: a net.Socket, a tls.TLSSocket, or any Writable. */
@@ -31,6 +39,13 @@ export class Sender {
   private readonly framer: MessageFramerCore;
   private readonly serializer: FrameSerializerCore;
   private readonly masker: MaskerCore | null;
+  /** permessage-deflate's sending side, when negotiated (and allowed to compress). */
+  private readonly deflater: DeflaterCore | null = null;
+  /** Callbacks of whenSent(), run once the deflater has nothing pending. */
+  private sentWaiters: Array<(err: Error | null, flowing: boolean) => void> = [];
+  /** Socket writes made by the deflater's later output all found room. */
+  private asyncFlowing = true;
+  private deflateError: Error | null = null;
   /** False once a write of the current send found the socket (or a blocking tap) full. */
   private flowing = true;
   /** Sees every outbound frame before masking (taps); false holds the writer until 'drain'. */
@@ -38,10 +53,12 @@ export class Sender {
   /** Sees every outbound byte chunk (taps); false holds the writer until 'drain'. */
   bytesObserver: ((chunk: Buffer) => boolean) | null = null;
 
+  /** `deflate`: permessage-deflate's sending parameters (deflateSides(...).deflate) and options, when negotiated. */
   constructor(
     private readonly socket: ByteSink,
     role: Role,
     options: SenderOptions = {},
+    deflate?: { side: NonNullable<DeflateSides['deflate']>; options: PerMessageDeflateOptions },
   ) {
     this.serializer = new FrameSerializerCore(
       {},
@@ -57,11 +74,70 @@ export class Sender {
       role === 'client'
         ? new MaskerCore({ generateMask: options.generateMask }, { onFrame: (frame: Frame) => this.serializer.write(frame) })
         : null;
+    if (deflate !== undefined) {
+      const { side, options: o } = deflate;
+      this.deflater = new DeflaterCore(
+        {
+          windowBits: side.windowBits,
+          noContextTakeover: side.noContextTakeover,
+          threshold: o.threshold,
+          level: o.level,
+          memLevel: o.memLevel,
+          limiter: o.maxConcurrency === undefined ? undefined : sharedLimiter(o.maxConcurrency),
+        },
+        { onFrame: (frame: Frame) => this.deflated(frame) },
+      );
+    }
+    const deflater = this.deflater;
     this.framer = new MessageFramerCore(
       { fragmentSize: options.fragmentSize ?? 0 },
-      { onFrame: (frame: Frame) => this.frame(frame) },
+      {
+        onFrame:
+          deflater === null ? (frame: Frame) => this.frame(frame) : (frame: Frame) => void deflater.write(frame, this.afterDeflate),
+      },
     );
   }
+
+  /** permessage-deflate: frames handed over are still being compressed. */
+  get pending(): boolean {
+    return this.deflater !== null && this.deflater.pending > 0;
+  }
+
+  /**
+   * Calls back once every frame handed over so far is on the socket (at once when nothing is
+   * pending), with whether the socket still had room.
+   */
+  whenSent(callback: (err: Error | null, flowing: boolean) => void): void {
+    if (!this.pending) {
+      callback(this.deflateError, this.flowing);
+      return;
+    }
+    this.asyncFlowing = this.flowing;
+    this.sentWaiters.push(callback);
+  }
+
+  /** Frees zlib (the connection is gone); frames still being compressed are dropped. */
+  destroy(): void {
+    this.deflater?.destroy();
+  }
+
+  /** A frame the deflater has finished with: onto the socket, in its own corked write. */
+  private deflated(frame: Frame): void {
+    this.flowing = true;
+    this.socket.cork();
+    this.frame(frame);
+    this.socket.uncork();
+    if (!this.flowing) this.asyncFlowing = false;
+  }
+
+  private readonly afterDeflate = (err: WebSocketError | null): void => {
+    if (err !== null && this.deflateError === null) this.deflateError = err;
+    if (this.deflater!.pending > 0 || this.sentWaiters.length === 0) return;
+    const waiters = this.sentWaiters;
+    this.sentWaiters = [];
+    const flowing = this.asyncFlowing;
+    for (const waiter of waiters) waiter(this.deflateError, flowing);
+  };
 
   /** Sends one whole message; returns false when the socket asks the writer to wait for 'drain'. */
   sendMessage(message: Message): boolean {
@@ -101,6 +177,12 @@ export class Sender {
   /** Sends one frame as it is (control frames: pong, ping, close). */
   sendFrame(frame: Frame): boolean {
     this.flowing = true;
+    // A close frame must not overtake the messages still being compressed (nothing may follow
+    // it, RFC 6455 §5.5.1); pings and pongs go at once.
+    if (this.deflater !== null && frame.opcode === Opcode.Close && this.deflater.pending > 0) {
+      this.deflater.write(frame, this.afterDeflate);
+      return this.flowing;
+    }
     this.socket.cork();
     this.frame(frame);
     this.socket.uncork();

@@ -17,10 +17,12 @@ import {
   UpgradeRequest,
   buildAcceptResponse,
   buildRejectResponse,
+  formatExtensions,
   selectProtocol,
   validateUpgradeRequest,
 } from './handshake';
 import { HandshakeParserCore } from './handshake-parser';
+import { PerMessageDeflateOptions, acceptDeflateOffer, checkDeflateOptions, deflateSides } from './permessage-deflate';
 import { Transport, WebSocket, WebSocketOptions } from './websocket';
 
 /** What a verifyClient hook answers: accept, refuse with 401, or refuse with a status. */
@@ -51,6 +53,15 @@ export interface ServerOptions extends WebSocketOptions {
   maxHeaderSize?: number;
   /** Milliseconds allowed for a client to send its whole request (standalone mode). Default 10000. */
   handshakeTimeout?: number;
+  /**
+   * permessage-deflate (RFC 7692): true (default options) or options to accept a client's offer,
+   * false to decline every offer. Default false: compression costs each connection memory
+   * (about 240 KiB per idle connection with context takeover, measured by bench/deflate.ts) and
+   * the server CPU and thread-pool time, and pays off only for compressible traffic (JSON,
+   * text), which the application knows and we do not.
+   * Browsers offer it on every connection, so turning it on takes effect at once.
+   */
+  perMessageDeflate?: boolean | PerMessageDeflateOptions;
 }
 
 export interface WebSocketServerEvents {
@@ -110,6 +121,8 @@ export class WebSocketServer extends EventEmitter {
   constructor(options: ServerOptions = {}, onListening?: () => void) {
     super();
     this.options = options;
+    // An invalid permessage-deflate option is a programming error: thrown here, not per connection.
+    if (typeof options.perMessageDeflate === 'object') checkDeflateOptions(options.perMessageDeflate, 'server');
     if (options.server !== undefined) {
       this.httpServer = options.server;
       this.httpServer.on('upgrade', this.onHttpUpgrade);
@@ -296,10 +309,24 @@ export class WebSocketServer extends EventEmitter {
               : // The server's order of preference (see ServerOptions.protocols).
                 (offered) => supported.find((p) => offered.includes(p)),
           );
-    socket.write(buildAcceptResponse({ key: info.key, protocol }));
+    // permessage-deflate: the first acceptable offer, in the client's order (RFC 7692 §5).
+    const deflateOptions = this.options.perMessageDeflate;
+    const deflateAgreement =
+      deflateOptions === undefined || deflateOptions === false
+        ? null
+        : acceptDeflateOffer(info.extensions, deflateOptions === true ? {} : deflateOptions);
+    const extensions = deflateAgreement === null ? '' : formatExtensions([deflateAgreement.response]);
+    socket.write(buildAcceptResponse({ key: info.key, protocol, extensions }));
     socket.removeListener('error', onEarlyError);
     const ws = new WebSocket('server', this.options);
-    ws.attach(socket as Transport, head, { protocol: protocol ?? '', extensions: '' });
+    ws.attach(socket as Transport, head, {
+      protocol: protocol ?? '',
+      extensions,
+      deflate:
+        deflateAgreement === null
+          ? undefined
+          : { sides: deflateSides(deflateAgreement, 'server'), options: deflateOptions === true ? {} : (deflateOptions as PerMessageDeflateOptions) },
+    });
     socket.resume();
     this.clients.add(ws);
     ws.once('close', () => this.clients.delete(ws));

@@ -27,6 +27,7 @@ import { Frame, Message } from './frame';
 import { OutboundMessage, toMessage } from './message-framer';
 import { Receiver, ReceiverOptions, Role } from './receiver';
 import { ByteSink, Sender, SenderOptions } from './sender';
+import type { DeflateSides, PerMessageDeflateOptions } from './permessage-deflate';
 import { makeFrame } from './frame';
 import { Opcode } from './constants';
 import { encodeClosePayload } from './close';
@@ -88,6 +89,8 @@ export interface HandshakeResult {
   protocol: string;
   /** The Sec-WebSocket-Extensions value agreed on, or '' for none. */
   extensions: string;
+  /** permessage-deflate, when negotiated: how each side compresses, and the options (RFC 7692). */
+  deflate?: { sides: DeflateSides; options: PerMessageDeflateOptions } | undefined;
 }
 
 type WriteCallback = (error?: Error | null) => void;
@@ -174,6 +177,10 @@ export class WebSocket extends Duplex {
    */
   private readonly unsent = new WeakMap<Message, Error>();
   private pausedByUs = false;
+  /** permessage-deflate: the transport is paused while received frames wait to be inflated. */
+  private pausedForInflate = false;
+  /** permessage-deflate: what to do once inflation is through (finish after the transport closed). */
+  private afterInflate: (() => void) | null = null;
   private readableDone = false;
 
   constructor(role: Role, options: WebSocketOptions = {}) {
@@ -220,15 +227,30 @@ export class WebSocket extends Duplex {
     this.extensions = handshake.extensions;
     transport.setNoDelay?.(true);
     transport.setTimeout?.(0);
-    this.receiver = new Receiver(this.role, this.options, {
-      onMessage: (message: Message) => this.onMessage(message),
-      onMessagePiece: (piece: MessagePiece) => this.onMessagePiece(piece),
-      onPing: (payload: Buffer) => this.emit('ping', payload),
-      onPong: (payload: Buffer) => this.emit('pong', payload),
-      onClose: (code: number, reason: string) => this.onCloseFrame(code, reason),
-      onReply: (frame: Frame) => this.onReply(frame),
-    });
-    this.sender = new Sender(transport, this.role, this.options);
+    const deflate = handshake.deflate;
+    this.receiver = new Receiver(
+      this.role,
+      this.options,
+      {
+        onMessage: (message: Message) => this.onMessage(message),
+        onMessagePiece: (piece: MessagePiece) => this.onMessagePiece(piece),
+        onPing: (payload: Buffer) => this.emit('ping', payload),
+        onPong: (payload: Buffer) => this.emit('pong', payload),
+        onClose: (code: number, reason: string) => this.onCloseFrame(code, reason),
+        onReply: (frame: Frame) => this.onReply(frame),
+        // permessage-deflate: inflation may finish after onData returned (see Receiver).
+        onAsyncError: (err: WebSocketError) => this.failConnection(err),
+        onInflateIdle: this.onInflateIdle,
+      },
+      deflate === undefined ? undefined : { ...deflate.sides.inflate, maxConcurrency: deflate.options.maxConcurrency },
+    );
+    const deflateSide = deflate?.sides.deflate ?? null;
+    this.sender = new Sender(
+      transport,
+      this.role,
+      this.options,
+      deflate === undefined || deflateSide === null ? undefined : { side: deflateSide, options: deflate.options },
+    );
     this.hookTaps();
     transport.on('data', this.onData);
     transport.on('end', this.onEnd);
@@ -439,6 +461,24 @@ export class WebSocket extends Duplex {
     if (this.tapPoints !== null) this.offerInbound(this.tapPoints.in.bytes, chunk);
     const err = receiver.write(chunk);
     if (err !== null) this.failConnection(err);
+    // permessage-deflate: frames still being inflated; read nothing more until they are through.
+    else if (receiver.busy && !this.pausedForInflate && this.transport !== null) {
+      this.pausedForInflate = true;
+      this.transport.pause();
+    }
+  };
+
+  /** permessage-deflate: everything received has been inflated and delivered. */
+  private readonly onInflateIdle = (): void => {
+    if (this.afterInflate !== null) {
+      const then = this.afterInflate;
+      this.afterInflate = null;
+      then();
+      return;
+    }
+    if (!this.pausedForInflate) return;
+    this.pausedForInflate = false;
+    if (!this.pausedByUs && this.transport !== null) this.transport.resume();
   };
 
   private onMessage(message: Message): void {
@@ -466,6 +506,7 @@ export class WebSocket extends Duplex {
     if (!readable.push(value) && !this.pausedByUs && this.transport !== null) {
       this.pausedByUs = true;
       this.transport.pause();
+      this.receiver?.pauseInflate();
     }
   }
 
@@ -473,7 +514,8 @@ export class WebSocket extends Duplex {
     if (this.tapPoints !== null && this.inboundTapsBlocked()) return;
     if (this.pausedByUs && this.transport !== null) {
       this.pausedByUs = false;
-      this.transport.resume();
+      this.receiver?.resumeInflate();
+      if (!this.pausedForInflate) this.transport.resume();
     }
   };
 
@@ -523,6 +565,13 @@ export class WebSocket extends Duplex {
   };
 
   private readonly onTransportClose = (): void => {
+    // permessage-deflate: frames received before the end are still being inflated; deliver
+    // them (whatever the reader's pace) before 'close'.
+    if (this.receiver !== null && this.receiver.busy && this.receiver.error === null) {
+      this.afterInflate = () => this.finish();
+      this.receiver.resumeInflate();
+      return;
+    }
     this.finish();
   };
 
@@ -566,7 +615,14 @@ export class WebSocket extends Duplex {
     if (this.tapPoints !== null) {
       for (const m of messages) if (!this.tapPoints.out.messages.offer(m)) flowing = false;
     }
-    this.afterSend(flowing, callback);
+    // permessage-deflate: the write is done once its compressed frames are on the socket.
+    if (this.sender!.pending) {
+      this.sender!.whenSent((err, nowFlowing) =>
+        err !== null ? this.refuse(messages, err, callback) : this.afterSend(flowing && nowFlowing, callback),
+      );
+    } else {
+      this.afterSend(flowing, callback);
+    }
   }
 
   /** Records why `messages` were not sent (for their writers' callbacks), and lets the stream go on. */
@@ -606,7 +662,11 @@ export class WebSocket extends Duplex {
           if (!this.tapPoints.out.messages.offer(piece)) flowing = false;
         }
         owner.started = true;
-        this.afterSend(flowing, callback);
+        if (this.sender!.pending) {
+          this.sender!.whenSent((err, nowFlowing) => (err !== null ? callback(err) : this.afterSend(flowing && nowFlowing, callback)));
+        } else {
+          this.afterSend(flowing, callback);
+        }
       });
     },
   };
@@ -730,6 +790,9 @@ export class WebSocket extends Duplex {
       clearInterval(this.livenessTimer);
       this.livenessTimer = null;
     }
+    // permessage-deflate: free zlib's memory (nothing more will be sent or delivered).
+    this.receiver?.destroy();
+    this.sender?.destroy();
     const transport = this.transport;
     if (transport !== null) {
       transport.removeListener('data', this.onData);
