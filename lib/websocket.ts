@@ -177,6 +177,8 @@ export class WebSocket extends Duplex {
    */
   private readonly unsent = new WeakMap<Message, Error>();
   private pausedByUs = false;
+  /** Reading is paused until our automatic replies (pongs) drain. */
+  private pausedForReplies = false;
   /** permessage-deflate: the transport is paused while received frames wait to be inflated. */
   private pausedForInflate = false;
   /** permessage-deflate: what to do once inflation is through (finish after the transport closed). */
@@ -399,7 +401,8 @@ export class WebSocket extends Duplex {
     if (invalid !== null) throw invalid;
     if (this.state === ReadyState.CLOSED || this.closeSent || this.pendingClose !== null) return;
     if (this.state === ReadyState.CONNECTING) {
-      this.abortHandshake(new WebSocketError('WS_ERR_INVALID_STATE', 'closed before the connection was established'));
+      // Asynchronously, so that listeners added right after close() still hear 'close'.
+      process.nextTick(() => this.abortHandshake(new WebSocketError('WS_ERR_INVALID_STATE', 'closed before the connection was established')));
       this.transport?.destroy();
       return;
     }
@@ -458,8 +461,16 @@ export class WebSocket extends Duplex {
     const receiver = this.receiver!;
     if (receiver.error !== null) return;
     if (this.livenessTimer !== null) this.lastReceived = this.lastActivity = Date.now();
-    if (this.tapPoints !== null) this.offerInbound(this.tapPoints.in.bytes, chunk);
+    // Server role: the unmasker works in place, so a bytes tap gets a copy of the wire bytes.
+    if (this.tapPoints !== null && this.tapPoints.in.bytes.active) {
+      this.offerInbound(this.tapPoints.in.bytes, this.role === 'server' ? Buffer.from(chunk) : chunk);
+    }
+    // Everything sent while this chunk is processed (pongs, close echoes, and the messages that
+    // synchronous 'message' listeners send back) leaves in one writev instead of one write each.
+    const transport = this.transport!;
+    transport.cork();
     const err = receiver.write(chunk);
+    transport.uncork();
     if (err !== null) this.failConnection(err);
     // permessage-deflate: frames still being inflated; read nothing more until they are through.
     else if (receiver.busy && !this.pausedForInflate && this.transport !== null) {
@@ -512,6 +523,7 @@ export class WebSocket extends Duplex {
 
   private readonly resumeTransport = (): void => {
     if (this.tapPoints !== null && this.inboundTapsBlocked()) return;
+    if (this.pausedForReplies) return;
     if (this.pausedByUs && this.transport !== null) {
       this.pausedByUs = false;
       this.receiver?.resumeInflate();
@@ -536,7 +548,12 @@ export class WebSocket extends Duplex {
   }
 
   private onReply(frame: Frame): void {
-    this.sender?.sendFrame(frame);
+    // A peer that sends pings (or anything that needs an answer) but does not read would have
+    // us queue answers without end: stop reading from it until the answers have drained.
+    if (this.sender !== null && !this.sender.sendFrame(frame) && !this.pausedForReplies && this.transport !== null) {
+      this.pausedForReplies = true;
+      this.transport.pause();
+    }
     if (frame.opcode === Opcode.Close) {
       this.closeSent = true;
       if (this.state === ReadyState.OPEN) this.state = ReadyState.CLOSING;
@@ -681,6 +698,10 @@ export class WebSocket extends Duplex {
   }
 
   private readonly onDrain = (): void => {
+    if (this.pausedForReplies) {
+      this.pausedForReplies = false;
+      if (!this.pausedByUs && !this.pausedForInflate) this.transport?.resume();
+    }
     const waiters = this.drainWaiters;
     this.drainWaiters = [];
     for (const callback of waiters) callback();
