@@ -51,6 +51,11 @@ export interface ServerOptions extends WebSocketOptions {
   protocols?: string[] | ((offered: string[], req: UpgradeRequest) => string | false | undefined);
   /** Largest handshake header block, in bytes (standalone mode). Default 16 KiB; over it: 431. */
   maxHeaderSize?: number;
+  /**
+   * Most connections at once, open ones plus handshakes in progress; a client over the limit
+   * gets 503 and is closed. Default: Infinity. Set it on a public server.
+   */
+  maxConnections?: number;
   /** Milliseconds allowed for a client to send its whole request (standalone mode). Default 10000. */
   handshakeTimeout?: number;
   /**
@@ -158,6 +163,11 @@ export class WebSocketServer extends EventEmitter {
       this.refuse(socket, new WebSocketError('WS_ERR_HANDSHAKE_REJECTED', 'the server is closing'), req, SERVICE_UNAVAILABLE);
       return;
     }
+    // Handshakes read by our own parser are counted in `handshaking` until they get here.
+    if (this.full(this.handshaking.has(socket) ? 1 : 0)) {
+      this.refuse(socket, new WebSocketError('WS_ERR_HANDSHAKE_REJECTED', 'too many connections'), req, SERVICE_UNAVAILABLE);
+      return;
+    }
     const info = validateUpgradeRequest(req);
     if (isWebSocketError(info)) {
       this.refuse(socket, info, req);
@@ -235,6 +245,12 @@ export class WebSocketServer extends EventEmitter {
     this.handleUpgrade(req as UpgradeRequest, socket, head, (ws) => this.emit('connection', ws, req));
   };
 
+  /** True when `extra` more connections would go over maxConnections. */
+  private full(alreadyCounted = 0): boolean {
+    const max = this.options.maxConnections;
+    return max !== undefined && this.clients.size + this.handshaking.size - alreadyCounted >= max;
+  }
+
   /** Standalone mode: parse the request from the raw socket with the HandshakeParser core. */
   private onRawSocket(socket: net.Socket): void {
     if (this.closed) {
@@ -242,6 +258,12 @@ export class WebSocketServer extends EventEmitter {
       return;
     }
     socket.on('error', onEarlyError);
+    if (this.full()) {
+      // Over the limit: answered at once, without reading the request.
+      const err = new WebSocketError('WS_ERR_HANDSHAKE_REJECTED', 'too many connections');
+      this.refuse(socket, err, null, SERVICE_UNAVAILABLE);
+      return;
+    }
     this.handshaking.add(socket);
     const timeout = this.options.handshakeTimeout ?? Defaults.handshakeTimeout;
     const timer = setTimeout(() => socket.destroy(), timeout);
@@ -296,6 +318,11 @@ export class WebSocketServer extends EventEmitter {
     if (this.closed) {
       // close() was called while verifyClient was deciding.
       this.refuse(socket, new WebSocketError('WS_ERR_HANDSHAKE_REJECTED', 'the server is closing'), req, SERVICE_UNAVAILABLE);
+      return;
+    }
+    if (this.full(this.handshaking.has(socket) ? 1 : 0)) {
+      // Others got in while verifyClient was deciding.
+      this.refuse(socket, new WebSocketError('WS_ERR_HANDSHAKE_REJECTED', 'too many connections'), req, SERVICE_UNAVAILABLE);
       return;
     }
     const supported = this.options.protocols;

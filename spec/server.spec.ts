@@ -677,3 +677,46 @@ describe('WebSocketServer', () => {
     });
   });
 });
+
+describe('WebSocketServer maxConnections', () => {
+  const refusal = (ws: WebSocket): Promise<WebSocketError> =>
+    new Promise((resolve) => ws.once('error', (err: WebSocketError) => resolve(err)));
+
+  it('answers 503 over the limit, and accepts again once a connection has closed', async () => {
+    const server = createServer({ port: 0, host: '127.0.0.1', maxConnections: 2 });
+    await once(server, 'listening');
+    const url = `ws://127.0.0.1:${server.address()!.port}`;
+    const statuses: number[] = [];
+    server.on('rejected', (_err: WebSocketError, _req: unknown, status: number) => statuses.push(status));
+    const first = connect(url);
+    const second = connect(url);
+    await Promise.all([once(first, 'open'), once(second, 'open')]);
+    const third = connect(url);
+    const err = await refusal(third);
+    expect(err.code).to.equal('WS_ERR_HANDSHAKE_REJECTED');
+    expect(err.message).to.match(/503/);
+    expect(statuses).to.deep.equal([503]);
+    first.close();
+    await new Promise((r) => first.once('close', r));
+    while (server.clients.size > 1) await new Promise((r) => setTimeout(r, 10));
+    const fourth = connect(url);
+    await once(fourth, 'open');
+    for (const ws of [second, fourth]) ws.terminate();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  });
+
+  it('counts connections attached to an http server too', async () => {
+    const httpServer = http.createServer();
+    httpServer.listen(0, '127.0.0.1');
+    await once(httpServer, 'listening');
+    const server = createServer({ server: httpServer, maxConnections: 1 });
+    const url = `ws://127.0.0.1:${(httpServer.address() as net.AddressInfo).port}`;
+    const first = connect(url);
+    await once(first, 'open');
+    const err = await refusal(connect(url));
+    expect(err.message).to.match(/503/);
+    first.terminate();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    await new Promise((r) => httpServer.close(r));
+  });
+});
