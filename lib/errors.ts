@@ -21,6 +21,8 @@ export const ERROR_TABLE = {
   WS_ERR_TOO_MANY_FRAGMENTS: { closeCode: CloseCode.MessageTooBig, message: 'Message made of more frames than maxFragments' },
   // Payload data (RFC 6455 §5.6, §8.1)
   WS_ERR_INVALID_UTF8: { closeCode: CloseCode.InvalidPayload, message: 'Invalid UTF-8 in a text message or close reason' },
+  // permessage-deflate (RFC 7692 §6.2): a payload that does not inflate
+  WS_ERR_INVALID_COMPRESSED_DATA: { closeCode: CloseCode.InvalidPayload, message: 'Invalid compressed data' },
   // Closing (RFC 6455 §5.5.1, §7.4)
   WS_ERR_INVALID_CLOSE_CODE: { closeCode: CloseCode.ProtocolError, message: 'Invalid close code' },
   WS_ERR_INVALID_CLOSE_PAYLOAD: { closeCode: CloseCode.ProtocolError, message: 'Invalid close frame: a 1-byte payload' },

@@ -73,12 +73,11 @@ const DEFAULT_CHUNK_SIZE = 16 * 1024;
 function noDone(): void {}
 
 /**
- * An inflate error means the peer sent bytes that are not DEFLATE data. ERROR_TABLE has no code
- * of its own for it yet; 1007 ("data within a message that was not consistent with the type of
- * the message", RFC 6455 §7.4.1) is the close code the common implementations use.
+ * An inflate error means the peer sent bytes that are not DEFLATE data: close 1007 ("data within
+ * a message that was not consistent with the type of the message", RFC 6455 §7.4.1).
  */
 function corrupt(detail: string): WebSocketError {
-  return new WebSocketError('WS_ERR_INVALID_UTF8', `invalid compressed data (${detail})`);
+  return new WebSocketError('WS_ERR_INVALID_COMPRESSED_DATA', detail);
 }
 
 /** The I/O-free (but asynchronous) inflater; see the module comment. */

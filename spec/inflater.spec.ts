@@ -243,6 +243,7 @@ describe('Inflater', () => {
     it('bytes that are not DEFLATE data fail with 1007', async () => {
       const { error, events } = await run([serverFrame(Opcode.Text, hex('ff ff ff ff 00'), { rsv1: true })]);
       expect(events).to.deep.equal([]);
+      expect(error?.code).to.equal('WS_ERR_INVALID_COMPRESSED_DATA');
       expect(error?.closeCode).to.equal(CloseCode.InvalidPayload);
     });
 
