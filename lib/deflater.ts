@@ -37,6 +37,9 @@ import {
   MAX_WINDOW_BITS,
   MIN_DEFLATE_WINDOW_BITS,
   ZlibLimiter,
+  ZlibListeners,
+  attachZlib,
+  discardZlib,
   sharedLimiter,
 } from './permessage-deflate';
 
@@ -235,22 +238,18 @@ export class DeflaterCore {
     zlib.flush(zlibConstants.Z_SYNC_FLUSH, this.onZlibWritten);
   };
 
+  private readonly zlibListeners: ZlibListeners = { onData: (c) => this.onZlibData(c), onError: (e) => this.onZlibError(e) };
+
   private createZlib(): DeflateRaw {
-    const zlib = createDeflateRaw({ windowBits: this.windowBits, level: this.level, memLevel: this.memLevel });
-    zlib.on('data', this.onZlibData);
-    zlib.on('error', this.onZlibError);
-    this.zlib = zlib;
-    return zlib;
+    const options = { windowBits: this.windowBits, level: this.level, memLevel: this.memLevel };
+    this.zlib = attachZlib(createDeflateRaw(options), this.zlibListeners);
+    return this.zlib;
   }
 
   private releaseZlib(): void {
-    const zlib = this.zlib;
-    if (zlib === null) return;
+    if (this.zlib === null) return;
+    discardZlib(this.zlib, this.zlibListeners);
     this.zlib = null;
-    zlib.removeListener('data', this.onZlibData);
-    zlib.removeListener('error', this.onZlibError);
-    zlib.on('error', noDone);
-    zlib.destroy();
   }
 
   private releaseSlot(): void {

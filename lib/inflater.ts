@@ -34,7 +34,16 @@ import { constants as zlibConstants, createInflateRaw, type InflateRaw } from 'n
 import { Defaults, Opcode, isControlOpcode } from './constants';
 import { WebSocketError } from './errors';
 import { type Frame, isLastPiece, makeFrame } from './frame';
-import { DEFLATE_TRAILER, MAX_WINDOW_BITS, MIN_DEFLATE_WINDOW_BITS, ZlibLimiter, sharedLimiter } from './permessage-deflate';
+import {
+  DEFLATE_TRAILER,
+  MAX_WINDOW_BITS,
+  MIN_DEFLATE_WINDOW_BITS,
+  ZlibLimiter,
+  ZlibListeners,
+  attachZlib,
+  discardZlib,
+  sharedLimiter,
+} from './permessage-deflate';
 
 /** Options of InflaterCore and Inflater. */
 export interface InflaterOptions {
@@ -329,23 +338,17 @@ export class InflaterCore {
     }
   }
 
+  private readonly zlibListeners: ZlibListeners = { onData: (c) => this.onZlibData(c), onError: (e) => this.onZlibError(e) };
+
   private createZlib(): InflateRaw {
-    const zlib = createInflateRaw({ windowBits: this.windowBits, chunkSize: this.chunkSize });
-    zlib.on('data', this.onZlibData);
-    zlib.on('error', this.onZlibError);
-    this.zlib = zlib;
-    return zlib;
+    this.zlib = attachZlib(createInflateRaw({ windowBits: this.windowBits, chunkSize: this.chunkSize }), this.zlibListeners);
+    return this.zlib;
   }
 
   private releaseZlib(): void {
-    const zlib = this.zlib;
-    if (zlib === null) return;
+    if (this.zlib === null) return;
+    discardZlib(this.zlib, this.zlibListeners);
     this.zlib = null;
-    zlib.removeListener('data', this.onZlibData);
-    // Errors from a stream we no longer use must not go unhandled.
-    zlib.removeListener('error', this.onZlibError);
-    zlib.on('error', noDone);
-    zlib.destroy();
   }
 
   private releaseSlot(): void {

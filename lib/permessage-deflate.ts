@@ -414,6 +414,32 @@ function noop(): void {}
 const limiters = new Map<number, ZlibLimiter>();
 
 /** The process-wide limiter for `concurrency` (one per distinct value; default 10). */
+/** Listeners a deflate or inflate stage keeps on its zlib stream. */
+export interface ZlibListeners {
+  onData(chunk: Buffer): void;
+  onError(err: Error): void;
+}
+
+/** Starts listening to a fresh zlib stream. */
+export function attachZlib<Z extends NodeJS.EventEmitter>(zlib: Z, listeners: ZlibListeners): Z {
+  zlib.on('data', listeners.onData);
+  zlib.on('error', listeners.onError);
+  return zlib;
+}
+
+/**
+ * Stops listening to a zlib stream that is no longer used and destroys it. An error it may still
+ * emit concerns nobody, and must not go unhandled.
+ */
+export function discardZlib(zlib: NodeJS.EventEmitter & { destroy(): void }, listeners: ZlibListeners): void {
+  zlib.removeListener('data', listeners.onData);
+  zlib.removeListener('error', listeners.onError);
+  zlib.on('error', ignoreError);
+  zlib.destroy();
+}
+
+function ignoreError(): void {}
+
 export function sharedLimiter(concurrency: number = DeflateDefaults.maxConcurrency): ZlibLimiter {
   let limiter = limiters.get(concurrency);
   if (limiter === undefined) {
