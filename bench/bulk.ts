@@ -1,0 +1,474 @@
+/**
+ * `npm run bench:bulk`: one-way bulk transfer of BULK_BYTES (default 1 GiB) over 127.0.0.1,
+ * receiver pinned to CPU 0 and sender to CPU 1 (taskset), each its own process; the data is
+ * generated in memory (no disk). Cases:
+ *
+ * - raw TCP (`net`), 64 KiB writes: the ceiling;
+ * - ours: one BULK_BYTES message streamed (a Readable of 64 KiB chunks piped into
+ *   ws.createMessageStream(); the receiver has streamMessages and counts the MessageReadable);
+ * - ours: 16 MiB and 64 KiB whole messages (send() / 'message');
+ * - ws (bufferutil loaded): 16 MiB and 64 KiB whole messages (ws cannot stream one message).
+ *
+ * MB/s (10^6 bytes) is measured at the receiver from the first data byte to the last; each
+ * process reports its peak RSS (process.resourceUsage().maxRSS) over IPC. Each figure is the
+ * median of BULK_RUNS runs (default 3) with the spread. Prints one Markdown table and writes it
+ * to bench/results/bulk.md. Progress goes to stderr.
+ *
+ * The same file is the child: BULK_ROLE=receiver|sender picks the part it plays.
+ */
+import { ChildProcess, fork } from 'node:child_process';
+import { randomFillSync } from 'node:crypto';
+import * as fs from 'node:fs';
+import type { IncomingMessage } from 'node:http';
+import * as net from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { WebSocket as WsClient, WebSocketServer as WsServer } from 'ws';
+import type { RawData } from 'ws';
+import { connect, createServer, MessageReadable, WebSocket } from '../lib';
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+const GiB = 1024 * MiB;
+/** Size of each write of the streamed message and of raw TCP. */
+const CHUNK = 64 * KiB;
+/** The in-memory data every sender cycles through. */
+const POOL_SIZE = 16 * MiB;
+/** ws has no write() returning false: its sender keeps this many bytes (at least 2 messages) in flight. */
+const WS_WINDOW_BYTES = 1 * MiB;
+const RECEIVER_CPU = '0';
+const SENDER_CPU = '1';
+
+type Library = 'tcp' | 'ours' | 'ws';
+
+interface Case {
+  id: string;
+  label: string;
+  library: Library;
+  /** Message size in bytes, or 'stream' for one message of all the bytes. */
+  size: number | 'stream';
+}
+
+const CASES: Case[] = [
+  { id: 'tcp', label: 'raw TCP (net), 64 KiB writes', library: 'tcp', size: CHUNK },
+  { id: 'ours-stream', label: 'ours: one message, streamed (64 KiB chunks)', library: 'ours', size: 'stream' },
+  { id: 'ours-16m', label: 'ours: 16 MiB messages', library: 'ours', size: 16 * MiB },
+  { id: 'ours-64k', label: 'ours: 64 KiB messages', library: 'ours', size: 64 * KiB },
+  { id: 'ws-16m', label: 'ws+bufferutil: 16 MiB messages', library: 'ws', size: 16 * MiB },
+  { id: 'ws-64k', label: 'ws+bufferutil: 64 KiB messages', library: 'ws', size: 64 * KiB },
+];
+
+/** What a child tells the parent. RSS figures in bytes. */
+type ChildMessage =
+  | { type: 'ready'; port: number; rss: number }
+  | { type: 'received'; bytes: number; seconds: number; maxRss: number }
+  | { type: 'sent'; bytes: number; maxRss: number }
+  | { type: 'failed'; error: string };
+
+function maxRss(): number {
+  return process.resourceUsage().maxRSS * 1024;
+}
+
+function tell(message: ChildMessage): void {
+  process.send?.(message);
+}
+
+function caseById(id: string | undefined): Case {
+  const found = CASES.find((c) => c.id === id);
+  if (found === undefined) throw new Error(`unknown case ${id ?? ''}`);
+  return found;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Receiver (CPU 0)
+
+/** Counts bytes; notes the time of the first and of the last. */
+class Counter {
+  bytes = 0;
+  first = 0;
+  last = 0;
+  constructor(
+    private readonly total: number,
+    private readonly onDone: () => void,
+  ) {}
+
+  /** The first data byte reached the socket (before any message is complete). */
+  started(): void {
+    if (this.first === 0) this.first = performance.now();
+  }
+
+  add(n: number): void {
+    if (this.first === 0) this.first = performance.now();
+    this.bytes += n;
+    if (this.bytes >= this.total && this.last === 0) {
+      this.last = performance.now();
+      this.onDone();
+    }
+  }
+
+  report(): void {
+    tell({ type: 'received', bytes: this.bytes, seconds: (this.last - this.first) / 1000, maxRss: maxRss() });
+  }
+}
+
+/** Notes the first data byte on the connection's socket (a private field, so only if present). */
+function watchFirstByte(socket: unknown, counter: Counter): void {
+  if (socket instanceof net.Socket) socket.once('data', () => counter.started());
+}
+
+function receive(c: Case, total: number): void {
+  const ready = (port: number): void => tell({ type: 'ready', port, rss: process.memoryUsage().rss });
+  if (c.library === 'tcp') {
+    const server = net.createServer((socket) => {
+      const counter = new Counter(total, () => counter.report());
+      socket.on('data', (chunk: Buffer) => counter.add(chunk.length));
+      socket.on('end', () => socket.end());
+      socket.on('close', () => server.close());
+    });
+    server.listen(0, '127.0.0.1', () => ready((server.address() as net.AddressInfo).port));
+    return;
+  }
+  if (c.library === 'ours') {
+    const server = createServer({
+      host: '127.0.0.1',
+      port: 0,
+      streamMessages: c.size === 'stream',
+      maxPayload: 64 * MiB,
+      maxMessageSize: 64 * MiB,
+    });
+    server.on('connection', (ws: WebSocket) => {
+      const counter = new Counter(total, () => {
+        counter.report();
+        ws.close(1000);
+      });
+      watchFirstByte((ws as unknown as { transport?: unknown }).transport, counter);
+      ws.on('error', (err: Error) => tell({ type: 'failed', error: `receiver: ${err.message}` }));
+      ws.on('message', (data: MessageReadable | Buffer | string) => {
+        if (data instanceof MessageReadable) data.on('data', (chunk: Buffer) => counter.add(chunk.length));
+        else counter.add(data.length);
+      });
+      ws.on('close', () => server.close());
+    });
+    server.on('listening', () => ready(server.address()!.port));
+    return;
+  }
+  const server = new WsServer({ host: '127.0.0.1', port: 0, maxPayload: 64 * MiB, perMessageDeflate: false });
+  server.on('connection', (ws: WsClient, _req: IncomingMessage) => {
+    const counter = new Counter(total, () => {
+      counter.report();
+      ws.close(1000);
+    });
+    watchFirstByte((ws as unknown as { _socket?: unknown })._socket, counter);
+    ws.on('error', (err: Error) => tell({ type: 'failed', error: `receiver: ${err.message}` }));
+    ws.on('message', (data: RawData) => counter.add(rawLength(data)));
+    ws.on('close', () => server.close());
+  });
+  server.on('listening', () => ready((server.address() as net.AddressInfo).port));
+}
+
+function rawLength(data: RawData): number {
+  if (Array.isArray(data)) return data.reduce((sum, b) => sum + b.length, 0);
+  return data.byteLength;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sender (CPU 1)
+
+const pool = (): Buffer => randomFillSync(Buffer.allocUnsafe(POOL_SIZE));
+
+/** `total` bytes as chunks of at most `size`, cycling through the pool (views, no copies). */
+function* pieces(data: Buffer, total: number, size: number): Generator<Buffer> {
+  let offset = 0;
+  for (let left = total; left > 0; ) {
+    const n = Math.min(size, left);
+    if (offset + n > data.length) offset = 0;
+    yield data.subarray(offset, offset + n);
+    offset += n;
+    left -= n;
+  }
+}
+
+/** A Readable of `total` generated bytes in 64 KiB chunks (pushes until its buffer is full). */
+class Generated extends Readable {
+  private readonly source: Generator<Buffer>;
+  constructor(data: Buffer, total: number) {
+    super({ highWaterMark: CHUNK });
+    this.source = pieces(data, total, CHUNK);
+  }
+  override _read(): void {
+    for (;;) {
+      const next = this.source.next();
+      if (next.done === true) {
+        this.push(null);
+        return;
+      }
+      if (!this.push(next.value)) return;
+    }
+  }
+}
+
+const once = (emitter: NodeJS.EventEmitter, event: string): Promise<void> =>
+  new Promise((resolve) => emitter.once(event, () => resolve()));
+
+async function sendTcp(port: number, data: Buffer, total: number): Promise<void> {
+  const socket = net.connect(port, '127.0.0.1');
+  socket.setNoDelay(true);
+  const closed = once(socket, 'close');
+  await once(socket, 'connect');
+  for (const piece of pieces(data, total, CHUNK)) {
+    if (!socket.write(piece)) await once(socket, 'drain');
+  }
+  socket.end();
+  await closed;
+}
+
+async function sendOurs(c: Case, port: number, data: Buffer, total: number): Promise<void> {
+  const ws = connect(`ws://127.0.0.1:${port}/`, { perMessageDeflate: false });
+  const closed = once(ws, 'close');
+  ws.on('error', (err: Error) => tell({ type: 'failed', error: `sender: ${err.message}` }));
+  await once(ws, 'open');
+  if (c.size === 'stream') {
+    await pipeline(new Generated(data, total), ws.createMessageStream({ binary: true }));
+  } else {
+    for (const message of pieces(data, total, c.size)) {
+      if (!ws.send(message)) await once(ws, 'drain');
+    }
+  }
+  await closed;
+}
+
+async function sendWs(c: Case, port: number, data: Buffer, total: number): Promise<void> {
+  if (c.size === 'stream') throw new Error('ws cannot stream one message');
+  const size = c.size;
+  const ws = new WsClient(`ws://127.0.0.1:${port}/`, { perMessageDeflate: false });
+  const closed = once(ws, 'close');
+  ws.on('error', (err: Error) => tell({ type: 'failed', error: `sender: ${err.message}` }));
+  await once(ws, 'open');
+  const window = Math.max(2, Math.ceil(WS_WINDOW_BYTES / size));
+  const source = pieces(data, total, size);
+  await new Promise<void>((resolve, reject) => {
+    let inFlight = 0;
+    let finished = false;
+    const pump = (): void => {
+      while (!finished && inFlight < window) {
+        const next = source.next();
+        if (next.done === true) {
+          finished = true;
+          break;
+        }
+        inFlight++;
+        ws.send(next.value, { binary: true }, onSent);
+      }
+      if (finished && inFlight === 0) resolve();
+    };
+    const onSent = (err?: Error): void => {
+      if (err !== undefined && err !== null) {
+        reject(err);
+        return;
+      }
+      inFlight--;
+      pump();
+    };
+    pump();
+  });
+  await closed;
+}
+
+async function send(c: Case, port: number, total: number): Promise<void> {
+  const data = pool();
+  if (c.library === 'tcp') await sendTcp(port, data, total);
+  else if (c.library === 'ours') await sendOurs(c, port, data, total);
+  else await sendWs(c, port, data, total);
+  tell({ type: 'sent', bytes: total, maxRss: maxRss() });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parent
+
+function start(role: 'receiver' | 'sender', cpu: string, env: Record<string, string>): ChildProcess {
+  return fork(__filename, [], {
+    cwd: path.resolve(__dirname, '..'),
+    execPath: 'taskset',
+    execArgv: ['-c', cpu, process.execPath, '-r', 'ts-node/register'],
+    env: { ...process.env, ...env, BULK_ROLE: role },
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+}
+
+/** The next message of `child` of the given type (rejects on 'failed', an early exit or the timeout). */
+function expect<T extends ChildMessage['type']>(
+  child: ChildProcess,
+  type: T,
+  timeoutMs: number,
+): Promise<Extract<ChildMessage, { type: T }>> {
+  return new Promise((resolve, reject) => {
+    const onMessage = (message: ChildMessage): void => {
+      if (message.type === 'failed') {
+        cleanup();
+        reject(new Error(message.error));
+      } else if (message.type === type) {
+        cleanup();
+        resolve(message as Extract<ChildMessage, { type: T }>);
+      }
+    };
+    const onExit = (code: number | null): void => {
+      cleanup();
+      reject(new Error(`child exited (${code}) before '${type}'`));
+    };
+    const timer = setTimeout(() => {
+      cleanup();
+      reject(new Error(`no '${type}' within ${timeoutMs} ms`));
+    }, timeoutMs);
+    const cleanup = (): void => {
+      clearTimeout(timer);
+      child.removeListener('message', onMessage);
+      child.removeListener('exit', onExit);
+    };
+    child.on('message', onMessage);
+    child.on('exit', onExit);
+  });
+}
+
+function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+    child.once('exit', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    if (child.connected) child.disconnect();
+  });
+}
+
+interface RunResult {
+  mbps: number;
+  senderRss: number;
+  receiverRss: number;
+  /** RSS of a child right after start-up (ts-node loaded), for scale. */
+  idleRss: number;
+}
+
+async function runCase(c: Case, total: number): Promise<RunResult> {
+  const env = { BULK_CASE: c.id, BULK_BYTES: String(total) };
+  // At least 10 MB/s, or something is wrong.
+  const timeoutMs = 60_000 + total / 10_000;
+  const receiver = start('receiver', RECEIVER_CPU, env);
+  let sender: ChildProcess | null = null;
+  try {
+    const ready = await expect(receiver, 'ready', 60_000);
+    const received = expect(receiver, 'received', timeoutMs);
+    sender = start('sender', SENDER_CPU, { ...env, BULK_PORT: String(ready.port) });
+    const [r, s] = await Promise.all([received, expect(sender, 'sent', timeoutMs)]);
+    if (r.bytes !== total) throw new Error(`received ${r.bytes} bytes, expected ${total}`);
+    return { mbps: r.bytes / r.seconds / 1e6, senderRss: s.maxRss, receiverRss: r.maxRss, idleRss: ready.rss };
+  } finally {
+    await Promise.all([stopChild(receiver), sender === null ? Promise.resolve() : stopChild(sender)]);
+  }
+}
+
+const median = (values: number[]): number => {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+};
+
+function spread(values: number[], digits: number): string {
+  const m = median(values).toFixed(digits);
+  if (values.length < 2) return m;
+  return `${m} (${Math.min(...values).toFixed(digits)}-${Math.max(...values).toFixed(digits)})`;
+}
+
+const mib = (bytes: number): number => bytes / MiB;
+
+function sizeLabel(bytes: number): string {
+  if (bytes % GiB === 0) return `${bytes / GiB} GiB`;
+  if (bytes % MiB === 0) return `${bytes / MiB} MiB`;
+  return `${bytes} bytes`;
+}
+
+async function main(): Promise<void> {
+  const total = Number(process.env.BULK_BYTES ?? GiB);
+  const runs = Math.max(1, Number(process.env.BULK_RUNS ?? '3'));
+  if (!Number.isSafeInteger(total) || total <= 0) throw new Error('BULK_BYTES must be a positive integer');
+  const results = new Map<string, RunResult[]>();
+  const loadBefore = os.loadavg()[0]!;
+  for (let run = 1; run <= runs; run++) {
+    for (const c of CASES) {
+      process.stderr.write(`run ${run}/${runs}: ${c.label} ... `);
+      const result = await runCase(c, total);
+      process.stderr.write(`${result.mbps.toFixed(0)} MB/s\n`);
+      results.set(c.id, [...(results.get(c.id) ?? []), result]);
+    }
+  }
+  const tcp = median(results.get('tcp')!.map((r) => r.mbps));
+  const idle = Math.max(...[...results.values()].flat().map((r) => r.idleRss));
+  const lines = [
+    `# Bulk transfer: ${sizeLabel(total)} one way over 127.0.0.1`,
+    '',
+    `- CPU: ${os.cpus()[0]?.model ?? 'unknown'} (${os.cpus().length} logical CPUs)`,
+    `- Node ${process.version}, ${os.platform()} ${os.release()}`,
+    `- receiver process pinned to CPU ${RECEIVER_CPU}, sender process to CPU ${SENDER_CPU} (taskset); data generated in memory`,
+    `- MB/s = 10^6 bytes/s at the receiver, first data byte to last; median of ${runs} run(s)${runs > 1 ? ' (min-max)' : ''}`,
+    `- peak RSS = process.resourceUsage().maxRSS of each process, the highest over the runs; a child right after start-up (ts-node loaded) has about ${mib(idle).toFixed(0)} MiB`,
+    `- 1-minute load average before the runs: ${loadBefore.toFixed(2)}, after: ${os.loadavg()[0]!.toFixed(2)} (other processes on the machine make the spread)`,
+    `- ws sends with at most ${sizeLabel(WS_WINDOW_BYTES)} (and at least 2 messages) in flight, as it has no write() returning false; ours waits for 'drain' when send() returns false`,
+    '',
+    '| case | MB/s | ratio to raw TCP | sender peak RSS MiB | receiver peak RSS MiB |',
+    '| --- | ---: | ---: | ---: | ---: |',
+  ];
+  for (const c of CASES) {
+    const list = results.get(c.id)!;
+    const mbps = list.map((r) => r.mbps);
+    const label = c.size === 'stream' ? `ours: one ${sizeLabel(total)} message, streamed (64 KiB chunks)` : c.label;
+    lines.push(
+      `| ${label} | ${spread(mbps, 0)} | ${(median(mbps) / tcp).toFixed(2)} | ` +
+        `${mib(Math.max(...list.map((r) => r.senderRss))).toFixed(0)} | ${mib(Math.max(...list.map((r) => r.receiverRss))).toFixed(0)} |`,
+    );
+    if (c.id === 'ours-stream') {
+      lines.push(
+        `| ws+bufferutil: one ${sizeLabel(total)} message, streamed | n/a: ws has no streaming API for one message (it holds a whole message in memory on both sides) | | | |`,
+      );
+    }
+  }
+  const table = `${lines.join('\n')}\n`;
+  process.stdout.write(table);
+  const out = path.join(__dirname, 'results', 'bulk.md');
+  fs.mkdirSync(path.dirname(out), { recursive: true });
+  fs.writeFileSync(out, table);
+  process.stderr.write(`written to ${path.relative(process.cwd(), out)}\n`);
+}
+
+function child(role: string): void {
+  const c = caseById(process.env.BULK_CASE);
+  const total = Number(process.env.BULK_BYTES);
+  const fail = (err: Error): void => {
+    tell({ type: 'failed', error: `${role}: ${err.message}` });
+  };
+  process.on('disconnect', () => process.exit(0));
+  if (role === 'receiver') {
+    try {
+      receive(c, total);
+    } catch (err) {
+      fail(err as Error);
+    }
+  } else {
+    send(c, Number(process.env.BULK_PORT), total).catch(fail);
+  }
+}
+
+const role = process.env.BULK_ROLE;
+if (role !== undefined) {
+  child(role);
+} else {
+  main().then(
+    () => process.exit(0),
+    (err: Error) => {
+      process.stderr.write(`error: ${err.message}\n`);
+      process.exit(1);
+    },
+  );
+}
