@@ -59,6 +59,12 @@ export interface WebSocketOptions extends ReceiverOptions, SenderOptions {
   closeTimeout?: number;
   /** How many messages the readable side buffers before the socket is paused. Default 16. */
   readableHighWaterMark?: number;
+  /**
+   * Bytes waiting to be sent (bufferedAmount) at which write() and send() return false, until
+   * 'drain'. Default 1 MiB. (writableHighWaterMark counts messages; this counts bytes, so that a
+   * writer of large messages is held back before it queues hundreds of MiB.)
+   */
+  writableHighWaterMarkBytes?: number;
   /** How many messages the writable side buffers before write() returns false. Default 16. */
   writableHighWaterMark?: number;
   /**
@@ -136,6 +142,10 @@ export class WebSocket extends Duplex {
   private sender: Sender | null = null;
   private readonly options: WebSocketOptions;
   private readonly closeTimeout: number;
+  /** See WebSocketOptions.writableHighWaterMarkBytes. */
+  private readonly writableBytesMark: number;
+  /** write() returned false because of bufferedAmount; a 'drain' is owed. */
+  private needBytesDrain = false;
   /** Heartbeat and idle checks share one timer, re-armed with refresh(). */
   private livenessTimer: NodeJS.Timeout | null = null;
   /** When bytes last came from the peer, and when any traffic last passed (ms, Date.now()). */
@@ -202,6 +212,7 @@ export class WebSocket extends Duplex {
     this.role = role;
     this.options = options;
     this.closeTimeout = options.closeTimeout ?? Defaults.closeTimeout;
+    this.writableBytesMark = options.writableHighWaterMarkBytes ?? 1024 * 1024;
     this.on('newListener', (event: string) => {
       // A 'message' listener puts the stream in flowing mode, as a 'data' listener does.
       if (event === 'message' && this.listenerCount('message') === 0) this.on('data', this.emitMessage);
@@ -376,8 +387,16 @@ export class WebSocket extends Duplex {
     }
     if (this.livenessTimer !== null) this.lastActivity = Date.now();
     this.queuedBytes += message.data.length;
-    if (callback === undefined) return super.write(message);
-    return super.write(message, (err?: Error | null) => callback(err ?? this.unsent.get(message) ?? null));
+    const flowing = super.write(message, (err?: Error | null) => {
+      this.maybeBytesDrain();
+      callback?.(err ?? this.unsent.get(message) ?? null);
+    });
+    if (flowing && this.bufferedAmount >= this.writableBytesMark) {
+      // Held back by bytes, not by message count: our own 'drain' follows (maybeBytesDrain).
+      this.needBytesDrain = true;
+      return false;
+    }
+    return flowing;
   }
 
   /** Sends a ping; the peer answers with a pong carrying the same payload (at most 125 bytes). */
@@ -649,6 +668,13 @@ export class WebSocket extends Duplex {
   }
 
   /** Calls back now, or once the transport has drained. */
+  /** Emits 'drain' once bytes held back a writer (see write()) and bufferedAmount is under the mark again. */
+  private maybeBytesDrain(): void {
+    if (!this.needBytesDrain || this.bufferedAmount >= this.writableBytesMark) return;
+    this.needBytesDrain = false;
+    process.nextTick(() => this.emit('drain'));
+  }
+
   private afterSend(flowing: boolean, callback: WriteCallback): void {
     if (flowing) callback();
     else this.drainWaiters.push(callback);
@@ -705,6 +731,7 @@ export class WebSocket extends Duplex {
     const waiters = this.drainWaiters;
     this.drainWaiters = [];
     for (const callback of waiters) callback();
+    this.maybeBytesDrain();
   };
 
   private sendControl(opcode: Opcode, payload: string | Buffer): void {

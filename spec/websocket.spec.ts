@@ -316,3 +316,35 @@ describe('WebSocket liveness and limits', () => {
     expect((ws.error as WebSocketError).code).to.equal('WS_ERR_BUFFER_FULL');
   });
 });
+
+describe('WebSocket write backpressure in bytes', () => {
+  it('write() returns false once bufferedAmount reaches writableHighWaterMarkBytes, then drains', async () => {
+    const { ws, peer } = await serverSide({ writableHighWaterMarkBytes: 1024 * 1024 });
+    peer.pause();
+    const big = Buffer.alloc(4 * 1024 * 1024);
+    // One 4 MiB message is over the 1 MiB mark: the very first write says to wait.
+    expect(ws.write(big)).to.equal(false);
+    expect(ws.bufferedAmount).to.be.at.least(1024 * 1024);
+    const drained = once(ws, 'drain');
+    peer.resume();
+    await drained;
+    expect(ws.bufferedAmount).to.be.lessThan(1024 * 1024);
+    ws.terminate();
+  });
+
+  it('a writer that waits for drain keeps at most about one message plus the mark queued', async () => {
+    const { ws, peer } = await serverSide({ writableHighWaterMarkBytes: 1024 * 1024 });
+    let maxQueued = 0;
+    let received = 0;
+    peer.on('data', (c: Buffer) => (received += c.length));
+    const message = Buffer.alloc(8 * 1024 * 1024);
+    for (let i = 0; i < 16; i++) {
+      const ok = ws.write(message);
+      maxQueued = Math.max(maxQueued, ws.bufferedAmount);
+      if (!ok) await once(ws, 'drain');
+    }
+    expect(maxQueued).to.be.at.most(message.length + 1024 * 1024);
+    while (received < 16 * (message.length + 10)) await new Promise((r) => setTimeout(r, 10));
+    ws.terminate();
+  });
+});
