@@ -37,6 +37,7 @@ import {
   MAX_WINDOW_BITS,
   MIN_DEFLATE_WINDOW_BITS,
   ZlibLimiter,
+  FrameQueue,
   ZlibListeners,
   attachZlib,
   discardZlib,
@@ -92,9 +93,7 @@ export class DeflaterCore {
   private readonly memLevel: number;
   private readonly limiter: ZlibLimiter;
 
-  private queue: Frame[] = [];
-  private dones: DeflateDone[] = [];
-  private queueHead = 0;
+  private readonly queue = new FrameQueue<DeflateDone>();
   private busy = false;
   private holdsSlot = false;
 
@@ -124,7 +123,7 @@ export class DeflaterCore {
 
   /** Frames written whose `done` has not been called yet. */
   get pending(): number {
-    return this.queue.length - this.queueHead;
+    return this.queue.length;
   }
 
   /** True while a zlib stream (and its memory) is held. */
@@ -146,8 +145,7 @@ export class DeflaterCore {
       done(this.error);
       return this.error;
     }
-    this.queue.push(frame);
-    this.dones.push(done);
+    this.queue.push(frame, done);
     if (!this.busy) this.drain();
     return this.error;
   }
@@ -160,13 +158,8 @@ export class DeflaterCore {
     this.chunkBytes = 0;
     this.releaseZlib();
     this.releaseSlot();
-    const dones = this.dones;
-    const head = this.queueHead;
-    this.queue = [];
-    this.dones = [];
-    this.queueHead = 0;
     this.busy = false;
-    for (let i = head; i < dones.length; i++) dones[i]!(err);
+    this.queue.failAll(err);
   }
 
   /** Frees the zlib stream and stops; queued frames are called back with an error. */
@@ -175,8 +168,8 @@ export class DeflaterCore {
   }
 
   private drain(): void {
-    while (this.error === null && !this.busy && this.queueHead < this.queue.length) {
-      const frame = this.queue[this.queueHead]!;
+    let frame: Frame | undefined;
+    while (this.error === null && !this.busy && (frame = this.queue.peek()) !== undefined) {
       if (isControlOpcode(frame.opcode)) {
         this.handler.onFrame(frame);
         this.finishFrame();
@@ -201,19 +194,10 @@ export class DeflaterCore {
       this.limiter.acquire(this.onSlot);
       return;
     }
-    if (this.queueHead === this.queue.length && this.queueHead > 0) {
-      this.queue.length = 0;
-      this.dones.length = 0;
-      this.queueHead = 0;
-    }
   }
 
   private finishFrame(): void {
-    const done = this.dones[this.queueHead]!;
-    this.queue[this.queueHead] = undefined as unknown as Frame;
-    this.dones[this.queueHead] = noDone;
-    this.queueHead++;
-    done(this.error);
+    this.queue.finish(this.error);
   }
 
   /** The frame with RSV1 set when it opens its message ("Per-Message Compressed" bit, RFC 7692 §6). */
@@ -227,7 +211,7 @@ export class DeflaterCore {
       this.releaseSlot();
       return;
     }
-    const frame = this.queue[this.queueHead]!;
+    const frame = this.queue.peek()!;
     const zlib = this.zlib ?? this.createZlib();
     this.chunks = [];
     this.chunkBytes = 0;
@@ -281,7 +265,7 @@ export class DeflaterCore {
     if (!this.busy || !this.zlibWritten || zlib === null || zlib.readableLength > 0) return;
     this.busy = false;
     this.releaseSlot();
-    const frame = this.queue[this.queueHead]!;
+    const frame = this.queue.peek()!;
     const chunks = this.chunks;
     const total = this.chunkBytes;
     this.chunks = [];

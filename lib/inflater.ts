@@ -38,6 +38,7 @@ import {
   DEFLATE_TRAILER,
   MAX_WINDOW_BITS,
   MIN_DEFLATE_WINDOW_BITS,
+  FrameQueue,
   ZlibLimiter,
   ZlibListeners,
   attachZlib,
@@ -103,11 +104,9 @@ export class InflaterCore {
   private readonly chunkSize: number;
   private readonly limiter: ZlibLimiter;
 
-  /** Frames written and not yet handled, with their callbacks; entries before `queueHead` are spent. */
-  private queue: Frame[] = [];
-  private dones: InflateDone[] = [];
-  private queueHead = 0;
-  /** A zlib operation is under way (the frame at `queueHead` is being inflated). */
+  /** Frames written and not yet handled, with their callbacks. */
+  private readonly queue = new FrameQueue<InflateDone>();
+  /** A zlib operation is under way (the frame at the head of the queue is being inflated). */
   private busy = false;
   private paused = false;
   private holdsSlot = false;
@@ -149,7 +148,7 @@ export class InflaterCore {
 
   /** Frames written whose `done` has not been called yet. */
   get pending(): number {
-    return this.queue.length - this.queueHead;
+    return this.queue.length;
   }
 
   /** True while a zlib stream (and its memory) is held. */
@@ -166,8 +165,7 @@ export class InflaterCore {
       done(this.error);
       return this.error;
     }
-    this.queue.push(frame);
-    this.dones.push(done);
+    this.queue.push(frame, done);
     if (!this.busy) this.drain();
     return this.error;
   }
@@ -179,13 +177,8 @@ export class InflaterCore {
     this.held = null;
     this.releaseZlib();
     this.releaseSlot();
-    const dones = this.dones;
-    const head = this.queueHead;
-    this.queue = [];
-    this.dones = [];
-    this.queueHead = 0;
     this.busy = false;
-    for (let i = head; i < dones.length; i++) dones[i]!(err);
+    this.queue.failAll(err);
   }
 
   /** The consumer is full: inflate nothing more (after zlib's current chunk) until resume(). */
@@ -213,8 +206,8 @@ export class InflaterCore {
 
   /** Handles queued frames in order until one needs zlib (or the queue is empty). */
   private drain(): void {
-    while (this.error === null && !this.busy && this.queueHead < this.queue.length) {
-      const frame = this.queue[this.queueHead]!;
+    let frame: Frame | undefined;
+    while (this.error === null && !this.busy && (frame = this.queue.peek()) !== undefined) {
       if (!this.startFrame(frame)) return;
       if (!this.compressed || isControlOpcode(frame.opcode)) {
         this.handler.onFrame(frame);
@@ -233,11 +226,6 @@ export class InflaterCore {
       this.opEndsMessage = ends;
       if (!this.paused) this.requestSlot();
       return;
-    }
-    if (this.queueHead === this.queue.length && this.queueHead > 0) {
-      this.queue.length = 0;
-      this.dones.length = 0;
-      this.queueHead = 0;
     }
   }
 
@@ -287,11 +275,7 @@ export class InflaterCore {
 
   /** The frame at the queue's head is done: call it back. */
   private finishFrame(err: WebSocketError | null): void {
-    const done = this.dones[this.queueHead]!;
-    this.queue[this.queueHead] = undefined as unknown as Frame;
-    this.dones[this.queueHead] = noDone;
-    this.queueHead++;
-    done(err);
+    this.queue.finish(err);
   }
 
   private requestSlot(): void {
@@ -324,7 +308,7 @@ export class InflaterCore {
   /** Feeds the frame at the queue's head to zlib. */
   private startOp(): void {
     this.opStarted = true;
-    const frame = this.queue[this.queueHead]!;
+    const frame = this.queue.peek()!;
     const zlib = this.zlib ?? this.createZlib();
     if (zlib.isPaused()) zlib.resume();
     this.zlibWritten = false;

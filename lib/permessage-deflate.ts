@@ -17,6 +17,7 @@
  * inflate with at least 9 bits, which also decodes a peer that says 8 but (like Node) uses 9.
  */
 import { WebSocketError } from './errors';
+import type { Frame } from './frame';
 import type { ExtensionOffer } from './handshake';
 
 /** The extension's registered name (RFC 7692 §7). */
@@ -414,6 +415,54 @@ function noop(): void {}
 const limiters = new Map<number, ZlibLimiter>();
 
 /** The process-wide limiter for `concurrency` (one per distinct value; default 10). */
+/**
+ * The frames an asynchronous zlib stage has accepted and not finished, each with the callback
+ * to call when it is: an array with a head index (no shift() per frame), emptied once drained.
+ */
+export class FrameQueue<Done extends (err: WebSocketError | null) => void> {
+  private frames: Frame[] = [];
+  private dones: Done[] = [];
+  private head = 0;
+
+  get length(): number {
+    return this.frames.length - this.head;
+  }
+
+  /** The oldest unfinished frame, or undefined. */
+  peek(): Frame | undefined {
+    return this.head < this.frames.length ? this.frames[this.head] : undefined;
+  }
+
+  push(frame: Frame, done: Done): void {
+    this.frames.push(frame);
+    this.dones.push(done);
+  }
+
+  /** Removes the oldest frame and calls its callback with `err`. */
+  finish(err: WebSocketError | null): void {
+    const done = this.dones[this.head]!;
+    this.frames[this.head] = undefined as unknown as Frame;
+    this.dones[this.head] = undefined as unknown as Done;
+    this.head++;
+    if (this.head === this.frames.length) this.clear();
+    done(err);
+  }
+
+  /** Empties the queue and calls every callback with `err`. */
+  failAll(err: WebSocketError): void {
+    const dones = this.dones;
+    const head = this.head;
+    this.clear();
+    for (let i = head; i < dones.length; i++) dones[i]!(err);
+  }
+
+  private clear(): void {
+    this.frames = [];
+    this.dones = [];
+    this.head = 0;
+  }
+}
+
 /** Listeners a deflate or inflate stage keeps on its zlib stream. */
 export interface ZlibListeners {
   onData(chunk: Buffer): void;
