@@ -52,6 +52,7 @@ import {
 import { HandshakeParserCore, UpgradeResponse } from './handshake-parser';
 import { InflaterCore } from './inflater';
 import { MaskerCore } from './masker';
+import { shutDown } from './shutdown';
 import { Tap, TapOptions, TapPoint } from './tap';
 import { UnmaskerCore } from './unmasker';
 
@@ -745,24 +746,11 @@ export class WebSocketProxy extends EventEmitter {
     }
     this.closed = true;
     this.httpServer?.removeListener('upgrade', this.onHttpUpgrade);
-    for (const socket of this.pending) socket.destroy();
-    this.pending.clear();
-    let waiting = 1;
-    const settle = (): void => {
-      if (--waiting > 0) return;
+    const parts = { handshaking: this.pending, open: this.connections, reason: 'proxy shutting down', listener: this.netServer };
+    shutDown(parts, () => {
       this.emit('close');
       callback?.();
-    };
-    for (const conn of this.connections) {
-      waiting++;
-      conn.once('close', settle);
-      conn.close(CloseCode.GoingAway, 'proxy shutting down');
-    }
-    if (this.netServer !== null) {
-      waiting++;
-      this.netServer.close(() => settle());
-    }
-    process.nextTick(settle);
+    });
   }
 
   private readonly onHttpUpgrade = (req: http.IncomingMessage, socket: net.Socket, head: Buffer): void => {

@@ -22,6 +22,7 @@ import {
   validateUpgradeRequest,
 } from './handshake';
 import { HandshakeParserCore } from './handshake-parser';
+import { shutDown } from './shutdown';
 import { PerMessageDeflateOptions, acceptDeflateOffer, checkDeflateOptions, deflateSides } from './permessage-deflate';
 import { Transport, WebSocket, WebSocketOptions } from './websocket';
 
@@ -220,25 +221,11 @@ export class WebSocketServer extends EventEmitter {
     }
     this.closed = true;
     this.httpServer?.removeListener('upgrade', this.onHttpUpgrade);
-    for (const socket of this.handshaking) socket.destroy();
-    this.handshaking.clear();
-    // One count per open client, one for the listening server, one for this call.
-    let pending = 1;
-    const settle = (): void => {
-      if (--pending > 0) return;
+    const parts = { handshaking: this.handshaking, open: this.clients, reason: 'server shutting down', listener: this.netServer };
+    shutDown(parts, () => {
       this.emit('close');
       callback?.();
-    };
-    for (const ws of this.clients) {
-      pending++;
-      ws.once('close', settle);
-      ws.close(1001, 'server shutting down');
-    }
-    if (this.netServer !== null) {
-      pending++;
-      this.netServer.close(() => settle());
-    }
-    process.nextTick(settle);
+    });
   }
 
   private readonly onHttpUpgrade = (req: http.IncomingMessage, socket: net.Socket, head: Buffer): void => {
