@@ -13,7 +13,7 @@ import * as path from 'node:path';
 import { chromium, BrowserContext } from 'playwright-core';
 import { connect, makeFrame, Opcode, WebSocket } from '../lib';
 import { Demo, describeFrame, startDemo } from '../examples/demo';
-import { findChromium, requirePeer } from './helpers/peers';
+import { CHROMIUM_ARGS, findChromium, requirePeer } from './helpers/peers';
 
 const ROOT = path.resolve(__dirname, '..');
 
@@ -225,16 +225,7 @@ describe('demo in chromium', function () {
     context = await chromium.launchPersistentContext(profile, {
       executablePath,
       headless: true,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-      ],
+      args: CHROMIUM_ARGS,
     });
     demo = await startDemo({ port: 0, log: () => {} });
   });

@@ -22,23 +22,14 @@ import {
   makeCertificate,
   newId,
   payload,
+  CHROMIUM_ARGS,
   requirePeer,
   sha256,
   startPeerServer,
 } from './helpers/peers';
 
-/** Flags for a headless Chromium that stays off the network and out of the user's profile. */
-const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--ignore-certificate-errors', // for the wss:// suite's self-signed certificate
-];
+/** The shared flags, and the wss:// suite's self-signed certificate accepted. */
+const BROWSER_ARGS = [...CHROMIUM_ARGS, '--ignore-certificate-errors'];
 
 const MIB = 1024 * 1024;
 /** The largest message: 16 MiB, or 4 MiB with permessage-deflate (zlib both ways is slower). */
@@ -73,7 +64,7 @@ describe('interop with chromium', function () {
     context = await chromium.launchPersistentContext(profile, {
       executablePath,
       headless: true,
-      args: CHROMIUM_ARGS,
+      args: BROWSER_ARGS,
     });
   });
 

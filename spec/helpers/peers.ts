@@ -68,6 +68,18 @@ function cached(name: string, find: () => Peer): Peer {
 }
 
 /** Chromium: $WSPIPE_CHROMIUM, else Debian's /usr/bin/chromium. */
+/** Flags for a headless Chromium that stays off this machine's closed network and out of any profile. */
+export const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
+
 export function findChromium(): Peer {
   return cached('chromium', () => {
     const file = process.env.WSPIPE_CHROMIUM ?? '/usr/bin/chromium';
