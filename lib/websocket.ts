@@ -387,10 +387,10 @@ export class WebSocket extends Duplex {
     }
     if (this.livenessTimer !== null) this.lastActivity = Date.now();
     this.queuedBytes += message.data.length;
-    const flowing = super.write(message, (err?: Error | null) => {
-      this.maybeBytesDrain();
-      callback?.(err ?? this.unsent.get(message) ?? null);
-    });
+    const flowing =
+      callback === undefined
+        ? super.write(message)
+        : super.write(message, (err?: Error | null) => callback(err ?? this.unsent.get(message) ?? null));
     if (flowing && this.bufferedAmount >= this.writableBytesMark) {
       // Held back by bytes, not by message count: our own 'drain' follows (maybeBytesDrain).
       this.needBytesDrain = true;
@@ -633,14 +633,14 @@ export class WebSocket extends Duplex {
   }
 
   private sendNow(messages: Message[], callback: WriteCallback): void {
+    let bytes = 0;
+    for (const m of messages) bytes += m.data.length;
+    this.queuedBytes -= bytes;
     const refused = this.cannotSend();
     if (refused !== null) {
       this.refuse(messages, refused, callback);
       return;
     }
-    let bytes = 0;
-    for (const m of messages) bytes += m.data.length;
-    this.queuedBytes -= bytes;
     let flowing: boolean;
     try {
       flowing = messages.length === 1 ? this.sender!.sendMessage(messages[0]!) : this.sender!.sendMessages(messages);
@@ -665,9 +665,9 @@ export class WebSocket extends Duplex {
   private refuse(messages: Message[], err: Error, callback: WriteCallback): void {
     for (const m of messages) this.unsent.set(m, err);
     callback();
+    this.maybeBytesDrain();
   }
 
-  /** Calls back now, or once the transport has drained. */
   /** Emits 'drain' once bytes held back a writer (see write()) and bufferedAmount is under the mark again. */
   private maybeBytesDrain(): void {
     if (!this.needBytesDrain || this.bufferedAmount >= this.writableBytesMark) return;
@@ -675,9 +675,11 @@ export class WebSocket extends Duplex {
     process.nextTick(() => this.emit('drain'));
   }
 
+  /** Calls back now, or once the transport has drained. */
   private afterSend(flowing: boolean, callback: WriteCallback): void {
     if (flowing) callback();
     else this.drainWaiters.push(callback);
+    this.maybeBytesDrain();
   }
 
   /** The MessageWritable side: one part of a streamed message. */
