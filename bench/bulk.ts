@@ -292,8 +292,8 @@ function start(role: 'receiver' | 'sender', cpu: string, env: Record<string, str
   return fork(__filename, [], {
     cwd: path.resolve(__dirname, '..'),
     execPath: 'taskset',
-    execArgv: ['-c', cpu, process.execPath, '-r', 'ts-node/register'],
-    env: { ...process.env, ...env, BULK_ROLE: role },
+    execArgv: ['-c', cpu, process.execPath, ...profileArgs(role), '-r', 'ts-node/register'],
+    env: { TS_NODE_TRANSPILE_ONLY: 'true', ...process.env, ...env, BULK_ROLE: role },
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
 }
@@ -342,6 +342,26 @@ function stopChild(child: ChildProcess): Promise<void> {
     });
     if (child.connected) child.disconnect();
   });
+}
+
+/**
+ * BULK_PROFILE=DIR: each child writes a V8 CPU profile (node --cpu-prof) into DIR;
+ * BULK_NODE_ARGS="--trace-gc ...": more node options for the children.
+ */
+function profileArgs(role: string): string[] {
+  const dir = process.env.BULK_PROFILE;
+  const extra = process.env.BULK_NODE_ARGS?.split(' ').filter((a) => a !== '') ?? [];
+  if (dir === undefined || dir === '') return extra;
+  return [...extra, '--cpu-prof', '--cpu-prof-dir', path.resolve(dir), '--cpu-prof-name', `${role}-${Date.now()}.cpuprofile`];
+}
+
+/** BULK_CASES=id,id: only these cases (raw TCP always runs, for the ratios). */
+function selectedCases(): Case[] {
+  const ids = process.env.BULK_CASES;
+  if (ids === undefined || ids === '') return CASES;
+  const wanted = new Set(ids.split(',').map((id) => id.trim()));
+  for (const id of wanted) caseById(id);
+  return CASES.filter((c) => c.id === 'tcp' || wanted.has(c.id));
 }
 
 interface RunResult {
@@ -394,10 +414,11 @@ async function main(): Promise<void> {
   const total = Number(process.env.BULK_BYTES ?? GiB);
   const runs = Math.max(1, Number(process.env.BULK_RUNS ?? '3'));
   if (!Number.isSafeInteger(total) || total <= 0) throw new Error('BULK_BYTES must be a positive integer');
+  const cases = selectedCases();
   const results = new Map<string, RunResult[]>();
   const loadBefore = os.loadavg()[0]!;
   for (let run = 1; run <= runs; run++) {
-    for (const c of CASES) {
+    for (const c of cases) {
       process.stderr.write(`run ${run}/${runs}: ${c.label} ... `);
       const result = await runCase(c, total);
       process.stderr.write(`${result.mbps.toFixed(0)} MB/s\n`);
@@ -420,7 +441,7 @@ async function main(): Promise<void> {
     '| case | MB/s | ratio to raw TCP | sender peak RSS MiB | receiver peak RSS MiB |',
     '| --- | ---: | ---: | ---: | ---: |',
   ];
-  for (const c of CASES) {
+  for (const c of cases) {
     const list = results.get(c.id)!;
     const mbps = list.map((r) => r.mbps);
     const label = c.size === 'stream' ? `ours: one ${sizeLabel(total)} message, streamed (64 KiB chunks)` : c.label;

@@ -16,13 +16,17 @@ const LITTLE_ENDIAN = endianness() === 'LE';
 const WORD_THRESHOLD = 32;
 /** From this many bytes the WebAssembly path is used (when the runtime has SIMD). */
 const SIMD_THRESHOLD = 512;
-/** Size of the wasm memory block the SIMD path works through (one 64 KiB page). */
+/** Size of the wasm memory block the SIMD path works through (one 64 KiB page, the first). */
 const SIMD_BLOCK = 65536;
+/** Size of one output slot (see MaskSlots): one wasm page. */
+const SLOT_SIZE = 65536;
+/** Number of output slots, in the wasm pages after the block: 2 MiB, touched only when used. */
+const SLOT_COUNT = 32;
 
 /**
- * A hand-assembled WebAssembly module (about 100 bytes) exporting one 64 KiB page of memory
- * ("mem") and `xor(len, word)`, which XORs mem[0..len) (len a multiple of 16) with the 32-bit
- * `word` repeated, 16 bytes at a time:
+ * A hand-assembled WebAssembly module (about 100 bytes) exporting 33 pages of memory ("mem", 64
+ * KiB each: the block, then the output slots) and `xor(p, len, word)`, which XORs mem[p..p+len)
+ * (len a multiple of 16) with the 32-bit `word` repeated, 16 bytes at a time:
  *
  *   (func (param $p i32) (param $len i32) (param $word i32) (local $m v128) (local $end i32)
  *     (local.set $m (i32x4.splat (local.get $word)))
@@ -37,7 +41,7 @@ const SIMD_MODULE = new Uint8Array([
   0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // magic, version
   0x01, 0x07, 0x01, 0x60, 0x03, 0x7f, 0x7f, 0x7f, 0x00, // type: (i32 i32 i32) -> ()
   0x03, 0x02, 0x01, 0x00, // one function of type 0
-  0x05, 0x03, 0x01, 0x00, 0x01, // memory: min 1 page
+  0x05, 0x03, 0x01, 0x00, 0x21, // memory: min 33 pages (never grown: growing would detach the slots' views)
   0x07, 0x0d, 0x02, 0x03, 0x6d, 0x65, 0x6d, 0x02, 0x00, 0x03, 0x78, 0x6f, 0x72, 0x00, 0x00, // exports "mem", "xor"
   0x0a, 0x3b, 0x01, 0x39, // code section: one body of 57 bytes
   0x02, 0x01, 0x7b, 0x01, 0x7f, // locals: 1 v128, 1 i32
@@ -112,10 +116,12 @@ function xorWords(data: Buffer, from: number, words: number, word: number): void
 }
 
 /**
- * XORs `data` in place with `mask`, as if `data` started at byte `offset` of a frame's payload
- * (so a piece of a payload can be (un)masked on its own). Masking and unmasking are the same.
+ * XORs `data` with `mask` into `target` (by default `data` itself, in place), as if `data`
+ * started at byte `offset` of a frame's payload (so a piece of a payload can be (un)masked on its
+ * own). Masking and unmasking are the same. `target` must hold at least `data.length` bytes and
+ * must not overlap `data` unless it is `data`.
  */
-export function applyMask(data: Buffer, mask: Buffer, offset = 0): void {
+export function applyMask(data: Buffer, mask: Buffer, offset = 0, target: Buffer = data): void {
   const length = data.length;
   let i = 0;
   if (length >= SIMD_THRESHOLD && simd !== null) {
@@ -123,14 +129,26 @@ export function applyMask(data: Buffer, mask: Buffer, offset = 0): void {
     const word = maskWord(mask, offset);
     const end = length & ~15;
     const memory = simd.memory;
+    if (target.buffer === memory.buffer && target !== data) {
+      // A MaskSlots slot: copy in and XOR right there (no copy out).
+      target.set(data, 0);
+      simd.xor(target.byteOffset, end, word);
+      for (i = end; i < length; i++) target[i] = data[i]! ^ mask[(offset + i) & 3]!;
+      return;
+    }
     for (; i < end; i += SIMD_BLOCK) {
       const n = Math.min(SIMD_BLOCK, end - i);
       memory.set(data.subarray(i, i + n), 0);
       simd.xor(0, n, word);
-      data.set(memory.subarray(0, n), i);
+      target.set(memory.subarray(0, n), i);
     }
     i = end;
   } else if (length >= WORD_THRESHOLD && LITTLE_ENDIAN) {
+    if (target !== data) {
+      // One copy, then in place: the word loop needs one alignment for reads and writes.
+      data.copy(target, 0, 0, length);
+      data = target;
+    }
     const misaligned = data.byteOffset & 3;
     const head = misaligned === 0 ? 0 : 4 - misaligned;
     for (; i < head; i++) data[i] = data[i]! ^ mask[(offset + i) & 3]!;
@@ -138,8 +156,56 @@ export function applyMask(data: Buffer, mask: Buffer, offset = 0): void {
     xorWords(data, i, words, maskWord(mask, offset + i));
     i += words << 2;
   }
-  for (; i < length; i++) data[i] = data[i]! ^ mask[(offset + i) & 3]!;
+  for (; i < length; i++) target[i] = data[i]! ^ mask[(offset + i) & 3]!;
 }
+
+/**
+ * Output buffers for masked payloads, in wasm memory: a payload masked into a slot costs one
+ * copy (in) and the XOR, where a fresh buffer costs a copy in, the XOR, a copy out and garbage.
+ * Only for bytes whose last reader calls release(): the fused client sender, which writes a slot
+ * to a net.Socket and releases it in the write's callback (the kernel has the bytes by then).
+ * Shared by every connection of the process; take() returns null when all slots are in use
+ * (callers then allocate as usual).
+ */
+export class MaskSlots {
+  /** Free slot numbers (a stack). */
+  private readonly free: number[] = [];
+
+  constructor(
+    private readonly memory: Uint8Array,
+    /** Byte offset of slot 0 in the memory. */
+    private readonly base: number,
+    count: number,
+  ) {
+    for (let slot = count - 1; slot >= 0; slot--) this.free.push(slot);
+  }
+
+  /** A free slot (SLOT_SIZE bytes) to mask into, or null when none is free. */
+  take(): Buffer | null {
+    const slot = this.free.pop();
+    if (slot === undefined) return null;
+    const start = this.base + slot * SLOT_SIZE;
+    return Buffer.from(this.memory.buffer, start, SLOT_SIZE);
+  }
+
+  /** True when `chunk` lies in a slot (it must be released once written). */
+  owns(chunk: Buffer): boolean {
+    return chunk.buffer === this.memory.buffer;
+  }
+
+  /** Gives back the slot `chunk` starts in (a view returned by take(), or a prefix of one). */
+  release(chunk: Buffer): void {
+    this.free.push(((chunk.byteOffset - this.base) / SLOT_SIZE) | 0);
+  }
+
+  /** How many slots are free (for specs). */
+  get available(): number {
+    return this.free.length;
+  }
+}
+
+/** The process's MaskSlots, or null without WebAssembly SIMD. */
+export const maskSlots: MaskSlots | null = simd === null ? null : new MaskSlots(simd.memory, SIMD_BLOCK, SLOT_COUNT);
 
 /** Produces a fresh 4-byte masking key. Injectable so that specs can pin exact bytes. */
 export type MaskGenerator = () => Buffer;

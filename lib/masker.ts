@@ -11,8 +11,9 @@
  */
 import { Transform } from 'readable-stream';
 import { WebSocketError } from './errors';
-import { applyMask, randomMask, type MaskGenerator } from './mask';
+import { applyMask, randomMask, type MaskGenerator, type MaskSlots } from './mask';
 import { isFirstPiece, isLastPiece, withPayload, type Frame } from './frame';
+import { COALESCE_LIMIT } from './frame-serializer';
 
 /** RFC 6455 §5.2: "Masking-key: 0 or 4 bytes". */
 const MASK_KEY_LENGTH = 4;
@@ -24,6 +25,12 @@ export interface MaskerOptions {
    * crypto.randomFillSync, as RFC 6455 §10.3 requires). Inject a fixed key only in tests.
    */
   generateMask?: MaskGenerator;
+  /**
+   * Mask payloads of more than COALESCE_LIMIT bytes into these slots (lib/mask.ts), cut into
+   * slot-sized pieces, while slots are free. Only for a caller that releases every slot it gets
+   * back once written (the fused Sender); a piped Masker never uses them. Default null.
+   */
+  slots?: MaskSlots | null;
 }
 
 /** Where MaskerCore sends its output. */
@@ -46,6 +53,7 @@ export class MaskerCore {
   error: WebSocketError | null = null;
   private readonly generateMask: MaskGenerator;
   private readonly handler: MaskerHandler;
+  private readonly slots: MaskSlots | null;
   private state = MaskerState.FrameStart;
   /** The key of the frame under way (MaskerState.InFrame), reused for its later pieces. */
   private key: Buffer | null = null;
@@ -54,6 +62,7 @@ export class MaskerCore {
 
   constructor(options: MaskerOptions, handler: MaskerHandler) {
     this.generateMask = options.generateMask ?? randomMask;
+    this.slots = options.slots ?? null;
     this.handler = handler;
   }
 
@@ -101,11 +110,31 @@ export class MaskerCore {
       return this.error;
     }
     const source = frame.payload;
-    const masked = Buffer.allocUnsafe(source.length);
-    source.copy(masked); // every byte overwritten before the XOR
-    applyMask(masked, key, frame.offset);
-    this.handler.onFrame(withPayload(frame, masked, key));
+    // Pieces of a larger payload are never coalesced by the serializer, so each slot handed on
+    // reaches the sink as it is (and is released there).
+    const done = this.slots !== null && source.length > COALESCE_LIMIT ? this.maskIntoSlots(frame, key, this.slots) : 0;
+    if (done > 0 && done === source.length) return this.error;
+    const rest = done === 0 ? source : source.subarray(done);
+    const masked = Buffer.allocUnsafe(rest.length);
+    applyMask(rest, key, frame.offset + done, masked); // every byte of `masked` written
+    this.handler.onFrame(withPayload(frame, masked, key, frame.offset + done));
     return this.error;
+  }
+
+  /** Masks `frame`'s payload into slots, a piece per slot, while slots are free; returns the bytes done. */
+  private maskIntoSlots(frame: Frame, key: Buffer, slots: MaskSlots): number {
+    const source = frame.payload;
+    let done = 0;
+    while (done < source.length) {
+      const slot = slots.take();
+      if (slot === null) break;
+      const n = Math.min(slot.length, source.length - done);
+      const masked = slot.subarray(0, n);
+      applyMask(source.subarray(done, done + n), key, frame.offset + done, masked);
+      this.handler.onFrame(withPayload(frame, masked, key, frame.offset + done));
+      done += n;
+    }
+    return done;
   }
 
   /** Records `err` as the error (if none is set yet); every later input is ignored. */

@@ -12,7 +12,8 @@
 import { WebSocketError } from './errors';
 import { Frame, Message } from './frame';
 import { FrameSerializerCore } from './frame-serializer';
-import { MaskGenerator } from './mask';
+import { MaskGenerator, maskSlots } from './mask';
+import { Socket } from 'node:net';
 import { MaskerCore } from './masker';
 import { MessageFramerCore } from './message-framer';
 import { DeflaterCore } from './deflater';
@@ -22,7 +23,7 @@ import type { Role } from './receiver';
 
 /** Anything bytes can be written to: a net.Socket, a tls.TLSSocket, or any Writable. */
 export interface ByteSink {
-  write(chunk: Buffer): boolean;
+  write(chunk: Buffer, callback?: (err?: Error | null) => void): boolean;
   cork(): void;
   uncork(): void;
   readonly writableLength: number;
@@ -52,6 +53,12 @@ export class Sender {
   frameObserver: ((frame: Frame) => boolean) | null = null;
   /** Sees every outbound byte chunk (taps); false holds the writer until 'drain'. */
   bytesObserver: ((chunk: Buffer) => boolean) | null = null;
+  /**
+   * Masked payloads written from MaskSlots and not yet called back, oldest first (a socket
+   * calls its writes back in order). Each slot goes back in its write's callback.
+   */
+  private readonly slotsInFlight: Buffer[] = [];
+  private destroyed = false;
 
   /** `deflate`: permessage-deflate's sending parameters (deflateSides(...).deflate) and options, when negotiated. */
   constructor(
@@ -65,14 +72,25 @@ export class Sender {
       {
         onData: (chunk: Buffer) => {
           // Any false within one send means 'drain' will follow (Node sets needDrain).
+          if (maskSlots !== null && maskSlots.owns(chunk)) {
+            this.slotsInFlight.push(chunk);
+            if (!this.socket.write(chunk, this.slotWritten)) this.flowing = false;
+            // A tap may keep what it is given: it gets a copy, as the slot will be reused.
+            if (this.bytesObserver !== null && !this.bytesObserver(Buffer.from(chunk))) this.flowing = false;
+            return;
+          }
           if (!this.socket.write(chunk)) this.flowing = false;
           if (this.bytesObserver !== null && !this.bytesObserver(chunk)) this.flowing = false;
         },
       },
     );
+    // Slots only where the write callback means "the bytes are gone": a socket (TCP or TLS)
+    // copies them into the kernel (or the TLS record) before calling back; another Writable may
+    // keep the chunk itself.
+    const slots = socket instanceof Socket ? maskSlots : null;
     this.masker =
       role === 'client'
-        ? new MaskerCore({ generateMask: options.generateMask }, { onFrame: (frame: Frame) => this.serializer.write(frame) })
+        ? new MaskerCore({ generateMask: options.generateMask, slots }, { onFrame: (frame: Frame) => this.serializer.write(frame) })
         : null;
     if (deflate !== undefined) {
       const { side, options: o } = deflate;
@@ -116,10 +134,24 @@ export class Sender {
     this.sentWaiters.push(callback);
   }
 
-  /** Frees zlib (the connection is gone); frames still being compressed are dropped. */
+  /**
+   * The connection is gone (the socket is closed, so nothing reads its pending writes any
+   * more): frees zlib, dropping frames still being compressed, and gives back the slots of
+   * writes not called back.
+   */
   destroy(): void {
     this.deflater?.destroy();
+    if (this.destroyed) return;
+    this.destroyed = true;
+    for (const chunk of this.slotsInFlight) maskSlots!.release(chunk);
+    this.slotsInFlight.length = 0;
   }
+
+  /** A write from a slot is called back (done, or failed with the socket): its slot is free. */
+  private readonly slotWritten = (): void => {
+    const chunk = this.slotsInFlight.shift();
+    if (chunk !== undefined && !this.destroyed) maskSlots!.release(chunk);
+  };
 
   /** A frame the deflater has finished with: onto the socket, in its own corked write. */
   private deflated(frame: Frame): void {

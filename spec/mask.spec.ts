@@ -66,6 +66,25 @@ describe('mask', () => {
       }
     });
 
+    it('masks into a separate target on every path (source unchanged, only target[0..length) written)', () => {
+      for (const length of [0, 1, 5, 31, 32, 33, 70, 511, 512, 513, 527, 65536, 65553, 200_003]) {
+        for (let offset = 0; offset < 4; offset++) {
+          for (let byteOffset = 0; byteOffset < 4; byteOffset++) {
+            const key = KEYS[(length + offset + byteOffset) % KEYS.length]!;
+            const original = pattern(length, offset + 3 * byteOffset);
+            const source = Buffer.from(original);
+            const backing = Buffer.alloc(length + 8 + ((byteOffset + 1) & 3), 0xa5);
+            const target = backing.subarray((byteOffset + 1) & 3, ((byteOffset + 1) & 3) + length + 4);
+            applyMask(source, key, offset, target);
+            const label = `length ${length}, offset ${offset}, target byteOffset ${(byteOffset + 1) & 3}`;
+            expect(source.equals(original), `${label}: source`).to.equal(true);
+            expect(target.subarray(0, length).equals(naiveMask(original, key, offset)), label).to.equal(true);
+            expect(target.subarray(length).every((b) => b === 0xa5), `${label}: past the length`).to.equal(true);
+          }
+        }
+      }
+    });
+
     it('uses WebAssembly SIMD on Node 20 (set WSPIPE_NO_SIMD=1 to test the JavaScript path)', () => {
       expect(maskUsesSimd).to.equal(process.env.WSPIPE_NO_SIMD !== '1');
     });

@@ -3,6 +3,8 @@ import { CloseCode, Opcode } from '../lib/constants';
 import { WebSocketError } from '../lib/errors';
 import { makeFrame, type Frame } from '../lib/frame';
 import { Masker, MaskerCore } from '../lib/masker';
+import { MaskSlots, maskSlots } from '../lib/mask';
+import { COALESCE_LIMIT } from '../lib/frame-serializer';
 import { collect, everyChunking, someChunkings } from './helpers/chunks';
 
 const hex = (s: string): Buffer => Buffer.from(s.replace(/\s+/g, ''), 'hex');
@@ -177,6 +179,82 @@ describe('Masker', () => {
       for (const f of out) expect(f.payload.equals(f.mask!)).to.equal(true);
       expect(new Set(out.map((f) => f.mask!.toString('hex'))).size).to.be.greaterThan(1);
     });
+  });
+
+  describe('MaskerCore with output slots', () => {
+    const SLOT = 65536;
+    /** Slots over a plain buffer (the generic masking path) or the process's wasm slots. */
+    const kinds: Array<[string, () => MaskSlots]> = [
+      ['slots in a plain buffer', () => new MaskSlots(new Uint8Array(3 * SLOT), 0, 3)],
+    ];
+    if (maskSlots !== null) kinds.push(['the wasm memory slots (SIMD in place)', () => maskSlots!]);
+
+    function maskWithSlots(frames: Frame[], slots: MaskSlots): Frame[] {
+      const out: Frame[] = [];
+      const core = new MaskerCore({ generateMask: keys('a1b2c3d4').generateMask, slots }, { onFrame: (f) => out.push(f) });
+      for (const frame of frames) expect(core.write(frame)).to.equal(null);
+      return out;
+    }
+
+    function releaseAll(slots: MaskSlots, frames: Frame[]): void {
+      for (const f of frames) if (slots.owns(f.payload)) slots.release(f.payload);
+    }
+
+    for (const [kind, make] of kinds) {
+      it(`${kind}: cuts a large payload into slot-sized pieces at the right offsets, masked as one`, () => {
+        const slots = make();
+        const before = slots.available;
+        const data = Buffer.alloc(2 * SLOT + 1234);
+        for (let i = 0; i < data.length; i++) data[i] = (i * 31 + 7) & 0xff;
+        const copy = Buffer.from(data);
+        const out = maskWithSlots([makeFrame(Opcode.Binary, data)], slots);
+        expect(out.map((f) => [f.offset, f.payload.length, f.length])).to.deep.equal([
+          [0, SLOT, data.length],
+          [SLOT, SLOT, data.length],
+          [2 * SLOT, 1234, data.length],
+        ]);
+        expect(out.every((f) => slots.owns(f.payload))).to.equal(true);
+        expect(slots.available).to.equal(before - 3);
+        const joined = Buffer.concat(out.map((f) => f.payload));
+        expect(joined.equals(referenceMask(copy, hex('a1b2c3d4')))).to.equal(true);
+        expect(data.equals(copy)).to.equal(true);
+        releaseAll(slots, out);
+        expect(slots.available).to.equal(before);
+      });
+
+      it(`${kind}: masks the rest into a fresh buffer once no slot is free, and pieces keep the key's phase`, () => {
+        const slots = make();
+        const held: Buffer[] = [];
+        while (slots.available > 1) held.push(slots.take()!);
+        const data = Buffer.alloc(SLOT + 5003, 0x5a);
+        // A piece of a frame at an odd offset: the key must apply from that offset on.
+        const piece = makeFrame(Opcode.Binary, data, { length: data.length + 3, offset: 3 });
+        const out: Frame[] = [];
+        const core = new MaskerCore({ generateMask: keys('a1b2c3d4').generateMask, slots }, { onFrame: (f) => out.push(f) });
+        expect(core.write(makeFrame(Opcode.Binary, Buffer.from('abc'), { length: data.length + 3, fin: false }))).to.equal(null);
+        expect(core.write(piece)).to.equal(null);
+        expect(out.slice(1).map((f) => [f.offset, f.payload.length, slots.owns(f.payload)])).to.deep.equal([
+          [3, SLOT, true],
+          [3 + SLOT, 5003, false],
+        ]);
+        const whole = referenceMask(Buffer.concat([Buffer.from('abc'), data]), hex('a1b2c3d4'));
+        expect(Buffer.concat(out.map((f) => f.payload)).equals(whole)).to.equal(true);
+        releaseAll(slots, out);
+        for (const slot of held) slots.release(slot);
+      });
+
+      it(`${kind}: never uses a slot for payloads of ${COALESCE_LIMIT} bytes or less (the serializer copies those)`, () => {
+        const slots = make();
+        const before = slots.available;
+        const out = maskWithSlots(
+          [makeFrame(Opcode.Text, Buffer.alloc(0)), makeFrame(Opcode.Binary, Buffer.alloc(COALESCE_LIMIT, 1)), makeFrame(Opcode.Ping, Buffer.from('p'))],
+          slots,
+        );
+        expect(out).to.have.length(3);
+        expect(out.some((f) => slots.owns(f.payload))).to.equal(false);
+        expect(slots.available).to.equal(before);
+      });
+    }
   });
 
   describe('Masker stream', () => {
