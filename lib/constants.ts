@@ -83,4 +83,6 @@ export const Defaults = {
   handshakeTimeout: 10_000,
   /** Milliseconds to wait for the peer's close frame, then for the TCP close, before destroying. */
   closeTimeout: 5_000,
+  /** Bytes one connection may hold (unread received data and unsent data) before it stops reading (16 MiB). */
+  memoryBudget: 16 * 1024 * 1024,
 } as const;

@@ -17,16 +17,36 @@ export class MessageReadable extends Readable {
   /** True for a binary message, false for text (UTF-8, validated as it arrives). */
   readonly binary: boolean;
   private readonly wantMore: () => void;
+  private readonly consumed: ((bytes: number) => void) | null;
 
-  /** @internal Created by the connection when a message starts. */
-  constructor(binary: boolean, wantMore: () => void, highWaterMark = MESSAGE_STREAM_HIGH_WATER_MARK) {
+  /**
+   * @internal Created by the connection when a message starts. `consumed` hears how many
+   * buffered bytes each read() took out (the connection's memory budget counts them).
+   */
+  constructor(binary: boolean, wantMore: () => void, highWaterMark = MESSAGE_STREAM_HIGH_WATER_MARK, consumed?: (bytes: number) => void) {
     super({ highWaterMark });
     this.binary = binary;
     this.wantMore = wantMore;
+    this.consumed = consumed ?? null;
   }
 
   override _read(): void {
     this.wantMore();
+  }
+
+  // Every way of consuming a buffered chunk (a 'data' listener, pipe(), for await, read())
+  // goes through read(); a chunk pushed while the stream flows with an empty buffer is handed
+  // to 'data' at once and was never buffered.
+  override read(size?: number): Buffer | null {
+    const chunk = super.read(size) as Buffer | null;
+    if (chunk !== null && this.consumed !== null) this.consumed(chunk.length);
+    return chunk;
+  }
+
+  // Destroyed unread: its buffered bytes are dropped, so they no longer count either.
+  override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
+    if (this.consumed !== null && this.readableLength > 0) this.consumed(this.readableLength);
+    callback(err);
   }
 }
 

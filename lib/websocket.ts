@@ -68,6 +68,18 @@ export interface WebSocketOptions extends ReceiverOptions, SenderOptions {
   /** How many messages the writable side buffers before write() returns false. Default 16. */
   writableHighWaterMark?: number;
   /**
+   * One memory budget for the connection, in bytes: the received data the application has not
+   * read yet (messages in the readable buffer, bytes in MessageReadables), the fragments of the
+   * message being assembled, and what waits to be sent (bufferedAmount); see `heldBytes`. At
+   * the budget the connection stops reading from the socket, so TCP slows the peer down (it is
+   * not disconnected), and reads again once the application has read or the peer has taken
+   * enough. write() and send() return false once bufferedAmount reaches the smaller of this and
+   * writableHighWaterMarkBytes. A message delivered whole can only be delivered once complete:
+   * its fragments may take it past the budget (maxMessageSize bounds it), and reading never
+   * waits for it alone. Default 16 MiB (Defaults.memoryBudget).
+   */
+  memoryBudget?: number;
+  /**
    * Heartbeat: when nothing came from the peer for `interval` ms, send a ping; if nothing (a
    * pong or any other frame) comes within `timeout` ms more, the peer is taken for dead
    * (half-open TCP): the socket is destroyed, 'error' reports WS_ERR_PEER_UNRESPONSIVE and
@@ -100,6 +112,11 @@ export interface HandshakeResult {
 }
 
 type WriteCallback = (error?: Error | null) => void;
+
+/** What a received value counts against the memory budget: bytes, or UTF-16 code units of text (a MessageReadable counts its own bytes). */
+function unreadSize(value: Buffer | string | MessageReadable): number {
+  return value instanceof MessageReadable ? 0 : value.length;
+}
 
 /** Where a tap observes a connection: raw bytes, frames (unmasked), or data messages. */
 export type TapLayer = 'bytes' | 'frames' | 'messages';
@@ -142,8 +159,12 @@ export class WebSocket extends Duplex {
   private sender: Sender | null = null;
   private readonly options: WebSocketOptions;
   private readonly closeTimeout: number;
-  /** See WebSocketOptions.writableHighWaterMarkBytes. */
+  /** See WebSocketOptions.writableHighWaterMarkBytes (at most memoryBudget). */
   private readonly writableBytesMark: number;
+  /** See WebSocketOptions.memoryBudget. */
+  private readonly memoryBudget: number;
+  /** Received bytes pushed into a buffer (ours or a MessageReadable's) and not read yet. */
+  private unreadBytes = 0;
   /** write() returned false because of bufferedAmount; a 'drain' is owed. */
   private needBytesDrain = false;
   /** Heartbeat and idle checks share one timer, re-armed with refresh(). */
@@ -191,6 +212,8 @@ export class WebSocket extends Duplex {
   private pausedForReplies = false;
   /** permessage-deflate: the transport is paused while received frames wait to be inflated. */
   private pausedForInflate = false;
+  /** Reading is paused because the connection holds its memoryBudget. */
+  private pausedForBudget = false;
   /** permessage-deflate: what to do once inflation is through (finish after the transport closed). */
   private afterInflate: (() => void) | null = null;
   private readableDone = false;
@@ -212,7 +235,8 @@ export class WebSocket extends Duplex {
     this.role = role;
     this.options = options;
     this.closeTimeout = options.closeTimeout ?? Defaults.closeTimeout;
-    this.writableBytesMark = options.writableHighWaterMarkBytes ?? 1024 * 1024;
+    this.memoryBudget = options.memoryBudget ?? Defaults.memoryBudget;
+    this.writableBytesMark = Math.min(options.writableHighWaterMarkBytes ?? 1024 * 1024, this.memoryBudget);
     this.on('newListener', (event: string) => {
       // A 'message' listener puts the stream in flowing mode, as a 'data' listener does.
       if (event === 'message' && this.listenerCount('message') === 0) this.on('data', this.emitMessage);
@@ -227,6 +251,15 @@ export class WebSocket extends Duplex {
   /** Bytes accepted by send()/write() that the transport has not sent yet. */
   get bufferedAmount(): number {
     return this.queuedBytes + (this.transport?.writableLength ?? 0);
+  }
+
+  /**
+   * Bytes this connection holds against its memoryBudget: received data not read yet (text
+   * counted in UTF-16 code units), the fragments of the message being assembled, and
+   * bufferedAmount.
+   */
+  get heldBytes(): number {
+    return this.unreadBytes + (this.receiver?.assembler.bufferedBytes ?? 0) + this.bufferedAmount;
   }
 
   /**
@@ -443,6 +476,14 @@ export class WebSocket extends Duplex {
     this.resumeTransport();
   }
 
+  // Every way of consuming a buffered message ('message'/'data' listeners, pipe(), for await,
+  // read()) goes through read(): that is where the memory budget gets its bytes back.
+  override read(size?: number): string | Buffer | MessageReadable | null {
+    const value = super.read(size) as string | Buffer | MessageReadable | null;
+    if (value !== null && !(value instanceof MessageReadable)) this.consumed(unreadSize(value));
+    return value;
+  }
+
   override _write(message: Message, _enc: BufferEncoding, callback: WriteCallback): void {
     this.dispatch([message], callback);
   }
@@ -490,12 +531,52 @@ export class WebSocket extends Duplex {
     transport.cork();
     const err = receiver.write(chunk);
     transport.uncork();
-    if (err !== null) this.failConnection(err);
+    if (err !== null) {
+      this.failConnection(err);
+      return;
+    }
     // permessage-deflate: frames still being inflated; read nothing more until they are through.
-    else if (receiver.busy && !this.pausedForInflate && this.transport !== null) {
+    if (receiver.busy && !this.pausedForInflate && this.transport !== null) {
       this.pausedForInflate = true;
       this.transport.pause();
     }
+    this.checkBudget();
+  };
+
+  /**
+   * Reading waits while the connection holds its memoryBudget in bytes that go away without
+   * reading more (unread data, unsent data): not for a message being assembled alone, which
+   * only more reading can complete.
+   */
+  private budgetHoldsReading(): boolean {
+    const releasable = this.unreadBytes + this.bufferedAmount;
+    return releasable > 0 && releasable + (this.receiver?.assembler.bufferedBytes ?? 0) >= this.memoryBudget;
+  }
+
+  /** Pauses or resumes reading for the memory budget. */
+  private checkBudget(): void {
+    if (this.transport === null) return;
+    const hold = this.budgetHoldsReading();
+    if (hold === this.pausedForBudget) return;
+    this.pausedForBudget = hold;
+    if (hold) this.transport.pause();
+    else this.resumeIfFree();
+  }
+
+  /** True while we hold reading from the transport (for any reason). */
+  private readingHeld(): boolean {
+    return this.pausedByUs || this.pausedForReplies || this.pausedForInflate || this.pausedForBudget;
+  }
+
+  /** Resumes the transport unless something still holds reading. */
+  private resumeIfFree(): void {
+    if (!this.readingHeld()) this.transport?.resume();
+  }
+
+  /** Received bytes left a buffer (the application read them). */
+  private readonly consumed = (bytes: number): void => {
+    this.unreadBytes -= bytes;
+    if (this.pausedForBudget) this.checkBudget();
   };
 
   /** permessage-deflate: everything received has been inflated and delivered. */
@@ -508,7 +589,7 @@ export class WebSocket extends Duplex {
     }
     if (!this.pausedForInflate) return;
     this.pausedForInflate = false;
-    if (!this.pausedByUs && this.transport !== null) this.transport.resume();
+    this.resumeIfFree();
   };
 
   private onMessage(message: Message): void {
@@ -520,7 +601,7 @@ export class WebSocket extends Duplex {
     if (this.closeReceived) return;
     if (this.tapPoints !== null) this.offerInbound(this.tapPoints.in.messages, piece);
     if (piece.first) {
-      this.inboundStream = new MessageReadable(piece.binary, this.resumeTransport);
+      this.inboundStream = new MessageReadable(piece.binary, this.resumeTransport, undefined, this.consumed);
       this.pushOrPause(this, this.inboundStream);
     }
     const stream = this.inboundStream!;
@@ -531,9 +612,15 @@ export class WebSocket extends Duplex {
     }
   }
 
-  /** Pushes into a readable; when it is full, pauses the transport until it asks for more. */
-  private pushOrPause(readable: Readable | Duplex, value: unknown): void {
-    if (!readable.push(value) && !this.pausedByUs && this.transport !== null) {
+  /**
+   * Pushes into a readable; when it is full, pauses the transport until it asks for more.
+   * What stays buffered counts as unread (a value handed to a 'data' listener at once does not).
+   */
+  private pushOrPause(readable: Readable | Duplex, value: Buffer | string | MessageReadable): void {
+    const before = readable.readableLength;
+    const room = readable.push(value);
+    if (readable.readableLength > before) this.unreadBytes += unreadSize(value);
+    if (!room && !this.pausedByUs && this.transport !== null) {
       this.pausedByUs = true;
       this.transport.pause();
       this.receiver?.pauseInflate();
@@ -546,7 +633,7 @@ export class WebSocket extends Duplex {
     if (this.pausedByUs && this.transport !== null) {
       this.pausedByUs = false;
       this.receiver?.resumeInflate();
-      if (!this.pausedForInflate) this.transport.resume();
+      this.resumeIfFree();
     }
   };
 
@@ -728,8 +815,9 @@ export class WebSocket extends Duplex {
   private readonly onDrain = (): void => {
     if (this.pausedForReplies) {
       this.pausedForReplies = false;
-      if (!this.pausedByUs && !this.pausedForInflate) this.transport?.resume();
+      this.resumeIfFree();
     }
+    if (this.pausedForBudget) this.checkBudget();
     const waiters = this.drainWaiters;
     this.drainWaiters = [];
     for (const callback of waiters) callback();
@@ -791,6 +879,8 @@ export class WebSocket extends Duplex {
     const now = Date.now();
     const heartbeat = this.options.heartbeat;
     if (heartbeat !== undefined) {
+      // While we do not read, the peer's silence proves nothing (its pong may be waiting).
+      if (this.readingHeld()) this.lastReceived = now;
       if (this.pingSentAt !== 0 && this.lastReceived >= this.pingSentAt) this.pingSentAt = 0;
       if (this.pingSentAt !== 0 && now - this.pingSentAt >= heartbeat.timeout) {
         this.reportError(new WebSocketError('WS_ERR_PEER_UNRESPONSIVE', `no answer within ${heartbeat.timeout} ms`));
