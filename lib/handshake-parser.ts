@@ -78,17 +78,20 @@ const BARE_LF_END = Buffer.from('\n\n', 'latin1');
 /** First capacity of the accumulator, for a head that spans chunks. */
 const INITIAL_CAPACITY = 1024;
 
-/** token = 1*tchar (RFC 9110 §5.6.2). */
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-/** A field value after trimming: field-vchar (VCHAR / obs-text) with SP and HTAB inside (RFC 9110 §5.5). */
-const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
-/** request-line = method SP request-target SP HTTP-version (RFC 9112 §3). */
-const REQUEST_LINE = /^([^ ]+) ([\x21-\x7e]+) HTTP\/(\d)\.(\d)$/;
+/** tchar (RFC 9110 §5.6.2: token = 1*tchar) by character code: 1 for a tchar. */
+const TCHAR = new Uint8Array(256);
+for (const c of "!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz") TCHAR[c.charCodeAt(0)] = 1;
+const CR_CODE = 0x0d;
+const LF_CODE = 0x0a;
+const SP_CODE = 0x20;
+const HTAB_CODE = 0x09;
+const DEL_CODE = 0x7f;
+const DOT_CODE = 0x2e;
+const ONE_CODE = 0x31;
+/** What follows the request-target: SP "HTTP/", then DIGIT "." DIGIT (RFC 9112 §2.3). */
+const VERSION_PREFIX = ' HTTP/';
 /** status-line = HTTP-version SP status-code SP [ reason-phrase ] (RFC 9112 §4); the last SP may be missing. */
 const STATUS_LINE = /^HTTP\/(\d)\.(\d) (\d{3})(?: ([\t\x20-\x7e\x80-\xff]*))?$/;
-/** Optional whitespace around a field value (RFC 9110 §5.6.3). */
-const OWS_START = /^[ \t]+/;
-const OWS_END = /[ \t]+$/;
 
 /**
  * Fields whose duplicates Node's `IncomingMessage.headers` discards (it keeps the first); all
@@ -218,47 +221,77 @@ export class HandshakeParserCore {
     this.size = needed;
   }
 
-  /** Parses the head without its blank line: start line CRLF *( field-line CRLF ), the last CRLF dropped. */
+  /**
+   * Parses the head without its blank line: start line CRLF *( field-line CRLF ), the last CRLF
+   * dropped. One pass over the characters for the line endings, then one per field line, with
+   * index arithmetic and character tables instead of split() and regular expressions (this runs
+   * once per connection).
+   */
   private parse(text: string): UpgradeRequest | UpgradeResponse | WebSocketError {
-    const lines = text.split(CRLF);
+    const n = text.length;
     // RFC 9112 §2.2: "A sender MUST NOT generate a bare CR"; we accept CRLF only, so any CR or LF
-    // left inside a line was bare.
-    for (const line of lines) {
-      if (line.includes('\r') || line.includes('\n')) return invalid('a bare CR or LF in the head; only CRLF ends a line');
+    // that is not a CRLF pair was bare.
+    let fieldCount = 0;
+    for (let i = 0; i < n; i++) {
+      const c = text.charCodeAt(i);
+      if (c === CR_CODE) {
+        if (text.charCodeAt(i + 1) !== LF_CODE) return bareLineEnd();
+        fieldCount++;
+        i++;
+      } else if (c === LF_CODE) {
+        return bareLineEnd();
+      }
     }
-    const fieldCount = lines.length - 1;
     if (fieldCount > this.maxHeaders) {
       return new WebSocketError('WS_ERR_HEADER_TOO_LARGE', `${fieldCount} header lines, over the limit of ${this.maxHeaders}`);
     }
     const headers: HeaderMap = Object.create(null) as HeaderMap;
     const rawHeaders: string[] = [];
-    for (let i = 1; i < lines.length; i++) {
-      const line = lines[i]!;
+    const startEnd = fieldCount === 0 ? n : text.indexOf(CRLF);
+    for (let s = startEnd + 2; s <= n; ) {
+      let e = text.indexOf(CRLF, s);
+      if (e === -1) e = n;
+      const first = text.charCodeAt(s);
       // RFC 9112 §5.2: obs-fold is deprecated; a server MUST reject it or unfold it. We reject.
-      if (line.length === 0 || line[0] === ' ' || line[0] === '\t') {
-        return invalid(line.length === 0 ? 'an empty header line' : 'a folded header line (obs-fold)');
+      if (s === e || first === SP_CODE || first === HTAB_CODE) {
+        return invalid(s === e ? 'an empty header line' : 'a folded header line (obs-fold)');
       }
-      const colon = line.indexOf(':');
-      if (colon === -1) return invalid(`a header line without a colon: ${JSON.stringify(line.slice(0, 64))}`);
-      const name = line.slice(0, colon);
+      const colon = text.indexOf(':', s);
+      if (colon === -1 || colon > e) {
+        return invalid(`a header line without a colon: ${JSON.stringify(text.slice(s, Math.min(e, s + 64)))}`);
+      }
       // RFC 9112 §5.1: "No whitespace is allowed between the field name and colon ... A server
       // MUST reject ... with a response status code of 400", hence the strict token check.
-      if (!TOKEN.test(name)) return invalid(`an invalid header name: ${JSON.stringify(name.slice(0, 64))}`);
-      const value = line.slice(colon + 1).replace(OWS_START, '').replace(OWS_END, '');
-      if (!FIELD_VALUE.test(value)) return invalid(`an invalid character in the value of ${name}`);
-      const key = name.toLowerCase();
+      let upper = false;
+      let i = s;
+      for (; i < colon; i++) {
+        const c = text.charCodeAt(i);
+        if (TCHAR[c] !== 1) break;
+        if (c >= 0x41 && c <= 0x5a) upper = true;
+      }
+      const name = text.slice(s, colon);
+      if (i < colon || colon === s) return invalid(`an invalid header name: ${JSON.stringify(name.slice(0, 64))}`);
+      // The value without optional whitespace around it (RFC 9110 §5.6.3).
+      let vs = colon + 1;
+      while (vs < e && isOws(text.charCodeAt(vs))) vs++;
+      let ve = e;
+      while (ve > vs && isOws(text.charCodeAt(ve - 1))) ve--;
+      // field-vchar (VCHAR / obs-text) with SP and HTAB inside (RFC 9110 §5.5).
+      for (let j = vs; j < ve; j++) {
+        const c = text.charCodeAt(j);
+        if ((c < SP_CODE && c !== HTAB_CODE) || c === DEL_CODE) return invalid(`an invalid character in the value of ${name}`);
+      }
+      const value = text.slice(vs, ve);
+      const key = upper ? name.toLowerCase() : name;
       // RFC 9112 §3.2: "A server MUST respond with a 400 ... to any HTTP/1.1 request message that
       // ... contains more than one Host header field line".
       if (key === 'host' && headers.host !== undefined && this.role === 'server') return invalid('more than one Host header');
       rawHeaders.push(name, value);
       addHeader(headers, key, value);
+      s = e + 2;
     }
-    const start = lines[0]!;
-    if (this.role === 'server') {
-      const m = REQUEST_LINE.exec(start);
-      if (m === null || !TOKEN.test(m[1]!)) return invalid(`an invalid request line: ${JSON.stringify(start.slice(0, 64))}`);
-      return { method: m[1]!, url: m[2]!, httpVersion: `${m[3]!}.${m[4]!}`, headers, rawHeaders };
-    }
+    if (this.role === 'server') return parseRequestLine(text, startEnd, headers, rawHeaders);
+    const start = text.slice(0, startEnd);
     const m = STATUS_LINE.exec(start);
     if (m === null) return invalid(`an invalid status line: ${JSON.stringify(start.slice(0, 64))}`);
     return {
@@ -269,6 +302,54 @@ export class HandshakeParserCore {
       rawHeaders,
     };
   }
+}
+
+function bareLineEnd(): WebSocketError {
+  return invalid('a bare CR or LF in the head; only CRLF ends a line');
+}
+
+function isOws(c: number): boolean {
+  return c === SP_CODE || c === HTAB_CODE;
+}
+
+function isDigit(c: number): boolean {
+  return c >= 0x30 && c <= 0x39;
+}
+
+/**
+ * request-line = method SP request-target SP HTTP-version (RFC 9112 §3), in text[0, end):
+ * method a token, the target visible ASCII (0x21-0x7E), the version HTTP/DIGIT.DIGIT.
+ */
+function parseRequestLine(text: string, end: number, headers: HeaderMap, rawHeaders: string[]): UpgradeRequest | WebSocketError {
+  const sp1 = text.indexOf(' ');
+  let ok = sp1 > 0 && sp1 < end;
+  for (let i = 0; ok && i < sp1; i++) ok = TCHAR[text.charCodeAt(i)] === 1;
+  let sp2 = sp1 + 1;
+  if (ok) {
+    while (sp2 < end && isVisible(text.charCodeAt(sp2))) sp2++;
+    // The target is not empty, and ' HTTP/d.d' ends the line.
+    ok =
+      sp2 > sp1 + 1 &&
+      end - sp2 === VERSION_PREFIX.length + 3 &&
+      text.startsWith(VERSION_PREFIX, sp2) &&
+      isDigit(text.charCodeAt(end - 3)) &&
+      text.charCodeAt(end - 2) === DOT_CODE &&
+      isDigit(text.charCodeAt(end - 1));
+  }
+  if (!ok) return invalid(`an invalid request line: ${JSON.stringify(text.slice(0, Math.min(end, 64)))}`);
+  const major = text.charCodeAt(end - 3);
+  const minor = text.charCodeAt(end - 1);
+  return {
+    method: text.slice(0, sp1),
+    url: text.slice(sp1 + 1, sp2),
+    httpVersion: major === ONE_CODE && minor === ONE_CODE ? '1.1' : `${text[end - 3]!}.${text[end - 1]!}`,
+    headers,
+    rawHeaders,
+  };
+}
+
+function isVisible(c: number): boolean {
+  return c >= 0x21 && c <= 0x7e;
 }
 
 /**

@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import fc from 'fast-check';
 import { Defaults } from '../lib/constants';
 import { WebSocketError } from '../lib/errors';
 import {
@@ -9,6 +10,68 @@ import {
   UpgradeResponse,
 } from '../lib/handshake-parser';
 import { collect, everyChunking, fromChunks, someChunkings } from './helpers/chunks';
+
+/**
+ * The head grammar written the plain way (split on CRLF, regular expressions), as a reference
+ * for the parser, which walks the characters by index: both must agree on every head, in the
+ * result and in the error (code and message).
+ */
+function referenceParse(text: string, role: 'server' | 'client', maxHeaders: number): unknown {
+  const token = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+  const invalid = (detail: string): WebSocketError => new WebSocketError('WS_ERR_INVALID_HANDSHAKE', detail);
+  const lines = text.split('\r\n');
+  if (lines.some((line) => line.includes('\r') || line.includes('\n'))) return invalid('a bare CR or LF in the head; only CRLF ends a line');
+  if (lines.length - 1 > maxHeaders) {
+    return new WebSocketError('WS_ERR_HEADER_TOO_LARGE', `${lines.length - 1} header lines, over the limit of ${maxHeaders}`);
+  }
+  const single = new Set(['age', 'authorization', 'content-length', 'content-type', 'etag', 'expires', 'from', 'host',
+    'if-modified-since', 'if-unmodified-since', 'last-modified', 'location', 'max-forwards', 'proxy-authorization',
+    'referer', 'retry-after', 'server', 'user-agent']);
+  const headers: Record<string, string | string[]> = {};
+  const rawHeaders: string[] = [];
+  for (const line of lines.slice(1)) {
+    if (line.length === 0 || line[0] === ' ' || line[0] === '\t') {
+      return invalid(line.length === 0 ? 'an empty header line' : 'a folded header line (obs-fold)');
+    }
+    const colon = line.indexOf(':');
+    if (colon === -1) return invalid(`a header line without a colon: ${JSON.stringify(line.slice(0, 64))}`);
+    const name = line.slice(0, colon);
+    if (!token.test(name)) return invalid(`an invalid header name: ${JSON.stringify(name.slice(0, 64))}`);
+    const value = line.slice(colon + 1).replace(/^[ \t]+/, '').replace(/[ \t]+$/, '');
+    if (!/^[\t\x20-\x7e\x80-\xff]*$/.test(value)) return invalid(`an invalid character in the value of ${name}`);
+    const key = name.toLowerCase();
+    const existing = Object.prototype.hasOwnProperty.call(headers, key) ? headers[key] : undefined;
+    if (key === 'host' && existing !== undefined && role === 'server') return invalid('more than one Host header');
+    rawHeaders.push(name, value);
+    if (existing === undefined) headers[key] = key === 'set-cookie' ? [value] : value;
+    else if (Array.isArray(existing)) existing.push(value);
+    else if (key === 'cookie') headers[key] = `${existing}; ${value}`;
+    else if (!single.has(key)) headers[key] = `${existing}, ${value}`;
+  }
+  const start = lines[0]!;
+  if (role === 'server') {
+    const m = /^([^ ]+) ([\x21-\x7e]+) HTTP\/(\d)\.(\d)$/.exec(start);
+    if (m === null || !token.test(m[1]!)) return invalid(`an invalid request line: ${JSON.stringify(start.slice(0, 64))}`);
+    return { method: m[1]!, url: m[2]!, httpVersion: `${m[3]!}.${m[4]!}`, headers, rawHeaders };
+  }
+  const m = /^HTTP\/(\d)\.(\d) (\d{3})(?: ([\t\x20-\x7e\x80-\xff]*))?$/.exec(start);
+  if (m === null) return invalid(`an invalid status line: ${JSON.stringify(start.slice(0, 64))}`);
+  return { statusCode: Number(m[3]!), statusMessage: m[4] ?? '', httpVersion: `${m[1]!}.${m[2]!}`, headers, rawHeaders };
+}
+
+/** What the parser made of `text` + CRLFCRLF (whole), in the reference's terms. */
+function parsed(text: string, role: 'server' | 'client', maxHeaders: number): unknown {
+  const heads: unknown[] = [];
+  const core = new HandshakeParserCore({ role, maxHeaders }, { onHead: (head) => heads.push(head), onData: () => {} });
+  const err = core.write(Buffer.from(`${text}\r\n\r\n`, 'latin1'));
+  if (err !== null) return err;
+  const head = heads[0] as UpgradeRequest;
+  return { ...head, headers: { ...head.headers } };
+}
+
+function outcome(value: unknown): unknown {
+  return value instanceof WebSocketError ? { code: value.code, message: value.message } : value;
+}
 
 /** The client handshake of RFC 6455 §1.2. */
 const RFC_REQUEST =
@@ -372,6 +435,52 @@ describe('HandshakeParserCore', () => {
       core.fail(new WebSocketError('WS_ERR_CONNECTION_LOST'));
       expect(core.error).to.equal(a);
     });
+  });
+});
+
+describe('HandshakeParserCore agrees with the plain regular-expression grammar (fast-check)', () => {
+  /** Characters that matter to the grammar, and a few that do not. */
+  const interesting = fc.constantFrom(
+    'G', 'E', 'T', 'a', 'Z', 'x', '-', '/', ':', ' ', '\t', '\r', '\n', '\r\n', '\x00', '\x7f', '\xe9', '(', ',', '1', '0', '.', 'H',
+    'HTTP/1.1', 'HTTP/', 'GET ', 'Host', 'host: a', 'Set-Cookie', 'cookie', 'user-agent', '__proto__',
+  );
+  const line = fc.array(interesting, { maxLength: 12 }).map((parts) => parts.join(''));
+  const requestLine = fc.oneof(fc.constant('GET /chat HTTP/1.1'), fc.constant('GET / HTTP/1.0'), line);
+  const statusLine = fc.oneof(fc.constant('HTTP/1.1 101 Switching Protocols'), fc.constant('HTTP/1.1 101'), line);
+  const field = fc.oneof(
+    fc.tuple(fc.constantFrom('Host', 'Upgrade', 'CONNECTION', 'x-a', 'Age', 'age', 'zZ', 'Cookie', 'Set-Cookie', 'X(A)', ''), fc.constantFrom(':', ': ', ' :', ':\t '), line)
+      .map(([name, colon, value]) => `${name}${colon}${value}`),
+    line,
+  );
+  for (const role of ['server', 'client'] as const) {
+    it(`on random heads (${role} role)`, () => {
+      fc.assert(
+        fc.property(role === 'server' ? requestLine : statusLine, fc.array(field, { maxLength: 6 }), fc.integer({ min: 0, max: 6 }), (start, fields, maxHeaders) => {
+          const input = [start, ...fields].join('\r\n');
+          // The head is what comes before the first CRLFCRLF (a field may hold one).
+          const end = `${input}\r\n\r\n`.indexOf('\r\n\r\n');
+          const text = input.slice(0, end);
+          expect(outcome(parsed(text, role, maxHeaders))).to.deep.equal(outcome(referenceParse(text, role, maxHeaders)));
+        }),
+        { seed: 6455, numRuns: 3000 },
+      );
+    });
+  }
+
+  it('on the heads of this file and typical browser requests', () => {
+    const heads = [
+      RFC_REQUEST.slice(0, -4),
+      RFC_RESPONSE.slice(0, -4),
+      'GET /ws?x=1 HTTP/1.1\r\nHost: localhost:8080\r\nConnection: keep-alive, Upgrade\r\nUpgrade: websocket\r\n' +
+        'Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Extensions: permessage-deflate; client_max_window_bits',
+      'GET / HTTP/1.1\r\nX-A:\t \t',
+      'GET / HTTP/1.1\r\nX-A: \xe9\xff',
+    ];
+    for (const text of heads) {
+      for (const role of ['server', 'client'] as const) {
+        expect(outcome(parsed(text, role, 128))).to.deep.equal(outcome(referenceParse(text, role, 128)));
+      }
+    }
   });
 });
 
