@@ -4,7 +4,8 @@
  * profile and writes them to bench/results/profile.md (the .cpuprofile files stay in
  * bench/results/, ignored by git; open them in Chrome DevTools for the call tree).
  *
- *   npx ts-node bench/profile.ts            (BENCH_PROFILE_MS sets the measured time, default 4000)
+ *   npx ts-node bench/profile.ts            (BENCH_PROFILE_MS sets the measured time, default 4000;
+ *                                            PROFILE_CASES=oneway-64k,echo-16k picks cases)
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -31,14 +32,27 @@ const CASES: Array<{ name: string; title: string; command(port: number): LoadCom
     title: 'echo 16 KiB, 1 connection, 16 in flight',
     command: (port) => ({ cmd: 'echo', port, conns: 1, inflight: 16, size: 16 * 1024, latency: false, warmupMs: 500, durationMs: DURATION_MS }),
   },
+  {
+    name: 'oneway-64k',
+    title: 'one-way 64 KiB messages, 16 in flight',
+    command: (port) => ({ cmd: 'bulk', port, size: 64 * 1024, inflight: 16, warmupMs: 500, durationMs: DURATION_MS }),
+  },
+  {
+    name: 'oneway-16m',
+    title: 'one-way 16 MiB messages, 2 in flight',
+    command: (port) => ({ cmd: 'bulk', port, size: 16 * 1024 * 1024, inflight: 2, warmupMs: 500, durationMs: DURATION_MS }),
+  },
 ];
+
+/** PROFILE_CASES=name,name: only these cases. */
+const SELECTED = process.env.PROFILE_CASES?.split(',').map((s) => s.trim());
 
 async function main(): Promise<void> {
   fs.mkdirSync(OUT, { recursive: true });
   const load = await LoadGenerator.start();
   const sections: string[] = [`# CPU profiles of bench/servers/ours.ts (Node ${process.version}, server on CPU 0)`];
   try {
-    for (const c of CASES) {
+    for (const c of CASES.filter((k) => SELECTED === undefined || SELECTED.includes(k.name))) {
       const file = `ours-${c.name}.cpuprofile`;
       const server = await Server.start('ours', {}, ['--cpu-prof', `--cpu-prof-dir=${OUT}`, `--cpu-prof-name=${file}`]);
       const m = await load.run(c.command(server.port));

@@ -126,7 +126,7 @@ export class MaskerCore {
     const source = frame.payload;
     let done = 0;
     while (done < source.length) {
-      const slot = slots.take();
+      const slot = slots.take(source.byteOffset + done);
       if (slot === null) break;
       const n = Math.min(slot.length, source.length - done);
       const masked = slot.subarray(0, n);

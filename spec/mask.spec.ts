@@ -66,6 +66,23 @@ describe('mask', () => {
       }
     });
 
+    it('matches a byte loop wherever the data sits within its 4 KiB page (the wasm copies are shifted away from it)', () => {
+      const backing = Buffer.alloc(80 * 1024 + 8192);
+      for (const pageOffset of [0, 1, 15, 16, 17, 2047, 2048, 2049, 4080, 4095]) {
+        const start = (4096 - (backing.byteOffset & 4095) + pageOffset) & 4095;
+        for (const length of [512, 70_001]) {
+          const original = pattern(length, pageOffset);
+          const view = backing.subarray(start, start + length);
+          original.copy(view);
+          applyMask(view, KEYS[2]!, 1);
+          expect(view.equals(naiveMask(original, KEYS[2]!, 1)), `page offset ${pageOffset}, length ${length}`).to.equal(true);
+          const target = Buffer.alloc(length);
+          applyMask(original, KEYS[1]!, 2, target);
+          expect(target.equals(naiveMask(original, KEYS[1]!, 2)), `target, page offset ${pageOffset}`).to.equal(true);
+        }
+      }
+    });
+
     it('masks into a separate target on every path (source unchanged, only target[0..length) written)', () => {
       for (const length of [0, 1, 5, 31, 32, 33, 70, 511, 512, 513, 527, 65536, 65553, 200_003]) {
         for (let offset = 0; offset < 4; offset++) {

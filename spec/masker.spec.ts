@@ -185,7 +185,7 @@ describe('Masker', () => {
     const SLOT = 65536;
     /** Slots over a plain buffer (the generic masking path) or the process's wasm slots. */
     const kinds: Array<[string, () => MaskSlots]> = [
-      ['slots in a plain buffer', () => new MaskSlots(new Uint8Array(3 * SLOT), 0, 3)],
+      ['slots in a plain buffer', () => new MaskSlots(new Uint8Array(3 * (SLOT + 4096)), 0, 3)],
     ];
     if (maskSlots !== null) kinds.push(['the wasm memory slots (SIMD in place)', () => maskSlots!]);
 
