@@ -5,7 +5,9 @@
  *
  * - raw TCP (`net`), 64 KiB writes: the ceiling;
  * - ours: one BULK_BYTES message streamed (a Readable of 64 KiB chunks piped into
- *   ws.createMessageStream(); the receiver has streamMessages and counts the MessageReadable);
+ *   ws.createMessageStream(); the receiver has streamMessages and counts the MessageReadable),
+ *   client to server (the client masks every byte, as RFC 6455 requires) and server to client
+ *   (nothing masked);
  * - ours: 16 MiB and 64 KiB whole messages (send() / 'message');
  * - ws (bufferutil loaded): 16 MiB and 64 KiB whole messages (ws cannot stream one message).
  *
@@ -50,11 +52,24 @@ interface Case {
   library: Library;
   /** Message size in bytes, or 'stream' for one message of all the bytes. */
   size: number | 'stream';
+  /**
+   * The server sends and the client receives (the listening process still runs on CPU 0 and
+   * the connecting one on CPU 1). Default: the client sends, masking every byte as RFC 6455
+   * requires of clients; server to client nothing is masked.
+   */
+  toClient?: boolean;
 }
 
 const CASES: Case[] = [
   { id: 'tcp', label: 'raw TCP (net), 64 KiB writes', library: 'tcp', size: CHUNK },
   { id: 'ours-stream', label: 'ours: one message, streamed (64 KiB chunks)', library: 'ours', size: 'stream' },
+  {
+    id: 'ours-stream-s2c',
+    label: 'ours: one message, streamed, server to client (unmasked)',
+    library: 'ours',
+    size: 'stream',
+    toClient: true,
+  },
   { id: 'ours-16m', label: 'ours: 16 MiB messages', library: 'ours', size: 16 * MiB },
   { id: 'ours-64k', label: 'ours: 64 KiB messages', library: 'ours', size: 64 * KiB },
   { id: 'ws-16m', label: 'ws+bufferutil: 16 MiB messages', library: 'ws', size: 16 * MiB },
@@ -129,6 +144,19 @@ function receive(c: Case, total: number): void {
       socket.on('close', () => server.close());
     });
     server.listen(0, '127.0.0.1', () => ready((server.address() as net.AddressInfo).port));
+    return;
+  }
+  if (c.library === 'ours' && c.toClient === true) {
+    const server = createServer({ host: '127.0.0.1', port: 0 });
+    server.on('connection', (ws: WebSocket) => {
+      ws.on('error', (err: Error) => tell({ type: 'failed', error: `sender (server): ${err.message}` }));
+      pipeline(new Generated(pool(), total), ws.createMessageStream({ binary: true })).then(
+        () => tell({ type: 'sent', bytes: total, maxRss: maxRss() }),
+        (err: Error) => tell({ type: 'failed', error: `sender (server): ${err.message}` }),
+      );
+      ws.on('close', () => server.close());
+    });
+    server.on('listening', () => ready(server.address()!.port));
     return;
   }
   if (c.library === 'ours') {
@@ -277,7 +305,25 @@ async function sendWs(c: Case, port: number, data: Buffer, total: number): Promi
   await closed;
 }
 
+/** The client receives one streamed message from the server (toClient cases). */
+async function receiveAsClient(port: number, total: number): Promise<void> {
+  const ws = connect(`ws://127.0.0.1:${port}/`, { perMessageDeflate: false, streamMessages: true });
+  const counter = new Counter(total, () => {
+    counter.report();
+    ws.close(1000);
+  });
+  const closed = once(ws, 'close');
+  ws.on('error', (err: Error) => tell({ type: 'failed', error: `receiver (client): ${err.message}` }));
+  ws.on('open', () => watchFirstByte((ws as unknown as { transport?: unknown }).transport, counter));
+  ws.on('message', (data: MessageReadable) => data.on('data', (chunk: Buffer) => counter.add(chunk.length)));
+  await closed;
+}
+
 async function send(c: Case, port: number, total: number): Promise<void> {
+  if (c.toClient === true) {
+    await receiveAsClient(port, total);
+    return;
+  }
   const data = pool();
   if (c.library === 'tcp') await sendTcp(port, data, total);
   else if (c.library === 'ours') await sendOurs(c, port, data, total);
@@ -380,9 +426,15 @@ async function runCase(c: Case, total: number): Promise<RunResult> {
   let sender: ChildProcess | null = null;
   try {
     const ready = await expect(receiver, 'ready', 60_000);
-    const received = expect(receiver, 'received', timeoutMs);
+    const toClient = c.toClient === true;
+    const received = toClient ? null : expect(receiver, 'received', timeoutMs);
+    const sent = toClient ? expect(receiver, 'sent', timeoutMs) : null;
     sender = start('sender', SENDER_CPU, { ...env, BULK_PORT: String(ready.port) });
-    const [r, s] = await Promise.all([received, expect(sender, 'sent', timeoutMs)]);
+    // toClient: the listening process sends and the connecting one receives.
+    const [r, s] = await Promise.all([
+      received ?? expect(sender, 'received', timeoutMs),
+      sent ?? expect(sender, 'sent', timeoutMs),
+    ]);
     if (r.bytes !== total) throw new Error(`received ${r.bytes} bytes, expected ${total}`);
     return { mbps: r.bytes / r.seconds / 1e6, senderRss: s.maxRss, receiverRss: r.maxRss, idleRss: ready.rss };
   } finally {
@@ -432,7 +484,7 @@ async function main(): Promise<void> {
     '',
     `- CPU: ${os.cpus()[0]?.model ?? 'unknown'} (${os.cpus().length} logical CPUs)`,
     `- Node ${process.version}, ${os.platform()} ${os.release()}`,
-    `- receiver process pinned to CPU ${RECEIVER_CPU}, sender process to CPU ${SENDER_CPU} (taskset); data generated in memory`,
+    `- listening process (the receiver, except server to client) pinned to CPU ${RECEIVER_CPU}, connecting process to CPU ${SENDER_CPU} (taskset); data generated in memory`,
     `- MB/s = 10^6 bytes/s at the receiver, first data byte to last; median of ${runs} run(s)${runs > 1 ? ' (min-max)' : ''}`,
     `- peak RSS = process.resourceUsage().maxRSS of each process, the highest over the runs; a child right after start-up (ts-node loaded) has about ${mib(idle).toFixed(0)} MiB`,
     `- 1-minute load average before the runs: ${loadBefore.toFixed(2)}, after: ${os.loadavg()[0]!.toFixed(2)} (other processes on the machine make the spread)`,
@@ -444,7 +496,12 @@ async function main(): Promise<void> {
   for (const c of cases) {
     const list = results.get(c.id)!;
     const mbps = list.map((r) => r.mbps);
-    const label = c.size === 'stream' ? `ours: one ${sizeLabel(total)} message, streamed (64 KiB chunks)` : c.label;
+    const label =
+      c.size !== 'stream'
+        ? c.label
+        : c.toClient === true
+          ? `ours: one ${sizeLabel(total)} message, streamed, server to client (unmasked)`
+          : `ours: one ${sizeLabel(total)} message, streamed, client to server (masked)`;
     lines.push(
       `| ${label} | ${spread(mbps, 0)} | ${(median(mbps) / tcp).toFixed(2)} | ` +
         `${mib(Math.max(...list.map((r) => r.senderRss))).toFixed(0)} | ${mib(Math.max(...list.map((r) => r.receiverRss))).toFixed(0)} |`,
