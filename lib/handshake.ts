@@ -9,7 +9,7 @@
  * that cannot go in a header (CR, LF or another control character: header injection), because
  * that is a programming error, not a peer's fault.
  */
-import { createHash } from 'node:crypto';
+import * as crypto from 'node:crypto';
 import { STATUS_CODES } from 'node:http';
 import { WEBSOCKET_GUID, WEBSOCKET_VERSION } from './constants';
 import { WebSocketError } from './errors';
@@ -20,7 +20,14 @@ import { randomBytes } from './mask';
 /** RFC 6455 §4.1: the nonce is "a randomly selected 16-byte value that has been base64-encoded". */
 const KEY_BYTES = 16;
 /** 16 bytes in base64: 22 characters, then '==' padding. */
-const KEY_FORMAT = /^[A-Za-z0-9+/]{22}==$/;
+const KEY_LENGTH = 24;
+/** The base64 alphabet (RFC 4648 §4) by character code: the value of each digit plus 1, 0 for none. */
+const BASE64_DIGIT = new Uint8Array(128);
+const BASE64_ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
+for (let i = 0; i < BASE64_ALPHABET.length; i++) BASE64_DIGIT[BASE64_ALPHABET.charCodeAt(i)] = i + 1;
+const EQUALS = 0x3d;
+/** Sec-WebSocket-Version: the one version we speak. */
+const VERSION_13 = String(WEBSOCKET_VERSION);
 /** token = 1*tchar (RFC 9110 §5.6.2). */
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 /** request-target in origin-form (RFC 9112 §3.2.1): starts with '/', visible ASCII only. */
@@ -85,7 +92,28 @@ export type ExtraHeaders = Record<string, string | readonly string[]>;
 
 /** Sec-WebSocket-Accept for a Sec-WebSocket-Key: base64 of the SHA-1 of key + GUID (RFC 6455 §4.2.2). */
 export function acceptKey(key: string): string {
-  return createHash('sha1').update(key + WEBSOCKET_GUID, 'latin1').digest('base64');
+  // crypto.hash (Node 20.12+) hashes in one call, without a Hash object; it encodes a string as
+  // UTF-8, which is the same bytes as latin1 for ASCII, hence the check.
+  if (oneShotHash !== undefined && isAscii(key)) return oneShotHash('sha1', key + WEBSOCKET_GUID, 'base64');
+  return crypto.createHash('sha1').update(key + WEBSOCKET_GUID, 'latin1').digest('base64');
+}
+
+const oneShotHash = (crypto as { hash?: (algorithm: string, data: string, encoding: 'base64') => string }).hash;
+
+function isAscii(text: string): boolean {
+  for (let i = 0; i < text.length; i++) if (text.charCodeAt(i) > 0x7f) return false;
+  return true;
+}
+
+/**
+ * Is `key` canonical base64 of 16 bytes: 22 digits of the base64 alphabet then '==', the last
+ * digit carrying zero pad bits (so that decoding and encoding again gives `key` back)?
+ */
+function isKey(key: string): boolean {
+  if (key.length !== KEY_LENGTH || key.charCodeAt(22) !== EQUALS || key.charCodeAt(23) !== EQUALS) return false;
+  for (let i = 0; i < 22; i++) if ((BASE64_DIGIT[key.charCodeAt(i)] ?? 0) === 0) return false;
+  // 22 digits are 132 bits for 128: the last digit's low 4 bits are padding and must be zero.
+  return ((BASE64_DIGIT[key.charCodeAt(21)]! - 1) & 0x0f) === 0;
 }
 
 /** A fresh Sec-WebSocket-Key: 16 bytes from a strong random source, base64 (RFC 6455 §4.1). */
@@ -114,6 +142,22 @@ export function hasToken(value: string | undefined, token: string): boolean {
   if (value === undefined) return false;
   const wanted = token.toLowerCase();
   return parseTokenList(value).some((element) => element.toLowerCase() === wanted);
+}
+
+/**
+ * hasToken for `token`, a token (RFC 9110 §5.6.2) in lower case, with a fast path for the usual
+ * case: the value is that one token (in any case), without whitespace or commas.
+ */
+function hasLowerCaseToken(value: string | undefined, token: string): boolean {
+  if (value === undefined) return false;
+  if (value.length === token.length && (value === token || value.toLowerCase() === token)) return true;
+  return hasToken(value, token);
+}
+
+/** headerValue for a name known to be lower case already. */
+function field(headers: HeaderMap, lowerCaseName: string): string | undefined {
+  const value = headers[lowerCaseName];
+  return typeof value === 'string' || value === undefined ? value : value.join(', ');
 }
 
 /** tchar (RFC 9110 §5.6.2) by character code, for the extension parser. */
@@ -236,9 +280,19 @@ function invalid(detail: string): WebSocketError {
   return new WebSocketError('WS_ERR_INVALID_HANDSHAKE', detail);
 }
 
+/** How many of `rawHeaders` are named `name` (lower case), in any case. */
+/** Is `version` (DIGITS.DIGITS) 1.1 or later? */
+function isHttp11OrLater(version: string): boolean {
+  const m = HTTP_VERSION.exec(version);
+  return m !== null && (Number(m[1]) > 1 || (Number(m[1]) === 1 && Number(m[2]) >= 1));
+}
+
 function countRaw(rawHeaders: readonly string[], name: string): number {
   let count = 0;
-  for (let i = 0; i < rawHeaders.length; i += 2) if (rawHeaders[i]!.toLowerCase() === name) count++;
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    const raw = rawHeaders[i]!;
+    if (raw.length === name.length && (raw === name || raw.toLowerCase() === name)) count++;
+  }
   return count;
 }
 
@@ -251,25 +305,24 @@ export function validateUpgradeRequest(req: UpgradeRequestLike): UpgradeInfo | W
   const { headers } = req;
   // §4.2.1 1: "An HTTP/1.1 or higher GET request"
   if (req.method !== 'GET') return invalid(`the method must be GET, not ${String(req.method)}`);
-  const version = HTTP_VERSION.exec(req.httpVersion);
-  if (version === null || Number(version[1]) < 1 || (Number(version[1]) === 1 && Number(version[2]) < 1)) {
+  if (req.httpVersion !== '1.1' && !isHttp11OrLater(req.httpVersion)) {
     return invalid(`HTTP/1.1 or later is required, not HTTP/${req.httpVersion}`);
   }
   // §4.2.1 2: "A |Host| header field containing the server's authority."
-  const host = headerValue(headers, 'host');
+  const host = field(headers, 'host');
   if (host === undefined) return invalid('the Host header is missing');
   // §4.2.1 3: "An |Upgrade| header field containing the value "websocket", treated as an ASCII
   // case-insensitive value."
-  const upgrade = headerValue(headers, 'upgrade');
-  if (!hasToken(upgrade, 'websocket')) return invalid(`the Upgrade header must contain "websocket", not ${JSON.stringify(upgrade)}`);
+  const upgrade = field(headers, 'upgrade');
+  if (!hasLowerCaseToken(upgrade, 'websocket')) return invalid(`the Upgrade header must contain "websocket", not ${JSON.stringify(upgrade)}`);
   // §4.2.1 4: "A |Connection| header field that includes the token "Upgrade", treated as an
   // ASCII case-insensitive value."
-  const connection = headerValue(headers, 'connection');
-  if (!hasToken(connection, 'upgrade')) return invalid(`the Connection header must contain "Upgrade", not ${JSON.stringify(connection)}`);
+  const connection = field(headers, 'connection');
+  if (!hasLowerCaseToken(connection, 'upgrade')) return invalid(`the Connection header must contain "Upgrade", not ${JSON.stringify(connection)}`);
   // §4.2.1 6: "A |Sec-WebSocket-Version| header field, with a value of 13." Checked before the
   // key so that an older client (without Sec-WebSocket-Key) learns the version we speak (§4.4).
-  const wsVersion = headerValue(headers, 'sec-websocket-version');
-  if (wsVersion !== String(WEBSOCKET_VERSION)) {
+  const wsVersion = field(headers, 'sec-websocket-version');
+  if (wsVersion !== VERSION_13) {
     return new WebSocketError(
       'WS_ERR_UNSUPPORTED_VERSION',
       wsVersion === undefined ? 'the Sec-WebSocket-Version header is missing' : `Sec-WebSocket-Version ${JSON.stringify(wsVersion)}; only 13 is supported`,
@@ -277,23 +330,24 @@ export function validateUpgradeRequest(req: UpgradeRequestLike): UpgradeInfo | W
   }
   // §4.2.1 5: "A |Sec-WebSocket-Key| header field with a base64-encoded value that, when decoded,
   // is 16 bytes in length." Strict: canonical base64 with '==' padding and zero pad bits.
-  const key = headerValue(headers, 'sec-websocket-key');
+  const key = field(headers, 'sec-websocket-key');
   if (key === undefined) return invalid('the Sec-WebSocket-Key header is missing');
   if (req.rawHeaders !== undefined && countRaw(req.rawHeaders, 'sec-websocket-key') > 1) {
     return invalid('more than one Sec-WebSocket-Key header');
   }
-  if (!KEY_FORMAT.test(key) || Buffer.from(key, 'base64').toString('base64') !== key) {
+  if (!isKey(key)) {
     return invalid(`the Sec-WebSocket-Key header is not 16 bytes in base64: ${JSON.stringify(key.slice(0, 64))}`);
   }
   // §4.1: subprotocol elements "MUST be non-empty strings with characters in the range U+0021 to
   // U+007E not including separator characters ... and MUST all be unique strings."
-  const protocols = parseTokenList(headerValue(headers, 'sec-websocket-protocol') ?? '');
+  const offeredProtocols = field(headers, 'sec-websocket-protocol');
+  const protocols = offeredProtocols === undefined ? [] : parseTokenList(offeredProtocols);
   for (let i = 0; i < protocols.length; i++) {
     const protocol = protocols[i]!;
     if (!TOKEN.test(protocol)) return invalid(`an invalid Sec-WebSocket-Protocol element: ${JSON.stringify(protocol)}`);
     if (protocols.indexOf(protocol) !== i) return invalid(`a repeated Sec-WebSocket-Protocol element: ${protocol}`);
   }
-  const offered = headerValue(headers, 'sec-websocket-extensions');
+  const offered = field(headers, 'sec-websocket-extensions');
   const extensions = offered === undefined ? [] : parseExtensionList(offered);
   if (typeof extensions === 'string') return invalid(`an invalid Sec-WebSocket-Extensions header: ${extensions}`);
   return {
@@ -301,7 +355,7 @@ export function validateUpgradeRequest(req: UpgradeRequestLike): UpgradeInfo | W
     version: WEBSOCKET_VERSION,
     protocols,
     extensions,
-    origin: headerValue(headers, 'origin'),
+    origin: field(headers, 'origin'),
     host,
   };
 }
@@ -490,7 +544,7 @@ export function validateUpgradeResponse(
   // "If the response includes a |Sec-WebSocket-Extensions| header field and this header field
   // indicates the use of an extension that was not present in the client's handshake ... the
   // client MUST _Fail the WebSocket Connection_."
-  const accepted = headerValue(headers, 'sec-websocket-extensions');
+  const accepted = field(headers, 'sec-websocket-extensions');
   const extensions = accepted === undefined ? [] : parseExtensions(accepted);
   if (extensions instanceof WebSocketError) return extensions;
   for (const extension of extensions) {

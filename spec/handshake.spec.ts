@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import fc from 'fast-check';
 import { createHash } from 'node:crypto';
 import { createServer } from 'node:http';
 import type { IncomingMessage } from 'node:http';
@@ -70,6 +71,12 @@ describe('acceptKey (RFC 6455 §4.2.2)', () => {
   it('is base64 of SHA-1 over key + GUID', () => {
     const key = generateKey();
     expect(acceptKey(key)).to.equal(createHash('sha1').update(key + WEBSOCKET_GUID).digest('base64'));
+  });
+
+  it('hashes the key as latin1, also when it is not ASCII (the one-shot hash is for ASCII keys only)', () => {
+    for (const key of ['caf\u00e9', '\u00ff\u0080x', '', 'dGhlIHNhbXBsZSBub25jZQ==']) {
+      expect(acceptKey(key), JSON.stringify(key)).to.equal(createHash('sha1').update(key + WEBSOCKET_GUID, 'latin1').digest('base64'));
+    }
   });
 });
 
@@ -286,6 +293,35 @@ describe('validateUpgradeRequest (RFC 6455 §4.2.1)', () => {
       expectError(validateUpgradeRequest(req), code, closeCode, status, detail);
     });
   }
+
+  it('accepts a key exactly when it is canonical base64 of 16 bytes (decoding and encoding gives it back)', () => {
+    const canonical = (key: string): boolean => /^[A-Za-z0-9+/]{22}==$/.test(key) && Buffer.from(key, 'base64').toString('base64') === key;
+    const accepted = (key: string): boolean => !(validateUpgradeRequest(request({ 'sec-websocket-key': key })) instanceof WebSocketError);
+    // Every last digit: only those with zero pad bits (A, Q, g, w) are canonical.
+    const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
+    const lastDigits = [...alphabet].filter((digit) => accepted(`${'A'.repeat(21)}${digit}==`));
+    expect(lastDigits).to.deep.equal(['A', 'Q', 'g', 'w']);
+    const chars = fc.constantFrom(...alphabet, '=', '-', '_', ' ', '\u00e9', '\u0100', 'A', 'Q', 'g', 'w');
+    fc.assert(
+      fc.property(fc.array(chars, { minLength: 20, maxLength: 26 }), fc.boolean(), (digits, pad) => {
+        const key = pad ? `${digits.slice(0, 22).join('')}==` : digits.join('');
+        expect(accepted(key), JSON.stringify(key)).to.equal(canonical(key));
+      }),
+      { seed: 6455, numRuns: 2000 },
+    );
+  });
+
+  it('treats Upgrade and Connection values case-insensitively, as one token or in a list', () => {
+    for (const [upgrade, connection] of [['WebSocket', 'upgrade'], ['websocket', 'keep-alive, Upgrade'], ['h2c, websocket', 'UPGRADE'], [' websocket ', 'Upgrade\t']]) {
+      expect(validateUpgradeRequest(request({ upgrade, connection })), `${upgrade} / ${connection}`).to.not.be.instanceOf(WebSocketError);
+    }
+  });
+
+  it('accepts HTTP/1.2 and HTTP/2.0 request versions (1.1 or later)', () => {
+    for (const httpVersion of ['1.2', '2.0', '10.0']) {
+      expect(validateUpgradeRequest(request({}, { httpVersion }))).to.not.be.instanceOf(WebSocketError);
+    }
+  });
 
   it('refuses two Sec-WebSocket-Key lines seen in rawHeaders', () => {
     const req = request({});
