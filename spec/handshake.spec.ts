@@ -312,7 +312,8 @@ describe('validateUpgradeRequest (RFC 6455 §4.2.1)', () => {
   });
 
   it('treats Upgrade and Connection values case-insensitively, as one token or in a list', () => {
-    for (const [upgrade, connection] of [['WebSocket', 'upgrade'], ['websocket', 'keep-alive, Upgrade'], ['h2c, websocket', 'UPGRADE'], [' websocket ', 'Upgrade\t']]) {
+    const pairs: Array<[string, string]> = [['WebSocket', 'upgrade'], ['websocket', 'keep-alive, Upgrade'], ['h2c, websocket', 'UPGRADE'], [' websocket ', 'Upgrade\t']];
+    for (const [upgrade, connection] of pairs) {
       expect(validateUpgradeRequest(request({ upgrade, connection })), `${upgrade} / ${connection}`).to.not.be.instanceOf(WebSocketError);
     }
   });
