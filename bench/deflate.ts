@@ -1,7 +1,8 @@
 /**
  * permessage-deflate benchmark: our server against ws's, both with compression on, in one run.
  *
- *   npx ts-node bench/deflate.ts            (BENCH_SECONDS=3 per case by default)
+ *   npx ts-node bench/deflate.ts            (BENCH_SECONDS=3 per case by default; DEFLATE_PROFILE=DIR
+ *                                            writes each server's CPU profile into DIR)
  *
  * The server (ours or ws, an echo with permessage-deflate, threshold 1024, zlib's default level,
  * context takeover) runs pinned to CPU 0; the client (ws's, compression on, the same for both
@@ -69,6 +70,8 @@ async function server(impl: Impl, mode: Mode): Promise<void> {
     });
     port = (s.address() as { port: number }).port;
   }
+  // Killed by the driver: exit normally, so that --cpu-prof writes its profile.
+  process.on('SIGTERM', () => process.exit(0));
   console.log(`port ${port}`);
   for await (const line of createInterface({ input: process.stdin })) {
     if (line === 'mem') {
@@ -130,8 +133,16 @@ async function idle(port: number): Promise<void> {
 
 // ----- driver -----
 
+/** DEFLATE_PROFILE=DIR: each server writes a V8 CPU profile (node --cpu-prof) into DIR. */
+function profileArgs(args: string[]): string[] {
+  const dir = process.env.DEFLATE_PROFILE;
+  if (dir === undefined || dir === '' || args[0] !== 'server') return [];
+  return ['--cpu-prof', '--cpu-prof-dir', path.resolve(dir), '--cpu-prof-name', `${args.slice(1).join('-')}-${Date.now()}.cpuprofile`];
+}
+
 function pinned(cpu: string, args: string[]): ChildProcess {
-  return spawn('taskset', ['-c', cpu, process.execPath, '--expose-gc', '-r', 'ts-node/register/transpile-only', SELF, ...args], {
+  const node = [...profileArgs(args), '--expose-gc', '-r', 'ts-node/register/transpile-only'];
+  return spawn('taskset', ['-c', cpu, process.execPath, ...node, SELF, ...args], {
     stdio: ['pipe', 'pipe', 'inherit'],
     env: { ...process.env, TS_NODE_TRANSPILE_ONLY: '1' },
   });
