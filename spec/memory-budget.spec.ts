@@ -46,16 +46,22 @@ describe('memory budget per connection', function () {
     server.close(() => done());
   });
 
-  it('stops reading at the budget while the application does not read, then delivers every message in order', async () => {
-    const budget = 4 * MiB;
-    const size = 256 * KiB;
-    const count = 96; // 24 MiB, six budgets
-    ({ server, url } = await serverAndUrl({ memoryBudget: budget, readableHighWaterMark: 10_000 }));
+  /** A server with `options` and one open connection: our client and the server's side of it. */
+  async function connected(options: object): Promise<{ client: WebSocket; peer: WebSocket }> {
+    ({ server, url } = await serverAndUrl(options));
     const accepted = once(server, 'connection') as Promise<[WebSocket]>;
     const client = connect(url);
     clients.push(client);
     await once(client, 'open');
     const [peer] = await accepted;
+    return { client, peer };
+  }
+
+  it('stops reading at the budget while the application does not read, then delivers every message in order', async () => {
+    const budget = 4 * MiB;
+    const size = 256 * KiB;
+    const count = 96; // 24 MiB, six budgets
+    const { client, peer } = await connected({ memoryBudget: budget, readableHighWaterMark: 10_000 });
     // The server's application reads nothing for a while: no 'message' listener, paused.
     let maxHeld = 0;
     const sampler = setInterval(() => (maxHeld = Math.max(maxHeld, peer.heldBytes)), 5);
@@ -129,12 +135,7 @@ describe('memory budget per connection', function () {
   });
 
   it('counts streamed messages the application has not read, and gets the bytes back when they are read or destroyed', async () => {
-    ({ server, url } = await serverAndUrl({ memoryBudget: 1 * MiB, streamMessages: true }));
-    const accepted = once(server, 'connection') as Promise<[WebSocket]>;
-    const client = connect(url);
-    clients.push(client);
-    await once(client, 'open');
-    const [peer] = await accepted;
+    const { client, peer } = await connected({ memoryBudget: 1 * MiB, streamMessages: true });
     const streams: MessageReadable[] = [];
     peer.on('message', (m: MessageReadable) => streams.push(m));
     client.send(numbered(1, 40 * KiB));
@@ -150,12 +151,7 @@ describe('memory budget per connection', function () {
   });
 
   it('does not take a peer for dead while we are the ones not reading (heartbeat)', async () => {
-    ({ server, url } = await serverAndUrl({ memoryBudget: 256 * KiB, heartbeat: { interval: 40, timeout: 80 } }));
-    const accepted = once(server, 'connection') as Promise<[WebSocket]>;
-    const client = connect(url);
-    clients.push(client);
-    await once(client, 'open');
-    const [peer] = await accepted;
+    const { client, peer } = await connected({ memoryBudget: 256 * KiB, heartbeat: { interval: 40, timeout: 80 } });
     const errors: Error[] = [];
     peer.on('error', (err: Error) => errors.push(err));
     // 1 MiB unread on the server: reading stops, so the client's pongs wait in the socket.
