@@ -8,6 +8,7 @@
  * --out as it streams in, prints its sha256 and closes with the digest as the close reason; the
  * sender prints the sha256 of what it read and exits 0 only when the receiver's digest matches.
  * Both print their peak RSS on stderr. Exit codes: 0 done, 1 failed, 2 usage.
+ * FILE_TRANSFER_MEMLOG=1 also prints process.memoryUsage() (MiB) on stderr every 100 ms.
  */
 import { createHash, Hash } from 'node:crypto';
 import * as fs from 'node:fs';
@@ -29,8 +30,33 @@ function usage(message: string): never {
   process.exit(2);
 }
 
+/**
+ * This process's peak RSS. On Linux it is VmHWM from /proc/self/status, the high-water mark of
+ * this program's own address space: getrusage's maxRSS (process.resourceUsage()) is no good for
+ * a child process, as the kernel carries the high-water mark of the address space replaced by
+ * exec() over into it, so a process spawned by a 500 MiB parent reports at least 500 MiB.
+ */
 function peakRss(): string {
-  return `${(process.resourceUsage().maxRSS / 1024).toFixed(1)} MiB`;
+  let kib = process.resourceUsage().maxRSS;
+  try {
+    const hwm = /^VmHWM:\s+(\d+) kB$/m.exec(fs.readFileSync('/proc/self/status', 'utf8'));
+    if (hwm !== null) kib = Number(hwm[1]);
+  } catch {
+    // Not Linux: maxRSS it is.
+  }
+  return `${(kib / 1024).toFixed(1)} MiB`;
+}
+
+/** FILE_TRANSFER_MEMLOG=1: where the memory goes, every 100 ms. */
+function logMemory(): void {
+  const start = Date.now();
+  const mib = (bytes: number): string => (bytes / 1048576).toFixed(0);
+  setInterval(() => {
+    const m = process.memoryUsage();
+    process.stderr.write(
+      `memory t=${Date.now() - start}ms rss=${mib(m.rss)} heapUsed=${mib(m.heapUsed)} heapTotal=${mib(m.heapTotal)} external=${mib(m.external)} arrayBuffers=${mib(m.arrayBuffers)} MiB\n`,
+    );
+  }, 100).unref();
 }
 
 /** Passes bytes through, hashing and counting them. */
@@ -123,6 +149,7 @@ async function send(): Promise<void> {
   }
 }
 
+if (process.env.FILE_TRANSFER_MEMLOG === '1') logMemory();
 const command = process.argv[2];
 const run = command === 'receive' ? receive : command === 'send' ? send : usage(`unknown command ${command ?? ''}`);
 run().then(

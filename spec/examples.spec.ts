@@ -72,9 +72,15 @@ describe('examples', function () {
   const children: ChildProcess[] = [];
 
   before(() => {
-    if (!fs.existsSync(path.join(ROOT, 'dist/examples/file-transfer.js'))) {
-      execFileSync('npm', ['run', 'build'], { cwd: ROOT, stdio: 'ignore' });
+    // Build when the compiled file-transfer is missing or older than its source.
+    const built = (): number => fs.statSync(path.join(ROOT, 'dist/examples/file-transfer.js'), { throwIfNoEntry: false })?.mtimeMs ?? 0;
+    if (built() >= fs.statSync(path.join(ROOT, 'examples/file-transfer.ts')).mtimeMs) return;
+    try {
+      execFileSync(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', 'tsconfig.build.json'], { cwd: ROOT, stdio: 'pipe' });
+    } catch {
+      // Type errors elsewhere in the tree still emit JavaScript; what matters is that ours is there.
     }
+    if (built() === 0) throw new Error('the build did not produce dist/examples/file-transfer.js');
   });
   afterEach(() => {
     for (const child of children.splice(0)) child.kill('SIGKILL');
@@ -114,9 +120,19 @@ describe('examples', function () {
     expect(client.stdout()).to.equal('one\ntwo\n');
   });
 
-  // Peak RSS is a measured figure, not a test (like speed): each side prints it, and
-  // `npm run bench:bulk` reports it; the target is under 100 MiB per side whatever the size
-  // (1 GiB on a quiet machine: 87 MiB sender, 80 MiB receiver). Here each side must report it.
+  /** The peak RSS a file-transfer process printed, in MiB. */
+  function peakRss(side: Run): number {
+    const rss = Number(/peak RSS ([\d.]+) MiB/.exec(side.stderr())?.[1]);
+    expect(rss, side.stderr()).to.be.greaterThan(0);
+    return rss;
+  }
+
+  // Peak RSS is measured, not asserted here: the target is under 100 MiB per side whatever the
+  // size (256 MiB or 1 GiB by hand: about 90 MiB sender, 82 MiB receiver, loaded machine or
+  // not). It is the process's own peak (VmHWM): getrusage's maxRSS also counted the part of the
+  // parent's memory (this mocha process) inherited through fork() and exec(), hence the 577 MiB
+  // seen in full-suite runs. One loaded run of this file still failed a < 100 MiB assertion,
+  // figure not kept: until that is explained each side must only report it.
   it('file-transfer (compiled) moves 256 MiB as one message, sha256 checked on both sides', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'wspipe-ft-'));
     const input = path.join(dir, 'in.bin');
@@ -142,10 +158,27 @@ describe('examples', function () {
     expect(sender.stdout()).to.equal(`${digest}  ${input}\n`);
     expect(receiver.stdout()).to.equal(`${digest}  ${output}\n`);
     expect(sender.stderr()).to.include('100.0%');
-    for (const side of [sender, receiver]) {
-      const rss = Number(/peak RSS ([\d.]+) MiB/.exec(side.stderr())?.[1]);
-      expect(rss, side.stderr()).to.be.greaterThan(0);
-    }
+    for (const side of [sender, receiver]) peakRss(side);
+    fs.rmSync(dir, { recursive: true });
+  });
+
+  it('file-transfer reports its own peak RSS, not that of a 300 MiB parent', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'wspipe-ft-'));
+    const input = path.join(dir, 'in.bin');
+    fs.writeFileSync(input, randomFillSync(Buffer.alloc(1024 * 1024)));
+    const port = await freePort();
+    const receiver = run('node', ['dist/examples/file-transfer.js', 'receive', '--port', String(port), '--out', path.join(dir, 'out.bin')]);
+    children.push(receiver.child);
+    await waitFor(() => receiver.stderr().includes('receiving on'), 'the receiver');
+    // The sender's parent holds 300 MiB (written, so resident) when it spawns the sender.
+    const fatParent = `globalThis.ballast = Buffer.alloc(300 * 1048576, 1);
+      require('node:child_process').spawn(process.execPath, process.argv.slice(1), { stdio: 'inherit' }).on('exit', (code) => process.exit(code ?? 1));`;
+    const args = ['dist/examples/file-transfer.js', 'send', input, '--url', `ws://127.0.0.1:${port}`];
+    const sender = run('node', ['-e', fatParent, ...args]);
+    children.push(sender.child);
+    expect(await sender.exit, sender.stderr()).to.equal(0);
+    expect(await receiver.exit, receiver.stderr()).to.equal(0);
+    expect(peakRss(sender), sender.stderr()).to.be.below(100);
     fs.rmSync(dir, { recursive: true });
   });
 
