@@ -73,9 +73,11 @@ export class FragmentAssemblerCore {
   private fragments = 0;
   /** Sum of the declared lengths of the open message's frames so far. */
   private declaredBytes = 0;
-  private parts: Buffer[] = [];
+  /** Pieces of the open message kept so far; null while there are none. */
+  private parts: Buffer[] | null = null;
   private partBytes = 0;
-  private readonly validator = new Utf8Validator();
+  /** Created with the first text message that is validated piece by piece. */
+  private validator: Utf8Validator | null = null;
 
   constructor(options: FragmentAssemblerOptions, handler: FragmentAssemblerHandler) {
     this.maxMessageSize = options.maxMessageSize ?? Defaults.maxMessageSize;
@@ -96,7 +98,7 @@ export class FragmentAssemblerCore {
 
   /** Pieces of the open message kept so far (empty pieces are counted as fragments, not kept). */
   get bufferedParts(): number {
-    return this.parts.length;
+    return this.parts === null ? 0 : this.parts.length;
   }
 
   /** Takes one frame or piece of a frame; returns the first error met, or null. */
@@ -116,35 +118,36 @@ export class FragmentAssemblerCore {
     }
     const ends = frame.fin && isLastPiece(frame);
     if (this.streaming) return this.streamPiece(payload, ends);
-    if (ends && this.parts.length === 0 && frame.offset === 0) {
+    if (ends && this.parts === null && frame.offset === 0) {
       // The whole message in one piece: no list, no copy.
       return this.finish(payload, this.validating && !isValidUtf8(payload));
     }
     if (payload.length > 0) {
       // RFC 6455 §8.1: invalid UTF-8 MUST fail the connection; checking each piece as it comes
       // finds it without waiting for the rest of the message.
-      if (this.validating && !this.validator.write(payload)) {
+      if (this.validating && !this.startValidator().write(payload)) {
         this.fail(new WebSocketError('WS_ERR_INVALID_UTF8'));
         return this.error;
       }
-      this.parts.push(payload);
+      if (this.parts === null) this.parts = [payload];
+      else this.parts.push(payload);
       this.partBytes += payload.length;
     }
     if (!ends) return null;
     const parts = this.parts;
-    const data = parts.length === 0 ? EMPTY : parts.length === 1 ? parts[0]! : Buffer.concat(parts, this.partBytes);
-    return this.finish(data, this.validating && !this.validator.end());
+    const data = parts === null ? EMPTY : parts.length === 1 ? parts[0]! : Buffer.concat(parts, this.partBytes);
+    return this.finish(data, this.validating && !this.startValidator().end());
   }
 
   /** Streaming mode: checks and hands on one piece; empty pieces only when they open or end a message. */
   private streamPiece(payload: Buffer, ends: boolean): WebSocketError | null {
-    if (this.validating && payload.length > 0 && !this.validator.write(payload)) {
+    if (this.validating && payload.length > 0 && !this.startValidator().write(payload)) {
       this.fail(new WebSocketError('WS_ERR_INVALID_UTF8'));
       return this.error;
     }
     if (ends) {
       this.open = false;
-      if (this.validating && !this.validator.end()) {
+      if (this.validating && !this.startValidator().end()) {
         this.fail(new WebSocketError('WS_ERR_INVALID_UTF8'));
         return this.error;
       }
@@ -160,8 +163,17 @@ export class FragmentAssemblerCore {
   /** Stops the assembler: keeps the first error, ignores all later input. */
   fail(err: WebSocketError): void {
     if (this.error === null) this.error = err;
-    this.parts = [];
+    this.parts = null;
     this.partBytes = 0;
+  }
+
+  /**
+   * The validator of the open text message: made on first use (most connections never receive
+   * a text message in pieces, and a message in one piece is checked whole), reset when a text
+   * message starts.
+   */
+  private startValidator(): Utf8Validator {
+    return (this.validator ??= new Utf8Validator());
   }
 
   /** Checks the first piece of a data frame against the sequence rules and limits. */
@@ -187,7 +199,7 @@ export class FragmentAssemblerCore {
       this.fragments = 0;
       this.declaredBytes = 0;
       this.firstPending = true;
-      this.validator.reset();
+      if (this.validator !== null) this.validator.reset();
     }
     this.fragments++;
     if (this.fragments > this.maxFragments) {
@@ -207,7 +219,7 @@ export class FragmentAssemblerCore {
   private finish(data: Buffer, invalidUtf8: boolean): WebSocketError | null {
     const binary = this.binary;
     this.open = false;
-    this.parts = [];
+    this.parts = null;
     this.partBytes = 0;
     if (invalidUtf8) {
       this.fail(new WebSocketError('WS_ERR_INVALID_UTF8'));

@@ -76,6 +76,11 @@ const TWO_POW_32 = 0x1_0000_0000;
 const MAX_SAFE_HIGH_WORD = 0x1f_ffff;
 
 const EMPTY = Buffer.alloc(0);
+/**
+ * The chunk list of a splitter that holds nothing and never did (shared, never written to): a
+ * connection that stays idle allocates no list of its own.
+ */
+const NO_CHUNKS: readonly Buffer[] = Object.freeze([]);
 
 /** What the parser waits for next. */
 enum State {
@@ -106,7 +111,7 @@ export class FrameSplitterCore {
   private allowedRsv: number;
 
   /** Received chunks; those before `head` are spent, and `chunks[head]` is spent up to `headOffset`. */
-  private chunks: Buffer[] = [];
+  private chunks: Buffer[] = NO_CHUNKS as Buffer[];
   private head = 0;
   private headOffset = 0;
   private buffered = 0;
@@ -150,7 +155,7 @@ export class FrameSplitterCore {
   fail(err: WebSocketError): void {
     if (this.error === null) {
       this.error = err;
-      this.chunks = [];
+      this.chunks = NO_CHUNKS as Buffer[];
       this.head = 0;
       this.headOffset = 0;
       this.buffered = 0;
@@ -161,13 +166,15 @@ export class FrameSplitterCore {
   write(chunk: Buffer): WebSocketError | null {
     if (this.error !== null) return this.error;
     if (chunk.length === 0) return null;
-    this.chunks.push(chunk);
+    if (this.chunks === NO_CHUNKS) this.chunks = [chunk];
+    else this.chunks.push(chunk);
     this.buffered += chunk.length;
     this.run();
+    if (this.head === 0) return this.error;
     if (this.head === this.chunks.length) {
       this.chunks.length = 0;
       this.head = 0;
-    } else if (this.head > 0) {
+    } else {
       this.chunks.splice(0, this.head);
       this.head = 0;
     }

@@ -12,12 +12,12 @@
  */
 import { ControlFrameResponderCore, ControlFrameResponderHandler } from './control-frame-responder';
 import { WebSocketError } from './errors';
-import { FragmentAssemblerCore, MessagePiece } from './fragment-assembler';
+import { FragmentAssemblerCore, FragmentAssemblerHandler, MessagePiece } from './fragment-assembler';
 import { Frame, Message } from './frame';
-import { FrameSplitterCore } from './frame-splitter';
+import { FrameSplitterCore, FrameSplitterHandler } from './frame-splitter';
 import { InflaterCore } from './inflater';
 import { type DeflateSides, sharedLimiter } from './permessage-deflate';
-import { UnmaskerCore } from './unmasker';
+import { UnmaskerCore, UnmaskerHandler } from './unmasker';
 
 export type Role = 'server' | 'client';
 
@@ -52,7 +52,24 @@ export interface ReceiverHandler extends ControlFrameResponderHandler {
   onInflateIdle?(): void;
 }
 
-export class Receiver {
+/**
+ * The unmasker's handler: hands each unmasked frame back to its receiver. (The receiver itself
+ * is the splitter's and the assembler's handler; one small object here costs less per
+ * connection than a closure and its context.)
+ */
+class UnmaskedFrames implements UnmaskerHandler {
+  constructor(private readonly receiver: Receiver) {}
+
+  onFrame(frame: Frame): void {
+    this.receiver.unmasked(frame);
+  }
+}
+
+/**
+ * Handlers are methods on shared prototypes, not closures: an idle connection holds no
+ * per-connection function objects here (see spec/websocket.spec.ts, idle memory).
+ */
+export class Receiver implements FrameSplitterHandler, FragmentAssemblerHandler {
   readonly splitter: FrameSplitterCore;
   readonly unmasker: UnmaskerCore;
   readonly assembler: FragmentAssemblerCore;
@@ -62,6 +79,8 @@ export class Receiver {
   /** Sees every frame after unmasking, before reassembly (taps). */
   frameObserver: ((frame: Frame) => void) | null = null;
   private readonly handler: ReceiverHandler;
+  /** permessage-deflate: called back by the inflater once per frame (null without an inflater). */
+  private readonly afterInflate: ((err: WebSocketError | null) => void) | null = null;
   /** Inside write(): errors are returned, not reported through onAsyncError. */
   private writing = false;
   private asyncErrorReported = false;
@@ -80,11 +99,7 @@ export class Receiver {
         streaming: options.streamMessages,
         maxStreamedMessageSize: options.maxStreamedMessageSize,
       },
-      {
-        onMessage: (message: Message) => this.pass(this.responder.write(message)),
-        onControl: (frame: Frame) => this.pass(this.responder.write(frame)),
-        onMessagePiece: handler.onMessagePiece,
-      },
+      this,
     );
     if (inflate !== undefined) {
       // Limits apply to the inflated bytes. A streamed message keeps nothing, so only its own
@@ -102,22 +117,37 @@ export class Receiver {
         },
         { onFrame: (frame: Frame) => this.pass(this.assembler.write(frame)) },
       );
+      this.afterInflate = (err: WebSocketError | null): void => this.inflated(err);
     }
-    const inflater = this.inflater;
-    this.unmasker = new UnmaskerCore(
-      { role },
-      {
-        onFrame: (frame: Frame) => {
-          if (this.frameObserver !== null) this.frameObserver(frame);
-          if (inflater !== null) inflater.write(frame, this.afterInflate);
-          else this.pass(this.assembler.write(frame));
-        },
-      },
-    );
-    this.splitter = new FrameSplitterCore(
-      { maxPayload: options.maxPayload, streaming: true, rsv1: inflate !== undefined },
-      { onFrame: (frame: Frame) => this.pass(this.unmasker.write(frame)) },
-    );
+    this.unmasker = new UnmaskerCore({ role }, new UnmaskedFrames(this));
+    this.splitter = new FrameSplitterCore({ maxPayload: options.maxPayload, streaming: true, rsv1: inflate !== undefined }, this);
+  }
+
+  /** @internal The splitter's output: a frame (or piece) to unmask. */
+  onFrame(frame: Frame): void {
+    this.pass(this.unmasker.write(frame));
+  }
+
+  /** @internal The unmasker's output. */
+  unmasked(frame: Frame): void {
+    if (this.frameObserver !== null) this.frameObserver(frame);
+    if (this.inflater !== null) this.inflater.write(frame, this.afterInflate!);
+    else this.pass(this.assembler.write(frame));
+  }
+
+  /** @internal The assembler's outputs. */
+  onMessage(message: Message): void {
+    this.pass(this.responder.write(message));
+  }
+
+  /** @internal */
+  onControl(frame: Frame): void {
+    this.pass(this.responder.write(frame));
+  }
+
+  /** @internal */
+  onMessagePiece(piece: MessagePiece): void {
+    this.handler.onMessagePiece?.(piece);
   }
 
   /** Feeds bytes from the socket; returns the first error of any core, or null. */
@@ -149,7 +179,7 @@ export class Receiver {
   }
 
   /** Called back by the inflater once per frame. */
-  private readonly afterInflate = (err: WebSocketError | null): void => {
+  private inflated(err: WebSocketError | null): void {
     if (err !== null) {
       this.splitter.fail(err);
       // Met inside write(): write() returns it. Later: reported once.
@@ -160,7 +190,7 @@ export class Receiver {
     }
     // After an error the queue is empty too: nothing more will come.
     if (!this.writing && this.inflater!.pending === 0) this.handler.onInflateIdle?.();
-  };
+  }
 
   /** The first error any core met. */
   get error(): WebSocketError | null {

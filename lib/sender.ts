@@ -11,11 +11,11 @@
  */
 import { WebSocketError } from './errors';
 import { Frame, Message } from './frame';
-import { FrameSerializerCore } from './frame-serializer';
+import { FrameSerializerCore, FrameSerializerHandler } from './frame-serializer';
 import { MaskGenerator, maskSlots } from './mask';
 import { Socket } from 'node:net';
 import { MaskerCore } from './masker';
-import { MessageFramerCore } from './message-framer';
+import { MessageFramerCore, MessageFramerHandler } from './message-framer';
 import { DeflaterCore } from './deflater';
 import { Opcode } from './constants';
 import { type DeflateSides, type PerMessageDeflateOptions, sharedLimiter } from './permessage-deflate';
@@ -36,14 +36,19 @@ export interface SenderOptions {
   generateMask?: MaskGenerator;
 }
 
-export class Sender {
+/**
+ * The sender is its framer's and serializer's handler itself (methods on the shared prototype,
+ * not a closure per connection); closures exist only for the client's masker and for
+ * permessage-deflate.
+ */
+export class Sender implements MessageFramerHandler, FrameSerializerHandler {
   private readonly framer: MessageFramerCore;
   private readonly serializer: FrameSerializerCore;
   private readonly masker: MaskerCore | null;
   /** permessage-deflate's sending side, when negotiated (and allowed to compress). */
   private readonly deflater: DeflaterCore | null = null;
-  /** Callbacks of whenSent(), run once the deflater has nothing pending. */
-  private sentWaiters: Array<(err: Error | null, flowing: boolean) => void> = [];
+  /** Callbacks of whenSent(), run once the deflater has nothing pending (null: none yet). */
+  private sentWaiters: Array<(err: Error | null, flowing: boolean) => void> | null = null;
   /** Socket writes made by the deflater's later output all found room. */
   private asyncFlowing = true;
   private deflateError: Error | null = null;
@@ -55,9 +60,14 @@ export class Sender {
   bytesObserver: ((chunk: Buffer) => boolean) | null = null;
   /**
    * Masked payloads written from MaskSlots and not yet called back, oldest first (a socket
-   * calls its writes back in order). Each slot goes back in its write's callback.
+   * calls its writes back in order). Each slot goes back in its write's callback. Null when
+   * this sender never masks into slots (server role, or not a socket).
    */
-  private readonly slotsInFlight: Buffer[] = [];
+  private readonly slotsInFlight: Buffer[] | null = null;
+  /** A write from a slot is called back: its slot is free (null when slots are not used). */
+  private readonly slotWritten: (() => void) | null = null;
+  /** permessage-deflate: called back by the deflater once per frame (null without a deflater). */
+  private readonly afterDeflate: ((err: WebSocketError | null) => void) | null = null;
   private destroyed = false;
 
   /** `deflate`: permessage-deflate's sending parameters (deflateSides(...).deflate) and options, when negotiated. */
@@ -67,27 +77,19 @@ export class Sender {
     options: SenderOptions = {},
     deflate?: { side: NonNullable<DeflateSides['deflate']>; options: PerMessageDeflateOptions },
   ) {
-    this.serializer = new FrameSerializerCore(
-      {},
-      {
-        onData: (chunk: Buffer) => {
-          // Any false within one send means 'drain' will follow (Node sets needDrain).
-          if (maskSlots !== null && maskSlots.owns(chunk)) {
-            this.slotsInFlight.push(chunk);
-            if (!this.socket.write(chunk, this.slotWritten)) this.flowing = false;
-            // A tap may keep what it is given: it gets a copy, as the slot will be reused.
-            if (this.bytesObserver !== null && !this.bytesObserver(Buffer.from(chunk))) this.flowing = false;
-            return;
-          }
-          if (!this.socket.write(chunk)) this.flowing = false;
-          if (this.bytesObserver !== null && !this.bytesObserver(chunk)) this.flowing = false;
-        },
-      },
-    );
+    this.serializer = new FrameSerializerCore({}, this);
     // Slots only where the write callback means "the bytes are gone": a socket (TCP or TLS)
     // copies them into the kernel (or the TLS record) before calling back; another Writable may
     // keep the chunk itself.
-    const slots = socket instanceof Socket ? maskSlots : null;
+    const slots = role === 'client' && socket instanceof Socket ? maskSlots : null;
+    if (slots !== null) {
+      const inFlight: Buffer[] = [];
+      this.slotsInFlight = inFlight;
+      this.slotWritten = (): void => {
+        const chunk = inFlight.shift();
+        if (chunk !== undefined && !this.destroyed) slots.release(chunk);
+      };
+    }
     this.masker =
       role === 'client'
         ? new MaskerCore({ generateMask: options.generateMask, slots }, { onFrame: (frame: Frame) => this.serializer.write(frame) })
@@ -105,15 +107,29 @@ export class Sender {
         },
         { onFrame: (frame: Frame) => this.deflated(frame) },
       );
+      this.afterDeflate = (err: WebSocketError | null): void => this.deflatedAll(err);
     }
-    const deflater = this.deflater;
-    this.framer = new MessageFramerCore(
-      { fragmentSize: options.fragmentSize ?? 0 },
-      {
-        onFrame:
-          deflater === null ? (frame: Frame) => this.frame(frame) : (frame: Frame) => void deflater.write(frame, this.afterDeflate),
-      },
-    );
+    this.framer = new MessageFramerCore({ fragmentSize: options.fragmentSize ?? 0 }, this);
+  }
+
+  /** @internal The framer's output: a data frame, to compress (permessage-deflate) or send. */
+  onFrame(frame: Frame): void {
+    if (this.deflater === null) this.frame(frame);
+    else void this.deflater.write(frame, this.afterDeflate!);
+  }
+
+  /** @internal The serializer's output: bytes for the socket. */
+  onData(chunk: Buffer): void {
+    // Any false within one send means 'drain' will follow (Node sets needDrain).
+    if (this.slotsInFlight !== null && maskSlots!.owns(chunk)) {
+      this.slotsInFlight.push(chunk);
+      if (!this.socket.write(chunk, this.slotWritten!)) this.flowing = false;
+      // A tap may keep what it is given: it gets a copy, as the slot will be reused.
+      if (this.bytesObserver !== null && !this.bytesObserver(Buffer.from(chunk))) this.flowing = false;
+      return;
+    }
+    if (!this.socket.write(chunk)) this.flowing = false;
+    if (this.bytesObserver !== null && !this.bytesObserver(chunk)) this.flowing = false;
   }
 
   /** permessage-deflate: frames handed over are still being compressed. */
@@ -131,7 +147,7 @@ export class Sender {
       return;
     }
     this.asyncFlowing = this.flowing;
-    this.sentWaiters.push(callback);
+    (this.sentWaiters ??= []).push(callback);
   }
 
   /**
@@ -143,15 +159,10 @@ export class Sender {
     this.deflater?.destroy();
     if (this.destroyed) return;
     this.destroyed = true;
+    if (this.slotsInFlight === null) return;
     for (const chunk of this.slotsInFlight) maskSlots!.release(chunk);
     this.slotsInFlight.length = 0;
   }
-
-  /** A write from a slot is called back (done, or failed with the socket): its slot is free. */
-  private readonly slotWritten = (): void => {
-    const chunk = this.slotsInFlight.shift();
-    if (chunk !== undefined && !this.destroyed) maskSlots!.release(chunk);
-  };
 
   /** A frame the deflater has finished with: onto the socket, in its own corked write. */
   private deflated(frame: Frame): void {
@@ -162,14 +173,15 @@ export class Sender {
     if (!this.flowing) this.asyncFlowing = false;
   }
 
-  private readonly afterDeflate = (err: WebSocketError | null): void => {
+  /** The deflater is through with one frame. */
+  private deflatedAll(err: WebSocketError | null): void {
     if (err !== null && this.deflateError === null) this.deflateError = err;
-    if (this.deflater!.pending > 0 || this.sentWaiters.length === 0) return;
+    if (this.deflater!.pending > 0 || this.sentWaiters === null || this.sentWaiters.length === 0) return;
     const waiters = this.sentWaiters;
-    this.sentWaiters = [];
+    this.sentWaiters = null;
     const flowing = this.asyncFlowing;
     for (const waiter of waiters) waiter(this.deflateError, flowing);
-  };
+  }
 
   /** Sends one whole message; returns false when the socket asks the writer to wait for 'drain'. */
   sendMessage(message: Message): boolean {
@@ -212,7 +224,7 @@ export class Sender {
     // A close frame must not overtake the messages still being compressed (nothing may follow
     // it, RFC 6455 §5.5.1); pings and pongs go at once.
     if (this.deflater !== null && frame.opcode === Opcode.Close && this.deflater.pending > 0) {
-      this.deflater.write(frame, this.afterDeflate);
+      this.deflater.write(frame, this.afterDeflate!);
       return this.flowing;
     }
     this.socket.cork();
