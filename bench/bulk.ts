@@ -12,7 +12,7 @@
  * - ws (bufferutil loaded): 16 MiB and 64 KiB whole messages (ws cannot stream one message).
  *
  * MB/s (10^6 bytes) is measured at the receiver from the first data byte to the last; each
- * process reports its peak RSS (process.resourceUsage().maxRSS) over IPC. Each figure is the
+ * process reports its peak RSS (VmHWM) over IPC. Each figure is the
  * median of BULK_RUNS runs (default 3) with the spread. Prints one Markdown table and writes it
  * to bench/results/bulk.md. Progress goes to stderr.
  *
@@ -83,8 +83,14 @@ type ChildMessage =
   | { type: 'sent'; bytes: number; maxRss: number }
   | { type: 'failed'; error: string };
 
+/**
+ * This process's peak RSS in bytes: VmHWM from /proc/self/status. getrusage's maxRSS
+ * (process.resourceUsage()) is not this child's own: the kernel carries the high-water mark of
+ * the address space exec() replaced (the parent's, after fork) over into it.
+ */
 function maxRss(): number {
-  return process.resourceUsage().maxRSS * 1024;
+  const hwm = /^VmHWM:\s+(\d+) kB$/m.exec(fs.readFileSync('/proc/self/status', 'utf8'));
+  return (hwm === null ? process.resourceUsage().maxRSS : Number(hwm[1])) * 1024;
 }
 
 function tell(message: ChildMessage): void {
@@ -486,7 +492,7 @@ async function main(): Promise<void> {
     `- Node ${process.version}, ${os.platform()} ${os.release()}`,
     `- listening process (the receiver, except server to client) pinned to CPU ${RECEIVER_CPU}, connecting process to CPU ${SENDER_CPU} (taskset); data generated in memory`,
     `- MB/s = 10^6 bytes/s at the receiver, first data byte to last; median of ${runs} run(s)${runs > 1 ? ' (min-max)' : ''}`,
-    `- peak RSS = process.resourceUsage().maxRSS of each process, the highest over the runs; a child right after start-up (ts-node loaded) has about ${mib(idle).toFixed(0)} MiB`,
+    `- peak RSS = VmHWM of each process (/proc/self/status), the highest over the runs; a child right after start-up (ts-node loaded) has about ${mib(idle).toFixed(0)} MiB`,
     `- 1-minute load average before the runs: ${loadBefore.toFixed(2)}, after: ${os.loadavg()[0]!.toFixed(2)} (other processes on the machine make the spread)`,
     `- ws sends with at most ${sizeLabel(WS_WINDOW_BYTES)} (and at least 2 messages) in flight, as it has no write() returning false; ours waits for 'drain' when send() returns false`,
     '',
