@@ -42,6 +42,10 @@ const POOL_SIZE = 16 * MiB;
 /** ws has no write() returning false: its sender keeps this many bytes (at least 2 messages) in flight. */
 const WS_WINDOW_BYTES = 1 * MiB;
 const RECEIVER_CPU = '0';
+/** Run compiled (dist/bench/bulk.js, as `npm run bench:bulk` does): the children then load no TypeScript, so their RSS is the library's. */
+const COMPILED = __filename.endsWith('.js');
+/** The project's root (this file is bench/bulk.ts, or dist/bench/bulk.js once compiled). */
+const ROOT = path.resolve(__dirname, COMPILED ? '../..' : '..');
 const SENDER_CPU = '1';
 
 type Library = 'tcp' | 'ours' | 'ws';
@@ -342,9 +346,9 @@ async function send(c: Case, port: number, total: number): Promise<void> {
 
 function start(role: 'receiver' | 'sender', cpu: string, env: Record<string, string>): ChildProcess {
   return fork(__filename, [], {
-    cwd: path.resolve(__dirname, '..'),
+    cwd: ROOT,
     execPath: 'taskset',
-    execArgv: ['-c', cpu, process.execPath, ...profileArgs(role), '-r', 'ts-node/register'],
+    execArgv: ['-c', cpu, process.execPath, ...profileArgs(role), ...(COMPILED ? [] : ['-r', 'ts-node/register'])],
     env: { TS_NODE_TRANSPILE_ONLY: 'true', ...process.env, ...env, BULK_ROLE: role },
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
@@ -420,7 +424,7 @@ interface RunResult {
   mbps: number;
   senderRss: number;
   receiverRss: number;
-  /** RSS of a child right after start-up (ts-node loaded), for scale. */
+  /** RSS of a child right after start-up, for scale. */
   idleRss: number;
 }
 
@@ -492,7 +496,7 @@ async function main(): Promise<void> {
     `- Node ${process.version}, ${os.platform()} ${os.release()}`,
     `- listening process (the receiver, except server to client) pinned to CPU ${RECEIVER_CPU}, connecting process to CPU ${SENDER_CPU} (taskset); data generated in memory`,
     `- MB/s = 10^6 bytes/s at the receiver, first data byte to last; median of ${runs} run(s)${runs > 1 ? ' (min-max)' : ''}`,
-    `- peak RSS = VmHWM of each process (/proc/self/status), the highest over the runs; a child right after start-up (ts-node loaded) has about ${mib(idle).toFixed(0)} MiB`,
+    `- peak RSS = VmHWM of each process (/proc/self/status), the highest over the runs; a child right after start-up${COMPILED ? '' : ' (ts-node loaded: run compiled, with npm run bench:bulk, for the library\'s own figures)'} has about ${mib(idle).toFixed(0)} MiB`,
     `- 1-minute load average before the runs: ${loadBefore.toFixed(2)}, after: ${os.loadavg()[0]!.toFixed(2)} (other processes on the machine make the spread)`,
     `- ws sends with at most ${sizeLabel(WS_WINDOW_BYTES)} (and at least 2 messages) in flight, as it has no write() returning false; ours waits for 'drain' when send() returns false`,
     '',
@@ -520,7 +524,7 @@ async function main(): Promise<void> {
   }
   const table = `${lines.join('\n')}\n`;
   process.stdout.write(table);
-  const out = path.join(__dirname, 'results', 'bulk.md');
+  const out = path.join(ROOT, 'bench', 'results', 'bulk.md');
   fs.mkdirSync(path.dirname(out), { recursive: true });
   fs.writeFileSync(out, table);
   process.stderr.write(`written to ${path.relative(process.cwd(), out)}\n`);
