@@ -10,6 +10,7 @@
 import { EventEmitter } from 'node:events';
 import * as http from 'node:http';
 import * as net from 'node:net';
+import { performance } from 'node:perf_hooks';
 import { Defaults } from './constants';
 import { WebSocketError, isWebSocketError } from './errors';
 import {
@@ -90,6 +91,10 @@ const REFUSED_LINGER_MS = 1000;
 /** RFC 9110 §15.6.4: the server is shutting down (close() was called). */
 const SERVICE_UNAVAILABLE = 503;
 const INTERNAL_SERVER_ERROR = 500;
+/** Longest time between two checks of the handshake deadlines (ms). */
+const MAX_SWEEP_PERIOD_MS = 1000;
+/** What follows a request when nothing came after it in its chunk. */
+const NO_BYTES = Buffer.alloc(0);
 
 /**
  * Writes a refusal (a complete HTTP response with `Connection: close`) and closes the socket:
@@ -120,8 +125,16 @@ export class WebSocketServer extends EventEmitter {
   private readonly options: ServerOptions;
   private readonly netServer: net.Server | null = null;
   private readonly httpServer: http.Server | null = null;
-  /** Standalone mode: sockets still sending their request (dropped by close()). */
-  private readonly handshaking = new Set<net.Socket>();
+  /**
+   * Standalone mode: sockets still sending their request (dropped by close()), in order of
+   * arrival, each with its deadline (performance.now() ms; see handshakeTimeout).
+   */
+  private readonly handshaking = new Map<net.Socket, number>();
+  /**
+   * Checks the deadlines every quarter of handshakeTimeout (at most every MAX_SWEEP_PERIOD_MS),
+   * while handshakes are pending: one timer for all of them, rather than one each.
+   */
+  private sweepTimer: NodeJS.Timeout | null = null;
   private closed = false;
 
   constructor(options: ServerOptions = {}, onListening?: () => void) {
@@ -160,6 +173,16 @@ export class WebSocketServer extends EventEmitter {
     callback: (ws: WebSocket, req: UpgradeRequest) => void,
   ): void {
     socket.on('error', onEarlyError);
+    this.upgrade(req, socket, head, callback);
+  }
+
+  /** handleUpgrade for a socket that has its onEarlyError listener already. */
+  private upgrade(
+    req: UpgradeRequest,
+    socket: net.Socket,
+    head: Buffer,
+    callback: (ws: WebSocket, req: UpgradeRequest) => void,
+  ): void {
     if (this.closed) {
       this.refuse(socket, new WebSocketError('WS_ERR_HANDSHAKE_REJECTED', 'the server is closing'), req, SERVICE_UNAVAILABLE);
       return;
@@ -229,7 +252,45 @@ export class WebSocketServer extends EventEmitter {
   }
 
   private readonly onHttpUpgrade = (req: http.IncomingMessage, socket: net.Socket, head: Buffer): void => {
-    this.handleUpgrade(req as UpgradeRequest, socket, head, (ws) => this.emit('connection', ws, req));
+    this.handleUpgrade(req as UpgradeRequest, socket, head, this.emitConnection);
+  };
+
+  private readonly emitConnection = (ws: WebSocket, req: UpgradeRequest): void => {
+    this.emit('connection', ws, req);
+  };
+
+  /** Forgets an open connection once it has closed ('close' listener: `this` is the WebSocket). */
+  private readonly forget = ((clients: Set<WebSocket>) =>
+    function (this: WebSocket): void {
+      clients.delete(this);
+    })(this.clients);
+
+  /** Starts the handshake deadline of `socket`. */
+  private startHandshake(socket: net.Socket): void {
+    const timeout = this.options.handshakeTimeout ?? Defaults.handshakeTimeout;
+    this.handshaking.set(socket, performance.now() + timeout);
+    if (this.sweepTimer === null) {
+      this.sweepTimer = setInterval(this.sweep, Math.max(1, Math.min(timeout / 4, MAX_SWEEP_PERIOD_MS)));
+      this.sweepTimer.unref();
+    }
+  }
+
+  /**
+   * Destroys the sockets whose handshake is past its deadline (a slow-loris client is cut off
+   * between handshakeTimeout and handshakeTimeout plus one sweep period after it connected).
+   * The deadlines grow in the order of the map, so the first one still ahead ends the sweep.
+   */
+  private readonly sweep = (): void => {
+    const now = performance.now();
+    for (const [socket, deadline] of this.handshaking) {
+      if (deadline > now) break;
+      this.handshaking.delete(socket);
+      socket.destroy();
+    }
+    if (this.handshaking.size === 0 && this.sweepTimer !== null) {
+      clearInterval(this.sweepTimer);
+      this.sweepTimer = null;
+    }
   };
 
   /** True when `extra` more connections would go over maxConnections. */
@@ -251,19 +312,14 @@ export class WebSocketServer extends EventEmitter {
       this.refuse(socket, err, null, SERVICE_UNAVAILABLE);
       return;
     }
-    this.handshaking.add(socket);
-    const timeout = this.options.handshakeTimeout ?? Defaults.handshakeTimeout;
-    const timer = setTimeout(() => socket.destroy(), timeout);
-    let request: UpgradeRequest | null = null;
-    const rest: Buffer[] = [];
+    this.startHandshake(socket);
+    let rest: Buffer[] | null = null;
     const parser = new HandshakeParserCore(
       { role: 'server', maxHeaderSize: this.options.maxHeaderSize },
       {
-        onHead: (head) => {
-          request = head as UpgradeRequest;
-        },
+        onHead: () => {},
         onData: (bytes: Buffer) => {
-          rest.push(bytes);
+          (rest ??= []).push(bytes);
         },
       },
     );
@@ -274,16 +330,18 @@ export class WebSocketServer extends EventEmitter {
         this.refuse(socket, err, null);
         return;
       }
+      const request = parser.head as UpgradeRequest | null;
       if (request !== null) {
         cleanup();
-        socket.pause();
-        const head = rest.length === 1 ? rest[0]! : Buffer.concat(rest);
-        this.handleUpgrade(request, socket, head, (ws) => this.emit('connection', ws, request!));
+        // Without verifyClient, the connection is accepted (or refused) before this returns,
+        // with nothing read in between; verifyClient may take its time: no byte may be lost.
+        if (this.options.verifyClient !== undefined) socket.pause();
+        const head = rest === null ? NO_BYTES : rest.length === 1 ? rest[0]! : Buffer.concat(rest);
+        this.upgrade(request, socket, head, this.emitConnection);
       }
     };
     const cleanup = (): void => {
       this.handshaking.delete(socket);
-      clearTimeout(timer);
       socket.removeListener('data', onData);
       socket.removeListener('close', cleanup);
     };
@@ -343,7 +401,7 @@ export class WebSocketServer extends EventEmitter {
     });
     socket.resume();
     this.clients.add(ws);
-    ws.once('close', () => this.clients.delete(ws));
+    ws.on('close', this.forget);
     callback(ws, req);
   }
 

@@ -13,8 +13,11 @@ export interface GoingAway extends EventEmitter {
 }
 
 export interface ShutdownParts {
-  /** Sockets whose handshake is still being read: destroyed (and the set emptied). */
-  handshaking: Set<net.Socket>;
+  /**
+   * Sockets whose handshake is still being read (a Set, or a Map keyed by them): destroyed, and
+   * the collection emptied.
+   */
+  handshaking: { keys(): Iterable<net.Socket>; clear(): void };
   /** Open connections: each closed with 1001 and `reason`. */
   open: Iterable<GoingAway>;
   reason: string;
@@ -23,7 +26,7 @@ export interface ShutdownParts {
 }
 
 export function shutDown(parts: ShutdownParts, done: () => void): void {
-  for (const socket of parts.handshaking) socket.destroy();
+  for (const socket of parts.handshaking.keys()) socket.destroy();
   parts.handshaking.clear();
   // One count per open connection, one for the listener, one for this call.
   let waiting = 1;

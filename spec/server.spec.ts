@@ -144,8 +144,9 @@ function connections(server: WebSocketServer): Promise<number> {
   return new Promise((resolve, reject) => netServer.getConnections((err, n) => (err ? reject(err) : resolve(n))));
 }
 
-async function untilNoConnections(server: WebSocketServer): Promise<void> {
-  while ((await connections(server)) > 0) await new Promise((r) => setTimeout(r, 10));
+/** Waits until the server has `left` sockets open (none by default). */
+async function untilNoConnections(server: WebSocketServer, left = 0): Promise<void> {
+  while ((await connections(server)) > left) await new Promise((r) => setTimeout(r, 10));
 }
 
 function closed(ws: WebSocket): Promise<[number, string]> {
@@ -337,6 +338,36 @@ describe('WebSocketServer', () => {
       await closeServer(server);
     });
 
+    it('cuts off every client that keeps its request incomplete, while complete ones get through; then stops checking', async () => {
+      const { server, port } = await standalone({ handshakeTimeout: 80 });
+      const slow: net.Socket[] = [];
+      const closed: Array<Promise<Buffer>> = [];
+      for (let i = 0; i < 3; i++) {
+        const socket = await rawConnect(port);
+        closed.push(readAll(socket));
+        socket.write(request().slice(0, 10 + i));
+        slow.push(socket);
+        await new Promise((r) => setTimeout(r, 30));
+      }
+      const open = await accepted(server, port);
+      // Each slow client is closed without an answer; the complete one stays open past the timeout.
+      for (const all of closed) expect((await all).length).to.equal(0);
+      await untilNoConnections(server, 1);
+      await new Promise((r) => setTimeout(r, 100));
+      expect(open.ws.readyState).to.equal(WebSocket.OPEN);
+      expect(server.clients.size).to.equal(1);
+      // No handshake pending: no timer left checking deadlines.
+      expect((server as unknown as { sweepTimer: unknown }).sweepTimer).to.equal(null);
+      const message = once(open.ws, 'message');
+      open.socket.write(MASKED_HELLO);
+      expect(await message).to.deep.equal(['Hello', false]);
+      const gone = once(open.ws, 'close');
+      open.socket.destroy();
+      await gone;
+      expect(server.clients.size).to.equal(0);
+      await closeServer(server);
+    });
+
     it('does not drop a connection once it is open', async () => {
       const { server, port } = await standalone({ handshakeTimeout: 50 });
       const { ws, socket } = await accepted(server, port);
@@ -372,6 +403,27 @@ describe('WebSocketServer', () => {
         await closeServer(server);
       });
     }
+
+    it('loses no frame sent with the request while an async verifyClient decides', async () => {
+      const { server, port } = await standalone({
+        verifyClient: () => new Promise<boolean>((resolve) => setTimeout(() => resolve(true), 50)),
+      });
+      const socket = await rawConnect(port);
+      const connection = once(server, 'connection') as Promise<[WebSocket]>;
+      const head = readHead(socket);
+      socket.write(Buffer.concat([Buffer.from(request()), MASKED_HELLO]));
+      // More frames while the hook is still deciding.
+      await new Promise((r) => setTimeout(r, 10));
+      socket.write(MASKED_HELLO);
+      const [ws] = await connection;
+      expect((await head).status).to.equal(101);
+      const got: string[] = [];
+      ws.on('message', (data: string) => got.push(data));
+      while (got.length < 2) await once(ws, 'message');
+      expect(got).to.deep.equal(['Hello', 'Hello']);
+      socket.destroy();
+      await closeServer(server);
+    });
 
     it('passes extra headers of a refusal through (e.g. WWW-Authenticate)', async () => {
       const { server, port } = await standalone({
