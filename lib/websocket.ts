@@ -25,7 +25,7 @@ import { CloseCode, Defaults } from './constants';
 import { WebSocketError, isWebSocketError } from './errors';
 import { Frame, Message } from './frame';
 import { OutboundMessage, toMessage } from './message-framer';
-import { Receiver, ReceiverOptions, Role } from './receiver';
+import { Receiver, ReceiverHandler, ReceiverOptions, Role } from './receiver';
 import { ByteSink, Sender, SenderOptions } from './sender';
 import type { DeflateSides, PerMessageDeflateOptions } from './permessage-deflate';
 import { makeFrame } from './frame';
@@ -139,7 +139,18 @@ export interface WebSocketEvents {
   error: (err: Error) => void;
 }
 
-export class WebSocket extends Duplex {
+/** The connection a transport is attached to (its listeners are shared functions, see attach()). */
+const kConnection = Symbol('wspipe.connection');
+type OwnedTransport = Transport & { [kConnection]?: WebSocket };
+
+/**
+ * Memory per connection: an idle connection should cost little more than its socket. So the
+ * connection is itself the handler of its Receiver (the ReceiverHandler methods below), the
+ * transport's and its own listeners are shared functions that find the connection through the
+ * transport (or `this`), and what only some connections need (waiting lists, the map of unsent
+ * writes, taps, closures for streamed messages) is made on first use.
+ */
+export class WebSocket extends Duplex implements ReceiverHandler {
   static readonly CONNECTING = ReadyState.CONNECTING;
   static readonly OPEN = ReadyState.OPEN;
   static readonly CLOSING = ReadyState.CLOSING;
@@ -158,7 +169,6 @@ export class WebSocket extends Duplex {
   private receiver: Receiver | null = null;
   private sender: Sender | null = null;
   private readonly options: WebSocketOptions;
-  private readonly closeTimeout: number;
   /** See WebSocketOptions.writableHighWaterMarkBytes (at most memoryBudget). */
   private readonly writableBytesMark: number;
   /** See WebSocketOptions.memoryBudget. */
@@ -184,17 +194,17 @@ export class WebSocket extends Duplex {
   private failed = false;
   /** Close arguments given to close() while writes were still queued (sent from _final). */
   private pendingClose: { code?: number; reason?: string } | null = null;
-  /** Work waiting for the opening handshake to finish (writes made while CONNECTING). */
-  private whenOpen: Array<() => void> = [];
-  /** Callbacks of writes waiting for the transport to drain. */
-  private drainWaiters: WriteCallback[] = [];
+  /** Work waiting for the opening handshake to finish (writes made while CONNECTING); null: none. */
+  private whenOpen: Array<() => void> | null = null;
+  /** Callbacks of writes waiting for the transport to drain; null: none. */
+  private drainWaiters: WriteCallback[] | null = null;
   /**
    * Who may send data frames now: null (anyone), or the MessageWritable whose message is open.
    * Fragments of one message are never interleaved with another message's frames.
    */
   private outboundOwner: MessageWritable | null = null;
-  /** Sends waiting for outboundOwner to finish its message. */
-  private ownerWaiters: Array<() => void> = [];
+  /** Sends waiting for outboundOwner to finish its message; null: none. */
+  private ownerWaiters: Array<() => void> | null = null;
   /** The incoming message being streamed (streamMessages option). */
   private inboundStream: MessageReadable | null = null;
   /** Taps, created on the first call to tap() (most connections have none). */
@@ -205,8 +215,9 @@ export class WebSocket extends Duplex {
    * Messages accepted by write() that could not be sent (the connection closed first). Their
    * stream callback is called without an error (an error there would be emitted as 'error'
    * and could crash a process that does not listen for it); the caller's own callback gets it.
+   * Made with the first such write.
    */
-  private readonly unsent = new WeakMap<Message, Error>();
+  private unsent: WeakMap<Message, Error> | null = null;
   private pausedByUs = false;
   /** Reading is paused until our automatic replies (pongs) drain. */
   private pausedForReplies = false;
@@ -234,13 +245,9 @@ export class WebSocket extends Duplex {
     super(streamOptions as ConstructorParameters<typeof Duplex>[0]);
     this.role = role;
     this.options = options;
-    this.closeTimeout = options.closeTimeout ?? Defaults.closeTimeout;
     this.memoryBudget = options.memoryBudget ?? Defaults.memoryBudget;
     this.writableBytesMark = Math.min(options.writableHighWaterMarkBytes ?? 1024 * 1024, this.memoryBudget);
-    this.on('newListener', (event: string) => {
-      // A 'message' listener puts the stream in flowing mode, as a 'data' listener does.
-      if (event === 'message' && this.listenerCount('message') === 0) this.on('data', this.emitMessage);
-    });
+    this.on('newListener', WebSocket.newListener);
   }
 
   /** CONNECTING, OPEN, CLOSING or CLOSED, as in the browser API. */
@@ -277,17 +284,7 @@ export class WebSocket extends Duplex {
     this.receiver = new Receiver(
       this.role,
       this.options,
-      {
-        onMessage: (message: Message) => this.onMessage(message),
-        onMessagePiece: (piece: MessagePiece) => this.onMessagePiece(piece),
-        onPing: (payload: Buffer) => this.emit('ping', payload),
-        onPong: (payload: Buffer) => this.emit('pong', payload),
-        onClose: (code: number, reason: string) => this.onCloseFrame(code, reason),
-        onReply: (frame: Frame) => this.onReply(frame),
-        // permessage-deflate: inflation may finish after onData returned (see Receiver).
-        onAsyncError: (err: WebSocketError) => this.failConnection(err),
-        onInflateIdle: this.onInflateIdle,
-      },
+      this,
       deflate === undefined ? undefined : { ...deflate.sides.inflate, maxConcurrency: deflate.options.maxConcurrency },
     );
     const deflateSide = deflate?.sides.deflate ?? null;
@@ -298,21 +295,57 @@ export class WebSocket extends Duplex {
       deflate === undefined || deflateSide === null ? undefined : { side: deflateSide, options: deflate.options },
     );
     this.hookTaps();
-    transport.on('data', this.onData);
-    transport.on('end', this.onEnd);
-    transport.on('close', this.onTransportClose);
-    transport.on('error', this.onTransportError);
-    transport.on('drain', this.onDrain);
+    (transport as OwnedTransport)[kConnection] = this;
+    transport.on('data', WebSocket.transportData);
+    transport.on('end', WebSocket.transportEnd);
+    transport.on('close', WebSocket.transportClose);
+    transport.on('error', WebSocket.transportError);
+    transport.on('drain', WebSocket.transportDrain);
     this.state = ReadyState.OPEN;
     this.startLiveness();
     this.emit('open');
     // Bytes that came with the handshake are parsed on the next tick, once the caller that
     // received this connection has attached its listeners (before any later socket data).
-    if (head !== null && head.length > 0) process.nextTick(this.onData, head);
+    if (head !== null && head.length > 0) process.nextTick(WebSocket.receiveHead, this, head);
     // Writes queued while CONNECTING go out now, in order.
     const queued = this.whenOpen;
-    this.whenOpen = [];
-    for (const task of queued) task();
+    this.whenOpen = null;
+    if (queued !== null) for (const task of queued) task();
+  }
+
+  // The transport's listeners: one set of functions for all connections (`this` is the transport).
+  private static transportData(this: OwnedTransport, chunk: Buffer): void {
+    this[kConnection]!.onData(chunk);
+  }
+
+  private static transportEnd(this: OwnedTransport): void {
+    this[kConnection]!.onEnd();
+  }
+
+  private static transportClose(this: OwnedTransport): void {
+    this[kConnection]!.onTransportClose();
+  }
+
+  private static transportError(this: OwnedTransport, err: Error): void {
+    this[kConnection]!.onTransportError(err);
+  }
+
+  private static transportDrain(this: OwnedTransport): void {
+    this[kConnection]!.onDrain();
+  }
+
+  private static receiveHead(ws: WebSocket, head: Buffer): void {
+    ws.onData(head);
+  }
+
+  /** A 'message' listener puts the stream in flowing mode, as a 'data' listener does (`this` is the connection). */
+  private static newListener(this: WebSocket, event: string | symbol): void {
+    if (event === 'message' && this.listenerCount('message') === 0) this.on('data', WebSocket.emitMessage);
+  }
+
+  private static emitMessage(this: WebSocket, value: string | Buffer | MessageReadable): void {
+    if (value instanceof MessageReadable) this.emit('message', value, value.binary);
+    else this.emit('message', value, typeof value !== 'string');
   }
 
   /**
@@ -327,8 +360,10 @@ export class WebSocket extends Duplex {
   tap(layer: 'messages', direction: TapDirection, options?: TapOptions): Tap<TappedMessage>;
   tap(layer: TapLayer, direction: TapDirection, options: TapOptions = {}): Tap<unknown> {
     if (this.tapPoints === null) {
-      const inbound = (): TapPoint<never> => new TapPoint(this.resumeTransport);
-      const outbound = (): TapPoint<never> => new TapPoint(this.onDrain);
+      const resume = (): void => this.resumeTransport();
+      const drain = (): void => this.onDrain();
+      const inbound = (): TapPoint<never> => new TapPoint(resume);
+      const outbound = (): TapPoint<never> => new TapPoint(drain);
       this.tapPoints = {
         in: { bytes: inbound(), frames: inbound(), messages: inbound() },
         out: { bytes: outbound(), frames: outbound(), messages: outbound() },
@@ -368,7 +403,7 @@ export class WebSocket extends Duplex {
    * (pong, close) still get through between its frames; other data messages wait until it ends.
    */
   createMessageStream(options: MessageWritableOptions = {}): MessageWritable {
-    return new MessageWritable(this.partSink, options);
+    return new MessageWritable(this.partSink(), options);
   }
 
   /**
@@ -423,7 +458,7 @@ export class WebSocket extends Duplex {
     const flowing =
       callback === undefined
         ? super.write(message)
-        : super.write(message, (err?: Error | null) => callback(err ?? this.unsent.get(message) ?? null));
+        : super.write(message, (err?: Error | null) => callback(err ?? this.unsent?.get(message) ?? null));
     if (flowing && this.bufferedAmount >= this.writableBytesMark) {
       // Held back by bytes, not by message count: our own 'drain' follows (maybeBytesDrain).
       this.needBytesDrain = true;
@@ -517,7 +552,7 @@ export class WebSocket extends Duplex {
 
   // ----- Inbound -----
 
-  private readonly onData = (chunk: Buffer): void => {
+  private onData(chunk: Buffer): void {
     const receiver = this.receiver!;
     if (receiver.error !== null) return;
     if (this.livenessTimer !== null) this.lastReceived = this.lastActivity = Date.now();
@@ -541,7 +576,7 @@ export class WebSocket extends Duplex {
       this.transport.pause();
     }
     this.checkBudget();
-  };
+  }
 
   /**
    * Reading waits while the connection holds its memoryBudget in bytes that go away without
@@ -574,13 +609,15 @@ export class WebSocket extends Duplex {
   }
 
   /** Received bytes left a buffer (the application read them). */
-  private readonly consumed = (bytes: number): void => {
+  private consumed(bytes: number): void {
     this.unreadBytes -= bytes;
     if (this.pausedForBudget) this.checkBudget();
-  };
+  }
 
-  /** permessage-deflate: everything received has been inflated and delivered. */
-  private readonly onInflateIdle = (): void => {
+  // ----- ReceiverHandler: what the receiver delivers -----
+
+  /** @internal permessage-deflate: everything received has been inflated and delivered. */
+  onInflateIdle(): void {
     if (this.afterInflate !== null) {
       const then = this.afterInflate;
       this.afterInflate = null;
@@ -590,18 +627,40 @@ export class WebSocket extends Duplex {
     if (!this.pausedForInflate) return;
     this.pausedForInflate = false;
     this.resumeIfFree();
-  };
+  }
 
-  private onMessage(message: Message): void {
+  /** @internal permessage-deflate: an error met while inflating, after onData returned. */
+  onAsyncError(err: WebSocketError): void {
+    this.failConnection(err);
+  }
+
+  /** @internal The peer pinged. */
+  onPing(payload: Buffer): void {
+    this.emit('ping', payload);
+  }
+
+  /** @internal The peer ponged. */
+  onPong(payload: Buffer): void {
+    this.emit('pong', payload);
+  }
+
+  /** @internal A whole data message. */
+  onMessage(message: Message): void {
     if (this.tapPoints !== null) this.offerInbound(this.tapPoints.in.messages, message);
     this.pushOrPause(this, message.binary ? message.data : message.data.toString('utf8'));
   }
 
-  private onMessagePiece(piece: MessagePiece): void {
+  /** @internal A piece of a streamed message. */
+  onMessagePiece(piece: MessagePiece): void {
     if (this.closeReceived) return;
     if (this.tapPoints !== null) this.offerInbound(this.tapPoints.in.messages, piece);
     if (piece.first) {
-      this.inboundStream = new MessageReadable(piece.binary, this.resumeTransport, undefined, this.consumed);
+      this.inboundStream = new MessageReadable(
+        piece.binary,
+        () => this.resumeTransport(),
+        undefined,
+        (bytes: number) => this.consumed(bytes),
+      );
       this.pushOrPause(this, this.inboundStream);
     }
     const stream = this.inboundStream!;
@@ -627,7 +686,7 @@ export class WebSocket extends Duplex {
     }
   }
 
-  private readonly resumeTransport = (): void => {
+  private resumeTransport(): void {
     if (this.tapPoints !== null && this.inboundTapsBlocked()) return;
     if (this.pausedForReplies) return;
     if (this.pausedByUs && this.transport !== null) {
@@ -635,14 +694,10 @@ export class WebSocket extends Duplex {
       this.receiver?.resumeInflate();
       this.resumeIfFree();
     }
-  };
+  }
 
-  private readonly emitMessage = (value: string | Buffer | MessageReadable): void => {
-    if (value instanceof MessageReadable) this.emit('message', value, value.binary);
-    else this.emit('message', value, typeof value !== 'string');
-  };
-
-  private onCloseFrame(code: number, reason: string): void {
+  /** @internal The peer's close frame. */
+  onClose(code: number, reason: string): void {
     this.closeReceived = true;
     this.closeCode = code;
     this.closeReason = reason;
@@ -653,7 +708,8 @@ export class WebSocket extends Duplex {
     this.closingHandshakeDone();
   }
 
-  private onReply(frame: Frame): void {
+  /** @internal A frame to send (pong, close echo, failing close). */
+  onReply(frame: Frame): void {
     // A peer that sends pings (or anything that needs an answer) but does not read would have
     // us queue answers without end: stop reading from it until the answers have drained.
     if (this.sender !== null && !this.sender.sendFrame(frame) && !this.pausedForReplies && this.transport !== null) {
@@ -677,17 +733,17 @@ export class WebSocket extends Duplex {
     if (this.role === 'server') this.transport?.end();
   }
 
-  private readonly onEnd = (): void => {
+  private onEnd(): void {
     // The peer will send nothing more; finish our side too.
     if (this.transport !== null && !this.transport.destroyed) this.transport.end();
-  };
+  }
 
-  private readonly onTransportError = (err: Error): void => {
+  private onTransportError(err: Error): void {
     this.reportError(err);
     this.transport?.destroy();
-  };
+  }
 
-  private readonly onTransportClose = (): void => {
+  private onTransportClose(): void {
     // permessage-deflate: frames received before the end are still being inflated; deliver
     // them (whatever the reader's pace) before 'close'.
     if (this.receiver !== null && this.receiver.busy && this.receiver.error === null) {
@@ -696,15 +752,15 @@ export class WebSocket extends Duplex {
       return;
     }
     this.finish();
-  };
+  }
 
   // ----- Outbound -----
 
   /** Runs `send` once the connection is open and no streamed message holds the outbound side. */
   private whenSendable(owner: MessageWritable | null, send: () => void): void {
-    if (this.state === ReadyState.CONNECTING) this.whenOpen.push(() => this.whenSendable(owner, send));
+    if (this.state === ReadyState.CONNECTING) (this.whenOpen ??= []).push(() => this.whenSendable(owner, send));
     else if (this.outboundOwner === null || this.outboundOwner === owner) send();
-    else this.ownerWaiters.push(() => this.whenSendable(owner, send));
+    else (this.ownerWaiters ??= []).push(() => this.whenSendable(owner, send));
   }
 
   private dispatch(messages: Message[], callback: WriteCallback): void {
@@ -750,7 +806,8 @@ export class WebSocket extends Duplex {
 
   /** Records why `messages` were not sent (for their writers' callbacks), and lets the stream go on. */
   private refuse(messages: Message[], err: Error, callback: WriteCallback): void {
-    for (const m of messages) this.unsent.set(m, err);
+    const unsent = (this.unsent ??= new WeakMap());
+    for (const m of messages) unsent.set(m, err);
     callback();
     this.maybeBytesDrain();
   }
@@ -765,64 +822,69 @@ export class WebSocket extends Duplex {
   /** Calls back now, or once the transport has drained. */
   private afterSend(flowing: boolean, callback: WriteCallback): void {
     if (flowing) callback();
+    else if (this.drainWaiters === null) this.drainWaiters = [callback];
     else this.drainWaiters.push(callback);
     this.maybeBytesDrain();
   }
 
-  /** The MessageWritable side: one part of a streamed message. */
-  private readonly partSink: PartSink = {
-    sendPart: (owner, data, fin, callback) => {
-      this.whenSendable(owner, () => {
-        const refused = this.cannotSend();
-        if (refused !== null) {
-          this.releaseOutbound(owner);
-          callback(refused);
-          return;
-        }
-        this.outboundOwner = owner;
-        let flowing: boolean;
-        try {
-          flowing = this.sender!.sendPart(data, owner.binary, fin);
-        } catch (err) {
-          this.releaseOutbound(owner);
-          callback(err as Error);
-          return;
-        }
-        if (fin) this.releaseOutbound(owner);
-        if (this.tapPoints !== null) {
-          const piece: MessagePiece = { binary: owner.binary, data, first: !owner.started, last: fin };
-          if (!this.tapPoints.out.messages.offer(piece)) flowing = false;
-        }
-        owner.started = true;
-        if (this.sender!.pending) {
-          this.sender!.whenSent((err, nowFlowing) => (err !== null ? callback(err) : this.afterSend(flowing && nowFlowing, callback)));
-        } else {
-          this.afterSend(flowing, callback);
-        }
-      });
-    },
-  };
+  /** The MessageWritable side (made per message stream): one part of a streamed message. */
+  private partSink(): PartSink {
+    return { sendPart: (owner, data, fin, callback) => this.sendPart(owner, data, fin, callback) };
+  }
+
+  private sendPart(owner: MessageWritable, data: Buffer, fin: boolean, callback: WriteCallback): void {
+    this.whenSendable(owner, () => {
+      const refused = this.cannotSend();
+      if (refused !== null) {
+        this.releaseOutbound(owner);
+        callback(refused);
+        return;
+      }
+      this.outboundOwner = owner;
+      let flowing: boolean;
+      try {
+        flowing = this.sender!.sendPart(data, owner.binary, fin);
+      } catch (err) {
+        this.releaseOutbound(owner);
+        callback(err as Error);
+        return;
+      }
+      if (fin) this.releaseOutbound(owner);
+      if (this.tapPoints !== null) {
+        const piece: MessagePiece = { binary: owner.binary, data, first: !owner.started, last: fin };
+        if (!this.tapPoints.out.messages.offer(piece)) flowing = false;
+      }
+      owner.started = true;
+      if (this.sender!.pending) {
+        this.sender!.whenSent((err, nowFlowing) => (err !== null ? callback(err) : this.afterSend(flowing && nowFlowing, callback)));
+      } else {
+        this.afterSend(flowing, callback);
+      }
+    });
+  }
 
   /** The streamed message of `owner` has ended (or failed): let waiting sends go. */
   private releaseOutbound(owner: MessageWritable): void {
     if (this.outboundOwner !== owner) return;
     this.outboundOwner = null;
     const waiters = this.ownerWaiters;
-    this.ownerWaiters = [];
-    for (const waiter of waiters) waiter();
+    this.ownerWaiters = null;
+    if (waiters !== null) for (const waiter of waiters) waiter();
   }
 
-  private readonly onDrain = (): void => {
+  private onDrain(): void {
     if (this.pausedForReplies) {
       this.pausedForReplies = false;
       this.resumeIfFree();
     }
     if (this.pausedForBudget) this.checkBudget();
     const waiters = this.drainWaiters;
-    this.drainWaiters = [];
-    for (const callback of waiters) callback();
+    if (waiters !== null) {
+      this.drainWaiters = null;
+      for (const callback of waiters) callback();
+    }
     this.maybeBytesDrain();
-  };
+  }
 
   private sendControl(opcode: Opcode, payload: string | Buffer): void {
     const data = typeof payload === 'string' ? Buffer.from(payload) : payload;
@@ -902,7 +964,7 @@ export class WebSocket extends Duplex {
     this.closeTimer = setTimeout(() => {
       this.closeTimer = null;
       this.transport?.destroy();
-    }, this.closeTimeout);
+    }, this.options.closeTimeout ?? Defaults.closeTimeout);
     this.closeTimer.unref?.();
   }
 
@@ -935,22 +997,22 @@ export class WebSocket extends Duplex {
     this.sender?.destroy();
     const transport = this.transport;
     if (transport !== null) {
-      transport.removeListener('data', this.onData);
-      transport.removeListener('drain', this.onDrain);
-      transport.removeListener('end', this.onEnd);
-      transport.removeListener('close', this.onTransportClose);
+      transport.removeListener('data', WebSocket.transportData);
+      transport.removeListener('drain', WebSocket.transportDrain);
+      transport.removeListener('end', WebSocket.transportEnd);
+      transport.removeListener('close', WebSocket.transportClose);
       // An 'error' may still follow a destroy; keep a listener so it is never unhandled.
-      transport.removeListener('error', this.onTransportError);
+      transport.removeListener('error', WebSocket.transportError);
       transport.on('error', ignore);
     }
     // Settle every write still waiting: it can no longer be sent.
     // Writes whose bytes are in the transport already: nothing more will come of them.
     const drainWaiters = this.drainWaiters;
-    this.drainWaiters = [];
-    for (const callback of drainWaiters) callback();
-    const pending = [...this.whenOpen, ...this.ownerWaiters];
-    this.whenOpen = [];
-    this.ownerWaiters = [];
+    this.drainWaiters = null;
+    if (drainWaiters !== null) for (const callback of drainWaiters) callback();
+    const pending = [...(this.whenOpen ?? []), ...(this.ownerWaiters ?? [])];
+    this.whenOpen = null;
+    this.ownerWaiters = null;
     this.outboundOwner = null;
     for (const task of pending) task();
     if (this.tapPoints !== null) {
