@@ -668,6 +668,10 @@ export class WebSocket extends Duplex implements ReceiverHandler {
     if (piece.last) {
       stream.push(null);
       this.inboundStream = null;
+      // An ended stream never asks for more: if its full buffer paused the socket, later bytes
+      // (the next message, the peer's close) must not wait for it. Its unread bytes still count
+      // against the memory budget; a full readable side keeps the socket paused.
+      if (this.pausedByUs && this.readableLength < this.readableHighWaterMark) this.resumeTransport();
     }
   }
 
@@ -1022,8 +1026,11 @@ export class WebSocket extends Duplex implements ReceiverHandler {
         direction.messages.end();
       }
     }
-    // A message being streamed in cannot end normally any more.
-    this.abortInboundStream(new WebSocketError('WS_ERR_CONNECTION_LOST', 'connection closed in the middle of a message'));
+    // A message being streamed in cannot end normally any more (the error only made then: an
+    // Error's stack trace costs more than the rest of a close).
+    if (this.inboundStream !== null) {
+      this.abortInboundStream(new WebSocketError('WS_ERR_CONNECTION_LOST', 'connection closed in the middle of a message'));
+    }
     if (!this.closeReceived && !this.failed) this.closeCode = CloseCode.Abnormal;
     // Messages already received stay readable: the readable side ends, nothing is destroyed.
     this.endReadable();

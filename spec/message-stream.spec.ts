@@ -216,4 +216,41 @@ describe('messages as streams (bulk transfer)', function () {
     expect(got).to.deep.equal(['streamed message', 'whole']);
     client.close();
   });
+  it('a streamed message that ends while its reader is behind does not stop the socket for good (the close after it gets through)', async () => {
+    ({ server, url } = await serverAndUrl({ streamMessages: true, closeTimeout: 3000 }));
+    const chunk = 64 * 1024;
+    const chunks = 16;
+    // The receiving side as examples/file-transfer.ts has it: the first message, written out by
+    // a reader slower than the socket, then a close from the server. If the server had stopped
+    // reading for good, it would never see the client's close echo: closeTimeout would destroy
+    // the socket and the server would report 1006.
+    const serverSide = new Promise<{ bytes: number; code: number }>((resolve) =>
+      server.once('connection', (ws: WebSocket) => {
+        ws.once('message', (stream: MessageReadable) => {
+          let bytes = 0;
+          const slow = new NodeWritable({
+            highWaterMark: 16 * 1024,
+            write(data: Buffer, _enc, cb) {
+              bytes += data.length;
+              setTimeout(cb, 1);
+            },
+          });
+          void pipeline(stream, slow).then(() => {
+            ws.once('close', (code: number) => resolve({ bytes, code }));
+            ws.close(1000, 'got it');
+          });
+        });
+      }),
+    );
+    const client = connect(url);
+    await once(client, 'open');
+    const clientClosed = once(client, 'close');
+    const out = client.createMessageStream({ binary: true });
+    for (let i = 0; i < chunks; i++) out.write(Buffer.alloc(chunk, i));
+    out.end();
+    const { bytes, code } = await serverSide;
+    expect(bytes).to.equal(chunk * chunks);
+    expect(code).to.equal(1000);
+    expect((await clientClosed)[0]).to.equal(1000);
+  });
 });
