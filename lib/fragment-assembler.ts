@@ -1,16 +1,21 @@
 /**
- * FragmentAssembler: unmasked frames (or pieces of frames) in, whole data messages and control
- * frames out, in order (RFC 6455 §5.4).
+ * FragmentAssembler: frames (or pieces of frames) in, whole data messages and control frames
+ * out, in order (RFC 6455 §5.4).
  *
  * Pieces of a message are kept in a list and joined once, at the end of the message, with the
  * total already known; a message made of one piece is handed on without a copy. Text is
  * validated piece by piece as it arrives, so invalid UTF-8 fails the message at once.
+ *
+ * A data frame may come still masked (its `mask` set: UnmaskerCore's keepDataMasked): a piece
+ * that is kept for a join is unmasked by the join itself (one pass instead of unmasking in place
+ * and then copying); anything handed on or checked as it is gets unmasked in place first.
  */
 import { Transform } from 'readable-stream';
 import { Defaults, Opcode, isControlOpcode } from './constants';
 import { WebSocketError } from './errors';
 import { type Frame, type Message, isLastPiece } from './frame';
 import { Utf8Validator, isValidUtf8 } from './utf8';
+import { applyMask } from './mask';
 
 /** Options of FragmentAssemblerCore and FragmentAssembler. */
 export interface FragmentAssemblerOptions {
@@ -76,6 +81,12 @@ export class FragmentAssemblerCore {
   /** Pieces of the open message kept so far; null while there are none. */
   private parts: Buffer[] | null = null;
   private partBytes = 0;
+  /**
+   * For kept pieces still masked: their keys and offsets in their frames (parallel to `parts`,
+   * null for a plain piece); null while every kept piece is plain.
+   */
+  private partMasks: Array<Buffer | null> | null = null;
+  private partMaskOffsets: number[] | null = null;
   /** Created with the first text message that is validated piece by piece. */
   private validator: Utf8Validator | null = null;
 
@@ -117,8 +128,15 @@ export class FragmentAssemblerCore {
       return this.error;
     }
     const ends = frame.fin && isLastPiece(frame);
+    const whole = ends && this.parts === null && frame.offset === 0;
+    let mask = frame.mask;
+    if (mask !== null && (this.streaming || this.validating || whole)) {
+      // Handed on or checked as it is: unmasked in place now.
+      applyMask(payload, mask, frame.offset);
+      mask = null;
+    }
     if (this.streaming) return this.streamPiece(payload, ends);
-    if (ends && this.parts === null && frame.offset === 0) {
+    if (whole) {
       // The whole message in one piece: no list, no copy.
       return this.finish(payload, this.validating && !isValidUtf8(payload));
     }
@@ -129,14 +147,47 @@ export class FragmentAssemblerCore {
         this.fail(new WebSocketError('WS_ERR_INVALID_UTF8'));
         return this.error;
       }
-      if (this.parts === null) this.parts = [payload];
-      else this.parts.push(payload);
-      this.partBytes += payload.length;
+      this.keep(payload, mask, frame.offset);
     }
     if (!ends) return null;
+    return this.finish(this.join(), this.validating && !this.startValidator().end());
+  }
+
+  /** Keeps a piece for the join; `mask` (with the piece's offset in its frame) when it is still masked. */
+  private keep(payload: Buffer, mask: Buffer | null, offset: number): void {
+    if (this.parts === null) this.parts = [];
+    if (mask !== null && this.partMasks === null) {
+      this.partMasks = new Array<Buffer | null>(this.parts.length).fill(null);
+      this.partMaskOffsets = new Array<number>(this.parts.length).fill(0);
+    }
+    this.parts.push(payload);
+    this.partMasks?.push(mask);
+    this.partMaskOffsets?.push(offset);
+    this.partBytes += payload.length;
+  }
+
+  /** The kept pieces as one buffer, unmasked: a lone plain piece as it is, else one copy (unmasking on the way). */
+  private join(): Buffer {
     const parts = this.parts;
-    const data = parts === null ? EMPTY : parts.length === 1 ? parts[0]! : Buffer.concat(parts, this.partBytes);
-    return this.finish(data, this.validating && !this.startValidator().end());
+    if (parts === null) return EMPTY;
+    const masks = this.partMasks;
+    if (parts.length === 1) {
+      const only = parts[0]!;
+      if (masks !== null && masks[0] !== null) applyMask(only, masks[0]!, this.partMaskOffsets![0]!);
+      return only;
+    }
+    if (masks === null) return Buffer.concat(parts, this.partBytes);
+    const out = Buffer.allocUnsafe(this.partBytes);
+    const offsets = this.partMaskOffsets!;
+    let at = 0;
+    for (let i = 0; i < parts.length; i++) {
+      const part = parts[i]!;
+      const mask = masks[i]!;
+      if (mask === null) part.copy(out, at);
+      else applyMask(part, mask, offsets[i]!, out.subarray(at, at + part.length));
+      at += part.length;
+    }
+    return out;
   }
 
   /** Streaming mode: checks and hands on one piece; empty pieces only when they open or end a message. */
@@ -163,8 +214,14 @@ export class FragmentAssemblerCore {
   /** Stops the assembler: keeps the first error, ignores all later input. */
   fail(err: WebSocketError): void {
     if (this.error === null) this.error = err;
+    this.dropParts();
+  }
+
+  private dropParts(): void {
     this.parts = null;
     this.partBytes = 0;
+    this.partMasks = null;
+    this.partMaskOffsets = null;
   }
 
   /**
@@ -219,8 +276,7 @@ export class FragmentAssemblerCore {
   private finish(data: Buffer, invalidUtf8: boolean): WebSocketError | null {
     const binary = this.binary;
     this.open = false;
-    this.parts = null;
-    this.partBytes = 0;
+    this.dropParts();
     if (invalidUtf8) {
       this.fail(new WebSocketError('WS_ERR_INVALID_UTF8'));
       return this.error;

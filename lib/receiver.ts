@@ -13,7 +13,8 @@
 import { ControlFrameResponderCore, ControlFrameResponderHandler } from './control-frame-responder';
 import { WebSocketError } from './errors';
 import { FragmentAssemblerCore, FragmentAssemblerHandler, MessagePiece } from './fragment-assembler';
-import { Frame, Message } from './frame';
+import { Frame, Message, withPayload } from './frame';
+import { applyMask } from './mask';
 import { FrameSplitterCore, FrameSplitterHandler } from './frame-splitter';
 import { InflaterCore } from './inflater';
 import { type DeflateSides, sharedLimiter } from './permessage-deflate';
@@ -119,7 +120,8 @@ export class Receiver implements FrameSplitterHandler, FragmentAssemblerHandler 
       );
       this.afterInflate = (err: WebSocketError | null): void => this.inflated(err);
     }
-    this.unmasker = new UnmaskerCore({ role }, new UnmaskedFrames(this));
+    // Without an inflater the assembler unmasks the pieces it joins in the same pass as the join.
+    this.unmasker = new UnmaskerCore({ role, keepDataMasked: inflate === undefined }, new UnmaskedFrames(this));
     this.splitter = new FrameSplitterCore({ maxPayload: options.maxPayload, streaming: true, rsv1: inflate !== undefined }, this);
   }
 
@@ -130,7 +132,14 @@ export class Receiver implements FrameSplitterHandler, FragmentAssemblerHandler 
 
   /** @internal The unmasker's output. */
   unmasked(frame: Frame): void {
-    if (this.frameObserver !== null) this.frameObserver(frame);
+    if (this.frameObserver !== null) {
+      // Taps see frames unmasked.
+      if (frame.mask !== null) {
+        applyMask(frame.payload, frame.mask, frame.offset);
+        frame = withPayload(frame, frame.payload, null);
+      }
+      this.frameObserver(frame);
+    }
     if (this.inflater !== null) this.inflater.write(frame, this.afterInflate!);
     else this.pass(this.assembler.write(frame));
   }

@@ -5,6 +5,7 @@
  */
 import { Transform } from 'readable-stream';
 import { WebSocketError } from './errors';
+import { isControlOpcode } from './constants';
 import { Frame, withPayload } from './frame';
 import { applyMask } from './mask';
 
@@ -15,6 +16,12 @@ export interface UnmaskerOptions {
    * masked; a client requires every frame from its server to be unmasked. No default.
    */
   role: 'server' | 'client';
+  /**
+   * Check data frames but hand them on still masked (their `mask` set), for a next stage that
+   * unmasks as it copies (FragmentAssemblerCore joins a message's pieces and unmasks them in the
+   * same pass). Control frames are always unmasked. Default false.
+   */
+  keepDataMasked?: boolean;
 }
 
 /** Where UnmaskerCore sends the unmasked frames. */
@@ -29,10 +36,12 @@ export class UnmaskerCore {
 
   private readonly handler: UnmaskerHandler;
   private readonly server: boolean;
+  private readonly keepDataMasked: boolean;
 
   constructor(options: UnmaskerOptions, handler: UnmaskerHandler) {
     this.handler = handler;
     this.server = options.role === 'server';
+    this.keepDataMasked = options.keepDataMasked === true;
   }
 
   /** Sets `error` if not yet set. */
@@ -48,6 +57,10 @@ export class UnmaskerCore {
       // §5.1: "The server MUST close the connection upon receiving a frame that is not masked."
       if (mask === null) {
         this.fail(new WebSocketError('WS_ERR_EXPECTED_MASK'));
+        return this.error;
+      }
+      if (this.keepDataMasked && !isControlOpcode(frame.opcode)) {
+        this.handler.onFrame(frame);
         return this.error;
       }
       applyMask(frame.payload, mask, frame.offset);

@@ -3,6 +3,7 @@ import { Defaults, Opcode } from '../lib/constants';
 import { WebSocketError } from '../lib/errors';
 import { type Frame, type Inbound, type Message, isMessage, makeFrame, withPayload } from '../lib/frame';
 import { FragmentAssembler, FragmentAssemblerCore, type FragmentAssemblerOptions } from '../lib/fragment-assembler';
+import { applyMask } from '../lib/mask';
 import { collect, fromChunks } from './helpers/chunks';
 
 const hex = (s: string): Buffer => Buffer.from(s.replace(/\s+/g, ''), 'hex');
@@ -370,5 +371,72 @@ describe('FragmentAssembler (RFC 6455 §5.4)', () => {
       const out = await collect<Inbound>(fromChunks([text(hex('ff'))], true).pipe(new FragmentAssembler({ skipUtf8Validation: true })));
       expect(out).to.deep.equal([{ binary: false, data: hex('ff') }]);
     });
+  });
+});
+
+describe('FragmentAssembler with data frames still masked (UnmaskerCore keepDataMasked)', () => {
+  const KEYS = [hex('37 fa 21 3d'), hex('01 02 04 80'), hex('a5 5a ff 00')];
+
+  /** `frame` masked with `key` (a copy), as a server receives it, cut into pieces at `cuts`. */
+  function masked(frame: Frame, key: Buffer, cuts: number[] = []): Frame[] {
+    const payload = Buffer.from(frame.payload);
+    applyMask(payload, key);
+    const whole = withPayload(frame, payload, key);
+    const bounds = [0, ...cuts, frame.length];
+    const out: Frame[] = [];
+    for (let i = 0; i + 1 < bounds.length; i++) out.push(withPayload(whole, payload.subarray(bounds[i], bounds[i + 1]), key, bounds[i]));
+    return out;
+  }
+
+  it('§5.7 masked "Hello" in one frame, and fragmented "Hel" + "lo" with its own key per frame, at every cut', () => {
+    expect(run(masked(text('Hello'), KEYS[0]!)).out).to.deep.equal([{ binary: false, data: Buffer.from('Hello') }]);
+    for (let a = 0; a <= 3; a++) {
+      for (let b = 0; b <= 2; b++) {
+        const input = [...masked(text('Hel', false), KEYS[0]!, a > 0 && a < 3 ? [a] : []), ...masked(cont('lo'), KEYS[1]!, b === 1 ? [1] : [])];
+        const { out, results } = run(input);
+        expect(results.every((r) => r === null)).to.equal(true);
+        expect(out, `cuts ${a}, ${b}`).to.deep.equal([{ binary: false, data: Buffer.from('Hello') }]);
+      }
+    }
+  });
+
+  it('joins and unmasks a binary message of masked pieces in one pass, at many piecings, with plain pieces mixed in', () => {
+    const data = Buffer.alloc(200_003);
+    for (let i = 0; i < data.length; i++) data[i] = (i * 29 + 3) & 0xff;
+    const first = binary(data.subarray(0, 70_001), false);
+    const second = cont(data.subarray(70_001, 150_000), false);
+    const third = cont(data.subarray(150_000), true);
+    for (const size of [1000, 4096, 65_536, 65_537]) {
+      const cutsOf = (n: number): number[] => {
+        const cuts: number[] = [];
+        for (let at = size; at < n; at += size) cuts.push(at);
+        return cuts;
+      };
+      const input = [
+        ...masked(first, KEYS[0]!, cutsOf(first.length)),
+        ...pieces(second, cutsOf(second.length)), // a plain frame among masked ones
+        ...masked(third, KEYS[2]!, cutsOf(third.length)),
+      ];
+      const { out, results } = run(input);
+      expect(results.every((r) => r === null), `pieces of ${size}`).to.equal(true);
+      expect(out.length).to.equal(1);
+      expect(messageOf(out[0]).data.equals(data), `pieces of ${size}`).to.equal(true);
+    }
+  });
+
+  it('unmasks a lone masked piece in place, and masked pieces it streams or checks as UTF-8', () => {
+    const lone = masked(binary(Buffer.from('only piece'), false), KEYS[1]!);
+    const { out } = run([...lone, cont(Buffer.alloc(0))]);
+    expect(messageOf(out[0]).data.toString()).to.equal('only piece');
+    const pieces: Buffer[] = [];
+    const core = new FragmentAssemblerCore(
+      { streaming: true },
+      { onMessage: () => expect.fail('streaming'), onControl: () => {}, onMessagePiece: (p) => pieces.push(Buffer.from(p.data)) },
+    );
+    for (const f of masked(text('héllo wörld'), KEYS[2]!, [1, 2, 5])) expect(core.write(f)).to.equal(null);
+    expect(Buffer.concat(pieces).toString()).to.equal('héllo wörld');
+    const bad = masked(text(hex('48 c3 28 49'), true), KEYS[0]!, [2]);
+    const { results } = run(bad);
+    expectError(results.find((r) => r !== null), 'WS_ERR_INVALID_UTF8', 1007);
   });
 });

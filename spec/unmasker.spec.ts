@@ -104,6 +104,28 @@ describe('Unmasker', () => {
     expect(out[0]).to.deep.equal({ ...frame, mask: null });
   });
 
+  describe('keepDataMasked (the next stage unmasks as it copies)', () => {
+    it('checks data frames but hands them on still masked; control frames are unmasked', () => {
+      const out: Frame[] = [];
+      const core = new UnmaskerCore({ role: 'server', keepDataMasked: true }, { onFrame: (f) => out.push(f) });
+      const data = makeFrame(Opcode.Text, hex('7f 9f 4d 51 58'), { mask: KEY });
+      const ping = makeFrame(Opcode.Ping, hex('7f 9f 4d 51 58'), { mask: KEY });
+      expect(core.write(data)).to.equal(null);
+      expect(core.write(ping)).to.equal(null);
+      expect(out[0]).to.equal(data);
+      expect(out[0]!.payload.toString('hex')).to.equal('7f9f4d5158');
+      expect(out[1]!.mask).to.equal(null);
+      expect(out[1]!.payload.toString()).to.equal('Hello');
+    });
+
+    it('still fails on an unmasked frame from a client', () => {
+      const core = new UnmaskerCore({ role: 'server', keepDataMasked: true }, { onFrame: () => expect.fail('no output') });
+      const err = core.write(makeFrame(Opcode.Binary, Buffer.from('x')));
+      expect(err?.code).to.equal('WS_ERR_EXPECTED_MASK');
+      expect(err?.closeCode).to.equal(CloseCode.ProtocolError);
+    });
+  });
+
   describe('roles (RFC 6455 §5.1)', () => {
     it('a server fails on an unmasked frame', () => {
       for (const { name, chunks } of everyChunking(hex('81 05 48 65 6c 6c 6f'))) {
