@@ -348,3 +348,104 @@ describe('WebSocket write backpressure in bytes', () => {
     ws.terminate();
   });
 });
+
+describe('WebSocket writes keep one order, whatever waits where', () => {
+  it('messages written while a streamed one is open, and right after it ends, arrive in write order', async () => {
+    const { ws, peer } = await serverSide();
+    const received = framesArriving(peer);
+    // The peer does not read at first: writes stay queued behind a full socket.
+    peer.pause();
+    const big = Buffer.alloc(16 * 1024 * 1024);
+    ws.send(big);
+    const out = ws.createMessageStream({ binary: false });
+    out.write('s1 ');
+    ws.send('a'); // queued: the streamed message holds the outbound side
+    out.write('s2');
+    ws.send('b');
+    out.end();
+    await new Promise((r) => setImmediate(r));
+    ws.send('c'); // 'b' still waits in the queue: 'c' must not overtake it
+    peer.resume();
+    const callbacks: Array<Error | null | undefined> = [];
+    await new Promise<void>((resolve) => ws.send('d', {}, (err) => (callbacks.push(err), resolve())));
+    ws.send('e');
+    const frames = await received(9);
+    expect(frames[0]!.equals(big)).to.equal(true);
+    expect(frames.slice(1).map((f) => f.toString())).to.deep.equal(['s1 ', 's2', '', 'a', 'b', 'c', 'd', 'e']);
+    expect(callbacks).to.deep.equal([null]);
+    ws.terminate();
+  });
+
+  it('a write never overtakes one still waiting in the queue (corked writes behind a full socket)', async () => {
+    const { ws, peer } = await serverSide();
+    const received = framesArriving(peer);
+    peer.pause();
+    const big = Buffer.alloc(16 * 1024 * 1024);
+    ws.send(big); // the socket is full from here on
+    ws.cork();
+    ws.send('a');
+    ws.uncork(); // 'a' goes to the socket and waits for 'drain'
+    ws.cork();
+    ws.send('b');
+    ws.uncork(); // 'b' waits in the queue behind 'a'
+    ws.send('c');
+    peer.resume();
+    const frames = await received(4);
+    expect(frames.slice(1).map((f) => f.toString())).to.deep.equal(['a', 'b', 'c']);
+    ws.terminate();
+  });
+
+  it('a write calls back with null once the socket took it, and returns false at the byte mark until drain', async () => {
+    const { ws, peer } = await serverSide({ writableHighWaterMarkBytes: 64 * 1024 });
+    const calls: Array<Error | null | undefined> = [];
+    expect(ws.send(Buffer.alloc(10), {}, (err) => calls.push(err))).to.equal(true);
+    expect(calls).to.deep.equal([]); // never synchronously
+    await new Promise((r) => setImmediate(r));
+    expect(calls).to.deep.equal([null]);
+    peer.pause();
+    let ok = true;
+    for (let i = 0; i < 4000 && ok; i++) ok = ws.send(Buffer.alloc(16 * 1024)); // past the kernel's buffers too
+    expect(ok).to.equal(false);
+    expect(ws.bufferedAmount).to.be.at.least(64 * 1024);
+    const drained = once(ws, 'drain');
+    peer.resume();
+    await drained;
+    expect(ws.bufferedAmount).to.be.below(64 * 1024);
+    ws.terminate();
+  });
+});
+
+/** Payloads of the unmasked frames (server to client) in `bytes`, in order. */
+function decodeAll(bytes: Buffer): Buffer[] {
+  const out: Buffer[] = [];
+  let at = 0;
+  while (at + 2 <= bytes.length) {
+    let length = bytes[at + 1]! & 0x7f;
+    let p = at + 2;
+    if (length === 126) {
+      length = bytes.readUInt16BE(p);
+      p += 2;
+    } else if (length === 127) {
+      length = Number(bytes.readBigUInt64BE(p));
+      p += 8;
+    }
+    if (p + length > bytes.length) break;
+    out.push(bytes.subarray(p, p + length));
+    at = p + length;
+  }
+  return out;
+}
+
+/** Collects what `peer` receives; the returned function waits until `count` frames are there and returns their payloads. */
+function framesArriving(peer: net.Socket): (count: number) => Promise<Buffer[]> {
+  const chunks: Buffer[] = [];
+  peer.on('data', (c: Buffer) => chunks.push(c));
+  return async (count) => {
+    for (let i = 0; i < 500; i++) {
+      const frames = decodeAll(Buffer.concat(chunks));
+      if (frames.length >= count) return frames;
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    return decodeAll(Buffer.concat(chunks));
+  };
+}
