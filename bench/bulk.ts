@@ -13,7 +13,7 @@
  *
  * MB/s (10^6 bytes) is measured at the receiver from the first data byte to the last; each
  * process reports its peak RSS (VmHWM) over IPC. Each figure is the
- * median of BULK_RUNS runs (default 3) with the spread. Prints one Markdown table and writes it
+ * median of BULK_RUNS runs (default 5: this machine is noisy) with the spread. Prints one Markdown table and writes it
  * to bench/results/bulk.md. Progress goes to stderr.
  *
  * The same file is the child: BULK_ROLE=receiver|sender picks the part it plays.
@@ -474,7 +474,7 @@ function sizeLabel(bytes: number): string {
 
 async function main(): Promise<void> {
   const total = Number(process.env.BULK_BYTES ?? GiB);
-  const runs = Math.max(1, Number(process.env.BULK_RUNS ?? '3'));
+  const runs = Math.max(1, Number(process.env.BULK_RUNS ?? '5'));
   if (!Number.isSafeInteger(total) || total <= 0) throw new Error('BULK_BYTES must be a positive integer');
   const cases = selectedCases();
   const results = new Map<string, RunResult[]>();
