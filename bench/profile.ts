@@ -5,12 +5,13 @@
  * bench/results/, ignored by git; open them in Chrome DevTools for the call tree).
  *
  *   npx ts-node bench/profile.ts            (BENCH_PROFILE_MS sets the measured time, default 4000;
- *                                            PROFILE_CASES=oneway-64k,echo-16k picks cases)
+ *                                            PROFILE_CASES=oneway-64k,echo-16k picks cases;
+ *                                            PROFILE_ONE_SERVER=1 runs them all on one server)
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { LoadGenerator, ROOT, Server } from './harness';
-import type { LoadCommand } from './ipc';
+import type { LoadCommand, Measurement } from './ipc';
 import { summarise } from './profile-summary';
 
 const DURATION_MS = Number(process.env.BENCH_PROFILE_MS ?? '4000');
@@ -51,15 +52,29 @@ async function main(): Promise<void> {
   fs.mkdirSync(OUT, { recursive: true });
   const load = await LoadGenerator.start();
   const sections: string[] = [`# CPU profiles of bench/servers/ours.ts (Node ${process.version}, server on CPU 0)`];
+  const cases = CASES.filter((k) => SELECTED === undefined || SELECTED.includes(k.name));
   try {
-    for (const c of CASES.filter((k) => SELECTED === undefined || SELECTED.includes(k.name))) {
-      const file = `ours-${c.name}.cpuprofile`;
+    if (process.env.PROFILE_ONE_SERVER === '1') {
+      // One server for all the cases, in order, as `npm run bench` runs them: each case's window
+      // summarised from the one profile (shows what a long-running server does differently).
+      const file = 'ours-one-server.cpuprofile';
       const server = await Server.start('ours', {}, ['--cpu-prof', `--cpu-prof-dir=${OUT}`, `--cpu-prof-name=${file}`]);
-      const m = await load.run(c.command(server.port));
+      const runs: Array<{ c: (typeof cases)[number]; m: Awaited<ReturnType<typeof load.run>> }> = [];
+      for (const c of cases) {
+        runs.push({ c, m: await load.run(c.command(server.port)) });
+        process.stderr.write(`ran ${c.name}\n`);
+      }
       await server.stop();
-      const rate = `${Math.round(m.messages / m.seconds)} msgs/s, ${(m.bytes / m.seconds / 1e6).toFixed(1)} MB/s`;
-      sections.push(`## ${c.title} (${rate})\n\n${summarise(path.join(OUT, file), 15, m.windowUs)}`);
-      process.stderr.write(`profiled ${c.name}: ${rate}\n`);
+      for (const { c, m } of runs) sections.push(section(c.title, m, path.join(OUT, file)));
+    } else {
+      for (const c of cases) {
+        const file = `ours-${c.name}.cpuprofile`;
+        const server = await Server.start('ours', {}, ['--cpu-prof', `--cpu-prof-dir=${OUT}`, `--cpu-prof-name=${file}`]);
+        const m = await load.run(c.command(server.port));
+        await server.stop();
+        sections.push(section(c.title, m, path.join(OUT, file)));
+        process.stderr.write(`profiled ${c.name}\n`);
+      }
     }
   } finally {
     await load.stop();
@@ -67,6 +82,11 @@ async function main(): Promise<void> {
   const text = `${sections.join('\n\n')}\n`;
   fs.writeFileSync(path.join(OUT, 'profile.md'), text);
   process.stdout.write(text);
+}
+
+function section(title: string, m: Measurement, file: string): string {
+  const rate = `${Math.round(m.messages / m.seconds)} msgs/s, ${(m.bytes / m.seconds / 1e6).toFixed(1)} MB/s`;
+  return `## ${title} (${rate})\n\n${summarise(file, 15, m.windowUs)}`;
 }
 
 main().catch((err: Error) => {
