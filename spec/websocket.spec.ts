@@ -395,22 +395,13 @@ describe('WebSocket writes keep one order, whatever waits where', () => {
     ws.terminate();
   });
 
-  it('a write calls back with null once the socket took it, and returns false at the byte mark until drain', async () => {
-    const { ws, peer } = await serverSide({ writableHighWaterMarkBytes: 64 * 1024 });
+  it('a write calls back with null, never synchronously, once the socket took it', async () => {
+    const { ws } = await serverSide();
     const calls: Array<Error | null | undefined> = [];
     expect(ws.send(Buffer.alloc(10), {}, (err) => calls.push(err))).to.equal(true);
     expect(calls).to.deep.equal([]); // never synchronously
     await new Promise((r) => setImmediate(r));
     expect(calls).to.deep.equal([null]);
-    peer.pause();
-    let ok = true;
-    for (let i = 0; i < 4000 && ok; i++) ok = ws.send(Buffer.alloc(16 * 1024)); // past the kernel's buffers too
-    expect(ok).to.equal(false);
-    expect(ws.bufferedAmount).to.be.at.least(64 * 1024);
-    const drained = once(ws, 'drain');
-    peer.resume();
-    await drained;
-    expect(ws.bufferedAmount).to.be.below(64 * 1024);
     ws.terminate();
   });
 });
