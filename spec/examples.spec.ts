@@ -127,12 +127,13 @@ describe('examples', function () {
     return rss;
   }
 
-  // Peak RSS is measured, not asserted here: the target is under 100 MiB per side whatever the
-  // size (256 MiB or 1 GiB by hand: about 90 MiB sender, 82 MiB receiver, loaded machine or
-  // not). It is the process's own peak (VmHWM): getrusage's maxRSS also counted the part of the
-  // parent's memory (this mocha process) inherited through fork() and exec(), hence the 577 MiB
-  // seen in full-suite runs. One loaded run of this file still failed a < 100 MiB assertion,
-  // figure not kept: until that is explained each side must only report it.
+  // The target is under 100 MiB per side whatever the size (256 MiB or 1 GiB by hand: about 90
+  // MiB sender, 82 MiB receiver, loaded machine or not), read from the process's own peak
+  // (VmHWM: getrusage's maxRSS also counted the part of the parent's memory, this mocha process,
+  // inherited through fork() and exec(), hence the 577 MiB once seen in full-suite runs). One
+  // loaded run of this file went over 100 (figure not kept), so the spec guards against what
+  // matters with room for a busy machine: a side that held the 256 MiB message whole, or a large
+  // part of it, would be far above 160 MiB.
   it('file-transfer (compiled) moves 256 MiB as one message, sha256 checked on both sides', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'wspipe-ft-'));
     const input = path.join(dir, 'in.bin');
@@ -158,7 +159,7 @@ describe('examples', function () {
     expect(sender.stdout()).to.equal(`${digest}  ${input}\n`);
     expect(receiver.stdout()).to.equal(`${digest}  ${output}\n`);
     expect(sender.stderr()).to.include('100.0%');
-    for (const side of [sender, receiver]) peakRss(side);
+    for (const side of [sender, receiver]) expect(peakRss(side), side.stderr()).to.be.below(160);
     fs.rmSync(dir, { recursive: true });
   });
 
