@@ -19,6 +19,11 @@ const OUT = path.join(ROOT, 'bench', 'results');
 
 const CASES: Array<{ name: string; title: string; command(port: number): LoadCommand }> = [
   {
+    name: 'echo-64-latency',
+    title: 'echo 64 B, 1 connection, 1 in flight (latency)',
+    command: (port) => ({ cmd: 'echo', port, conns: 1, inflight: 1, size: 64, latency: true, warmupMs: 500, durationMs: DURATION_MS }),
+  },
+  {
     name: 'echo-64-100conns',
     title: 'echo 64 B, 100 connections, 1 in flight each',
     command: (port) => ({ cmd: 'echo', port, conns: 100, inflight: 1, size: 64, latency: false, warmupMs: 500, durationMs: DURATION_MS }),
