@@ -64,7 +64,8 @@ describe('memory budget per connection', function () {
     const { client, peer } = await connected({ memoryBudget: budget, readableHighWaterMark: 10_000 });
     // The server's application reads nothing for a while: no 'message' listener, paused.
     let maxHeld = 0;
-    const sampler = setInterval(() => (maxHeld = Math.max(maxHeld, peer.heldBytes)), 5);
+    // unref: a failing expect before clearInterval must not keep mocha from exiting.
+    const sampler = setInterval(() => (maxHeld = Math.max(maxHeld, peer.heldBytes)), 5).unref();
     let senderHeld = 0;
     const sending = sendAll(client, count, size, () => senderHeld++);
     await wait(800);
@@ -105,7 +106,7 @@ describe('memory budget per connection', function () {
     // The client does not read its echoes for a while: no 'message' listener, and paused.
     client.pause();
     let maxServerHeld = 0;
-    const sampler = setInterval(() => (maxServerHeld = Math.max(maxServerHeld, peer.heldBytes)), 5);
+    const sampler = setInterval(() => (maxServerHeld = Math.max(maxServerHeld, peer.heldBytes)), 5).unref();
     const sending = sendAll(client, count, size);
     await wait(1000);
     // The server stopped reading once its unsent echoes reached the budget: the client's sends wait.
