@@ -27,8 +27,12 @@ export interface ControlFrameResponderHandler {
   onPing(payload: Buffer): void;
   /** The peer sent a pong, with this payload. */
   onPong(payload: Buffer): void;
-  /** The peer's close frame: its code (1005 when it sent none) and reason. */
-  onClose(code: number, reason: string): void;
+  /**
+   * The peer's close frame: its code (1005 when it sent none) and reason. Return true to answer
+   * it later with close() (after data already queued, as RFC 6455 §5.5.1 allows); otherwise
+   * the core echoes it at once.
+   */
+  onClose(code: number, reason: string): boolean | void;
   /** A frame to send to the peer (unmasked). */
   onReply(frame: Frame): void;
 }
@@ -128,7 +132,7 @@ export class ControlFrameResponderCore {
       return;
     }
     this.closeReceived = true;
-    this.handler.onClose(parsed.code, parsed.reason);
+    if (this.handler.onClose(parsed.code, parsed.reason) === true) return;
     // RFC 6455 §5.5.1: "If an endpoint receives a Close frame and did not previously send a
     // Close frame, the endpoint MUST send a Close frame in response. (When sending a Close frame
     // in response, the endpoint typically echos the status code it received.)" 1005 means the

@@ -701,15 +701,25 @@ export class WebSocket extends Duplex implements ReceiverHandler {
   }
 
   /** @internal The peer's close frame. */
-  onClose(code: number, reason: string): void {
+  onClose(code: number, reason: string): boolean {
     this.closeReceived = true;
     this.closeCode = code;
     this.closeReason = reason;
     if (this.state === ReadyState.OPEN) this.state = ReadyState.CLOSING;
     this.endReadable();
     this.startCloseTimer();
+    // Writes accepted before the peer's close still go out, then our close: _final sends it
+    // (the application's own close if it called close(), else the echo of the peer's code).
+    // RFC 6455 §5.5.1 lets an endpoint send what it has before its close. Not behind a message
+    // streamed out, which may never end: the responder echoes at once, cutting it off.
+    if (!this.closeSent && this.writableLength > 0 && this.outboundOwner === null) {
+      this.pendingClose ??= { code: code === CloseCode.NoStatus ? undefined : code };
+      if (!this.writableEnded) this.end();
+      return true;
+    }
     // The responder echoes the close right after this call unless ours went first.
     this.closingHandshakeDone();
+    return false;
   }
 
   /** @internal A frame to send (pong, close echo, failing close). */

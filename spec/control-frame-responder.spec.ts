@@ -40,7 +40,9 @@ function setup(options: ControlFrameResponderOptions = {}): { core: ControlFrame
     onMessage: (m) => events.push(['message', m]),
     onPing: (p) => events.push(['ping', p]),
     onPong: (p) => events.push(['pong', p]),
-    onClose: (code, reason) => events.push(['close', code, reason]),
+    onClose: (code, reason) => {
+      events.push(['close', code, reason]);
+    },
     onReply: (f) => events.push(['reply', f]),
   });
   const replies = (): Frame[] => events.filter((e): e is ['reply', Frame] => e[0] === 'reply').map((e) => e[1]);
@@ -183,6 +185,21 @@ describe('ControlFrameResponder', () => {
       expect(events).to.deep.equal([['close', 1000, '']]);
       expect(replies()).to.deep.equal([]);
       expect(core.closeReceived && core.closeSent).to.equal(true);
+    });
+
+    it('a handler that returns true from onClose answers later with close(), once', () => {
+      const replies: Frame[] = [];
+      const core = new ControlFrameResponderCore(
+        {},
+        { onMessage: () => {}, onPing: () => {}, onPong: () => {}, onClose: () => true, onReply: (f) => replies.push(f) },
+      );
+      core.write(closeFrame(codePayload(1001)));
+      expect(replies).to.deep.equal([]);
+      expect(core.closeReceived).to.equal(true);
+      expect(core.closeSent).to.equal(false);
+      expect(core.close(1001)).to.equal(null);
+      expect(core.close(1000)).to.equal(null); // one close only
+      expect(replies.map((f) => f.payload)).to.deep.equal([encodeClosePayload(1001)]);
     });
 
     it('does not echo the peer close after an application close', () => {

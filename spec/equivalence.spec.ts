@@ -56,7 +56,9 @@ function fused(chunks: Buffer[]): Outcome {
       onMessage: (m) => out.messages.push(describeMessage(m)),
       onPing: (p) => out.events.push(`ping:${p.toString('hex')}`),
       onPong: (p) => out.events.push(`pong:${p.toString('hex')}`),
-      onClose: (code, reason) => out.events.push(`close:${code}:${reason}`),
+      onClose: (code, reason) => {
+        out.events.push(`close:${code}:${reason}`);
+      },
       onReply: (f) => serializer.write(f),
     },
   );

@@ -196,6 +196,41 @@ describe('WebSocket (fused connection)', () => {
       ws.terminate();
     });
 
+    it("the peer's close is answered after the writes still queued (none is refused)", async () => {
+      const { ws, peer } = await serverSide();
+      const received = framesArriving(peer);
+      const closing = closed(ws);
+      peer.pause();
+      const results: Array<Error | null | undefined> = [];
+      ws.send(Buffer.alloc(16 * 1024 * 1024)); // the socket is full from here on
+      for (const text of ['a', 'b', 'c']) ws.send(text, {}, (err) => results.push(err));
+      peer.write(clientFrame(0x88, closePayload(1000)));
+      await new Promise((r) => setTimeout(r, 20));
+      peer.resume();
+      const frames = await received(5);
+      expect(frames.slice(1, 4).map((f) => f.toString())).to.deep.equal(['a', 'b', 'c']);
+      expect(frames[4]).to.deep.equal(closePayload(1000)); // the echo, last
+      expect(await closing).to.deep.equal([1000, '']);
+      expect(results).to.deep.equal([null, null, null]);
+    });
+
+    it("the peer's close, echoed after queued writes, carries the application's own close if it closed first", async () => {
+      const { ws, peer } = await serverSide();
+      const received = framesArriving(peer);
+      const closing = closed(ws);
+      peer.pause();
+      ws.send(Buffer.alloc(16 * 1024 * 1024));
+      ws.send('a');
+      ws.close(4001, 'mine');
+      peer.write(clientFrame(0x88, closePayload(1001)));
+      await new Promise((r) => setTimeout(r, 20));
+      peer.resume();
+      const frames = await received(3);
+      expect(frames[1]!.toString()).to.equal('a');
+      expect(frames[2]).to.deep.equal(closePayload(4001, 'mine'));
+      expect(await closing).to.deep.equal([1001, '']);
+    });
+
     it('destroys the socket when the peer never answers the close (closeTimeout), reporting 1006', async () => {
       const { ws } = await serverSide({ closeTimeout: 100 });
       const closing = closed(ws);
