@@ -258,7 +258,13 @@ function session(ws: WebSocket, url: string, { binary, echo, waitMs }: SessionOp
     interrupted = true;
   });
 
-  return new Promise<number>((resolve) => {
+  return new Promise<number>((done) => {
+    // 'close' can come while received messages still wait for stdout to drain (the connection
+    // is paused): they stay readable, and the readable side ends after them. Exit after them.
+    const resolve = (status: number): void => {
+      if (ws.readable && !ws.readableEnded) ws.once('end', () => done(status));
+      else done(status);
+    };
     ws.once('close', (code: number, reason: string) => {
       stopSignals();
       if (lingering !== null) clearTimeout(lingering);
