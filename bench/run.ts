@@ -145,6 +145,35 @@ function record(label: string, column: Column, value: number, into: Results = re
 
 /** The load generator's CPU share in each load-case window (to show it was not the bottleneck). */
 const loadCpu: number[] = [];
+/** The share of the server's CPU the hypervisor took (steal time) in each load-case window. */
+const serverSteal: number[] = [];
+
+/** Jiffies of one CPU from /proc/stat: all of them, and those stolen by the hypervisor. */
+interface CpuTicks {
+  total: number;
+  steal: number;
+}
+
+/** The counters of CPU `cpu` (null where /proc/stat is not there, e.g. not Linux). */
+function cpuTicks(cpu: string): CpuTicks | null {
+  let text: string;
+  try {
+    text = fs.readFileSync('/proc/stat', 'utf8');
+  } catch {
+    return null;
+  }
+  const line = new RegExp(`^cpu${cpu} (.*)$`, 'm').exec(text)?.[1];
+  if (line === undefined) return null;
+  // user nice system idle iowait irq softirq steal guest guest_nice (guest time is inside user)
+  const fields = line.trim().split(/\s+/).map(Number).slice(0, 8);
+  return { total: fields.reduce((a, b) => a + b, 0), steal: fields[7] ?? 0 };
+}
+
+/** The share of the window between `before` and `after` that the hypervisor took. */
+function stealShare(before: CpuTicks | null, after: CpuTicks | null): number {
+  if (before === null || after === null || after.total === before.total) return NaN;
+  return (after.steal - before.steal) / (after.total - before.total);
+}
 
 function percent(share: number): string {
   return `${Math.round(share * 100)}%`;
@@ -186,8 +215,10 @@ async function loadCases(load: LoadGenerator): Promise<void> {
           const label = c.rows[0]!.label;
           try {
             const cpuBefore = await server.cpu();
+            const ticksBefore = cpuTicks(SERVER_CPU);
             const wallBefore = performance.now();
             const m = await load.run(c.command(server.port));
+            const steal = stealShare(ticksBefore, cpuTicks(SERVER_CPU));
             const serverCpu = (await server.cpu()) - cpuBefore;
             const serverShare = serverCpu / 1000 / (performance.now() - wallBefore);
             for (const r of c.rows) record(r.label, spec.column, r.value(m));
@@ -196,9 +227,11 @@ async function loadCases(load: LoadGenerator): Promise<void> {
               record(c.rows[0]!.label, spec.column, c.rows[0]!.value(m) / serverShare, efficiency);
             }
             loadCpu.push(m.cpu ?? NaN);
+            serverSteal.push(steal);
             progress(
               `${label} | ${spec.column} | run ${run + 1}: ${format(c.rows[0]!.value(m))}` +
-                ` (server CPU ${percent(serverShare)}, load generator CPU ${percent(m.cpu ?? NaN)})`,
+                ` (server CPU ${percent(serverShare)}, load generator CPU ${percent(m.cpu ?? NaN)},` +
+                ` steal on CPU ${SERVER_CPU} ${percent(steal)})`,
             );
           } catch (err) {
             progress(`${label} | ${spec.column} | run ${run + 1} FAILED: ${(err as Error).message}`);
@@ -324,6 +357,10 @@ function header(): string {
     loadCpu.length === 0
       ? ''
       : `Load generator CPU during the server windows: median ${percent(median(loadCpu))}, max ${percent(Math.max(...loadCpu))} of one core.`,
+    serverSteal.filter(Number.isFinite).length === 0
+      ? ''
+      : `Time the hypervisor took from the server's CPU (steal) during those windows: median ${percent(median(serverSteal.filter(Number.isFinite)))},` +
+        ` max ${percent(Math.max(...serverSteal.filter(Number.isFinite)))}.`,
   ]
     .filter((line) => line !== '')
     .join('\n');
