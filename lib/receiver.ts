@@ -66,25 +66,30 @@ class UnmaskedFrames implements UnmaskerHandler {
   }
 }
 
+/** permessage-deflate's receiving side, when negotiated. */
+interface Inflating {
+  readonly inflater: InflaterCore;
+  /** Called back by the inflater once per frame. */
+  readonly inflated: (err: WebSocketError | null) => void;
+  /** Inside write(): errors are returned, not reported through onAsyncError. */
+  writing: boolean;
+  asyncErrorReported: boolean;
+}
+
 /**
  * Handlers are methods on shared prototypes, not closures: an idle connection holds no
- * per-connection function objects here (see spec/websocket.spec.ts, idle memory).
+ * per-connection function objects here, and what only permessage-deflate needs is in one
+ * object made when it is negotiated.
  */
 export class Receiver implements FrameSplitterHandler, FragmentAssemblerHandler {
   readonly splitter: FrameSplitterCore;
   readonly unmasker: UnmaskerCore;
   readonly assembler: FragmentAssemblerCore;
   readonly responder: ControlFrameResponderCore;
-  /** permessage-deflate's receiving side, when negotiated. */
-  readonly inflater: InflaterCore | null = null;
   /** Sees every frame after unmasking, before reassembly (taps). */
   frameObserver: ((frame: Frame) => void) | null = null;
   private readonly handler: ReceiverHandler;
-  /** permessage-deflate: called back by the inflater once per frame (null without an inflater). */
-  private readonly afterInflate: ((err: WebSocketError | null) => void) | null = null;
-  /** Inside write(): errors are returned, not reported through onAsyncError. */
-  private writing = false;
-  private asyncErrorReported = false;
+  private readonly inflating: Inflating | null = null;
 
   /** `inflate`: permessage-deflate's receiving parameters (deflateSides(...).inflate), when negotiated. */
   constructor(role: Role, options: ReceiverOptions, handler: ReceiverHandler, inflate?: DeflateSides['inflate'] & { maxConcurrency?: number }) {
@@ -107,7 +112,7 @@ export class Receiver implements FrameSplitterHandler, FragmentAssemblerHandler 
       // limit (or else maxPayload) bounds what one compressed message may inflate to.
       const streamed = options.streamMessages === true;
       const streamedLimit = options.maxStreamedMessageSize ?? Number.POSITIVE_INFINITY;
-      this.inflater = new InflaterCore(
+      const inflater = new InflaterCore(
         {
           windowBits: inflate.windowBits,
           noContextTakeover: inflate.noContextTakeover,
@@ -118,7 +123,8 @@ export class Receiver implements FrameSplitterHandler, FragmentAssemblerHandler 
         },
         { onFrame: (frame: Frame) => this.pass(this.assembler.write(frame)) },
       );
-      this.afterInflate = (err: WebSocketError | null): void => this.inflated(err);
+      const inflated = (err: WebSocketError | null): void => this.inflated(err);
+      this.inflating = { inflater, inflated, writing: false, asyncErrorReported: false };
     }
     // Without an inflater the assembler unmasks the pieces it joins in the same pass as the join.
     this.unmasker = new UnmaskerCore({ role, keepDataMasked: inflate === undefined }, new UnmaskedFrames(this));
@@ -140,7 +146,8 @@ export class Receiver implements FrameSplitterHandler, FragmentAssemblerHandler 
       }
       this.frameObserver(frame);
     }
-    if (this.inflater !== null) this.inflater.write(frame, this.afterInflate!);
+    const inflating = this.inflating;
+    if (inflating !== null) inflating.inflater.write(frame, inflating.inflated);
     else this.pass(this.assembler.write(frame));
   }
 
@@ -161,44 +168,53 @@ export class Receiver implements FrameSplitterHandler, FragmentAssemblerHandler 
 
   /** Feeds bytes from the socket; returns the first error of any core, or null. */
   write(chunk: Buffer): WebSocketError | null {
-    this.writing = true;
+    const inflating = this.inflating;
+    if (inflating === null) return this.splitter.write(chunk);
+    inflating.writing = true;
     const err = this.splitter.write(chunk);
-    this.writing = false;
+    inflating.writing = false;
     return err;
+  }
+
+  /** permessage-deflate's receiving side, when negotiated. */
+  get inflater(): InflaterCore | null {
+    return this.inflating === null ? null : this.inflating.inflater;
   }
 
   /** permessage-deflate: frames are still waiting to be inflated and delivered. */
   get busy(): boolean {
-    return this.inflater !== null && this.inflater.pending > 0;
+    return this.inflating !== null && this.inflating.inflater.pending > 0;
   }
 
   /** The consumer is full: inflate nothing more until resumeInflate(). */
   pauseInflate(): void {
-    this.inflater?.pause();
+    this.inflating?.inflater.pause();
   }
 
   resumeInflate(): void {
-    this.inflater?.resume();
+    this.inflating?.inflater.resume();
   }
 
   /** Frees zlib (the connection is gone); nothing more is delivered or reported. */
   destroy(): void {
-    this.asyncErrorReported = true;
-    this.inflater?.destroy();
+    if (this.inflating === null) return;
+    this.inflating.asyncErrorReported = true;
+    this.inflating.inflater.destroy();
   }
 
   /** Called back by the inflater once per frame. */
   private inflated(err: WebSocketError | null): void {
+    const inflating = this.inflating!;
     if (err !== null) {
       this.splitter.fail(err);
       // Met inside write(): write() returns it. Later: reported once.
-      if (!this.writing && !this.asyncErrorReported) {
-        this.asyncErrorReported = true;
+      if (!inflating.writing && !inflating.asyncErrorReported) {
+        inflating.asyncErrorReported = true;
         this.handler.onAsyncError?.(err);
       }
     }
     // After an error the queue is empty too: nothing more will come.
-    if (!this.writing && this.inflater!.pending === 0) this.handler.onInflateIdle?.();
+    if (!inflating.writing && inflating.inflater.pending === 0) this.handler.onInflateIdle?.();
   }
 
   /** The first error any core met. */
@@ -210,7 +226,7 @@ export class Receiver implements FrameSplitterHandler, FragmentAssemblerHandler 
   private pass(err: WebSocketError | null): void {
     if (err !== null) {
       this.splitter.fail(err);
-      this.inflater?.fail(err);
+      this.inflating?.inflater.fail(err);
     }
   }
 }

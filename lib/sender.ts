@@ -36,39 +36,57 @@ export interface SenderOptions {
   generateMask?: MaskGenerator;
 }
 
+/** permessage-deflate's sending side (when negotiated and allowed to compress). */
+interface Deflating {
+  readonly deflater: DeflaterCore;
+  /** Called back by the deflater once per frame. */
+  readonly deflatedAll: (err: WebSocketError | null) => void;
+  /** Callbacks of whenSent(), run once the deflater has nothing pending (null: none yet). */
+  waiters: Array<(err: Error | null, flowing: boolean) => void> | null;
+  /** Socket writes made by the deflater's later output all found room. */
+  flowing: boolean;
+  error: Error | null;
+}
+
+/** What taps see of the outbound side; false holds the writer until 'drain'. */
+export interface SenderTaps {
+  /** Every outbound frame, before masking. */
+  frame(frame: Frame): boolean;
+  /** Every outbound byte chunk. */
+  bytes(chunk: Buffer): boolean;
+}
+
+/**
+ * Client role over a socket: masked payloads written from MaskSlots and not yet called back,
+ * oldest first (a socket calls its writes back in order). Each slot goes back in its write's
+ * callback.
+ */
+class SlotsInFlight {
+  readonly chunks: Buffer[] = [];
+  /** The sender is destroyed: its slots were given back already. */
+  released = false;
+  /** A write from a slot is called back: its slot is free. */
+  readonly written = (): void => {
+    const chunk = this.chunks.shift();
+    if (chunk !== undefined && !this.released) maskSlots!.release(chunk);
+  };
+}
+
 /**
  * The sender is its framer's and serializer's handler itself (methods on the shared prototype,
- * not a closure per connection); closures exist only for the client's masker and for
- * permessage-deflate.
+ * not a closure per connection); closures, and the objects of the state they need, exist only
+ * for the client's masker and for permessage-deflate.
  */
 export class Sender implements MessageFramerHandler, FrameSerializerHandler {
   private readonly framer: MessageFramerCore;
   private readonly serializer: FrameSerializerCore;
-  private readonly masker: MaskerCore | null;
-  /** permessage-deflate's sending side, when negotiated (and allowed to compress). */
-  private readonly deflater: DeflaterCore | null = null;
-  /** Callbacks of whenSent(), run once the deflater has nothing pending (null: none yet). */
-  private sentWaiters: Array<(err: Error | null, flowing: boolean) => void> | null = null;
-  /** Socket writes made by the deflater's later output all found room. */
-  private asyncFlowing = true;
-  private deflateError: Error | null = null;
+  /** Client role: the masker, and its slots in flight (null when it never masks into slots: not a socket). */
+  private readonly masking: { readonly masker: MaskerCore; readonly slots: SlotsInFlight | null } | null = null;
+  private readonly deflating: Deflating | null = null;
   /** False once a write of the current send found the socket (or a blocking tap) full. */
   private flowing = true;
-  /** Sees every outbound frame before masking (taps); false holds the writer until 'drain'. */
-  frameObserver: ((frame: Frame) => boolean) | null = null;
-  /** Sees every outbound byte chunk (taps); false holds the writer until 'drain'. */
-  bytesObserver: ((chunk: Buffer) => boolean) | null = null;
-  /**
-   * Masked payloads written from MaskSlots and not yet called back, oldest first (a socket
-   * calls its writes back in order). Each slot goes back in its write's callback. Null when
-   * this sender never masks into slots (server role, or not a socket).
-   */
-  private readonly slotsInFlight: Buffer[] | null = null;
-  /** A write from a slot is called back: its slot is free (null when slots are not used). */
-  private readonly slotWritten: (() => void) | null = null;
-  /** permessage-deflate: called back by the deflater once per frame (null without a deflater). */
-  private readonly afterDeflate: ((err: WebSocketError | null) => void) | null = null;
-  private destroyed = false;
+  /** Taps on the outbound side, if any. */
+  taps: SenderTaps | null = null;
 
   /** `deflate`: permessage-deflate's sending parameters (deflateSides(...).deflate) and options, when negotiated. */
   constructor(
@@ -81,22 +99,14 @@ export class Sender implements MessageFramerHandler, FrameSerializerHandler {
     // Slots only where the write callback means "the bytes are gone": a socket (TCP or TLS)
     // copies them into the kernel (or the TLS record) before calling back; another Writable may
     // keep the chunk itself.
-    const slots = role === 'client' && socket instanceof Socket ? maskSlots : null;
-    if (slots !== null) {
-      const inFlight: Buffer[] = [];
-      this.slotsInFlight = inFlight;
-      this.slotWritten = (): void => {
-        const chunk = inFlight.shift();
-        if (chunk !== undefined && !this.destroyed) slots.release(chunk);
-      };
+    if (role === 'client') {
+      const slots = socket instanceof Socket ? maskSlots : null;
+      const masker = new MaskerCore({ generateMask: options.generateMask, slots }, { onFrame: (frame: Frame) => this.serializer.write(frame) });
+      this.masking = { masker, slots: slots === null ? null : new SlotsInFlight() };
     }
-    this.masker =
-      role === 'client'
-        ? new MaskerCore({ generateMask: options.generateMask, slots }, { onFrame: (frame: Frame) => this.serializer.write(frame) })
-        : null;
     if (deflate !== undefined) {
       const { side, options: o } = deflate;
-      this.deflater = new DeflaterCore(
+      const deflater = new DeflaterCore(
         {
           windowBits: side.windowBits,
           noContextTakeover: side.noContextTakeover,
@@ -107,34 +117,37 @@ export class Sender implements MessageFramerHandler, FrameSerializerHandler {
         },
         { onFrame: (frame: Frame) => this.deflated(frame) },
       );
-      this.afterDeflate = (err: WebSocketError | null): void => this.deflatedAll(err);
+      const deflatedAll = (err: WebSocketError | null): void => this.deflatedAll(err);
+      this.deflating = { deflater, deflatedAll, waiters: null, flowing: true, error: null };
     }
     this.framer = new MessageFramerCore({ fragmentSize: options.fragmentSize ?? 0 }, this);
   }
 
   /** @internal The framer's output: a data frame, to compress (permessage-deflate) or send. */
   onFrame(frame: Frame): void {
-    if (this.deflater === null) this.frame(frame);
-    else void this.deflater.write(frame, this.afterDeflate!);
+    const deflating = this.deflating;
+    if (deflating === null) this.frame(frame);
+    else void deflating.deflater.write(frame, deflating.deflatedAll);
   }
 
   /** @internal The serializer's output: bytes for the socket. */
   onData(chunk: Buffer): void {
     // Any false within one send means 'drain' will follow (Node sets needDrain).
-    if (this.slotsInFlight !== null && maskSlots!.owns(chunk)) {
-      this.slotsInFlight.push(chunk);
-      if (!this.socket.write(chunk, this.slotWritten!)) this.flowing = false;
+    const slots = this.masking === null ? null : this.masking.slots;
+    if (slots !== null && maskSlots!.owns(chunk)) {
+      slots.chunks.push(chunk);
+      if (!this.socket.write(chunk, slots.written)) this.flowing = false;
       // A tap may keep what it is given: it gets a copy, as the slot will be reused.
-      if (this.bytesObserver !== null && !this.bytesObserver(Buffer.from(chunk))) this.flowing = false;
+      if (this.taps !== null && !this.taps.bytes(Buffer.from(chunk))) this.flowing = false;
       return;
     }
     if (!this.socket.write(chunk)) this.flowing = false;
-    if (this.bytesObserver !== null && !this.bytesObserver(chunk)) this.flowing = false;
+    if (this.taps !== null && !this.taps.bytes(chunk)) this.flowing = false;
   }
 
   /** permessage-deflate: frames handed over are still being compressed. */
   get pending(): boolean {
-    return this.deflater !== null && this.deflater.pending > 0;
+    return this.deflating !== null && this.deflating.deflater.pending > 0;
   }
 
   /**
@@ -142,12 +155,13 @@ export class Sender implements MessageFramerHandler, FrameSerializerHandler {
    * pending), with whether the socket still had room.
    */
   whenSent(callback: (err: Error | null, flowing: boolean) => void): void {
-    if (!this.pending) {
-      callback(this.deflateError, this.flowing);
+    const deflating = this.deflating;
+    if (deflating === null || deflating.deflater.pending === 0) {
+      callback(deflating === null ? null : deflating.error, this.flowing);
       return;
     }
-    this.asyncFlowing = this.flowing;
-    (this.sentWaiters ??= []).push(callback);
+    deflating.flowing = this.flowing;
+    (deflating.waiters ??= []).push(callback);
   }
 
   /**
@@ -156,12 +170,12 @@ export class Sender implements MessageFramerHandler, FrameSerializerHandler {
    * writes not called back.
    */
   destroy(): void {
-    this.deflater?.destroy();
-    if (this.destroyed) return;
-    this.destroyed = true;
-    if (this.slotsInFlight === null) return;
-    for (const chunk of this.slotsInFlight) maskSlots!.release(chunk);
-    this.slotsInFlight.length = 0;
+    this.deflating?.deflater.destroy();
+    const slots = this.masking?.slots ?? null;
+    if (slots === null || slots.released) return;
+    slots.released = true;
+    for (const chunk of slots.chunks) maskSlots!.release(chunk);
+    slots.chunks.length = 0;
   }
 
   /** A frame the deflater has finished with: onto the socket, in its own corked write. */
@@ -170,17 +184,18 @@ export class Sender implements MessageFramerHandler, FrameSerializerHandler {
     this.socket.cork();
     this.frame(frame);
     this.socket.uncork();
-    if (!this.flowing) this.asyncFlowing = false;
+    if (!this.flowing) this.deflating!.flowing = false;
   }
 
   /** The deflater is through with one frame. */
   private deflatedAll(err: WebSocketError | null): void {
-    if (err !== null && this.deflateError === null) this.deflateError = err;
-    if (this.deflater!.pending > 0 || this.sentWaiters === null || this.sentWaiters.length === 0) return;
-    const waiters = this.sentWaiters;
-    this.sentWaiters = null;
-    const flowing = this.asyncFlowing;
-    for (const waiter of waiters) waiter(this.deflateError, flowing);
+    const deflating = this.deflating!;
+    if (err !== null && deflating.error === null) deflating.error = err;
+    const waiters = deflating.waiters;
+    if (deflating.deflater.pending > 0 || waiters === null || waiters.length === 0) return;
+    deflating.waiters = null;
+    const flowing = deflating.flowing;
+    for (const waiter of waiters) waiter(deflating.error, flowing);
   }
 
   /** Sends one whole message; returns false when the socket asks the writer to wait for 'drain'. */
@@ -223,8 +238,9 @@ export class Sender implements MessageFramerHandler, FrameSerializerHandler {
     this.flowing = true;
     // A close frame must not overtake the messages still being compressed (nothing may follow
     // it, RFC 6455 §5.5.1); pings and pongs go at once.
-    if (this.deflater !== null && frame.opcode === Opcode.Close && this.deflater.pending > 0) {
-      this.deflater.write(frame, this.afterDeflate!);
+    const deflating = this.deflating;
+    if (deflating !== null && frame.opcode === Opcode.Close && deflating.deflater.pending > 0) {
+      deflating.deflater.write(frame, deflating.deflatedAll);
       return this.flowing;
     }
     this.socket.cork();
@@ -234,8 +250,8 @@ export class Sender implements MessageFramerHandler, FrameSerializerHandler {
   }
 
   private frame(frame: Frame): void {
-    if (this.frameObserver !== null && !this.frameObserver(frame)) this.flowing = false;
-    const err = this.masker !== null ? this.masker.write(frame) : this.serializer.write(frame);
+    if (this.taps !== null && !this.taps.frame(frame)) this.flowing = false;
+    const err = this.masking !== null ? this.masking.masker.write(frame) : this.serializer.write(frame);
     if (err !== null) throw new WebSocketError('WS_ERR_INVALID_ARGUMENT', err.message);
   }
 }

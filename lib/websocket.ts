@@ -143,12 +143,99 @@ export interface WebSocketEvents {
 const kConnection = Symbol('wspipe.connection');
 type OwnedTransport = Transport & { [kConnection]?: WebSocket };
 
+/** Bits of WebSocket.flags: the connection's small state in one number (see the accessors). */
+enum Flag {
+  /** The low two bits: the ReadyState. */
+  ReadyState = 0b11,
+  ClientRole = 1 << 2,
+  /** write() returned false because of bufferedAmount; a 'drain' is owed. */
+  NeedBytesDrain = 1 << 3,
+  CloseSent = 1 << 4,
+  CloseReceived = 1 << 5,
+  /** The readable side has been ended (push(null)). */
+  ReadableDone = 1 << 6,
+  /** Reading is paused because a reader (ours, a MessageReadable's, a blocking tap's) is full. */
+  PausedByUs = 1 << 7,
+  /** Reading is paused until our automatic replies (pongs) drain. */
+  PausedForReplies = 1 << 8,
+  /** permessage-deflate: the transport is paused while received frames wait to be inflated. */
+  PausedForInflate = 1 << 9,
+  /** Reading is paused because the connection holds its memoryBudget. */
+  PausedForBudget = 1 << 10,
+  ReadingHeld = PausedByUs | PausedForReplies | PausedForInflate | PausedForBudget,
+}
+
+/** Heartbeat and idle timeout: made at attach() for the connections that have either. */
+class Liveness {
+  /** When bytes last came from the peer, and when any traffic last passed (ms, Date.now()). */
+  lastReceived = Date.now();
+  lastActivity = this.lastReceived;
+  /** When the heartbeat ping was sent, 0 when none is outstanding. */
+  pingSentAt = 0;
+
+  /** Heartbeat and idle checks share one timer. */
+  constructor(readonly timer: NodeJS.Timeout) {}
+}
+
+/** The closing handshake's state: made when it starts (close(), the peer's close, a failure). */
+class Closing {
+  /** Destroys the transport if the handshake (and the TCP close) takes over closeTimeout. */
+  timer: NodeJS.Timeout | null = null;
+  /** What 'close' reports: the peer's close, or our failure's code (RFC 6455 §7.1.7). */
+  code: number = CloseCode.Abnormal;
+  reason = '';
+  /** Close arguments given to close() while writes were still queued (sent from _final). */
+  pending: { code?: number; reason?: string } | null = null;
+}
+
+/**
+ * What only some connections ever need, in one object made on first use (an idle connection
+ * holds none of it). Each field is null while unused.
+ */
+class Extras {
+  /** The first error of this connection (see WebSocket.error). */
+  error: Error | null = null;
+  /** Callbacks of writes waiting for the transport to drain. */
+  drainWaiters: WriteCallback[] | null = null;
+  /** Work waiting for the opening handshake to finish (writes made while CONNECTING). */
+  whenOpen: Array<() => void> | null = null;
+  /**
+   * Who may send data frames now: null (anyone), or the MessageWritable whose message is open.
+   * Fragments of one message are never interleaved with another message's frames.
+   */
+  outboundOwner: MessageWritable | null = null;
+  /** Sends waiting for outboundOwner to finish its message. */
+  ownerWaiters: Array<() => void> | null = null;
+  /** The incoming message being streamed (streamMessages option). */
+  inboundStream: MessageReadable | null = null;
+  /** Taps, created on the first call to tap(). */
+  tapPoints: TapPoints | null = null;
+  /**
+   * Messages accepted by write() that could not be sent (the connection closed first). Their
+   * stream callback is called without an error (an error there would be emitted as 'error'
+   * and could crash a process that does not listen for it); the caller's own callback gets it.
+   */
+  unsent: WeakMap<Message, Error> | null = null;
+  /** permessage-deflate: what to do once inflation is through (finish after the transport closed). */
+  afterInflate: (() => void) | null = null;
+}
+
+/**
+ * The object EventEmitter keeps a connection's listeners in. EventEmitter's own is a dictionary
+ * (256 B of hash table once it holds four event names); this one has the names a connection
+ * usually listens to as fields without a listener yet, so it stays a small fast object, as
+ * Node's own streams do. No prototype, so that no event name finds an inherited function.
+ */
+function listenerTable(): object {
+  return Object.setPrototypeOf({ newListener: undefined, data: undefined, message: undefined, error: undefined, close: undefined }, null);
+}
+
 /**
  * Memory per connection: an idle connection should cost little more than its socket. So the
  * connection is itself the handler of its Receiver (the ReceiverHandler methods below), the
  * transport's and its own listeners are shared functions that find the connection through the
- * transport (or `this`), and what only some connections need (waiting lists, the map of unsent
- * writes, taps, closures for streamed messages) is made on first use.
+ * transport (or `this`), yes/no state is bits of one field, and what only some connections need
+ * (heartbeat, closing state, waiting lists, streamed messages, taps) is made on first use.
  */
 export class WebSocket extends Duplex implements ReceiverHandler {
   static readonly CONNECTING = ReadyState.CONNECTING;
@@ -156,78 +243,26 @@ export class WebSocket extends Duplex implements ReceiverHandler {
   static readonly CLOSING = ReadyState.CLOSING;
   static readonly CLOSED = ReadyState.CLOSED;
 
-  readonly role: Role;
   /** The subprotocol agreed on in the opening handshake ('' for none). */
   protocol = '';
   /** The extensions agreed on in the opening handshake ('' for none). */
   extensions = '';
-  /** The first error of this connection, if any (also emitted as 'error' when listened for). */
-  error: Error | null = null;
-
-  private state = ReadyState.CONNECTING;
+  /** Flag bits (ReadyState CONNECTING at first). */
+  private flags: number;
   private transport: Transport | null = null;
   private receiver: Receiver | null = null;
   private sender: Sender | null = null;
   private readonly options: WebSocketOptions;
-  /** See WebSocketOptions.writableHighWaterMarkBytes (at most memoryBudget). */
-  private readonly writableBytesMark: number;
-  /** See WebSocketOptions.memoryBudget. */
-  private readonly memoryBudget: number;
   /** Received bytes pushed into a buffer (ours or a MessageReadable's) and not read yet. */
   private unreadBytes = 0;
-  /** write() returned false because of bufferedAmount; a 'drain' is owed. */
-  private needBytesDrain = false;
-  /** Heartbeat and idle checks share one timer, re-armed with refresh(). */
-  private livenessTimer: NodeJS.Timeout | null = null;
-  /** When bytes last came from the peer, and when any traffic last passed (ms, Date.now()). */
-  private lastReceived = 0;
-  private lastActivity = 0;
-  /** When the heartbeat ping was sent, 0 when none is outstanding. */
-  private pingSentAt = 0;
-  private closeTimer: NodeJS.Timeout | null = null;
-  private closeSent = false;
-  private closeReceived = false;
-  private closeCode: number = CloseCode.Abnormal;
-  private closeReason = '';
-  private closeEmitted = false;
-  /** We failed the connection (RFC 6455 §7.1.7) with closeCode. */
-  private failed = false;
-  /** Close arguments given to close() while writes were still queued (sent from _final). */
-  private pendingClose: { code?: number; reason?: string } | null = null;
-  /** Work waiting for the opening handshake to finish (writes made while CONNECTING); null: none. */
-  private whenOpen: Array<() => void> | null = null;
-  /** Callbacks of writes waiting for the transport to drain; null: none. */
-  private drainWaiters: WriteCallback[] | null = null;
-  /**
-   * Who may send data frames now: null (anyone), or the MessageWritable whose message is open.
-   * Fragments of one message are never interleaved with another message's frames.
-   */
-  private outboundOwner: MessageWritable | null = null;
-  /** Sends waiting for outboundOwner to finish its message; null: none. */
-  private ownerWaiters: Array<() => void> | null = null;
-  /** The incoming message being streamed (streamMessages option). */
-  private inboundStream: MessageReadable | null = null;
-  /** Taps, created on the first call to tap() (most connections have none). */
-  private tapPoints: TapPoints | null = null;
   /** Bytes given to write() that have not reached the transport yet. */
   private queuedBytes = 0;
-  /**
-   * Messages accepted by write() that could not be sent (the connection closed first). Their
-   * stream callback is called without an error (an error there would be emitted as 'error'
-   * and could crash a process that does not listen for it); the caller's own callback gets it.
-   * Made with the first such write.
-   */
-  private unsent: WeakMap<Message, Error> | null = null;
-  private pausedByUs = false;
-  /** Reading is paused until our automatic replies (pongs) drain. */
-  private pausedForReplies = false;
-  /** permessage-deflate: the transport is paused while received frames wait to be inflated. */
-  private pausedForInflate = false;
-  /** Reading is paused because the connection holds its memoryBudget. */
-  private pausedForBudget = false;
-  /** permessage-deflate: what to do once inflation is through (finish after the transport closed). */
-  private afterInflate: (() => void) | null = null;
-  private readableDone = false;
+  /** Heartbeat and idle timeout, when configured (see startLiveness). */
+  private liveness: Liveness | null = null;
+  /** Made when the closing handshake starts. */
+  private closing: Closing | null = null;
+  /** See Extras; null until something needs it. */
+  private extras: Extras | null = null;
 
   constructor(role: Role, options: WebSocketOptions = {}) {
     // emitClose is off: 'close' is ours, with (code, reason), emitted once the transport is
@@ -243,11 +278,110 @@ export class WebSocket extends Duplex implements ReceiverHandler {
       decodeStrings: false,
     };
     super(streamOptions as ConstructorParameters<typeof Duplex>[0]);
-    this.role = role;
+    const emitter = this as unknown as { _events: object; _eventsCount: number };
+    if (emitter._eventsCount === 0) emitter._events = listenerTable();
+    this.flags = role === 'client' ? Flag.ClientRole : 0;
     this.options = options;
-    this.memoryBudget = options.memoryBudget ?? Defaults.memoryBudget;
-    this.writableBytesMark = Math.min(options.writableHighWaterMarkBytes ?? 1024 * 1024, this.memoryBudget);
     this.on('newListener', WebSocket.newListener);
+  }
+
+  /** The names of the events listened to (the listener table also holds names without listeners). */
+  override eventNames(): Array<string | symbol> {
+    return super.eventNames().filter((name) => this.listenerCount(name) > 0);
+  }
+
+  /** 'server' or 'client'. */
+  get role(): Role {
+    return this.flags & Flag.ClientRole ? 'client' : 'server';
+  }
+
+  /** The first error of this connection, if any (also emitted as 'error' when listened for). */
+  get error(): Error | null {
+    return this.extras === null ? null : this.extras.error;
+  }
+
+  // Flag accessors: the rest of the class reads and writes these as if they were fields.
+  private get state(): ReadyState {
+    return this.flags & Flag.ReadyState;
+  }
+  private set state(state: ReadyState) {
+    this.flags = (this.flags & ~Flag.ReadyState) | state;
+  }
+  private setFlag(flag: Flag, on: boolean): void {
+    this.flags = on ? this.flags | flag : this.flags & ~flag;
+  }
+  private get needBytesDrain(): boolean {
+    return (this.flags & Flag.NeedBytesDrain) !== 0;
+  }
+  private set needBytesDrain(on: boolean) {
+    this.setFlag(Flag.NeedBytesDrain, on);
+  }
+  private get closeSent(): boolean {
+    return (this.flags & Flag.CloseSent) !== 0;
+  }
+  private set closeSent(on: boolean) {
+    this.setFlag(Flag.CloseSent, on);
+  }
+  private get closeReceived(): boolean {
+    return (this.flags & Flag.CloseReceived) !== 0;
+  }
+  private set closeReceived(on: boolean) {
+    this.setFlag(Flag.CloseReceived, on);
+  }
+  private get readableDone(): boolean {
+    return (this.flags & Flag.ReadableDone) !== 0;
+  }
+  private set readableDone(on: boolean) {
+    this.setFlag(Flag.ReadableDone, on);
+  }
+  private get pausedByUs(): boolean {
+    return (this.flags & Flag.PausedByUs) !== 0;
+  }
+  private set pausedByUs(on: boolean) {
+    this.setFlag(Flag.PausedByUs, on);
+  }
+  private get pausedForReplies(): boolean {
+    return (this.flags & Flag.PausedForReplies) !== 0;
+  }
+  private set pausedForReplies(on: boolean) {
+    this.setFlag(Flag.PausedForReplies, on);
+  }
+  private get pausedForInflate(): boolean {
+    return (this.flags & Flag.PausedForInflate) !== 0;
+  }
+  private set pausedForInflate(on: boolean) {
+    this.setFlag(Flag.PausedForInflate, on);
+  }
+  private get pausedForBudget(): boolean {
+    return (this.flags & Flag.PausedForBudget) !== 0;
+  }
+  private set pausedForBudget(on: boolean) {
+    this.setFlag(Flag.PausedForBudget, on);
+  }
+
+  /** See WebSocketOptions.memoryBudget. */
+  private get memoryBudget(): number {
+    return this.options.memoryBudget ?? Defaults.memoryBudget;
+  }
+
+  /** See WebSocketOptions.writableHighWaterMarkBytes (at most memoryBudget). */
+  private get writableBytesMark(): number {
+    return Math.min(this.options.writableHighWaterMarkBytes ?? 1024 * 1024, this.memoryBudget);
+  }
+
+  /** Extras, made now if it was not yet. */
+  private more(): Extras {
+    return (this.extras ??= new Extras());
+  }
+
+  /** The tap points, or null (no tap was ever made). */
+  private get tapPoints(): TapPoints | null {
+    return this.extras === null ? null : this.extras.tapPoints;
+  }
+
+  /** The closing handshake's state, made now if it was not yet. */
+  private closingState(): Closing {
+    return (this.closing ??= new Closing());
   }
 
   /** CONNECTING, OPEN, CLOSING or CLOSED, as in the browser API. */
@@ -308,9 +442,11 @@ export class WebSocket extends Duplex implements ReceiverHandler {
     // received this connection has attached its listeners (before any later socket data).
     if (head !== null && head.length > 0) process.nextTick(WebSocket.receiveHead, this, head);
     // Writes queued while CONNECTING go out now, in order.
-    const queued = this.whenOpen;
-    this.whenOpen = null;
-    if (queued !== null) for (const task of queued) task();
+    const queued = this.extras?.whenOpen ?? null;
+    if (queued !== null) {
+      this.extras!.whenOpen = null;
+      for (const task of queued) task();
+    }
   }
 
   // The transport's listeners: one set of functions for all connections (`this` is the transport).
@@ -359,18 +495,19 @@ export class WebSocket extends Duplex implements ReceiverHandler {
   tap(layer: 'frames', direction: TapDirection, options?: TapOptions): Tap<Frame>;
   tap(layer: 'messages', direction: TapDirection, options?: TapOptions): Tap<TappedMessage>;
   tap(layer: TapLayer, direction: TapDirection, options: TapOptions = {}): Tap<unknown> {
-    if (this.tapPoints === null) {
+    let points = this.tapPoints;
+    if (points === null) {
       const resume = (): void => this.resumeTransport();
       const drain = (): void => this.onDrain();
       const inbound = (): TapPoint<never> => new TapPoint(resume);
       const outbound = (): TapPoint<never> => new TapPoint(drain);
-      this.tapPoints = {
+      points = this.more().tapPoints = {
         in: { bytes: inbound(), frames: inbound(), messages: inbound() },
         out: { bytes: outbound(), frames: outbound(), messages: outbound() },
       };
       this.hookTaps();
     }
-    return (this.tapPoints[direction][layer] as TapPoint<unknown>).add(options);
+    return (points[direction][layer] as TapPoint<unknown>).add(options);
   }
 
   /** Connects the tap points to the receiver and sender (now, or at attach). */
@@ -378,8 +515,7 @@ export class WebSocket extends Duplex implements ReceiverHandler {
     const points = this.tapPoints;
     if (points === null || this.receiver === null || this.sender === null) return;
     this.receiver.frameObserver = (frame) => this.offerInbound(points.in.frames, frame);
-    this.sender.frameObserver = (frame) => points.out.frames.offer(frame);
-    this.sender.bytesObserver = (chunk) => points.out.bytes.offer(chunk);
+    this.sender.taps = { frame: (frame) => points.out.frames.offer(frame), bytes: (chunk) => points.out.bytes.offer(chunk) };
   }
 
   private inboundTapsBlocked(): boolean {
@@ -453,12 +589,12 @@ export class WebSocket extends Duplex implements ReceiverHandler {
       }
       return false;
     }
-    if (this.livenessTimer !== null) this.lastActivity = Date.now();
+    if (this.liveness !== null) this.liveness.lastActivity = Date.now();
     this.queuedBytes += message.data.length;
     const flowing =
       callback === undefined
         ? super.write(message)
-        : super.write(message, (err?: Error | null) => callback(err ?? this.unsent?.get(message) ?? null));
+        : super.write(message, (err?: Error | null) => callback(err ?? this.extras?.unsent?.get(message) ?? null));
     if (flowing && this.bufferedAmount >= this.writableBytesMark) {
       // Held back by bytes, not by message count: our own 'drain' follows (maybeBytesDrain).
       this.needBytesDrain = true;
@@ -486,14 +622,14 @@ export class WebSocket extends Duplex implements ReceiverHandler {
   close(code?: number, reason?: string): void {
     const invalid = checkCloseArgs(code, reason);
     if (invalid !== null) throw invalid;
-    if (this.state === ReadyState.CLOSED || this.closeSent || this.pendingClose !== null) return;
+    if (this.state === ReadyState.CLOSED || this.closeSent || (this.closing !== null && this.closing.pending !== null)) return;
     if (this.state === ReadyState.CONNECTING) {
       // Asynchronously, so that listeners added right after close() still hear 'close'.
       process.nextTick(() => this.abortHandshake(new WebSocketError('WS_ERR_INVALID_STATE', 'closed before the connection was established')));
       this.transport?.destroy();
       return;
     }
-    this.pendingClose = { code, reason };
+    this.closingState().pending = { code, reason };
     this.state = ReadyState.CLOSING;
     this.startCloseTimer();
     this.end();
@@ -531,8 +667,8 @@ export class WebSocket extends Duplex implements ReceiverHandler {
   }
 
   override _final(callback: WriteCallback): void {
-    const close = this.pendingClose ?? {};
-    this.pendingClose = null;
+    const close = this.closing?.pending ?? {};
+    if (this.closing !== null) this.closing.pending = null;
     if (!this.closeSent && this.receiver !== null && this.state !== ReadyState.CLOSED) {
       this.state = ReadyState.CLOSING;
       this.startCloseTimer();
@@ -555,7 +691,8 @@ export class WebSocket extends Duplex implements ReceiverHandler {
   private onData(chunk: Buffer): void {
     const receiver = this.receiver!;
     if (receiver.error !== null) return;
-    if (this.livenessTimer !== null) this.lastReceived = this.lastActivity = Date.now();
+    const liveness = this.liveness;
+    if (liveness !== null) liveness.lastReceived = liveness.lastActivity = Date.now();
     // Server role: the unmasker works in place, so a bytes tap gets a copy of the wire bytes.
     if (this.tapPoints !== null && this.tapPoints.in.bytes.active) {
       this.offerInbound(this.tapPoints.in.bytes, this.role === 'server' ? Buffer.from(chunk) : chunk);
@@ -600,7 +737,7 @@ export class WebSocket extends Duplex implements ReceiverHandler {
 
   /** True while we hold reading from the transport (for any reason). */
   private readingHeld(): boolean {
-    return this.pausedByUs || this.pausedForReplies || this.pausedForInflate || this.pausedForBudget;
+    return (this.flags & Flag.ReadingHeld) !== 0;
   }
 
   /** Resumes the transport unless something still holds reading. */
@@ -618,9 +755,9 @@ export class WebSocket extends Duplex implements ReceiverHandler {
 
   /** @internal permessage-deflate: everything received has been inflated and delivered. */
   onInflateIdle(): void {
-    if (this.afterInflate !== null) {
-      const then = this.afterInflate;
-      this.afterInflate = null;
+    const then = this.extras?.afterInflate ?? null;
+    if (then !== null) {
+      this.extras!.afterInflate = null;
       then();
       return;
     }
@@ -654,20 +791,21 @@ export class WebSocket extends Duplex implements ReceiverHandler {
   onMessagePiece(piece: MessagePiece): void {
     if (this.closeReceived) return;
     if (this.tapPoints !== null) this.offerInbound(this.tapPoints.in.messages, piece);
+    const extras = this.more();
     if (piece.first) {
-      this.inboundStream = new MessageReadable(
+      extras.inboundStream = new MessageReadable(
         piece.binary,
         () => this.resumeTransport(),
         undefined,
         (bytes: number) => this.consumed(bytes),
       );
-      this.pushOrPause(this, this.inboundStream);
+      this.pushOrPause(this, extras.inboundStream);
     }
-    const stream = this.inboundStream!;
+    const stream = extras.inboundStream!;
     if (piece.data.length > 0) this.pushOrPause(stream, piece.data);
     if (piece.last) {
       stream.push(null);
-      this.inboundStream = null;
+      extras.inboundStream = null;
       // An ended stream never asks for more: if its full buffer paused the socket, later bytes
       // (the next message, the peer's close) must not wait for it. Its unread bytes still count
       // against the memory budget; a full readable side keeps the socket paused.
@@ -703,8 +841,9 @@ export class WebSocket extends Duplex implements ReceiverHandler {
   /** @internal The peer's close frame. */
   onClose(code: number, reason: string): boolean {
     this.closeReceived = true;
-    this.closeCode = code;
-    this.closeReason = reason;
+    const closing = this.closingState();
+    closing.code = code;
+    closing.reason = reason;
     if (this.state === ReadyState.OPEN) this.state = ReadyState.CLOSING;
     this.endReadable();
     this.startCloseTimer();
@@ -712,8 +851,8 @@ export class WebSocket extends Duplex implements ReceiverHandler {
     // (the application's own close if it called close(), else the echo of the peer's code).
     // RFC 6455 §5.5.1 lets an endpoint send what it has before its close. Not behind a message
     // streamed out, which may never end: the responder echoes at once, cutting it off.
-    if (!this.closeSent && this.writableLength > 0 && this.outboundOwner === null) {
-      this.pendingClose ??= { code: code === CloseCode.NoStatus ? undefined : code };
+    if (!this.closeSent && this.writableLength > 0 && (this.extras === null || this.extras.outboundOwner === null)) {
+      closing.pending ??= { code: code === CloseCode.NoStatus ? undefined : code };
       if (!this.writableEnded) this.end();
       return true;
     }
@@ -761,7 +900,7 @@ export class WebSocket extends Duplex implements ReceiverHandler {
     // permessage-deflate: frames received before the end are still being inflated; deliver
     // them (whatever the reader's pace) before 'close'.
     if (this.receiver !== null && this.receiver.busy && this.receiver.error === null) {
-      this.afterInflate = () => this.finish();
+      this.more().afterInflate = () => this.finish();
       this.receiver.resumeInflate();
       return;
     }
@@ -772,9 +911,13 @@ export class WebSocket extends Duplex implements ReceiverHandler {
 
   /** Runs `send` once the connection is open and no streamed message holds the outbound side. */
   private whenSendable(owner: MessageWritable | null, send: () => void): void {
-    if (this.state === ReadyState.CONNECTING) (this.whenOpen ??= []).push(() => this.whenSendable(owner, send));
-    else if (this.outboundOwner === null || this.outboundOwner === owner) send();
-    else (this.ownerWaiters ??= []).push(() => this.whenSendable(owner, send));
+    if (this.state === ReadyState.CONNECTING) {
+      (this.more().whenOpen ??= []).push(() => this.whenSendable(owner, send));
+      return;
+    }
+    const holder = this.extras === null ? null : this.extras.outboundOwner;
+    if (holder === null || holder === owner) send();
+    else (this.extras!.ownerWaiters ??= []).push(() => this.whenSendable(owner, send));
   }
 
   private dispatch(messages: Message[], callback: WriteCallback): void {
@@ -820,7 +963,7 @@ export class WebSocket extends Duplex implements ReceiverHandler {
 
   /** Records why `messages` were not sent (for their writers' callbacks), and lets the stream go on. */
   private refuse(messages: Message[], err: Error, callback: WriteCallback): void {
-    const unsent = (this.unsent ??= new WeakMap());
+    const unsent = (this.more().unsent ??= new WeakMap());
     for (const m of messages) unsent.set(m, err);
     callback();
     this.maybeBytesDrain();
@@ -836,8 +979,7 @@ export class WebSocket extends Duplex implements ReceiverHandler {
   /** Calls back now, or once the transport has drained. */
   private afterSend(flowing: boolean, callback: WriteCallback): void {
     if (flowing) callback();
-    else if (this.drainWaiters === null) this.drainWaiters = [callback];
-    else this.drainWaiters.push(callback);
+    else (this.more().drainWaiters ??= []).push(callback);
     this.maybeBytesDrain();
   }
 
@@ -854,7 +996,7 @@ export class WebSocket extends Duplex implements ReceiverHandler {
         callback(refused);
         return;
       }
-      this.outboundOwner = owner;
+      this.more().outboundOwner = owner;
       let flowing: boolean;
       try {
         flowing = this.sender!.sendPart(data, owner.binary, fin);
@@ -879,10 +1021,11 @@ export class WebSocket extends Duplex implements ReceiverHandler {
 
   /** The streamed message of `owner` has ended (or failed): let waiting sends go. */
   private releaseOutbound(owner: MessageWritable): void {
-    if (this.outboundOwner !== owner) return;
-    this.outboundOwner = null;
-    const waiters = this.ownerWaiters;
-    this.ownerWaiters = null;
+    const extras = this.extras;
+    if (extras === null || extras.outboundOwner !== owner) return;
+    extras.outboundOwner = null;
+    const waiters = extras.ownerWaiters;
+    extras.ownerWaiters = null;
     if (waiters !== null) for (const waiter of waiters) waiter();
   }
 
@@ -892,9 +1035,9 @@ export class WebSocket extends Duplex implements ReceiverHandler {
       this.resumeIfFree();
     }
     if (this.pausedForBudget) this.checkBudget();
-    const waiters = this.drainWaiters;
+    const waiters = this.extras?.drainWaiters ?? null;
     if (waiters !== null) {
-      this.drainWaiters = null;
+      this.extras!.drainWaiters = null;
       for (const callback of waiters) callback();
     }
     this.maybeBytesDrain();
@@ -915,8 +1058,8 @@ export class WebSocket extends Duplex implements ReceiverHandler {
   private failConnection(err: WebSocketError): void {
     this.reportError(err);
     this.abortInboundStream(err);
-    this.failed = true;
-    if (!this.closeReceived) this.closeCode = err.closeCode;
+    // 'close' reports our code, unless the peer's close came first.
+    if (!this.closeReceived) this.closingState().code = err.closeCode;
     if (!this.closeSent && this.receiver !== null) this.receiver.responder.failConnection(err);
     if (this.state === ReadyState.OPEN) this.state = ReadyState.CLOSING;
     this.endReadable();
@@ -930,9 +1073,9 @@ export class WebSocket extends Duplex implements ReceiverHandler {
    * one (its consumer sees 'close' without 'end'), so that the process never crashes on it.
    */
   private abortInboundStream(err: WebSocketError): void {
-    const stream = this.inboundStream;
+    const stream = this.extras?.inboundStream ?? null;
     if (stream === null) return;
-    this.inboundStream = null;
+    this.extras!.inboundStream = null;
     stream.destroy(stream.listenerCount('error') > 0 ? err : undefined);
   }
 
@@ -945,41 +1088,44 @@ export class WebSocket extends Duplex implements ReceiverHandler {
     if (heartbeat !== undefined) candidates.push(heartbeat.interval, heartbeat.timeout);
     // Check often enough for the shortest of the delays (a quarter of it, at least 10 ms).
     const period = Math.max(10, Math.floor(Math.min(...candidates) / 4));
-    this.lastReceived = this.lastActivity = Date.now();
-    this.livenessTimer = setInterval(() => this.checkLiveness(), period);
-    this.livenessTimer.unref?.();
+    const timer = setInterval(() => this.checkLiveness(), period);
+    timer.unref?.();
+    this.liveness = new Liveness(timer);
   }
 
   private checkLiveness(): void {
     if (this.state !== ReadyState.OPEN) return;
     const now = Date.now();
+    const live = this.liveness!;
     const heartbeat = this.options.heartbeat;
     if (heartbeat !== undefined) {
       // While we do not read, the peer's silence proves nothing (its pong may be waiting).
-      if (this.readingHeld()) this.lastReceived = now;
-      if (this.pingSentAt !== 0 && this.lastReceived >= this.pingSentAt) this.pingSentAt = 0;
-      if (this.pingSentAt !== 0 && now - this.pingSentAt >= heartbeat.timeout) {
+      if (this.readingHeld()) live.lastReceived = now;
+      if (live.pingSentAt !== 0 && live.lastReceived >= live.pingSentAt) live.pingSentAt = 0;
+      if (live.pingSentAt !== 0 && now - live.pingSentAt >= heartbeat.timeout) {
         this.reportError(new WebSocketError('WS_ERR_PEER_UNRESPONSIVE', `no answer within ${heartbeat.timeout} ms`));
         this.terminate();
         return;
       }
-      if (this.pingSentAt === 0 && now - this.lastReceived >= heartbeat.interval) {
-        this.pingSentAt = now;
+      if (live.pingSentAt === 0 && now - live.lastReceived >= heartbeat.interval) {
+        live.pingSentAt = now;
         this.sender?.sendFrame(makeFrame(Opcode.Ping, Buffer.alloc(0)));
       }
     }
     const idle = this.options.idleTimeout;
     // Idleness is policy, not an error: the close reason says it.
-    if (idle !== undefined && now - this.lastActivity >= idle) this.close(CloseCode.GoingAway, 'idle timeout');
+    if (idle !== undefined && now - live.lastActivity >= idle) this.close(CloseCode.GoingAway, 'idle timeout');
   }
 
   private startCloseTimer(): void {
-    if (this.closeTimer !== null || this.state === ReadyState.CLOSED) return;
-    this.closeTimer = setTimeout(() => {
-      this.closeTimer = null;
+    if (this.state === ReadyState.CLOSED) return;
+    const closing = this.closingState();
+    if (closing.timer !== null) return;
+    closing.timer = setTimeout(() => {
+      closing.timer = null;
       this.transport?.destroy();
     }, this.options.closeTimeout ?? Defaults.closeTimeout);
-    this.closeTimer.unref?.();
+    closing.timer.unref?.();
   }
 
   private endReadable(): void {
@@ -989,22 +1135,23 @@ export class WebSocket extends Duplex implements ReceiverHandler {
   }
 
   private reportError(err: Error): void {
-    if (this.error === null) this.error = err;
+    const extras = this.more();
+    if (extras.error === null) extras.error = err;
     if (this.listenerCount('error') > 0) this.emit('error', err);
   }
 
   /** The transport is gone: settle every pending callback and emit 'close' once. */
   private finish(): void {
-    if (this.closeEmitted) return;
-    this.closeEmitted = true;
+    if (this.state === ReadyState.CLOSED) return;
     this.state = ReadyState.CLOSED;
-    if (this.closeTimer !== null) {
-      clearTimeout(this.closeTimer);
-      this.closeTimer = null;
+    const closing = this.closing;
+    if (closing !== null && closing.timer !== null) {
+      clearTimeout(closing.timer);
+      closing.timer = null;
     }
-    if (this.livenessTimer !== null) {
-      clearInterval(this.livenessTimer);
-      this.livenessTimer = null;
+    if (this.liveness !== null) {
+      clearInterval(this.liveness.timer);
+      this.liveness = null;
     }
     // permessage-deflate: free zlib's memory (nothing more will be sent or delivered).
     this.receiver?.destroy();
@@ -1021,30 +1168,33 @@ export class WebSocket extends Duplex implements ReceiverHandler {
     }
     // Settle every write still waiting: it can no longer be sent.
     // Writes whose bytes are in the transport already: nothing more will come of them.
-    const drainWaiters = this.drainWaiters;
-    this.drainWaiters = null;
-    if (drainWaiters !== null) for (const callback of drainWaiters) callback();
-    const pending = [...(this.whenOpen ?? []), ...(this.ownerWaiters ?? [])];
-    this.whenOpen = null;
-    this.ownerWaiters = null;
-    this.outboundOwner = null;
-    for (const task of pending) task();
-    if (this.tapPoints !== null) {
-      for (const direction of [this.tapPoints.in, this.tapPoints.out]) {
-        direction.bytes.end();
-        direction.frames.end();
-        direction.messages.end();
+    const extras = this.extras;
+    if (extras !== null) {
+      const drainWaiters = extras.drainWaiters;
+      extras.drainWaiters = null;
+      if (drainWaiters !== null) for (const callback of drainWaiters) callback();
+      const pending = [...(extras.whenOpen ?? []), ...(extras.ownerWaiters ?? [])];
+      extras.whenOpen = null;
+      extras.ownerWaiters = null;
+      extras.outboundOwner = null;
+      for (const task of pending) task();
+      if (extras.tapPoints !== null) {
+        for (const direction of [extras.tapPoints.in, extras.tapPoints.out]) {
+          direction.bytes.end();
+          direction.frames.end();
+          direction.messages.end();
+        }
+      }
+      // A message being streamed in cannot end normally any more (the error only made then: an
+      // Error's stack trace costs more than the rest of a close).
+      if (extras.inboundStream !== null) {
+        this.abortInboundStream(new WebSocketError('WS_ERR_CONNECTION_LOST', 'connection closed in the middle of a message'));
       }
     }
-    // A message being streamed in cannot end normally any more (the error only made then: an
-    // Error's stack trace costs more than the rest of a close).
-    if (this.inboundStream !== null) {
-      this.abortInboundStream(new WebSocketError('WS_ERR_CONNECTION_LOST', 'connection closed in the middle of a message'));
-    }
-    if (!this.closeReceived && !this.failed) this.closeCode = CloseCode.Abnormal;
     // Messages already received stay readable: the readable side ends, nothing is destroyed.
     this.endReadable();
-    this.emit('close', this.closeCode, this.closeReason);
+    // Without a closing handshake or a failure of ours, 1006 (the code's default).
+    this.emit('close', this.closing?.code ?? CloseCode.Abnormal, this.closing?.reason ?? '');
   }
 }
 

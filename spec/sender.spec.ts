@@ -69,9 +69,12 @@ describe('Sender', () => {
       const [server, client] = await socketPair();
       const sender = new Sender(client, 'client');
       const tapped: Buffer[] = [];
-      sender.bytesObserver = (chunk) => {
-        tapped.push(chunk);
-        return true;
+      sender.taps = {
+        frame: () => true,
+        bytes: (chunk) => {
+          tapped.push(chunk);
+          return true;
+        },
       };
       const sent = [7, 8, 9].map((seed) => message(150_000, seed));
       const total = sent.reduce((n, m) => n + m.length + 14, 0);

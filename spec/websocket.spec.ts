@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { once } from 'node:events';
+import { EventEmitter, once } from 'node:events';
 import * as net from 'node:net';
 import { CloseCode, WebSocketError } from '../lib';
 import { Transport, WebSocket, WebSocketOptions } from '../lib/websocket';
@@ -475,3 +475,79 @@ function framesArriving(peer: net.Socket): (count: number) => Promise<Buffer[]> 
     return decodeAll(Buffer.concat(chunks));
   };
 }
+
+describe('WebSocket idle memory', () => {
+  function gc(): void {
+    const collect = (globalThis as { gc?: () => void }).gc;
+    if (collect === undefined) throw new Error('run mocha with --expose-gc (see .mocharc.json)');
+    for (let i = 0; i < 3; i++) collect();
+  }
+
+  /** A transport that takes every write and never emits anything: only the connection is measured. */
+  class NullTransport extends EventEmitter {
+    readonly destroyed = false;
+    readonly writableLength = 0;
+    write(): boolean {
+      return true;
+    }
+    cork(): void {}
+    uncork(): void {}
+    pause(): this {
+      return this;
+    }
+    resume(): this {
+      return this;
+    }
+    end(): this {
+      return this;
+    }
+    destroy(): this {
+      return this;
+    }
+  }
+
+  const noop = (): void => {};
+  function idleConnection(transport: NullTransport): WebSocket {
+    const ws = new WebSocket('server', {});
+    ws.on('error', noop);
+    ws.on('message', noop);
+    ws.on('close', noop);
+    ws.attach(transport as unknown as Transport, null, { protocol: '', extensions: '' });
+    return ws;
+  }
+
+  /** Heap bytes that each of `count` idle connections holds (transports made beforehand, not counted). */
+  async function heapPerConnection(count: number): Promise<number> {
+    const transports = Array.from({ length: count }, () => new NullTransport());
+    gc();
+    const before = process.memoryUsage().heapUsed;
+    const connections = transports.map(idleConnection);
+    // The ticks that attaching scheduled have run (as on a real server).
+    await new Promise((resolve) => setImmediate(resolve));
+    gc();
+    const after = process.memoryUsage().heapUsed;
+    expect(connections).to.have.length(count);
+    return (after - before) / count;
+  }
+
+  it('an idle connection (with its receiver and sender, not counting the socket) holds under 2 KiB of heap', async () => {
+    // The first round also counts code and object shapes made on first use; then the median of three.
+    await heapPerConnection(500);
+    const figures: number[] = [];
+    for (let i = 0; i < 3; i++) figures.push(await heapPerConnection(2000));
+    figures.sort((a, b) => a - b);
+    expect(figures[1]).to.be.below(2048);
+  });
+
+  it('eventNames() lists the events listened to, not the names its listener table keeps ready', () => {
+    const ws = new WebSocket('server', {});
+    expect(ws.eventNames()).to.not.include.members(['close', 'error', 'message']);
+    ws.on('close', noop);
+    expect(ws.eventNames()).to.include('close');
+    ws.removeListener('close', noop);
+    expect(ws.eventNames()).to.not.include('close');
+    // No inherited entries: an event named like an Object.prototype method has no listener.
+    expect(ws.emit('toString')).to.equal(false);
+    expect(ws.listenerCount('hasOwnProperty')).to.equal(0);
+  });
+});
