@@ -145,6 +145,46 @@ export class ControlFrameResponderCore {
   }
 }
 
+/** A ControlFrameResponder's stream options: shared by every instance (readable-stream only reads them). */
+const RESPONDER_STREAM_OPTIONS = Object.freeze({ objectMode: true });
+
+/** `replies` is pushed to, never asked to read. */
+function noRead(): void {}
+
+/** The options of every `replies` stream, shared like RESPONDER_STREAM_OPTIONS. */
+const REPLIES_STREAM_OPTIONS = Object.freeze({ objectMode: true, read: noRead });
+
+/**
+ * Turns the core's outputs into the stage's pushes and events (prototype methods, not five
+ * closures made for every stage).
+ */
+class ResponderOutputs implements ControlFrameResponderHandler {
+  constructor(
+    private readonly stage: Transform,
+    private readonly replies: Readable,
+  ) {}
+
+  onMessage(message: Message): void {
+    this.stage.push(message);
+  }
+
+  onPing(payload: Buffer): void {
+    this.stage.emit('ping', payload);
+  }
+
+  onPong(payload: Buffer): void {
+    this.stage.emit('pong', payload);
+  }
+
+  onClose(code: number, reason: string): void {
+    this.stage.emit('peerclose', code, reason);
+  }
+
+  onReply(frame: Frame): void {
+    this.replies.push(frame);
+  }
+}
+
 /**
  * ControlFrameResponder as a Transform: writes Message and control Frame values, reads Message
  * values (object mode on both sides). Events: 'ping' (payload: Buffer), 'pong' (payload: Buffer),
@@ -164,25 +204,9 @@ export class ControlFrameResponder extends Transform {
   private messagesEnded = false;
 
   constructor(options: ControlFrameResponderOptions = {}) {
-    super({ objectMode: true });
-    this.replies = new Readable({ objectMode: true, read() {} });
-    this.core = new ControlFrameResponderCore(options, {
-      onMessage: (message) => {
-        this.push(message);
-      },
-      onPing: (payload) => {
-        this.emit('ping', payload);
-      },
-      onPong: (payload) => {
-        this.emit('pong', payload);
-      },
-      onClose: (code, reason) => {
-        this.emit('peerclose', code, reason);
-      },
-      onReply: (frame) => {
-        this.replies.push(frame);
-      },
-    });
+    super(RESPONDER_STREAM_OPTIONS);
+    this.replies = new Readable(REPLIES_STREAM_OPTIONS);
+    this.core = new ControlFrameResponderCore(options, new ResponderOutputs(this, this.replies));
   }
 
   override _transform(chunk: Inbound, _enc: BufferEncoding, cb: (error?: Error | null) => void): void {

@@ -10,7 +10,7 @@
  * that is kept for a join is unmasked by the join itself (one pass instead of unmasking in place
  * and then copying); anything handed on or checked as it is gets unmasked in place first.
  */
-import { Transform } from 'readable-stream';
+import { type Readable, Transform } from 'readable-stream';
 import { Defaults, Opcode, isControlOpcode } from './constants';
 import { WebSocketError } from './errors';
 import { type Frame, type Message, isLastPiece } from './frame';
@@ -286,6 +286,29 @@ export class FragmentAssemblerCore {
   }
 }
 
+/** A FragmentAssembler's stream options: shared by every instance (readable-stream only reads them). */
+const ASSEMBLER_STREAM_OPTIONS = Object.freeze({ objectMode: true });
+
+/**
+ * Pushes every output of the core, in order, to the stage's readable side (prototype methods,
+ * not closures made for every stage).
+ */
+class OutputsToStream implements FragmentAssemblerHandler {
+  constructor(private readonly stream: Readable) {}
+
+  onMessage(message: Message): void {
+    this.stream.push(message);
+  }
+
+  onControl(frame: Frame): void {
+    this.stream.push(frame);
+  }
+
+  onMessagePiece(piece: MessagePiece): void {
+    this.stream.push(piece);
+  }
+}
+
 /**
  * FragmentAssembler as a Transform: writes Frame values (unmasked, whole or in pieces), reads
  * Message values (MessagePiece values in streaming mode) and control Frame values in the order
@@ -295,18 +318,8 @@ export class FragmentAssembler extends Transform {
   readonly core: FragmentAssemblerCore;
 
   constructor(options: FragmentAssemblerOptions = {}) {
-    super({ objectMode: true });
-    this.core = new FragmentAssemblerCore(options, {
-      onMessage: (message) => {
-        this.push(message);
-      },
-      onControl: (frame) => {
-        this.push(frame);
-      },
-      onMessagePiece: (piece) => {
-        this.push(piece);
-      },
-    });
+    super(ASSEMBLER_STREAM_OPTIONS);
+    this.core = new FragmentAssemblerCore(options, new OutputsToStream(this));
   }
 
   override _transform(chunk: Frame, _enc: BufferEncoding, cb: (error?: Error | null) => void): void {

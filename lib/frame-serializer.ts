@@ -21,7 +21,7 @@
  * The serializer never masks: a frame with a `mask` is expected to carry its payload masked
  * with it already (the Masker's job); the key is only written into the header.
  */
-import { Transform } from 'readable-stream';
+import { type Readable, Transform } from 'readable-stream';
 import { isControlOpcode, isKnownOpcode, MAX_CONTROL_PAYLOAD } from './constants';
 import { WebSocketError } from './errors';
 import { isFirstPiece, isLastPiece, type Frame } from './frame';
@@ -199,13 +199,25 @@ export class FrameSerializerCore {
   }
 }
 
+/** A FrameSerializer's stream options: shared by every instance (readable-stream only reads them). */
+const SERIALIZER_STREAM_OPTIONS = Object.freeze({ writableObjectMode: true });
+
+/** Pushes the core's bytes to the stage's readable side (a prototype method, not a closure per stage). */
+class BytesToStream implements FrameSerializerHandler {
+  constructor(private readonly stream: Readable) {}
+
+  onData(chunk: Buffer): void {
+    this.stream.push(chunk);
+  }
+}
+
 /** Stream stage: Frame values in (object mode), bytes out. */
 export class FrameSerializer extends Transform {
   readonly core: FrameSerializerCore;
 
   constructor(options: FrameSerializerOptions = {}) {
-    super({ writableObjectMode: true });
-    this.core = new FrameSerializerCore(options, { onData: (chunk) => this.push(chunk) });
+    super(SERIALIZER_STREAM_OPTIONS);
+    this.core = new FrameSerializerCore(options, new BytesToStream(this));
   }
 
   override _transform(chunk: Frame, _enc: BufferEncoding, cb: (error?: Error | null) => void): void {

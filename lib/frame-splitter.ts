@@ -9,7 +9,7 @@
  * With `streaming: true` a data frame's payload is handed on in pieces as its bytes arrive (see
  * lib/frame.ts for how pieces are described), so a large frame is never held whole.
  */
-import { Transform } from 'readable-stream';
+import { type Readable, Transform } from 'readable-stream';
 import { Defaults, MAX_CONTROL_PAYLOAD, Opcode, isControlOpcode, isKnownOpcode } from './constants';
 import { WebSocketError } from './errors';
 import { Frame, makeFrame } from './frame';
@@ -394,6 +394,22 @@ export class FrameSplitterCore {
   }
 }
 
+/** A FrameSplitter's stream options when it is given none: shared (readable-stream only reads them). */
+const SPLITTER_STREAM_OPTIONS = Object.freeze({ readableObjectMode: true });
+
+/**
+ * Pushes a core's frames to a stream's readable side. One small object per stage, its method on
+ * the prototype: a closure per stage costs more to make and to keep (every connection makes seven
+ * stages).
+ */
+class FramesToStream implements FrameSplitterHandler {
+  constructor(private readonly stream: Readable) {}
+
+  onFrame(frame: Frame): void {
+    this.stream.push(frame);
+  }
+}
+
 /**
  * The stream stage: bytes in (writable side), `Frame`s out (readable side, object mode). A
  * protocol error fails the chunk that carried it with the WebSocketError.
@@ -401,9 +417,9 @@ export class FrameSplitterCore {
 export class FrameSplitter extends Transform {
   readonly core: FrameSplitterCore;
 
-  constructor(options: FrameSplitterOptions = {}, streamOptions: FrameSplitterStreamOptions = {}) {
-    super({ ...streamOptions, readableObjectMode: true });
-    this.core = new FrameSplitterCore(options, { onFrame: (frame) => this.push(frame) });
+  constructor(options: FrameSplitterOptions = {}, streamOptions?: FrameSplitterStreamOptions) {
+    super(streamOptions === undefined ? SPLITTER_STREAM_OPTIONS : { ...streamOptions, readableObjectMode: true });
+    this.core = new FrameSplitterCore(options, new FramesToStream(this));
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: (error?: Error | null) => void): void {

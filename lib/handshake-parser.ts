@@ -352,6 +352,19 @@ function isVisible(c: number): boolean {
   return c >= 0x21 && c <= 0x7e;
 }
 
+/** The core's head as the stage's 'handshake' event, the bytes after it pushed (prototype methods, not closures per stage). */
+class HeadToStream implements HandshakeParserHandler {
+  constructor(private readonly stream: Transform) {}
+
+  onHead(head: UpgradeRequest | UpgradeResponse): void {
+    this.stream.emit('handshake', head);
+  }
+
+  onData(rest: Buffer): void {
+    this.stream.push(rest);
+  }
+}
+
 /**
  * The stream stage: bytes in, bytes out. Emits `'handshake'` with the parsed head
  * (UpgradeRequest for the server role, UpgradeResponse for the client role) before pushing any
@@ -362,14 +375,7 @@ export class HandshakeParser extends Transform {
 
   constructor(options: HandshakeParserOptions) {
     super();
-    this.core = new HandshakeParserCore(options, {
-      onHead: (head) => {
-        this.emit('handshake', head);
-      },
-      onData: (rest) => {
-        this.push(rest);
-      },
-    });
+    this.core = new HandshakeParserCore(options, new HeadToStream(this));
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {

@@ -9,7 +9,7 @@
  * The masked payload is always a new buffer: the caller's payload may be shared (the same
  * message broadcast to several connections), so it is never modified.
  */
-import { Transform } from 'readable-stream';
+import { type Readable, Transform } from 'readable-stream';
 import { WebSocketError } from './errors';
 import { applyMask, randomMask, type MaskGenerator, type MaskSlots } from './mask';
 import { isFirstPiece, isLastPiece, withPayload, type Frame } from './frame';
@@ -143,13 +143,25 @@ export class MaskerCore {
   }
 }
 
+/** A Masker's stream options: shared by every instance (readable-stream only reads them). */
+const MASKER_STREAM_OPTIONS = Object.freeze({ writableObjectMode: true, readableObjectMode: true });
+
+/** Pushes the core's frames to the stage's readable side (a prototype method, not a closure per stage). */
+class FramesToStream implements MaskerHandler {
+  constructor(private readonly stream: Readable) {}
+
+  onFrame(frame: Frame): void {
+    this.stream.push(frame);
+  }
+}
+
 /** Stream stage: Frame values in, masked Frame values out (object mode on both sides). */
 export class Masker extends Transform {
   readonly core: MaskerCore;
 
   constructor(options: MaskerOptions = {}) {
-    super({ writableObjectMode: true, readableObjectMode: true });
-    this.core = new MaskerCore(options, { onFrame: (frame) => this.push(frame) });
+    super(MASKER_STREAM_OPTIONS);
+    this.core = new MaskerCore(options, new FramesToStream(this));
   }
 
   override _transform(chunk: Frame, _enc: BufferEncoding, cb: (error?: Error | null) => void): void {

@@ -8,7 +8,7 @@
  * encoded once). A message can also be streamed part by part with `MessageFramerCore.writePart`.
  */
 import { isUtf8 } from 'node:buffer';
-import { Transform } from 'readable-stream';
+import { type Readable, Transform } from 'readable-stream';
 import { Opcode } from './constants';
 import { WebSocketError } from './errors';
 import { makeFrame, type Frame, type Message } from './frame';
@@ -175,13 +175,25 @@ export class MessageFramerCore {
   }
 }
 
+/** A MessageFramer's stream options: shared by every instance (readable-stream only reads them). */
+const FRAMER_STREAM_OPTIONS = Object.freeze({ writableObjectMode: true, readableObjectMode: true });
+
+/** Pushes the core's frames to the stage's readable side (a prototype method, not a closure per stage). */
+class FramesToStream implements MessageFramerHandler {
+  constructor(private readonly stream: Readable) {}
+
+  onFrame(frame: Frame): void {
+    this.stream.push(frame);
+  }
+}
+
 /** Stream stage: OutboundMessage values in, Frame values out (object mode on both sides). */
 export class MessageFramer extends Transform {
   readonly core: MessageFramerCore;
 
   constructor(options: MessageFramerOptions = {}) {
-    super({ writableObjectMode: true, readableObjectMode: true });
-    this.core = new MessageFramerCore(options, { onFrame: (frame) => this.push(frame) });
+    super(FRAMER_STREAM_OPTIONS);
+    this.core = new MessageFramerCore(options, new FramesToStream(this));
   }
 
   override _transform(chunk: OutboundMessage, _enc: BufferEncoding, cb: (error?: Error | null) => void): void {

@@ -3,7 +3,7 @@
  * §5.1) and unmasks its payload in place (§5.3). Frames in, frames with `mask === null` out.
  * Pieces of one frame (see FrameSplitter's `streaming` option) unmask correctly on their own.
  */
-import { Transform } from 'readable-stream';
+import { type Readable, Transform } from 'readable-stream';
 import { WebSocketError } from './errors';
 import { isControlOpcode } from './constants';
 import { Frame, withPayload } from './frame';
@@ -77,13 +77,25 @@ export class UnmaskerCore {
   }
 }
 
+/** An Unmasker's stream options when it is given none: shared (readable-stream only reads them). */
+const UNMASKER_STREAM_OPTIONS = Object.freeze({ objectMode: true });
+
+/** Pushes the core's frames to the stage's readable side (a prototype method, not a closure per stage). */
+class FramesToStream implements UnmaskerHandler {
+  constructor(private readonly stream: Readable) {}
+
+  onFrame(frame: Frame): void {
+    this.stream.push(frame);
+  }
+}
+
 /** The stream stage: frames in, unmasked frames out (object mode on both sides). */
 export class Unmasker extends Transform {
   readonly core: UnmaskerCore;
 
-  constructor(options: UnmaskerOptions, streamOptions: { highWaterMark?: number } = {}) {
-    super({ ...streamOptions, objectMode: true });
-    this.core = new UnmaskerCore(options, { onFrame: (frame) => this.push(frame) });
+  constructor(options: UnmaskerOptions, streamOptions?: { highWaterMark?: number }) {
+    super(streamOptions === undefined ? UNMASKER_STREAM_OPTIONS : { ...streamOptions, objectMode: true });
+    this.core = new UnmaskerCore(options, new FramesToStream(this));
   }
 
   override _transform(frame: Frame, _enc: BufferEncoding, cb: (error?: Error | null) => void): void {

@@ -371,6 +371,17 @@ describe('FragmentAssembler (RFC 6455 §5.4)', () => {
       const out = await collect<Inbound>(fromChunks([text(hex('ff'))], true).pipe(new FragmentAssembler({ skipUtf8Validation: true })));
       expect(out).to.deep.equal([{ binary: false, data: hex('ff') }]);
     });
+
+    it('in streaming mode outputs the pieces of each message, control frames among them, in order', async () => {
+      const ping = frameFromHex('89 05 48 65 6c 6c 6f');
+      const input = [text('Hel', false), ping, cont('lo')];
+      const out = await collect<unknown>(fromChunks(input, true).pipe(new FragmentAssembler({ streaming: true })));
+      expect(out).to.deep.equal([
+        { binary: false, data: Buffer.from('Hel'), first: true, last: false },
+        ping,
+        { binary: false, data: Buffer.from('lo'), first: false, last: true },
+      ]);
+    });
   });
 });
 

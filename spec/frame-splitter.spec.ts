@@ -593,6 +593,17 @@ describe('FrameSplitter', () => {
       expect(splitter.core).to.be.instanceOf(FrameSplitterCore);
     });
 
+    it('takes stream options, keeping its readable side in object mode and its writable side in bytes', () => {
+      const plain = new FrameSplitter();
+      expect([plain.readableObjectMode, plain.writableObjectMode]).to.deep.equal([true, false]);
+      expect([plain.readableHighWaterMark, plain.writableHighWaterMark]).to.deep.equal([16, 16 * 1024]);
+      const tuned = new FrameSplitter({}, { readableHighWaterMark: 3, writableHighWaterMark: 100 });
+      expect([tuned.readableObjectMode, tuned.writableObjectMode]).to.deep.equal([true, false]);
+      expect([tuned.readableHighWaterMark, tuned.writableHighWaterMark]).to.deep.equal([3, 100]);
+      // Stream options given to one splitter never leak into the next one made without any.
+      expect(new FrameSplitter().readableHighWaterMark).to.equal(16);
+    });
+
     it('fails with the WebSocketError', async () => {
       const splitter = new FrameSplitter({ maxPayload: 4 });
       let caught: unknown = null;

@@ -177,6 +177,15 @@ describe('Unmasker', () => {
       }
     });
 
+    it('takes stream options, keeping object mode on both sides', () => {
+      const plain = new Unmasker({ role: 'server' });
+      expect([plain.readableObjectMode, plain.writableObjectMode, plain.readableHighWaterMark]).to.deep.equal([true, true, 16]);
+      const tuned = new Unmasker({ role: 'server' }, { highWaterMark: 2 });
+      expect([tuned.readableObjectMode, tuned.writableObjectMode]).to.deep.equal([true, true]);
+      expect([tuned.readableHighWaterMark, tuned.writableHighWaterMark]).to.deep.equal([2, 2]);
+      expect(new Unmasker({ role: 'server' }).writableHighWaterMark).to.equal(16);
+    });
+
     it('fails with the WebSocketError', async () => {
       const unmasker = new Unmasker({ role: 'client' });
       let caught: unknown = null;
