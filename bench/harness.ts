@@ -6,16 +6,25 @@ import { ChildProcess, fork } from 'node:child_process';
 import * as path from 'node:path';
 import type { ChildReply, ClientCommand, LoadCommand, Measurement, MemoryFigures, ServerMessage } from './ipc';
 
-export const ROOT = path.resolve(__dirname, '..');
+/**
+ * Compiled (dist/bench/*.js, as `npm run bench` runs it), the children are compiled files under
+ * plain node. Under ts-node they load ts-node too, which is not free: it loads node:domain (every
+ * EventEmitter and emit() pays for it) and source-map-support (every Error's stack), so it
+ * weighs on a server that makes many emitters and errors more than on one that makes few.
+ */
+const COMPILED = __filename.endsWith('.js');
+/** The project's root (this file is bench/harness.ts, or dist/bench/harness.js once compiled). */
+export const ROOT = path.resolve(__dirname, COMPILED ? '../..' : '..');
 export const SERVER_CPU = '0';
 export const CLIENT_CPU = '1';
 
-/** Starts `file` (relative to bench/) on `cpu` with an IPC channel. */
+/** Starts `file` (relative to bench/, without extension) on `cpu` with an IPC channel. */
 function start(file: string, cpu: string, env: Record<string, string>, nodeFlags: string[]): ChildProcess {
-  return fork(path.join(__dirname, file), [], {
+  const loader = COMPILED ? [] : ['-r', 'ts-node/register'];
+  return fork(path.join(__dirname, `${file}${COMPILED ? '.js' : '.ts'}`), [], {
     cwd: ROOT,
     execPath: 'taskset',
-    execArgv: ['-c', cpu, process.execPath, ...nodeFlags, '-r', 'ts-node/register'],
+    execArgv: ['-c', cpu, process.execPath, ...nodeFlags, ...loader],
     env: { ...process.env, ...env },
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
@@ -69,9 +78,9 @@ export class Server {
     readonly port: number,
   ) {}
 
-  /** Starts bench/servers/<name>.ts on the server CPU and waits until it listens. */
+  /** Starts bench/servers/<name> on the server CPU and waits until it listens. */
   static async start(name: string, env: Record<string, string> = {}, nodeFlags: string[] = []): Promise<Server> {
-    const child = start(`servers/${name}.ts`, SERVER_CPU, env, ['--expose-gc', ...nodeFlags]);
+    const child = start(`servers/${name}`, SERVER_CPU, env, ['--expose-gc', ...nodeFlags]);
     const message = await nextMessage<ServerMessage>(child);
     if (message.type !== 'ready') throw new Error(`server ${name} did not start`);
     return new Server(child, message.port);
@@ -103,7 +112,7 @@ export class LoadGenerator {
   private constructor(private readonly child: ChildProcess) {}
 
   static async start(): Promise<LoadGenerator> {
-    const child = start('loadgen.ts', CLIENT_CPU, {}, []);
+    const child = start('loadgen', CLIENT_CPU, {}, []);
     await nextMessage<ServerMessage>(child);
     return new LoadGenerator(child);
   }
@@ -123,7 +132,7 @@ export class ClientBench {
 
   /** BENCH_CLIENT=ours|ws in `env` picks the library. */
   static async start(env: Record<string, string>): Promise<ClientBench> {
-    const child = start('client-bench.ts', CLIENT_CPU, env, []);
+    const child = start('client-bench', CLIENT_CPU, env, []);
     await nextMessage<ServerMessage>(child);
     return new ClientBench(child);
   }
