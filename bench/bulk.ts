@@ -83,8 +83,8 @@ const CASES: Case[] = [
 /** What a child tells the parent. RSS figures in bytes. */
 type ChildMessage =
   | { type: 'ready'; port: number; rss: number }
-  | { type: 'received'; bytes: number; seconds: number; maxRss: number }
-  | { type: 'sent'; bytes: number; maxRss: number }
+  | { type: 'received'; bytes: number; seconds: number; maxRss: number; cpu: number }
+  | { type: 'sent'; bytes: number; maxRss: number; cpu: number }
   | { type: 'failed'; error: string };
 
 /**
@@ -99,6 +99,20 @@ function maxRss(): number {
 
 function tell(message: ChildMessage): void {
   process.send?.(message);
+}
+
+/** The process's CPU time (user + system, µs) when its part of the transfer started. */
+let cpuMark = process.cpuUsage();
+
+/** The transfer starts now for this process (CPU time is counted from here). */
+function markCpu(): void {
+  cpuMark = process.cpuUsage();
+}
+
+/** CPU seconds (user + system) since markCpu(). */
+function cpuSinceMark(): number {
+  const { user, system } = process.cpuUsage(cpuMark);
+  return (user + system) / 1e6;
 }
 
 function caseById(id: string | undefined): Case {
@@ -122,11 +136,11 @@ class Counter {
 
   /** The first data byte reached the socket (before any message is complete). */
   started(): void {
-    if (this.first === 0) this.first = performance.now();
+    if (this.first === 0) this.begin();
   }
 
   add(n: number): void {
-    if (this.first === 0) this.first = performance.now();
+    if (this.first === 0) this.begin();
     this.bytes += n;
     if (this.bytes >= this.total && this.last === 0) {
       this.last = performance.now();
@@ -135,7 +149,12 @@ class Counter {
   }
 
   report(): void {
-    tell({ type: 'received', bytes: this.bytes, seconds: (this.last - this.first) / 1000, maxRss: maxRss() });
+    tell({ type: 'received', bytes: this.bytes, seconds: (this.last - this.first) / 1000, maxRss: maxRss(), cpu: cpuSinceMark() });
+  }
+
+  private begin(): void {
+    this.first = performance.now();
+    markCpu();
   }
 }
 
@@ -160,8 +179,10 @@ function receive(c: Case, total: number): void {
     const server = createServer({ host: '127.0.0.1', port: 0 });
     server.on('connection', (ws: WebSocket) => {
       ws.on('error', (err: Error) => tell({ type: 'failed', error: `sender (server): ${err.message}` }));
-      pipeline(new Generated(pool(), total), ws.createMessageStream({ binary: true })).then(
-        () => tell({ type: 'sent', bytes: total, maxRss: maxRss() }),
+      const data = pool();
+      markCpu();
+      pipeline(new Generated(data, total), ws.createMessageStream({ binary: true })).then(
+        () => tell({ type: 'sent', bytes: total, maxRss: maxRss(), cpu: cpuSinceMark() }),
         (err: Error) => tell({ type: 'failed', error: `sender (server): ${err.message}` }),
       );
       ws.on('close', () => server.close());
@@ -335,10 +356,11 @@ async function send(c: Case, port: number, total: number): Promise<void> {
     return;
   }
   const data = pool();
+  markCpu(); // the connection and its handshake are counted too: a few ms
   if (c.library === 'tcp') await sendTcp(port, data, total);
   else if (c.library === 'ours') await sendOurs(c, port, data, total);
   else await sendWs(c, port, data, total);
-  tell({ type: 'sent', bytes: total, maxRss: maxRss() });
+  tell({ type: 'sent', bytes: total, maxRss: maxRss(), cpu: cpuSinceMark() });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -426,6 +448,9 @@ interface RunResult {
   receiverRss: number;
   /** RSS of a child right after start-up, for scale. */
   idleRss: number;
+  /** CPU seconds per 10^9 bytes moved, of the sending and of the receiving process. */
+  senderCpu: number;
+  receiverCpu: number;
 }
 
 async function runCase(c: Case, total: number): Promise<RunResult> {
@@ -446,7 +471,14 @@ async function runCase(c: Case, total: number): Promise<RunResult> {
       sent ?? expect(sender, 'sent', timeoutMs),
     ]);
     if (r.bytes !== total) throw new Error(`received ${r.bytes} bytes, expected ${total}`);
-    return { mbps: r.bytes / r.seconds / 1e6, senderRss: s.maxRss, receiverRss: r.maxRss, idleRss: ready.rss };
+    return {
+      mbps: r.bytes / r.seconds / 1e6,
+      senderRss: s.maxRss,
+      receiverRss: r.maxRss,
+      idleRss: ready.rss,
+      senderCpu: s.cpu / (total / 1e9),
+      receiverCpu: r.cpu / (total / 1e9),
+    };
   } finally {
     await Promise.all([stopChild(receiver), sender === null ? Promise.resolve() : stopChild(sender)]);
   }
@@ -483,7 +515,9 @@ async function main(): Promise<void> {
     for (const c of cases) {
       process.stderr.write(`run ${run}/${runs}: ${c.label} ... `);
       const result = await runCase(c, total);
-      process.stderr.write(`${result.mbps.toFixed(0)} MB/s\n`);
+      process.stderr.write(
+        `${result.mbps.toFixed(0)} MB/s (CPU s per GB: sender ${result.senderCpu.toFixed(2)}, receiver ${result.receiverCpu.toFixed(2)})\n`,
+      );
       results.set(c.id, [...(results.get(c.id) ?? []), result]);
     }
   }
@@ -500,8 +534,10 @@ async function main(): Promise<void> {
     `- 1-minute load average before the runs: ${loadBefore.toFixed(2)}, after: ${os.loadavg()[0]!.toFixed(2)} (other processes on the machine make the spread)`,
     `- ws sends with at most ${sizeLabel(WS_WINDOW_BYTES)} (and at least 2 messages) in flight, as it has no write() returning false; ours waits for 'drain' when send() returns false`,
     '',
-    '| case | MB/s | ratio to raw TCP | sender peak RSS MiB | receiver peak RSS MiB |',
-    '| --- | ---: | ---: | ---: | ---: |',
+    '- CPU s/GB = CPU seconds (user + system) a process used per 10^9 bytes moved: what the transfer costs each side, whatever else ran on the machine',
+    '',
+    '| case | MB/s | ratio to raw TCP | sender CPU s/GB | receiver CPU s/GB | sender peak RSS MiB | receiver peak RSS MiB |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: |',
   ];
   for (const c of cases) {
     const list = results.get(c.id)!;
@@ -514,11 +550,12 @@ async function main(): Promise<void> {
           : `ours: one ${sizeLabel(total)} message, streamed, client to server (masked)`;
     lines.push(
       `| ${label} | ${spread(mbps, 0)} | ${(median(mbps) / tcp).toFixed(2)} | ` +
+        `${median(list.map((r) => r.senderCpu)).toFixed(2)} | ${median(list.map((r) => r.receiverCpu)).toFixed(2)} | ` +
         `${mib(Math.max(...list.map((r) => r.senderRss))).toFixed(0)} | ${mib(Math.max(...list.map((r) => r.receiverRss))).toFixed(0)} |`,
     );
     if (c.id === 'ours-stream') {
       lines.push(
-        `| ws+bufferutil: one ${sizeLabel(total)} message, streamed | n/a: ws has no streaming API for one message (it holds a whole message in memory on both sides) | | | |`,
+        `| ws+bufferutil: one ${sizeLabel(total)} message, streamed | n/a: ws has no streaming API for one message (it holds a whole message in memory on both sides) | | | | | |`,
       );
     }
   }
