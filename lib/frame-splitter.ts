@@ -12,7 +12,7 @@
 import { type Readable, Transform } from 'readable-stream';
 import { Defaults, MAX_CONTROL_PAYLOAD, Opcode, isControlOpcode, isKnownOpcode } from './constants';
 import { WebSocketError } from './errors';
-import { Frame, makeFrame } from './frame';
+import { Frame } from './frame';
 
 /** The RSV bits an extension negotiated in the opening handshake claims (RFC 6455 §5.2, §9). */
 export interface ExtensionBits {
@@ -59,6 +59,10 @@ const RSV2_BIT = 0x20;
 const RSV3_BIT = 0x10;
 const RSV_BITS = RSV1_BIT | RSV2_BIT | RSV3_BIT;
 const OPCODE_BITS = 0x0f;
+/** Set in the opcode of every control frame (RFC 6455 §5.5: opcodes 0x8 to 0xF). */
+const CONTROL_BIT = 0x08;
+/** Kept with the first header byte (above its 8 bits): the frame carries a mask key. */
+const MASKED_FLAG = 0x100;
 /** Bits of the second header byte. */
 const MASK_BIT = 0x80;
 const LENGTH_BITS = 0x7f;
@@ -95,6 +99,32 @@ function rsvMask(bits: ExtensionBits): number {
   return (bits.rsv1 === true ? RSV1_BIT : 0) | (bits.rsv2 === true ? RSV2_BIT : 0) | (bits.rsv3 === true ? RSV3_BIT : 0);
 }
 
+/** A splitter's settings, shared by every splitter made with the same ones (never written to). */
+interface SplitterConfig {
+  readonly maxPayload: number;
+  readonly streaming: boolean;
+  /** RSV bits (as in the first header byte) that a negotiated extension claims. */
+  readonly allowedRsv: number;
+}
+
+/**
+ * Settings made so far, by key. A server makes every connection's splitter with the same few
+ * settings, so one object each serves them all instead of three fields per connection. Bounded:
+ * past the cap a config is made for its splitter alone.
+ */
+const configs = new Map<string, SplitterConfig>();
+const MAX_SHARED_CONFIGS = 64;
+
+function configFor(maxPayload: number, streaming: boolean, allowedRsv: number): SplitterConfig {
+  const key = `${maxPayload}/${streaming ? 1 : 0}/${allowedRsv}`;
+  let config = configs.get(key);
+  if (config === undefined) {
+    config = Object.freeze({ maxPayload, streaming, allowedRsv });
+    if (configs.size < MAX_SHARED_CONFIGS) configs.set(key, config);
+  }
+  return config;
+}
+
 /**
  * The I/O-free frame parser. Feed it bytes with `write`; it calls `handler.onFrame` for every
  * frame (or piece) as soon as it is complete, and returns the first error met (then ignores all
@@ -105,10 +135,8 @@ export class FrameSplitterCore {
   error: WebSocketError | null = null;
 
   private readonly handler: FrameSplitterHandler;
-  private readonly maxPayload: number;
-  private readonly streaming: boolean;
-  /** RSV bits (as in the first header byte) that a negotiated extension claims. */
-  private allowedRsv: number;
+  /** Shared settings (see configFor); replaced, never changed, by setExtensionBits. */
+  private config: SplitterConfig;
 
   /** Received chunks; those before `head` are spent, and `chunks[head]` is spent up to `headOffset`. */
   private chunks: Buffer[] = NO_CHUNKS as Buffer[];
@@ -118,12 +146,12 @@ export class FrameSplitterCore {
 
   private state = State.Header;
   // The frame being parsed.
-  private fin = false;
-  private rsv1 = false;
-  private rsv2 = false;
-  private rsv3 = false;
-  private opcode = Opcode.Continuation;
-  private masked = false;
+  /**
+   * Its first header byte (FIN, RSV bits, opcode) as received, plus MASKED_FLAG when the second
+   * says a mask key follows: one field instead of six per connection.
+   */
+  private header = 0;
+  /** Its mask key, once read. */
   private mask: Buffer | null = null;
   private length = 0;
   /** Payload bytes of the current frame already handed on (streaming mode). */
@@ -131,9 +159,7 @@ export class FrameSplitterCore {
 
   constructor(options: FrameSplitterOptions, handler: FrameSplitterHandler) {
     this.handler = handler;
-    this.maxPayload = options.maxPayload ?? Defaults.maxPayload;
-    this.streaming = options.streaming ?? false;
-    this.allowedRsv = rsvMask(options);
+    this.config = configFor(options.maxPayload ?? Defaults.maxPayload, options.streaming ?? false, rsvMask(options));
   }
 
   /** Bytes received and not yet handed on. */
@@ -148,7 +174,8 @@ export class FrameSplitterCore {
 
   /** Changes the RSV bits claimed by extensions (after negotiation); a bit left out is not claimed. */
   setExtensionBits(bits: ExtensionBits): void {
-    this.allowedRsv = rsvMask(bits);
+    const config = this.config;
+    this.config = configFor(config.maxPayload, config.streaming, rsvMask(bits));
   }
 
   /** Sets `error` if not yet set; parsing stops at once, even in the middle of a chunk. */
@@ -205,7 +232,7 @@ export class FrameSplitterCore {
           this.state = State.Payload;
           break;
         case State.Payload:
-          if (this.streaming && !isControlOpcode(this.opcode)) {
+          if (this.config.streaming && (this.header & CONTROL_BIT) === 0) {
             if (!this.streamPayload()) return;
           } else {
             if (this.buffered < this.length) return;
@@ -234,7 +261,7 @@ export class FrameSplitterCore {
     // No extension we know gives RSV bits a meaning on control frames (RFC 7692 §6: RSV1 is for
     // data messages only).
     const rsv = b0 & RSV_BITS;
-    if (rsv !== 0 && (control || (rsv & ~this.allowedRsv) !== 0)) {
+    if (rsv !== 0 && (control || (rsv & ~this.config.allowedRsv) !== 0)) {
       this.fail(new WebSocketError('WS_ERR_UNEXPECTED_RSV', `RSV bits 0x${rsv.toString(16)}`));
       return;
     }
@@ -250,12 +277,7 @@ export class FrameSplitterCore {
         return;
       }
     }
-    this.fin = (b0 & FIN_BIT) !== 0;
-    this.rsv1 = (b0 & RSV1_BIT) !== 0;
-    this.rsv2 = (b0 & RSV2_BIT) !== 0;
-    this.rsv3 = (b0 & RSV3_BIT) !== 0;
-    this.opcode = opcode as Opcode;
-    this.masked = (b1 & MASK_BIT) !== 0;
+    this.header = (b1 & MASK_BIT) !== 0 ? b0 | MASKED_FLAG : b0;
     this.mask = null;
     this.skip(BASE_HEADER_SIZE);
     if (length7 === LENGTH_16) this.state = State.Length16;
@@ -273,7 +295,7 @@ export class FrameSplitterCore {
     }
     // A legal length that no number holds exactly (over 2^53 - 1) is simply too big (1009).
     if (high > MAX_SAFE_HIGH_WORD) {
-      this.fail(new WebSocketError('WS_ERR_PAYLOAD_TOO_BIG', `over Number.MAX_SAFE_INTEGER, maxPayload ${this.maxPayload}`));
+      this.fail(new WebSocketError('WS_ERR_PAYLOAD_TOO_BIG', `over Number.MAX_SAFE_INTEGER, maxPayload ${this.config.maxPayload}`));
       return;
     }
     const low = ((this.byteAt(4) << 24) | (this.byteAt(5) << 16) | (this.byteAt(6) << 8) | this.byteAt(7)) >>> 0;
@@ -283,13 +305,14 @@ export class FrameSplitterCore {
 
   /** Records the payload length, checks it against maxPayload, and moves on. */
   private setLength(length: number): void {
-    if (length > this.maxPayload) {
-      this.fail(new WebSocketError('WS_ERR_PAYLOAD_TOO_BIG', `${length} bytes, maxPayload ${this.maxPayload}`));
+    const maxPayload = this.config.maxPayload;
+    if (length > maxPayload) {
+      this.fail(new WebSocketError('WS_ERR_PAYLOAD_TOO_BIG', `${length} bytes, maxPayload ${maxPayload}`));
       return;
     }
     this.length = length;
     this.emitted = 0;
-    this.state = this.masked ? State.MaskKey : State.Payload;
+    this.state = (this.header & MASKED_FLAG) !== 0 ? State.MaskKey : State.Payload;
   }
 
   /**
@@ -319,17 +342,21 @@ export class FrameSplitterCore {
   }
 
   private emit(payload: Buffer, offset: number): void {
-    this.handler.onFrame(
-      makeFrame(this.opcode, payload, {
-        fin: this.fin,
-        rsv1: this.rsv1,
-        rsv2: this.rsv2,
-        rsv3: this.rsv3,
-        mask: this.mask,
-        length: this.length,
-        offset,
-      }),
-    );
+    const header = this.header;
+    // Every field given, in makeFrame's order (the same hidden class as every other frame),
+    // without makeFrame's options object and defaults: this runs once per frame.
+    const frame: Frame = {
+      fin: (header & FIN_BIT) !== 0,
+      rsv1: (header & RSV1_BIT) !== 0,
+      rsv2: (header & RSV2_BIT) !== 0,
+      rsv3: (header & RSV3_BIT) !== 0,
+      opcode: (header & OPCODE_BITS) as Opcode,
+      mask: this.mask,
+      payload,
+      length: this.length,
+      offset,
+    };
+    this.handler.onFrame(frame);
   }
 
   /** The byte `index` bytes past the read position; the caller has checked that it is held. */

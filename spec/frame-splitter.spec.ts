@@ -518,6 +518,19 @@ describe('FrameSplitter', () => {
       expect(core.write(hex('c1 00'))?.code).to.equal('WS_ERR_UNEXPECTED_RSV');
     });
 
+    it('setExtensionBits and the limits of one splitter do not reach others made with the same options', () => {
+      // Splitters share their settings object (one per distinct option set), so a change must
+      // replace it, never write to it.
+      const a = new FrameSplitterCore({ maxPayload: 4 }, { onFrame: () => undefined });
+      const b = new FrameSplitterCore({ maxPayload: 4 }, { onFrame: () => undefined });
+      const c = new FrameSplitterCore({ maxPayload: 5 }, { onFrame: () => undefined });
+      a.setExtensionBits({ rsv1: true });
+      expect(a.write(hex('c2 00'))).to.equal(null);
+      expect(b.write(hex('c2 00'))?.code).to.equal('WS_ERR_UNEXPECTED_RSV');
+      expect(c.write(hex('82 05 0102030405'))).to.equal(null);
+      expect(a.write(hex('82 05'))?.code).to.equal('WS_ERR_PAYLOAD_TOO_BIG');
+    });
+
     it('ignores every write after an error', () => {
       const frames: Frame[] = [];
       const core = new FrameSplitterCore({}, { onFrame: (f) => frames.push(f) });
