@@ -59,57 +59,88 @@ export interface FragmentAssemblerHandler {
 
 const EMPTY = Buffer.alloc(0);
 
+/** An assembler's limits and mode, shared by every assembler made with the same ones (never written to). */
+interface AssemblerConfig {
+  readonly maxMessageSize: number;
+  readonly maxFragments: number;
+  readonly validateUtf8: boolean;
+  readonly streaming: boolean;
+}
+
+/**
+ * Configs made so far, by key: a server makes every connection's assembler with the same
+ * options, so one object serves them all instead of four fields per connection. Bounded: past
+ * the cap a config is made for its assembler alone.
+ */
+const configs = new Map<string, AssemblerConfig>();
+const MAX_SHARED_CONFIGS = 64;
+
+function configFor(options: FragmentAssemblerOptions): AssemblerConfig {
+  const streaming = options.streaming === true;
+  const maxMessageSize = streaming
+    ? (options.maxStreamedMessageSize ?? Number.POSITIVE_INFINITY)
+    : (options.maxMessageSize ?? Defaults.maxMessageSize);
+  const maxFragments = streaming ? Number.POSITIVE_INFINITY : (options.maxFragments ?? Defaults.maxFragments);
+  const validateUtf8 = options.skipUtf8Validation !== true;
+  const key = `${maxMessageSize}/${maxFragments}/${validateUtf8 ? 1 : 0}/${streaming ? 1 : 0}`;
+  let config = configs.get(key);
+  if (config === undefined) {
+    config = Object.freeze({ maxMessageSize, maxFragments, validateUtf8, streaming });
+    if (configs.size < MAX_SHARED_CONFIGS) configs.set(key, config);
+  }
+  return config;
+}
+
+/** The kept pieces of a message that takes more than one (made per such message, dropped at its end). */
+interface Parts {
+  readonly list: Buffer[];
+  bytes: number;
+  /**
+   * For kept pieces still masked: their keys and offsets in their frames (parallel to `list`,
+   * null for a plain piece); null while every kept piece is plain.
+   */
+  masks: Array<Buffer | null> | null;
+  maskOffsets: number[] | null;
+}
+
+// Bits of FragmentAssemblerCore's `flags`: the open message's state in one field.
+/** A message has started and its final frame has not ended yet. */
+const OPEN = 1;
+/** Streaming mode: the open message's first piece has not been handed on yet. */
+const FIRST_PENDING = 2;
+const BINARY = 4;
+/** Validate the open message's pieces (a text message, validation not skipped). */
+const VALIDATING = 8;
+
 /** The I/O-free assembler; see the module comment. */
 export class FragmentAssemblerCore {
   error: WebSocketError | null = null;
-  private readonly maxMessageSize: number;
-  private readonly maxFragments: number;
-  private readonly validateUtf8: boolean;
-  private readonly streaming: boolean;
+  private readonly config: AssemblerConfig;
   private readonly handler: FragmentAssemblerHandler;
-  /** Streaming mode: the open message's first piece has not been handed on yet. */
-  private firstPending = false;
-  /** A message has started and its final frame has not ended yet. */
-  private open = false;
-  private binary = false;
-  /** Validate the open message's pieces (a text message, validation not skipped). */
-  private validating = false;
+  /** OPEN, FIRST_PENDING, BINARY, VALIDATING. */
+  private flags = 0;
   /** Frames of the open message so far. */
   private fragments = 0;
   /** Sum of the declared lengths of the open message's frames so far. */
   private declaredBytes = 0;
   /** Pieces of the open message kept so far; null while there are none. */
-  private parts: Buffer[] | null = null;
-  private partBytes = 0;
-  /**
-   * For kept pieces still masked: their keys and offsets in their frames (parallel to `parts`,
-   * null for a plain piece); null while every kept piece is plain.
-   */
-  private partMasks: Array<Buffer | null> | null = null;
-  private partMaskOffsets: number[] | null = null;
+  private parts: Parts | null = null;
   /** Created with the first text message that is validated piece by piece. */
   private validator: Utf8Validator | null = null;
 
   constructor(options: FragmentAssemblerOptions, handler: FragmentAssemblerHandler) {
-    this.maxMessageSize = options.maxMessageSize ?? Defaults.maxMessageSize;
-    this.maxFragments = options.maxFragments ?? Defaults.maxFragments;
-    this.validateUtf8 = options.skipUtf8Validation !== true;
-    this.streaming = options.streaming === true;
-    if (this.streaming) {
-      this.maxMessageSize = options.maxStreamedMessageSize ?? Number.POSITIVE_INFINITY;
-      this.maxFragments = Number.POSITIVE_INFINITY;
-    }
+    this.config = configFor(options);
     this.handler = handler;
   }
 
   /** Bytes of the open message kept so far. */
   get bufferedBytes(): number {
-    return this.partBytes;
+    return this.parts === null ? 0 : this.parts.bytes;
   }
 
   /** Pieces of the open message kept so far (empty pieces are counted as fragments, not kept). */
   get bufferedParts(): number {
-    return this.parts === null ? 0 : this.parts.length;
+    return this.parts === null ? 0 : this.parts.list.length;
   }
 
   /** Takes one frame or piece of a frame; returns the first error met, or null. */
@@ -122,63 +153,66 @@ export class FragmentAssemblerCore {
     }
     const payload = frame.payload;
     if (frame.offset === 0 && !this.startFrame(frame)) return this.error;
-    if (!this.open) {
+    if ((this.flags & OPEN) === 0) {
       // A later piece of a frame whose first piece never came, or came after an error.
       this.fail(new WebSocketError('WS_ERR_UNEXPECTED_CONTINUATION'));
       return this.error;
     }
     const ends = frame.fin && isLastPiece(frame);
     const whole = ends && this.parts === null && frame.offset === 0;
+    const streaming = this.config.streaming;
+    const validating = (this.flags & VALIDATING) !== 0;
     let mask = frame.mask;
-    if (mask !== null && (this.streaming || this.validating || whole)) {
+    if (mask !== null && (streaming || validating || whole)) {
       // Handed on or checked as it is: unmasked in place now.
       applyMask(payload, mask, frame.offset);
       mask = null;
     }
-    if (this.streaming) return this.streamPiece(payload, ends);
+    if (streaming) return this.streamPiece(payload, ends, validating);
     if (whole) {
       // The whole message in one piece: no list, no copy.
-      return this.finish(payload, this.validating && !isValidUtf8(payload));
+      return this.finish(payload, validating && !isValidUtf8(payload));
     }
     if (payload.length > 0) {
       // RFC 6455 §8.1: invalid UTF-8 MUST fail the connection; checking each piece as it comes
       // finds it without waiting for the rest of the message.
-      if (this.validating && !this.startValidator().write(payload)) {
+      if (validating && !this.startValidator().write(payload)) {
         this.fail(new WebSocketError('WS_ERR_INVALID_UTF8'));
         return this.error;
       }
       this.keep(payload, mask, frame.offset);
     }
     if (!ends) return null;
-    return this.finish(this.join(), this.validating && !this.startValidator().end());
+    return this.finish(this.join(), validating && !this.startValidator().end());
   }
 
   /** Keeps a piece for the join; `mask` (with the piece's offset in its frame) when it is still masked. */
   private keep(payload: Buffer, mask: Buffer | null, offset: number): void {
-    if (this.parts === null) this.parts = [];
-    if (mask !== null && this.partMasks === null) {
-      this.partMasks = new Array<Buffer | null>(this.parts.length).fill(null);
-      this.partMaskOffsets = new Array<number>(this.parts.length).fill(0);
+    const parts = (this.parts ??= { list: [], bytes: 0, masks: null, maskOffsets: null });
+    if (mask !== null && parts.masks === null) {
+      parts.masks = new Array<Buffer | null>(parts.list.length).fill(null);
+      parts.maskOffsets = new Array<number>(parts.list.length).fill(0);
     }
-    this.parts.push(payload);
-    this.partMasks?.push(mask);
-    this.partMaskOffsets?.push(offset);
-    this.partBytes += payload.length;
+    parts.list.push(payload);
+    parts.masks?.push(mask);
+    parts.maskOffsets?.push(offset);
+    parts.bytes += payload.length;
   }
 
   /** The kept pieces as one buffer, unmasked: a lone plain piece as it is, else one copy (unmasking on the way). */
   private join(): Buffer {
-    const parts = this.parts;
-    if (parts === null) return EMPTY;
-    const masks = this.partMasks;
+    const kept = this.parts;
+    if (kept === null) return EMPTY;
+    const parts = kept.list;
+    const masks = kept.masks;
     if (parts.length === 1) {
       const only = parts[0]!;
-      if (masks !== null && masks[0] !== null) applyMask(only, masks[0]!, this.partMaskOffsets![0]!);
+      if (masks !== null && masks[0] !== null) applyMask(only, masks[0]!, kept.maskOffsets![0]!);
       return only;
     }
-    if (masks === null) return Buffer.concat(parts, this.partBytes);
-    const out = Buffer.allocUnsafe(this.partBytes);
-    const offsets = this.partMaskOffsets!;
+    if (masks === null) return Buffer.concat(parts, kept.bytes);
+    const out = Buffer.allocUnsafe(kept.bytes);
+    const offsets = kept.maskOffsets!;
     let at = 0;
     for (let i = 0; i < parts.length; i++) {
       const part = parts[i]!;
@@ -191,23 +225,24 @@ export class FragmentAssemblerCore {
   }
 
   /** Streaming mode: checks and hands on one piece; empty pieces only when they open or end a message. */
-  private streamPiece(payload: Buffer, ends: boolean): WebSocketError | null {
-    if (this.validating && payload.length > 0 && !this.startValidator().write(payload)) {
+  private streamPiece(payload: Buffer, ends: boolean, validating: boolean): WebSocketError | null {
+    if (validating && payload.length > 0 && !this.startValidator().write(payload)) {
       this.fail(new WebSocketError('WS_ERR_INVALID_UTF8'));
       return this.error;
     }
+    const flags = this.flags;
+    const first = (flags & FIRST_PENDING) !== 0;
     if (ends) {
-      this.open = false;
-      if (this.validating && !this.startValidator().end()) {
+      this.flags = flags & ~OPEN;
+      if (validating && !this.startValidator().end()) {
         this.fail(new WebSocketError('WS_ERR_INVALID_UTF8'));
         return this.error;
       }
-    } else if (payload.length === 0 && !this.firstPending) {
+    } else if (payload.length === 0 && !first) {
       return null;
     }
-    const first = this.firstPending;
-    this.firstPending = false;
-    this.handler.onMessagePiece!({ binary: this.binary, data: payload, first, last: ends });
+    this.flags &= ~FIRST_PENDING;
+    this.handler.onMessagePiece!({ binary: (flags & BINARY) !== 0, data: payload, first, last: ends });
     return this.error;
   }
 
@@ -219,9 +254,6 @@ export class FragmentAssemblerCore {
 
   private dropParts(): void {
     this.parts = null;
-    this.partBytes = 0;
-    this.partMasks = null;
-    this.partMaskOffsets = null;
   }
 
   /**
@@ -235,38 +267,37 @@ export class FragmentAssemblerCore {
 
   /** Checks the first piece of a data frame against the sequence rules and limits. */
   private startFrame(frame: Frame): boolean {
+    const config = this.config;
     if (frame.opcode === Opcode.Continuation) {
       // RFC 6455 §5.4: a fragmented message is "a single frame with the FIN bit clear and an
       // opcode other than 0, followed by zero or more frames with the FIN bit clear and the
       // opcode set to 0, and terminated by a single frame with the FIN bit set and an opcode of 0".
-      if (!this.open) {
+      if ((this.flags & OPEN) === 0) {
         this.fail(new WebSocketError('WS_ERR_UNEXPECTED_CONTINUATION'));
         return false;
       }
     } else {
       // RFC 6455 §5.4: "The fragments of one message MUST NOT be interleaved between the
       // fragments of another message".
-      if (this.open) {
+      if ((this.flags & OPEN) !== 0) {
         this.fail(new WebSocketError('WS_ERR_EXPECTED_CONTINUATION'));
         return false;
       }
-      this.open = true;
-      this.binary = frame.opcode === Opcode.Binary;
-      this.validating = !this.binary && this.validateUtf8;
+      if (frame.opcode === Opcode.Binary) this.flags = OPEN | FIRST_PENDING | BINARY;
+      else this.flags = config.validateUtf8 ? OPEN | FIRST_PENDING | VALIDATING : OPEN | FIRST_PENDING;
       this.fragments = 0;
       this.declaredBytes = 0;
-      this.firstPending = true;
       if (this.validator !== null) this.validator.reset();
     }
     this.fragments++;
-    if (this.fragments > this.maxFragments) {
-      this.fail(new WebSocketError('WS_ERR_TOO_MANY_FRAGMENTS', `more than ${this.maxFragments} frames`));
+    if (this.fragments > config.maxFragments) {
+      this.fail(new WebSocketError('WS_ERR_TOO_MANY_FRAGMENTS', `more than ${config.maxFragments} frames`));
       return false;
     }
     // Checked on the declared length, before any byte of this frame is kept.
     this.declaredBytes += frame.length;
-    if (this.declaredBytes > this.maxMessageSize) {
-      this.fail(new WebSocketError('WS_ERR_MESSAGE_TOO_BIG', `more than ${this.maxMessageSize} bytes`));
+    if (this.declaredBytes > config.maxMessageSize) {
+      this.fail(new WebSocketError('WS_ERR_MESSAGE_TOO_BIG', `more than ${config.maxMessageSize} bytes`));
       return false;
     }
     return true;
@@ -274,9 +305,9 @@ export class FragmentAssemblerCore {
 
   /** Ends the open message and hands it on (or fails it when its UTF-8 is invalid). */
   private finish(data: Buffer, invalidUtf8: boolean): WebSocketError | null {
-    const binary = this.binary;
-    this.open = false;
-    this.dropParts();
+    const binary = (this.flags & BINARY) !== 0;
+    this.flags &= ~OPEN;
+    this.parts = null;
     if (invalidUtf8) {
       this.fail(new WebSocketError('WS_ERR_INVALID_UTF8'));
       return this.error;

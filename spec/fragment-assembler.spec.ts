@@ -220,6 +220,17 @@ describe('FragmentAssembler (RFC 6455 §5.4)', () => {
   });
 
   describe('limits', () => {
+    it('keeps the limits of each option set apart (assemblers share one settings object per set)', () => {
+      const two = [binary(Buffer.alloc(5), false), cont(Buffer.alloc(5))];
+      expect(run(two, { maxMessageSize: 10 }).results).to.deep.equal([null, null]);
+      expectError(run(two, { maxMessageSize: 9 }).results[1], 'WS_ERR_MESSAGE_TOO_BIG', 1009);
+      expectError(run(two, { maxFragments: 1 }).results[1], 'WS_ERR_TOO_MANY_FRAGMENTS', 1009);
+      expect(run(two, { maxMessageSize: 10 }).results).to.deep.equal([null, null]);
+      const bad = [text(Buffer.from([0xff]))];
+      expectError(run(bad).results[0], 'WS_ERR_INVALID_UTF8', 1007);
+      expect(run(bad, { skipUtf8Validation: true }).results).to.deep.equal([null]);
+    });
+
     it('accepts a message of exactly maxMessageSize bytes', () => {
       const { results, out } = run([binary(Buffer.alloc(5), false), cont(Buffer.alloc(5))], { maxMessageSize: 10 });
       expect(results).to.deep.equal([null, null]);
