@@ -37,19 +37,31 @@ export interface ControlFrameResponderHandler {
   onReply(frame: Frame): void;
 }
 
+// Bits of ControlFrameResponderCore's `flags`: three booleans in one field.
+const CLOSE_RECEIVED = 1;
+const CLOSE_SENT = 2;
+const AUTO_PONG = 4;
+
 /** The I/O-free responder; see the module comment. */
 export class ControlFrameResponderCore {
   error: WebSocketError | null = null;
-  /** The peer's close frame has arrived. */
-  closeReceived = false;
-  /** A close frame has been sent to the peer (or queued to be). */
-  closeSent = false;
-  private readonly autoPong: boolean;
+  /** CLOSE_RECEIVED, CLOSE_SENT, AUTO_PONG. */
+  private flags: number;
   private readonly handler: ControlFrameResponderHandler;
 
   constructor(options: ControlFrameResponderOptions, handler: ControlFrameResponderHandler) {
-    this.autoPong = options.autoPong ?? true;
+    this.flags = (options.autoPong ?? true) ? AUTO_PONG : 0;
     this.handler = handler;
+  }
+
+  /** The peer's close frame has arrived. */
+  get closeReceived(): boolean {
+    return (this.flags & CLOSE_RECEIVED) !== 0;
+  }
+
+  /** A close frame has been sent to the peer (or queued to be). */
+  get closeSent(): boolean {
+    return (this.flags & CLOSE_SENT) !== 0;
   }
 
   /** Takes one message or control frame; returns the first error met, or null. */
@@ -57,7 +69,7 @@ export class ControlFrameResponderCore {
     if (this.error !== null) return this.error;
     // RFC 6455 §1.4: after its Close frame the peer sends no more data ("the endpoint MUST NOT
     // send any more data frames after sending a Close frame"); anything after it is discarded.
-    if (this.closeReceived) return null;
+    if ((this.flags & CLOSE_RECEIVED) !== 0) return null;
     if (isMessage(value)) {
       this.handler.onMessage(value);
       return this.error;
@@ -69,7 +81,7 @@ export class ControlFrameResponderCore {
         // response, unless it already received a Close frame." §5.5.3: "A Pong frame sent in
         // response to a Ping frame must have identical 'Application data'". The payload is
         // copied: the reply may be masked in place, and the ping's buffer was handed to the app.
-        if (this.autoPong && !this.closeSent && this.error === null) {
+        if ((this.flags & (AUTO_PONG | CLOSE_SENT)) === AUTO_PONG && this.error === null) {
           this.handler.onReply(makeFrame(Opcode.Pong, Buffer.from(value.payload)));
         }
         break;
@@ -93,7 +105,7 @@ export class ControlFrameResponderCore {
 
   /** The outbound side sent a close frame itself: the peer's close will not be echoed. */
   noteCloseSent(): void {
-    this.closeSent = true;
+    this.flags |= CLOSE_SENT;
   }
 
   /**
@@ -104,8 +116,8 @@ export class ControlFrameResponderCore {
    */
   failConnection(err: WebSocketError): void {
     this.fail(err);
-    if (this.closeSent) return;
-    this.closeSent = true;
+    if ((this.flags & CLOSE_SENT) !== 0) return;
+    this.flags |= CLOSE_SENT;
     if (isValidWireCloseCode(err.closeCode)) {
       this.handler.onReply(makeFrame(Opcode.Close, encodeClosePayload(err.closeCode, err.code)));
     }
@@ -119,8 +131,8 @@ export class ControlFrameResponderCore {
   close(code?: number, reason?: string): WebSocketError | null {
     const err = checkCloseArgs(code, reason);
     if (err !== null) return err;
-    if (this.closeSent) return null;
-    this.closeSent = true;
+    if ((this.flags & CLOSE_SENT) !== 0) return null;
+    this.flags |= CLOSE_SENT;
     this.handler.onReply(makeFrame(Opcode.Close, encodeClosePayload(code, reason)));
     return null;
   }
@@ -131,14 +143,14 @@ export class ControlFrameResponderCore {
       this.failConnection(parsed);
       return;
     }
-    this.closeReceived = true;
+    this.flags |= CLOSE_RECEIVED;
     if (this.handler.onClose(parsed.code, parsed.reason) === true) return;
     // RFC 6455 §5.5.1: "If an endpoint receives a Close frame and did not previously send a
     // Close frame, the endpoint MUST send a Close frame in response. (When sending a Close frame
     // in response, the endpoint typically echos the status code it received.)" 1005 means the
     // peer sent no code, and never goes on the wire: the echo is then empty too.
-    if (!this.closeSent && this.error === null) {
-      this.closeSent = true;
+    if ((this.flags & CLOSE_SENT) === 0 && this.error === null) {
+      this.flags |= CLOSE_SENT;
       const code = payload.length === 0 ? undefined : parsed.code;
       this.handler.onReply(makeFrame(Opcode.Close, encodeClosePayload(code)));
     }
