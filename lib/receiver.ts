@@ -18,7 +18,7 @@ import { applyMask } from './mask';
 import { FrameSplitterCore, FrameSplitterHandler } from './frame-splitter';
 import { InflaterCore } from './inflater';
 import { type DeflateSides, sharedLimiter } from './permessage-deflate';
-import { UnmaskerCore, UnmaskerHandler } from './unmasker';
+import { maskingError, unmaskFrame } from './unmasker';
 
 export type Role = 'server' | 'client';
 
@@ -53,19 +53,6 @@ export interface ReceiverHandler extends ControlFrameResponderHandler {
   onInflateIdle?(): void;
 }
 
-/**
- * The unmasker's handler: hands each unmasked frame back to its receiver. (The receiver itself
- * is the splitter's and the assembler's handler; one small object here costs less per
- * connection than a closure and its context.)
- */
-class UnmaskedFrames implements UnmaskerHandler {
-  constructor(private readonly receiver: Receiver) {}
-
-  onFrame(frame: Frame): void {
-    this.receiver.unmasked(frame);
-  }
-}
-
 /** permessage-deflate's receiving side, when negotiated. */
 interface Inflating {
   readonly inflater: InflaterCore;
@@ -83,17 +70,22 @@ interface Inflating {
  */
 export class Receiver implements FrameSplitterHandler, FragmentAssemblerHandler {
   readonly splitter: FrameSplitterCore;
-  readonly unmasker: UnmaskerCore;
   readonly assembler: FragmentAssemblerCore;
   readonly responder: ControlFrameResponderCore;
   /** Sees every frame after unmasking, before reassembly (taps). */
   frameObserver: ((frame: Frame) => void) | null = null;
   private readonly handler: ReceiverHandler;
   private readonly inflating: Inflating | null = null;
+  /**
+   * We are the server: frames must come masked. Unmasking is a plain call (unmaskFrame), not an
+   * UnmaskerCore and its handler per connection.
+   */
+  private readonly server: boolean;
 
   /** `inflate`: permessage-deflate's receiving parameters (deflateSides(...).inflate), when negotiated. */
   constructor(role: Role, options: ReceiverOptions, handler: ReceiverHandler, inflate?: DeflateSides['inflate'] & { maxConcurrency?: number }) {
     this.handler = handler;
+    this.server = role === 'server';
     this.responder = new ControlFrameResponderCore({ autoPong: options.autoPong ?? true }, handler);
     this.assembler = new FragmentAssemblerCore(
       {
@@ -126,18 +118,20 @@ export class Receiver implements FrameSplitterHandler, FragmentAssemblerHandler 
       const inflated = (err: WebSocketError | null): void => this.inflated(err);
       this.inflating = { inflater, inflated, writing: false, asyncErrorReported: false };
     }
-    // Without an inflater the assembler unmasks the pieces it joins in the same pass as the join.
-    this.unmasker = new UnmaskerCore({ role, keepDataMasked: inflate === undefined }, new UnmaskedFrames(this));
     this.splitter = new FrameSplitterCore({ maxPayload: options.maxPayload, streaming: true, rsv1: inflate !== undefined }, this);
   }
 
-  /** @internal The splitter's output: a frame (or piece) to unmask. */
+  /** @internal The splitter's output: a frame (or piece) to check and unmask. */
   onFrame(frame: Frame): void {
-    this.pass(this.unmasker.write(frame));
+    // Without an inflater data frames stay masked: the assembler unmasks the pieces it joins in
+    // the same pass as the join.
+    const unmasked = unmaskFrame(frame, this.server, this.inflating === null);
+    if (unmasked === null) this.pass(maskingError(this.server));
+    else this.unmasked(unmasked);
   }
 
-  /** @internal The unmasker's output. */
-  unmasked(frame: Frame): void {
+  /** The unmasked frame (or piece). */
+  private unmasked(frame: Frame): void {
     if (this.frameObserver !== null) {
       // Taps see frames unmasked.
       if (frame.mask !== null) {

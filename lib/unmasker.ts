@@ -29,7 +29,30 @@ export interface UnmaskerHandler {
   onFrame(frame: Frame): void;
 }
 
-/** The I/O-free unmasker. */
+/**
+ * Checks one frame (or piece) against the masking its sender's role requires and, for frames
+ * from a client, unmasks it in place: a plain function, so that the fused receiver needs no
+ * unmasker object per connection. `server`: we are the server (the frame comes from a client).
+ * `keepDataMasked`: see UnmaskerOptions. Returns the frame to hand on (`mask === null` once
+ * unmasked), or null when its masking is wrong for the role; maskingError(server) is the error.
+ */
+export function unmaskFrame(frame: Frame, server: boolean, keepDataMasked: boolean): Frame | null {
+  const mask = frame.mask;
+  // §5.1: "A client MUST close a connection if it detects a masked frame."
+  if (!server) return mask === null ? frame : null;
+  // §5.1: "The server MUST close the connection upon receiving a frame that is not masked."
+  if (mask === null) return null;
+  if (keepDataMasked && !isControlOpcode(frame.opcode)) return frame;
+  applyMask(frame.payload, mask, frame.offset);
+  return withPayload(frame, frame.payload, null);
+}
+
+/** The error for a frame unmaskFrame refused: unmasked from a client, or masked from a server. */
+export function maskingError(server: boolean): WebSocketError {
+  return new WebSocketError(server ? 'WS_ERR_EXPECTED_MASK' : 'WS_ERR_UNEXPECTED_MASK');
+}
+
+/** The I/O-free unmasker (for the stream stage and the proxy; the fused receiver calls unmaskFrame). */
 export class UnmaskerCore {
   /** The first error met, or null. Once set, all further input is ignored. */
   error: WebSocketError | null = null;
@@ -52,27 +75,12 @@ export class UnmaskerCore {
   /** Checks and unmasks one frame (or piece), in place, and hands it on; returns `this.error`. */
   write(frame: Frame): WebSocketError | null {
     if (this.error !== null) return this.error;
-    const mask = frame.mask;
-    if (this.server) {
-      // §5.1: "The server MUST close the connection upon receiving a frame that is not masked."
-      if (mask === null) {
-        this.fail(new WebSocketError('WS_ERR_EXPECTED_MASK'));
-        return this.error;
-      }
-      if (this.keepDataMasked && !isControlOpcode(frame.opcode)) {
-        this.handler.onFrame(frame);
-        return this.error;
-      }
-      applyMask(frame.payload, mask, frame.offset);
-      this.handler.onFrame(withPayload(frame, frame.payload, null));
-    } else {
-      // §5.1: "A client MUST close a connection if it detects a masked frame."
-      if (mask !== null) {
-        this.fail(new WebSocketError('WS_ERR_UNEXPECTED_MASK'));
-        return this.error;
-      }
-      this.handler.onFrame(frame);
+    const out = unmaskFrame(frame, this.server, this.keepDataMasked);
+    if (out === null) {
+      this.fail(maskingError(this.server));
+      return this.error;
     }
+    this.handler.onFrame(out);
     return this.error;
   }
 }

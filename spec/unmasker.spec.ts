@@ -3,7 +3,7 @@ import { CloseCode, Opcode } from '../lib/constants';
 import { WebSocketError } from '../lib/errors';
 import { Frame, makeFrame } from '../lib/frame';
 import { FrameSplitter, FrameSplitterCore } from '../lib/frame-splitter';
-import { Unmasker, UnmaskerCore, UnmaskerOptions } from '../lib/unmasker';
+import { Unmasker, UnmaskerCore, UnmaskerOptions, maskingError, unmaskFrame } from '../lib/unmasker';
 import { collect, everyChunking, fromChunks, someChunkings } from './helpers/chunks';
 
 function hex(text: string): Buffer {
@@ -102,6 +102,31 @@ describe('Unmasker', () => {
     expect(out[0]!.payload).to.equal(payload);
     expect(payload.toString()).to.equal('Hello');
     expect(out[0]).to.deep.equal({ ...frame, mask: null });
+  });
+
+  describe('unmaskFrame (the plain function the fused receiver calls)', () => {
+    it('as a server: unmasks in place, or keeps a data frame masked when asked; control frames always unmasked', () => {
+      const frame = makeFrame(Opcode.Binary, hex('7f 9f 4d 51 58'), { fin: false, mask: KEY });
+      expect(unmaskFrame(frame, true, true)).to.equal(frame);
+      expect(frame.payload.toString('hex')).to.equal('7f9f4d5158');
+      const out = unmaskFrame(frame, true, false);
+      expect(out).to.deep.equal({ ...frame, mask: null });
+      expect(out!.payload).to.equal(frame.payload);
+      expect(frame.payload.toString()).to.equal('Hello');
+      const ping = makeFrame(Opcode.Ping, hex('7f 9f 4d 51 58'), { mask: KEY });
+      expect(unmaskFrame(ping, true, true)!.payload.toString()).to.equal('Hello');
+    });
+
+    it('refuses a frame masked wrongly for the role; maskingError names why', () => {
+      const plain = makeFrame(Opcode.Text, Buffer.from('x'));
+      const masked = makeFrame(Opcode.Text, Buffer.from('x'), { mask: KEY });
+      expect(unmaskFrame(plain, true, true)).to.equal(null);
+      expect(unmaskFrame(masked, false, false)).to.equal(null);
+      expect(unmaskFrame(plain, false, false)).to.equal(plain);
+      expect(maskingError(true).code).to.equal('WS_ERR_EXPECTED_MASK');
+      expect(maskingError(false).code).to.equal('WS_ERR_UNEXPECTED_MASK');
+      expect(maskingError(false).closeCode).to.equal(CloseCode.ProtocolError);
+    });
   });
 
   describe('keepDataMasked (the next stage unmasks as it copies)', () => {
