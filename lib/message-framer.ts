@@ -72,12 +72,14 @@ export interface MessageFramerHandler {
   onFrame(frame: Frame): void;
 }
 
-/** Whether a message written part by part is under way. */
+/** Whether a message written part by part is under way, and of which type (one field, not two). */
 enum FramerState {
   /** Between messages. */
   Idle,
-  /** A streamed message has been started with `writePart` and not yet ended with `fin`. */
-  Streaming,
+  /** A streamed text message has been started with `writePart` and not yet ended with `fin`. */
+  StreamingText,
+  /** The same for a binary message. */
+  StreamingBinary,
 }
 
 /** The I/O-free core of MessageFramer. */
@@ -87,8 +89,6 @@ export class MessageFramerCore {
   private readonly fragmentSize: number;
   private readonly handler: MessageFramerHandler;
   private state = FramerState.Idle;
-  /** Type of the streamed message under way (meaningful in FramerState.Streaming only). */
-  private streamBinary = false;
 
   /** Throws a WebSocketError WS_ERR_INVALID_ARGUMENT when `fragmentSize` is not a non-negative integer. */
   constructor(options: MessageFramerOptions, handler: MessageFramerHandler) {
@@ -102,7 +102,7 @@ export class MessageFramerCore {
 
   /** True while a message streamed with `writePart` has not been ended. */
   get streaming(): boolean {
-    return this.state === FramerState.Streaming;
+    return this.state !== FramerState.Idle;
   }
 
   /**
@@ -112,7 +112,7 @@ export class MessageFramerCore {
    */
   write(message: OutboundMessage): WebSocketError | null {
     if (this.error !== null) return this.error;
-    if (this.state === FramerState.Streaming) {
+    if (this.state !== FramerState.Idle) {
       this.fail(new WebSocketError('WS_ERR_INVALID_STATE', 'a streamed message is not finished'));
       return this.error;
     }
@@ -154,17 +154,17 @@ export class MessageFramerCore {
       this.fail(new WebSocketError('WS_ERR_INVALID_ARGUMENT', 'a message part must be a Buffer or Uint8Array'));
       return this.error;
     }
+    const streaming = binary ? FramerState.StreamingBinary : FramerState.StreamingText;
     let opcode: Opcode;
     if (this.state === FramerState.Idle) {
       opcode = binary ? Opcode.Binary : Opcode.Text;
-      this.streamBinary = binary;
-    } else if (binary !== this.streamBinary) {
+    } else if (this.state !== streaming) {
       this.fail(new WebSocketError('WS_ERR_INVALID_ARGUMENT', 'a message part changes the message type'));
       return this.error;
     } else {
       opcode = Opcode.Continuation;
     }
-    this.state = fin ? FramerState.Idle : FramerState.Streaming;
+    this.state = fin ? FramerState.Idle : streaming;
     this.handler.onFrame(makeFrame(opcode, payload, { fin }));
     return this.error;
   }
