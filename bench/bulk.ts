@@ -533,7 +533,6 @@ async function main(): Promise<void> {
     `- peak RSS = VmHWM of each process (/proc/self/status), the highest over the runs; a child right after start-up${COMPILED ? '' : ' (ts-node loaded: run compiled, with npm run bench:bulk, for the library\'s own figures)'} has about ${mib(idle).toFixed(0)} MiB`,
     `- 1-minute load average before the runs: ${loadBefore.toFixed(2)}, after: ${os.loadavg()[0]!.toFixed(2)} (other processes on the machine make the spread)`,
     `- ws sends with at most ${sizeLabel(WS_WINDOW_BYTES)} (and at least 2 messages) in flight, as it has no write() returning false; ours waits for 'drain' when send() returns false`,
-    '',
     '- CPU s/GB = CPU seconds (user + system) a process used per 10^9 bytes moved: what the transfer costs each side, whatever else ran on the machine',
     '',
     '| case | MB/s | ratio to raw TCP | sender CPU s/GB | receiver CPU s/GB | sender peak RSS MiB | receiver peak RSS MiB |',

@@ -1,12 +1,13 @@
 /**
- * Profiles our echo server (bench/servers/ours.ts) under `node --cpu-prof` while the load
+ * Profiles an echo server (bench/servers/ours.ts, or PROFILE_SERVER=stages etc.) under `node --cpu-prof` while the load
  * generator runs one case, for each case below; prints the top self-time functions of each
  * profile and writes them to bench/results/profile.md (the .cpuprofile files stay in
  * bench/results/, ignored by git; open them in Chrome DevTools for the call tree).
  *
  *   npx ts-node bench/profile.ts            (BENCH_PROFILE_MS sets the measured time, default 4000;
  *                                            PROFILE_CASES=oneway-64k,echo-16k picks cases;
- *                                            PROFILE_ONE_SERVER=1 runs them all on one server)
+ *                                            PROFILE_ONE_SERVER=1 runs them all on one server;
+ *                                            PROFILE_SERVER=stages profiles bench/servers/stages.ts)
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -16,6 +17,8 @@ import { summarise } from './profile-summary';
 
 const DURATION_MS = Number(process.env.BENCH_PROFILE_MS ?? '4000');
 const OUT = path.join(ROOT, 'bench', 'results');
+/** Which of bench/servers/ to profile. */
+const SERVER = process.env.PROFILE_SERVER ?? 'ours';
 
 const CASES: Array<{ name: string; title: string; command(port: number): LoadCommand }> = [
   {
@@ -56,14 +59,14 @@ const SELECTED = process.env.PROFILE_CASES?.split(',').map((s) => s.trim());
 async function main(): Promise<void> {
   fs.mkdirSync(OUT, { recursive: true });
   const load = await LoadGenerator.start();
-  const sections: string[] = [`# CPU profiles of bench/servers/ours.ts (Node ${process.version}, server on CPU 0)`];
+  const sections: string[] = [`# CPU profiles of bench/servers/${SERVER}.ts (Node ${process.version}, server on CPU 0)`];
   const cases = CASES.filter((k) => SELECTED === undefined || SELECTED.includes(k.name));
   try {
     if (process.env.PROFILE_ONE_SERVER === '1') {
       // One server for all the cases, in order, as `npm run bench` runs them: each case's window
       // summarised from the one profile (shows what a long-running server does differently).
-      const file = 'ours-one-server.cpuprofile';
-      const server = await Server.start('ours', {}, ['--cpu-prof', `--cpu-prof-dir=${OUT}`, `--cpu-prof-name=${file}`]);
+      const file = `${SERVER}-one-server.cpuprofile`;
+      const server = await Server.start(SERVER, {}, ['--cpu-prof', `--cpu-prof-dir=${OUT}`, `--cpu-prof-name=${file}`]);
       const runs: Array<{ c: (typeof cases)[number]; m: Awaited<ReturnType<typeof load.run>> }> = [];
       for (const c of cases) {
         runs.push({ c, m: await load.run(c.command(server.port)) });
@@ -73,8 +76,8 @@ async function main(): Promise<void> {
       for (const { c, m } of runs) sections.push(section(c.title, m, path.join(OUT, file)));
     } else {
       for (const c of cases) {
-        const file = `ours-${c.name}.cpuprofile`;
-        const server = await Server.start('ours', {}, ['--cpu-prof', `--cpu-prof-dir=${OUT}`, `--cpu-prof-name=${file}`]);
+        const file = `${SERVER}-${c.name}.cpuprofile`;
+        const server = await Server.start(SERVER, {}, ['--cpu-prof', `--cpu-prof-dir=${OUT}`, `--cpu-prof-name=${file}`]);
         const m = await load.run(c.command(server.port));
         await server.stop();
         sections.push(section(c.title, m, path.join(OUT, file)));
