@@ -1,13 +1,16 @@
 /**
- * Profiles an echo server (bench/servers/ours.ts, or PROFILE_SERVER=stages etc.) under `node --cpu-prof` while the load
- * generator runs one case, for each case below; prints the top self-time functions of each
- * profile and writes them to bench/results/profile.md (the .cpuprofile files stay in
- * bench/results/, ignored by git; open them in Chrome DevTools for the call tree).
+ * Profiles an echo server (bench/servers/ours.ts, or another with PROFILE_SERVER) under
+ * `node --cpu-prof` while the load generator runs one case, for each case below; prints the top
+ * self-time functions of each profile and writes them to bench/results/profile.md (the
+ * .cpuprofile files stay in bench/results/, ignored by git; open them in Chrome DevTools for the
+ * call tree).
  *
- *   npx ts-node bench/profile.ts            (BENCH_PROFILE_MS sets the measured time, default 4000;
- *                                            PROFILE_CASES=oneway-64k,echo-16k picks cases;
- *                                            PROFILE_ONE_SERVER=1 runs them all on one server;
- *                                            PROFILE_SERVER=stages profiles bench/servers/stages.ts)
+ *   npm run build && node dist/bench/profile.js
+ *
+ * Run it compiled: under `npx ts-node bench/profile.ts` the server loads ts-node too.
+ * BENCH_PROFILE_MS sets the measured time (default 4000); PROFILE_CASES=oneway-64k,echo-16k picks
+ * cases; PROFILE_ONE_SERVER=1 runs them all on one server; PROFILE_SERVER=stages profiles
+ * bench/servers/stages.ts.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
