@@ -334,29 +334,8 @@ export class WebSocket extends Duplex implements ReceiverHandler {
   private set readableDone(on: boolean) {
     this.setFlag(Flag.ReadableDone, on);
   }
-  private get pausedByUs(): boolean {
-    return (this.flags & Flag.PausedByUs) !== 0;
-  }
-  private set pausedByUs(on: boolean) {
-    this.setFlag(Flag.PausedByUs, on);
-  }
-  private get pausedForReplies(): boolean {
-    return (this.flags & Flag.PausedForReplies) !== 0;
-  }
-  private set pausedForReplies(on: boolean) {
-    this.setFlag(Flag.PausedForReplies, on);
-  }
-  private get pausedForInflate(): boolean {
-    return (this.flags & Flag.PausedForInflate) !== 0;
-  }
-  private set pausedForInflate(on: boolean) {
-    this.setFlag(Flag.PausedForInflate, on);
-  }
-  private get pausedForBudget(): boolean {
-    return (this.flags & Flag.PausedForBudget) !== 0;
-  }
-  private set pausedForBudget(on: boolean) {
-    this.setFlag(Flag.PausedForBudget, on);
+  private has(flag: Flag): boolean {
+    return (this.flags & flag) !== 0;
   }
 
   /** See WebSocketOptions.memoryBudget. */
@@ -526,10 +505,7 @@ export class WebSocket extends Duplex implements ReceiverHandler {
   /** Offers an inbound value to a tap point; a blocking tap that is full pauses the transport. */
   private offerInbound<T>(point: TapPoint<T>, value: T): void {
     if (!point.active) return;
-    if (!point.offer(value) && !this.pausedByUs && this.transport !== null) {
-      this.pausedByUs = true;
-      this.transport.pause();
-    }
+    if (!point.offer(value)) this.holdReading(Flag.PausedByUs);
   }
 
   /**
@@ -708,10 +684,7 @@ export class WebSocket extends Duplex implements ReceiverHandler {
       return;
     }
     // permessage-deflate: frames still being inflated; read nothing more until they are through.
-    if (receiver.busy && !this.pausedForInflate && this.transport !== null) {
-      this.pausedForInflate = true;
-      this.transport.pause();
-    }
+    if (receiver.busy) this.holdReading(Flag.PausedForInflate);
     this.checkBudget();
   }
 
@@ -728,16 +701,31 @@ export class WebSocket extends Duplex implements ReceiverHandler {
   /** Pauses or resumes reading for the memory budget. */
   private checkBudget(): void {
     if (this.transport === null) return;
-    const hold = this.budgetHoldsReading();
-    if (hold === this.pausedForBudget) return;
-    this.pausedForBudget = hold;
-    if (hold) this.transport.pause();
-    else this.resumeIfFree();
+    if (this.budgetHoldsReading()) this.holdReading(Flag.PausedForBudget);
+    else this.releaseReading(Flag.PausedForBudget);
   }
 
   /** True while we hold reading from the transport (for any reason). */
   private readingHeld(): boolean {
-    return (this.flags & Flag.ReadingHeld) !== 0;
+    return this.has(Flag.ReadingHeld);
+  }
+
+  /**
+   * Stops reading from the transport for `reason` (one of the ReadingHeld bits). Returns true
+   * if that reason did not hold it already.
+   */
+  private holdReading(reason: Flag): boolean {
+    if (this.transport === null || this.has(reason)) return false;
+    this.flags |= reason;
+    this.transport.pause();
+    return true;
+  }
+
+  /** `reason` no longer holds reading: the transport resumes once no other reason does. */
+  private releaseReading(reason: Flag): void {
+    if (!this.has(reason)) return;
+    this.flags &= ~reason;
+    this.resumeIfFree();
   }
 
   /** Resumes the transport unless something still holds reading. */
@@ -748,7 +736,7 @@ export class WebSocket extends Duplex implements ReceiverHandler {
   /** Received bytes left a buffer (the application read them). */
   private consumed(bytes: number): void {
     this.unreadBytes -= bytes;
-    if (this.pausedForBudget) this.checkBudget();
+    if (this.has(Flag.PausedForBudget)) this.checkBudget();
   }
 
   // ----- ReceiverHandler: what the receiver delivers -----
@@ -761,9 +749,7 @@ export class WebSocket extends Duplex implements ReceiverHandler {
       then();
       return;
     }
-    if (!this.pausedForInflate) return;
-    this.pausedForInflate = false;
-    this.resumeIfFree();
+    this.releaseReading(Flag.PausedForInflate);
   }
 
   /** @internal permessage-deflate: an error met while inflating, after onData returned. */
@@ -809,7 +795,7 @@ export class WebSocket extends Duplex implements ReceiverHandler {
       // An ended stream never asks for more: if its full buffer paused the socket, later bytes
       // (the next message, the peer's close) must not wait for it. Its unread bytes still count
       // against the memory budget; a full readable side keeps the socket paused.
-      if (this.pausedByUs && this.readableLength < this.readableHighWaterMark) this.resumeTransport();
+      if (this.has(Flag.PausedByUs) && this.readableLength < this.readableHighWaterMark) this.resumeTransport();
     }
   }
 
@@ -821,21 +807,16 @@ export class WebSocket extends Duplex implements ReceiverHandler {
     const before = readable.readableLength;
     const room = readable.push(value);
     if (readable.readableLength > before) this.unreadBytes += unreadSize(value);
-    if (!room && !this.pausedByUs && this.transport !== null) {
-      this.pausedByUs = true;
-      this.transport.pause();
-      this.receiver?.pauseInflate();
-    }
+    if (!room && this.holdReading(Flag.PausedByUs)) this.receiver?.pauseInflate();
   }
 
   private resumeTransport(): void {
     if (this.tapPoints !== null && this.inboundTapsBlocked()) return;
-    if (this.pausedForReplies) return;
-    if (this.pausedByUs && this.transport !== null) {
-      this.pausedByUs = false;
-      this.receiver?.resumeInflate();
-      this.resumeIfFree();
-    }
+    if (this.has(Flag.PausedForReplies) || !this.has(Flag.PausedByUs) || this.transport === null) return;
+    // The flag goes first: what resumeInflate() delivers may fill the reader and hold it again.
+    this.flags &= ~Flag.PausedByUs;
+    this.receiver?.resumeInflate();
+    this.resumeIfFree();
   }
 
   /** @internal The peer's close frame. */
@@ -865,10 +846,7 @@ export class WebSocket extends Duplex implements ReceiverHandler {
   onReply(frame: Frame): void {
     // A peer that sends pings (or anything that needs an answer) but does not read would have
     // us queue answers without end: stop reading from it until the answers have drained.
-    if (this.sender !== null && !this.sender.sendFrame(frame) && !this.pausedForReplies && this.transport !== null) {
-      this.pausedForReplies = true;
-      this.transport.pause();
-    }
+    if (this.sender !== null && !this.sender.sendFrame(frame)) this.holdReading(Flag.PausedForReplies);
     if (frame.opcode === Opcode.Close) {
       this.closeSent = true;
       if (this.state === ReadyState.OPEN) this.state = ReadyState.CLOSING;
@@ -1030,11 +1008,8 @@ export class WebSocket extends Duplex implements ReceiverHandler {
   }
 
   private onDrain(): void {
-    if (this.pausedForReplies) {
-      this.pausedForReplies = false;
-      this.resumeIfFree();
-    }
-    if (this.pausedForBudget) this.checkBudget();
+    this.releaseReading(Flag.PausedForReplies);
+    if (this.has(Flag.PausedForBudget)) this.checkBudget();
     const waiters = this.extras?.drainWaiters ?? null;
     if (waiters !== null) {
       this.extras!.drainWaiters = null;
