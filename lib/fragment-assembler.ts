@@ -13,6 +13,7 @@
 import { type Readable, Transform } from 'readable-stream';
 import { Defaults, Opcode, isControlOpcode } from './constants';
 import { WebSocketError } from './errors';
+import { SharedSettings } from './shared-settings';
 import { type Frame, type Message, isLastPiece } from './frame';
 import { Utf8Validator, isValidUtf8 } from './utf8';
 import { applyMask } from './mask';
@@ -60,35 +61,25 @@ export interface FragmentAssemblerHandler {
 const EMPTY = Buffer.alloc(0);
 
 /** An assembler's limits and mode, shared by every assembler made with the same ones (never written to). */
-interface AssemblerConfig {
-  readonly maxMessageSize: number;
-  readonly maxFragments: number;
-  readonly validateUtf8: boolean;
-  readonly streaming: boolean;
-}
+type AssemblerConfig = Readonly<{
+  maxMessageSize: number;
+  maxFragments: number;
+  validateUtf8: boolean;
+  streaming: boolean;
+}>;
 
-/**
- * Configs made so far, by key: a server makes every connection's assembler with the same
- * options, so one object serves them all instead of four fields per connection. Bounded: past
- * the cap a config is made for its assembler alone.
- */
-const configs = new Map<string, AssemblerConfig>();
-const MAX_SHARED_CONFIGS = 64;
+const configs = new SharedSettings<AssemblerConfig>();
 
 function configFor(options: FragmentAssemblerOptions): AssemblerConfig {
   const streaming = options.streaming === true;
-  const maxMessageSize = streaming
-    ? (options.maxStreamedMessageSize ?? Number.POSITIVE_INFINITY)
-    : (options.maxMessageSize ?? Defaults.maxMessageSize);
-  const maxFragments = streaming ? Number.POSITIVE_INFINITY : (options.maxFragments ?? Defaults.maxFragments);
-  const validateUtf8 = options.skipUtf8Validation !== true;
-  const key = `${maxMessageSize}/${maxFragments}/${validateUtf8 ? 1 : 0}/${streaming ? 1 : 0}`;
-  let config = configs.get(key);
-  if (config === undefined) {
-    config = Object.freeze({ maxMessageSize, maxFragments, validateUtf8, streaming });
-    if (configs.size < MAX_SHARED_CONFIGS) configs.set(key, config);
-  }
-  return config;
+  return configs.share({
+    maxMessageSize: streaming
+      ? (options.maxStreamedMessageSize ?? Number.POSITIVE_INFINITY)
+      : (options.maxMessageSize ?? Defaults.maxMessageSize),
+    maxFragments: streaming ? Number.POSITIVE_INFINITY : (options.maxFragments ?? Defaults.maxFragments),
+    validateUtf8: options.skipUtf8Validation !== true,
+    streaming,
+  });
 }
 
 /** The kept pieces of a message that takes more than one (made per such message, dropped at its end). */

@@ -12,6 +12,7 @@
 import { type Readable, Transform } from 'readable-stream';
 import { Defaults, MAX_CONTROL_PAYLOAD, Opcode, isControlOpcode, isKnownOpcode } from './constants';
 import { WebSocketError } from './errors';
+import { SharedSettings } from './shared-settings';
 import { Frame } from './frame';
 
 /** The RSV bits an extension negotiated in the opening handshake claims (RFC 6455 §5.2, §9). */
@@ -100,29 +101,17 @@ function rsvMask(bits: ExtensionBits): number {
 }
 
 /** A splitter's settings, shared by every splitter made with the same ones (never written to). */
-interface SplitterConfig {
-  readonly maxPayload: number;
-  readonly streaming: boolean;
+type SplitterConfig = Readonly<{
+  maxPayload: number;
+  streaming: boolean;
   /** RSV bits (as in the first header byte) that a negotiated extension claims. */
-  readonly allowedRsv: number;
-}
+  allowedRsv: number;
+}>;
 
-/**
- * Settings made so far, by key. A server makes every connection's splitter with the same few
- * settings, so one object each serves them all instead of three fields per connection. Bounded:
- * past the cap a config is made for its splitter alone.
- */
-const configs = new Map<string, SplitterConfig>();
-const MAX_SHARED_CONFIGS = 64;
+const configs = new SharedSettings<SplitterConfig>();
 
 function configFor(maxPayload: number, streaming: boolean, allowedRsv: number): SplitterConfig {
-  const key = `${maxPayload}/${streaming ? 1 : 0}/${allowedRsv}`;
-  let config = configs.get(key);
-  if (config === undefined) {
-    config = Object.freeze({ maxPayload, streaming, allowedRsv });
-    if (configs.size < MAX_SHARED_CONFIGS) configs.set(key, config);
-  }
-  return config;
+  return configs.share({ maxPayload, streaming, allowedRsv });
 }
 
 /**
