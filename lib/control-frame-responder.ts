@@ -7,11 +7,12 @@
  *
  * Replies are unmasked frames; for the client role the outbound Masker masks them.
  */
-import { Readable, Transform } from 'readable-stream';
+import { Readable } from 'readable-stream';
 import { Opcode, isValidWireCloseCode } from './constants';
 import { WebSocketError } from './errors';
 import { type Frame, type Inbound, type Message, isMessage, makeFrame } from './frame';
 import { checkCloseArgs, encodeClosePayload, parseClosePayload } from './close';
+import { Stage } from './stage';
 
 /** Options of ControlFrameResponderCore and ControlFrameResponder. */
 export interface ControlFrameResponderOptions {
@@ -172,12 +173,12 @@ const REPLIES_STREAM_OPTIONS = Object.freeze({ objectMode: true, read: noRead })
  */
 class ResponderOutputs implements ControlFrameResponderHandler {
   constructor(
-    private readonly stage: Transform,
+    private readonly stage: Stage,
     private readonly replies: Readable,
   ) {}
 
   onMessage(message: Message): void {
-    this.stage.push(message);
+    this.stage.deliver(message);
   }
 
   onPing(payload: Buffer): void {
@@ -208,7 +209,7 @@ class ResponderOutputs implements ControlFrameResponderHandler {
  * been queued (nothing can follow a close). The readable side ends when the closing handshake is
  * complete (close received and close sent).
  */
-export class ControlFrameResponder extends Transform {
+export class ControlFrameResponder extends Stage {
   readonly core: ControlFrameResponderCore;
   /** The frames to send to the peer (unmasked), object mode. */
   readonly replies: Readable;
@@ -221,10 +222,10 @@ export class ControlFrameResponder extends Transform {
     this.core = new ControlFrameResponderCore(options, new ResponderOutputs(this, this.replies));
   }
 
-  override _transform(chunk: Inbound, _enc: BufferEncoding, cb: (error?: Error | null) => void): void {
+  protected override step(chunk: Inbound): WebSocketError | null {
     const err = this.core.write(chunk);
     this.settle();
-    cb(err ?? undefined);
+    return err;
   }
 
   /** See ControlFrameResponderCore.noteCloseSent. */

@@ -10,13 +10,13 @@
  * that is kept for a join is unmasked by the join itself (one pass instead of unmasking in place
  * and then copying); anything handed on or checked as it is gets unmasked in place first.
  */
-import { type Readable, Transform } from 'readable-stream';
 import { Defaults, Opcode, isControlOpcode } from './constants';
 import { WebSocketError } from './errors';
 import { SharedSettings } from './shared-settings';
 import { type Frame, type Message, isLastPiece } from './frame';
 import { Utf8Validator, isValidUtf8 } from './utf8';
 import { applyMask } from './mask';
+import { Stage } from './stage';
 
 /** Options of FragmentAssemblerCore and FragmentAssembler. */
 export interface FragmentAssemblerOptions {
@@ -316,18 +316,18 @@ const ASSEMBLER_STREAM_OPTIONS = Object.freeze({ objectMode: true });
  * not closures made for every stage).
  */
 class OutputsToStream implements FragmentAssemblerHandler {
-  constructor(private readonly stream: Readable) {}
+  constructor(private readonly stream: Stage) {}
 
   onMessage(message: Message): void {
-    this.stream.push(message);
+    this.stream.deliver(message);
   }
 
   onControl(frame: Frame): void {
-    this.stream.push(frame);
+    this.stream.deliver(frame);
   }
 
   onMessagePiece(piece: MessagePiece): void {
-    this.stream.push(piece);
+    this.stream.deliver(piece);
   }
 }
 
@@ -336,7 +336,7 @@ class OutputsToStream implements FragmentAssemblerHandler {
  * Message values (MessagePiece values in streaming mode) and control Frame values in the order
  * they complete. Object mode on both sides.
  */
-export class FragmentAssembler extends Transform {
+export class FragmentAssembler extends Stage {
   readonly core: FragmentAssemblerCore;
 
   constructor(options: FragmentAssemblerOptions = {}) {
@@ -344,7 +344,7 @@ export class FragmentAssembler extends Transform {
     this.core = new FragmentAssemblerCore(options, new OutputsToStream(this));
   }
 
-  override _transform(chunk: Frame, _enc: BufferEncoding, cb: (error?: Error | null) => void): void {
-    cb(this.core.write(chunk) ?? undefined);
+  protected override step(chunk: Frame): WebSocketError | null {
+    return this.core.write(chunk);
   }
 }

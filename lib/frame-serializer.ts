@@ -21,10 +21,10 @@
  * The serializer never masks: a frame with a `mask` is expected to carry its payload masked
  * with it already (the Masker's job); the key is only written into the header.
  */
-import { type Readable, Transform } from 'readable-stream';
 import { isControlOpcode, isKnownOpcode, MAX_CONTROL_PAYLOAD } from './constants';
 import { WebSocketError } from './errors';
 import { isFirstPiece, isLastPiece, type Frame } from './frame';
+import { Stage } from './stage';
 
 /** Payloads up to this many bytes are copied after their header into one chunk (one write). */
 export const COALESCE_LIMIT = 1024;
@@ -204,15 +204,15 @@ const SERIALIZER_STREAM_OPTIONS = Object.freeze({ writableObjectMode: true });
 
 /** Pushes the core's bytes to the stage's readable side (a prototype method, not a closure per stage). */
 class BytesToStream implements FrameSerializerHandler {
-  constructor(private readonly stream: Readable) {}
+  constructor(private readonly stream: Stage) {}
 
   onData(chunk: Buffer): void {
-    this.stream.push(chunk);
+    this.stream.deliver(chunk);
   }
 }
 
 /** Stream stage: Frame values in (object mode), bytes out. */
-export class FrameSerializer extends Transform {
+export class FrameSerializer extends Stage {
   readonly core: FrameSerializerCore;
 
   constructor(options: FrameSerializerOptions = {}) {
@@ -220,7 +220,7 @@ export class FrameSerializer extends Transform {
     this.core = new FrameSerializerCore(options, new BytesToStream(this));
   }
 
-  override _transform(chunk: Frame, _enc: BufferEncoding, cb: (error?: Error | null) => void): void {
-    cb(this.core.write(chunk) ?? undefined);
+  protected override step(chunk: Frame): WebSocketError | null {
+    return this.core.write(chunk);
   }
 }

@@ -9,11 +9,11 @@
  * With `streaming: true` a data frame's payload is handed on in pieces as its bytes arrive (see
  * lib/frame.ts for how pieces are described), so a large frame is never held whole.
  */
-import { type Readable, Transform } from 'readable-stream';
 import { Defaults, MAX_CONTROL_PAYLOAD, Opcode, isControlOpcode, isKnownOpcode } from './constants';
 import { WebSocketError } from './errors';
 import { SharedSettings } from './shared-settings';
 import { Frame } from './frame';
+import { Stage } from './stage';
 
 /** The RSV bits an extension negotiated in the opening handshake claims (RFC 6455 §5.2, §9). */
 export interface ExtensionBits {
@@ -419,10 +419,10 @@ const SPLITTER_STREAM_OPTIONS = Object.freeze({ readableObjectMode: true });
  * stages).
  */
 class FramesToStream implements FrameSplitterHandler {
-  constructor(private readonly stream: Readable) {}
+  constructor(private readonly stream: Stage) {}
 
   onFrame(frame: Frame): void {
-    this.stream.push(frame);
+    this.stream.deliver(frame);
   }
 }
 
@@ -430,7 +430,7 @@ class FramesToStream implements FrameSplitterHandler {
  * The stream stage: bytes in (writable side), `Frame`s out (readable side, object mode). A
  * protocol error fails the chunk that carried it with the WebSocketError.
  */
-export class FrameSplitter extends Transform {
+export class FrameSplitter extends Stage {
   readonly core: FrameSplitterCore;
 
   constructor(options: FrameSplitterOptions = {}, streamOptions?: FrameSplitterStreamOptions) {
@@ -438,7 +438,7 @@ export class FrameSplitter extends Transform {
     this.core = new FrameSplitterCore(options, new FramesToStream(this));
   }
 
-  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: (error?: Error | null) => void): void {
-    cb(this.core.write(chunk) ?? undefined);
+  protected override step(chunk: Buffer): WebSocketError | null {
+    return this.core.write(chunk);
   }
 }

@@ -10,9 +10,9 @@
  * Any syntax error fails it with WS_ERR_INVALID_HANDSHAKE (400). Only CRLF ends a line: a bare
  * LF or CR anywhere in the head is refused (RFC 9112 §2.2 allows that strictness).
  */
-import { Transform } from 'readable-stream';
 import { Defaults } from './constants';
 import { WebSocketError } from './errors';
+import { Stage } from './stage';
 
 /** Header fields by lower-case name, with the duplicate rules of Node's `IncomingMessage.headers`. */
 export type HeaderMap = Record<string, string | string[] | undefined>;
@@ -354,14 +354,14 @@ function isVisible(c: number): boolean {
 
 /** The core's head as the stage's 'handshake' event, the bytes after it pushed (prototype methods, not closures per stage). */
 class HeadToStream implements HandshakeParserHandler {
-  constructor(private readonly stream: Transform) {}
+  constructor(private readonly stream: Stage) {}
 
   onHead(head: UpgradeRequest | UpgradeResponse): void {
     this.stream.emit('handshake', head);
   }
 
   onData(rest: Buffer): void {
-    this.stream.push(rest);
+    this.stream.deliver(rest);
   }
 }
 
@@ -370,7 +370,7 @@ class HeadToStream implements HandshakeParserHandler {
  * (UpgradeRequest for the server role, UpgradeResponse for the client role) before pushing any
  * byte that follows it; those bytes are pushed untouched. Fails with the core's WebSocketError.
  */
-export class HandshakeParser extends Transform {
+export class HandshakeParser extends Stage {
   readonly core: HandshakeParserCore;
 
   constructor(options: HandshakeParserOptions) {
@@ -378,7 +378,7 @@ export class HandshakeParser extends Transform {
     this.core = new HandshakeParserCore(options, new HeadToStream(this));
   }
 
-  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
-    cb(this.core.write(chunk) ?? undefined);
+  protected override step(chunk: Buffer): WebSocketError | null {
+    return this.core.write(chunk);
   }
 }

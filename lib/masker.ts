@@ -9,11 +9,11 @@
  * The masked payload is always a new buffer: the caller's payload may be shared (the same
  * message broadcast to several connections), so it is never modified.
  */
-import { type Readable, Transform } from 'readable-stream';
 import { WebSocketError } from './errors';
 import { applyMask, randomMask, type MaskGenerator, type MaskSlots } from './mask';
 import { isFirstPiece, isLastPiece, withPayload, type Frame } from './frame';
 import { COALESCE_LIMIT } from './frame-serializer';
+import { Stage } from './stage';
 
 /** RFC 6455 §5.2: "Masking-key: 0 or 4 bytes". */
 const MASK_KEY_LENGTH = 4;
@@ -148,15 +148,15 @@ const MASKER_STREAM_OPTIONS = Object.freeze({ writableObjectMode: true, readable
 
 /** Pushes the core's frames to the stage's readable side (a prototype method, not a closure per stage). */
 class FramesToStream implements MaskerHandler {
-  constructor(private readonly stream: Readable) {}
+  constructor(private readonly stream: Stage) {}
 
   onFrame(frame: Frame): void {
-    this.stream.push(frame);
+    this.stream.deliver(frame);
   }
 }
 
 /** Stream stage: Frame values in, masked Frame values out (object mode on both sides). */
-export class Masker extends Transform {
+export class Masker extends Stage {
   readonly core: MaskerCore;
 
   constructor(options: MaskerOptions = {}) {
@@ -164,7 +164,7 @@ export class Masker extends Transform {
     this.core = new MaskerCore(options, new FramesToStream(this));
   }
 
-  override _transform(chunk: Frame, _enc: BufferEncoding, cb: (error?: Error | null) => void): void {
-    cb(this.core.write(chunk) ?? undefined);
+  protected override step(chunk: Frame): WebSocketError | null {
+    return this.core.write(chunk);
   }
 }

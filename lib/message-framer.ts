@@ -8,10 +8,10 @@
  * encoded once). A message can also be streamed part by part with `MessageFramerCore.writePart`.
  */
 import { isUtf8 } from 'node:buffer';
-import { type Readable, Transform } from 'readable-stream';
 import { Opcode } from './constants';
 import { WebSocketError } from './errors';
 import { makeFrame, type Frame, type Message } from './frame';
+import { Stage } from './stage';
 
 /** The bytes of a message: a string (encoded as UTF-8), a Buffer or any Uint8Array. */
 export type OutboundData = string | Buffer | Uint8Array;
@@ -180,15 +180,15 @@ const FRAMER_STREAM_OPTIONS = Object.freeze({ writableObjectMode: true, readable
 
 /** Pushes the core's frames to the stage's readable side (a prototype method, not a closure per stage). */
 class FramesToStream implements MessageFramerHandler {
-  constructor(private readonly stream: Readable) {}
+  constructor(private readonly stream: Stage) {}
 
   onFrame(frame: Frame): void {
-    this.stream.push(frame);
+    this.stream.deliver(frame);
   }
 }
 
 /** Stream stage: OutboundMessage values in, Frame values out (object mode on both sides). */
-export class MessageFramer extends Transform {
+export class MessageFramer extends Stage {
   readonly core: MessageFramerCore;
 
   constructor(options: MessageFramerOptions = {}) {
@@ -196,7 +196,7 @@ export class MessageFramer extends Transform {
     this.core = new MessageFramerCore(options, new FramesToStream(this));
   }
 
-  override _transform(chunk: OutboundMessage, _enc: BufferEncoding, cb: (error?: Error | null) => void): void {
-    cb(this.core.write(chunk) ?? undefined);
+  protected override step(chunk: OutboundMessage): WebSocketError | null {
+    return this.core.write(chunk);
   }
 }

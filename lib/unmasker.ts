@@ -3,11 +3,11 @@
  * §5.1) and unmasks its payload in place (§5.3). Frames in, frames with `mask === null` out.
  * Pieces of one frame (see FrameSplitter's `streaming` option) unmask correctly on their own.
  */
-import { type Readable, Transform } from 'readable-stream';
 import { WebSocketError } from './errors';
 import { isControlOpcode } from './constants';
 import { Frame, withPayload } from './frame';
 import { applyMask } from './mask';
+import { Stage } from './stage';
 
 /** Options of UnmaskerCore and Unmasker. */
 export interface UnmaskerOptions {
@@ -90,15 +90,15 @@ const UNMASKER_STREAM_OPTIONS = Object.freeze({ objectMode: true });
 
 /** Pushes the core's frames to the stage's readable side (a prototype method, not a closure per stage). */
 class FramesToStream implements UnmaskerHandler {
-  constructor(private readonly stream: Readable) {}
+  constructor(private readonly stream: Stage) {}
 
   onFrame(frame: Frame): void {
-    this.stream.push(frame);
+    this.stream.deliver(frame);
   }
 }
 
 /** The stream stage: frames in, unmasked frames out (object mode on both sides). */
-export class Unmasker extends Transform {
+export class Unmasker extends Stage {
   readonly core: UnmaskerCore;
 
   constructor(options: UnmaskerOptions, streamOptions?: { highWaterMark?: number }) {
@@ -106,7 +106,7 @@ export class Unmasker extends Transform {
     this.core = new UnmaskerCore(options, new FramesToStream(this));
   }
 
-  override _transform(frame: Frame, _enc: BufferEncoding, cb: (error?: Error | null) => void): void {
-    cb(this.core.write(frame) ?? undefined);
+  protected override step(frame: Frame): WebSocketError | null {
+    return this.core.write(frame);
   }
 }

@@ -1,0 +1,120 @@
+/**
+ * CPU time per message through the hand-composed stage chain, in one process and without
+ * sockets: what the stages and readable-stream cost, apart from the system calls that dominate
+ * `npm run bench`'s figures on this 2-core machine (and that vary with whatever else runs).
+ *
+ *   npm run build && taskset -c 0 node dist/bench/chain.js [messages] [size]
+ *
+ * The chain is the server's: PassThrough (standing in for the socket) > HandshakeParser >
+ * FrameSplitter > Unmasker > FragmentAssembler > ControlFrameResponder > MessageFramer >
+ * FrameSerializer > a Writable that counts. One masked binary frame is written per turn of the
+ * event loop (setImmediate), as when each message arrives in its own TCP read; the first 10% are
+ * warm-up. Prints CPU ns (user + system) and wall ns per message, median of 5 rounds.
+ */
+import { randomFillSync } from 'node:crypto';
+import { PassThrough, Writable } from 'readable-stream';
+import {
+  ControlFrameResponder,
+  FragmentAssembler,
+  FrameSerializer,
+  FrameSplitter,
+  HandshakeParser,
+  MessageFramer,
+  Unmasker,
+} from '../lib';
+
+const MESSAGES = Number(process.argv[2] ?? '200000');
+const SIZE = Number(process.argv[3] ?? '64');
+const ROUNDS = 5;
+
+const REQUEST =
+  'GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+  'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n';
+
+/** One masked binary frame of `size` random bytes (size < 126). */
+function maskedFrame(size: number): Buffer {
+  const mask = randomFillSync(Buffer.alloc(4));
+  const payload = randomFillSync(Buffer.alloc(size));
+  const frame = Buffer.alloc(6 + size);
+  frame[0] = 0x82;
+  frame[1] = 0x80 | size;
+  mask.copy(frame, 2);
+  for (let i = 0; i < size; i++) frame[6 + i] = payload[i]! ^ mask[i & 3]!;
+  return frame;
+}
+
+/** Runs `count` messages through a fresh chain; resolves with [CPU ns, wall ns] per measured message. */
+function round(frame: Buffer, count: number): Promise<[number, number]> {
+  const source = new PassThrough();
+  const responder = new ControlFrameResponder();
+  const serializer = new FrameSerializer();
+  let received = 0;
+  const sink = new Writable({
+    write(_chunk: Buffer, _enc: BufferEncoding, cb: () => void) {
+      received++;
+      cb();
+    },
+  });
+  source
+    .pipe(new HandshakeParser({ role: 'server' }))
+    .pipe(new FrameSplitter())
+    .pipe(new Unmasker({ role: 'server' }))
+    .pipe(new FragmentAssembler())
+    .pipe(responder)
+    .pipe(new MessageFramer())
+    .pipe(serializer)
+    .pipe(sink);
+  responder.replies.pipe(serializer, { end: false });
+  source.write(Buffer.from(REQUEST, 'latin1'));
+  const warmup = Math.floor(count / 10);
+  return new Promise((resolve, reject) => {
+    let sent = 0;
+    let cpu = process.cpuUsage();
+    let wall = process.hrtime.bigint();
+    const next = (): void => {
+      if (sent === warmup) {
+        cpu = process.cpuUsage();
+        wall = process.hrtime.bigint();
+      }
+      if (sent === count) {
+        setImmediate(() => {
+          if (received !== count) {
+            reject(new Error(`${received} of ${count} messages came out`));
+            return;
+          }
+          const used = process.cpuUsage(cpu);
+          const measured = count - warmup;
+          resolve([((used.user + used.system) * 1000) / measured, Number(process.hrtime.bigint() - wall) / measured]);
+        });
+        return;
+      }
+      sent++;
+      source.write(frame);
+      setImmediate(next);
+    };
+    setImmediate(next);
+  });
+}
+
+const median = (values: number[]): number => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
+
+async function main(): Promise<void> {
+  const frame = maskedFrame(SIZE);
+  const cpu: number[] = [];
+  const wall: number[] = [];
+  for (let r = 0; r < ROUNDS; r++) {
+    const [c, w] = await round(frame, MESSAGES);
+    cpu.push(c);
+    wall.push(w);
+  }
+  const range = (v: number[]): string => `${Math.round(Math.min(...v))}-${Math.round(Math.max(...v))}`;
+  console.log(
+    `stage chain, ${SIZE} B messages, ${MESSAGES} per round, median of ${ROUNDS}: ` +
+      `${Math.round(median(cpu))} ns CPU/msg (${range(cpu)}), ${Math.round(median(wall))} ns wall/msg (${range(wall)})`,
+  );
+}
+
+main().catch((err: Error) => {
+  console.error(err);
+  process.exitCode = 1;
+});

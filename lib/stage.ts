@@ -1,0 +1,140 @@
+/**
+ * Stage: the base of every synchronous stage (HandshakeParser, FrameSplitter, Unmasker,
+ * FragmentAssembler, ControlFrameResponder, MessageFramer, Masker, FrameSerializer). Each is a
+ * readable-stream Transform around a core that handles one input before it returns; the subclass
+ * says how in `step()`, and hands the core's outputs to `deliver()`.
+ *
+ * Why not a plain Transform: in a pipe() chain of seven stages, readable-stream's bookkeeping for
+ * one write (the write request, the Transform callback closure, two process.nextTick per hop: one
+ * for the write's callback, one to read ahead) cost about twice what the cores themselves do for
+ * a small message (profile of bench/servers/stages.ts, 64 B echo at 100 connections). A step is
+ * synchronous, so when nothing is queued on either side a write can skip that bookkeeping
+ * without changing what anyone observes:
+ *
+ * - write(chunk) with no callback (what pipe() does), while both sides are idle (the writable
+ *   side has nothing pending or buffered, is not corked, ending or failed; the readable side holds
+ *   nothing), runs the step at once. Anything else (a callback, an encoding, a string, a queue on
+ *   either side) takes Transform's usual path, so order and backpressure are kept: a chunk is
+ *   never overtaken, and once a consumer falls behind, writes go the usual way until it catches
+ *   up. (The one difference: when a single step fills the readable side past its mark, the next
+ *   write's step still runs before the writes after it wait, where Transform would hold that one
+ *   too. The readable side then holds at most two steps' outputs past its mark.)
+ * - deliver(output), while the readable side is flowing and empty, emits 'data' directly, as
+ *   push() would in that state, without push()'s read-ahead tick (a Transform's read-ahead only
+ *   releases a held write callback, and a step that delivered this way holds none).
+ * - an error from a step destroys the stage with it, as Transform's usual path does (autoDestroy).
+ *
+ * These checks read readable-stream's state objects (`_readableState`, `_writableState`);
+ * spec/stage.spec.ts pins the behaviour on the version in package-lock.json.
+ */
+import { Transform, type TransformOptions } from 'readable-stream';
+import type { WebSocketError } from './errors';
+
+/** The fields of readable-stream's ReadableState that the fast paths read or set. */
+interface ReadableStateView {
+  flowing: boolean | null;
+  length: number;
+  highWaterMark: number;
+  objectMode: boolean;
+  sync: boolean;
+  ended: boolean;
+  destroyed: boolean;
+  errored: Error | null;
+  decoder: unknown;
+  awaitDrainWriters: unknown;
+  dataEmitted: boolean;
+}
+
+/** The fields of readable-stream's WritableState that the write fast path reads. */
+interface WritableStateView {
+  length: number;
+  writing: boolean;
+  corked: number;
+  ending: boolean;
+  destroyed: boolean;
+  errored: Error | null;
+  constructed: boolean;
+  objectMode: boolean;
+}
+
+/** A Transform whose step is synchronous, with the fast paths described above. */
+export abstract class Stage extends Transform {
+  /** True while write() runs a step itself (only then may deliver() skip push()). */
+  private direct = false;
+
+  constructor(options?: TransformOptions) {
+    super(options);
+  }
+
+  /**
+   * Handles one written chunk: the core's outputs go to deliver() (or push()) before it returns.
+   * Returns the error that fails the stage, or null.
+   */
+  protected abstract step(chunk: unknown): WebSocketError | null;
+
+  override _transform(chunk: unknown, _enc: BufferEncoding, cb: (error?: Error | null) => void): void {
+    cb(this.step(chunk) ?? undefined);
+  }
+
+  override write(chunk: unknown, encoding?: unknown, cb?: unknown): boolean {
+    if (encoding === undefined && cb === undefined && this.idle(chunk)) {
+      this.direct = true;
+      let err: WebSocketError | null;
+      try {
+        err = this.step(chunk);
+      } finally {
+        this.direct = false;
+      }
+      if (err === null) return true;
+      this.destroy(err);
+      return false;
+    }
+    return (super.write as (chunk: unknown, encoding?: unknown, cb?: unknown) => boolean)(chunk, encoding, cb);
+  }
+
+  /**
+   * Hands one output to the readable side: emitted as 'data' at once when write() runs the step
+   * itself and the readable side is flowing and empty (what push() would do then), else push().
+   * @internal For the stage's own core handler.
+   */
+  deliver(output: Buffer | object): void {
+    const r = (this as unknown as { _readableState: ReadableStateView })._readableState;
+    if (
+      this.direct &&
+      r.flowing === true &&
+      r.length === 0 &&
+      !r.sync &&
+      !r.ended &&
+      !r.destroyed &&
+      r.errored === null &&
+      r.decoder === null &&
+      r.awaitDrainWriters === null &&
+      (r.objectMode || (output as Buffer).length > 0) &&
+      this.listenerCount('data') > 0
+    ) {
+      r.dataEmitted = true;
+      this.emit('data', output);
+      return;
+    }
+    this.push(output);
+  }
+
+  /** Whether a write of `chunk` may run the step at once (see the top of this file). */
+  private idle(chunk: unknown): boolean {
+    const w = (this as unknown as { _writableState: WritableStateView })._writableState;
+    const r = (this as unknown as { _readableState: ReadableStateView })._readableState;
+    return (
+      w.length === 0 &&
+      !w.writing &&
+      w.corked === 0 &&
+      !w.ending &&
+      !w.destroyed &&
+      w.errored === null &&
+      w.constructed &&
+      (w.objectMode ? chunk !== null && chunk !== undefined : Buffer.isBuffer(chunk)) &&
+      r.length === 0 &&
+      !r.ended &&
+      !r.destroyed
+    );
+  }
+}
