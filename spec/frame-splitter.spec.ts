@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { CloseCode, Opcode } from '../lib/constants';
 import { WebSocketError, WebSocketErrorCode } from '../lib/errors';
-import { Frame, isLastPiece } from '../lib/frame';
+import { Frame, isLastPiece, makeFrame, withPayload } from '../lib/frame';
 import { FrameSplitter, FrameSplitterCore, FrameSplitterOptions } from '../lib/frame-splitter';
 import { Chunking, collect, everyChunking, fromChunks, someChunkings } from './helpers/chunks';
 
@@ -585,6 +585,17 @@ describe('FrameSplitter', () => {
       expect(core.write(hex('82 01 61 81 00 82 01 63'))).to.equal(stop);
       expect(count).to.equal(1);
     });
+  });
+
+  it("emits frames with makeFrame's fields in makeFrame's order (so every Frame shares one shape)", () => {
+    const frames: Frame[] = [];
+    const core = new FrameSplitterCore({ streaming: true }, { onFrame: (f) => frames.push(f) });
+    core.write(hex('81 85 37 fa 21 3d 7f 9f 4d 51 58')); // RFC 6455 §5.7, masked "Hello"
+    core.write(hex('02 03 01 02')); // a piece of an unfinished frame
+    const order = Object.keys(makeFrame(Opcode.Text, Buffer.alloc(0)));
+    expect(frames).to.have.length(2);
+    for (const frame of frames) expect(Object.keys(frame)).to.deep.equal(order);
+    expect(Object.keys(withPayload(frames[0]!, Buffer.alloc(0), null))).to.deep.equal(order);
   });
 
   describe('stream wrapper', () => {
