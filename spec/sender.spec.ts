@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { once } from 'node:events';
 import { PassThrough } from 'node:stream';
-import { maskSlots } from '../lib/mask';
+import { maskSlots, SLOT_COUNT } from '../lib/mask';
 import { Sender } from '../lib/sender';
 import { decodeFrames } from './helpers/frames';
 import { readBytes, socketPair } from './helpers/sockets';
@@ -59,6 +59,32 @@ describe('Sender', () => {
         sender.destroy(); // what the connection does on the socket's 'close'
         await tick();
         expect(maskSlots!.available).to.equal(before);
+      } finally {
+        client.destroy();
+        server.destroy();
+      }
+    });
+
+    it('masks a 16 MiB message into slots whole (no fresh buffer for any of it)', async () => {
+      expect(SLOT_COUNT).to.be.at.least(256);
+      const [server, client] = await socketPair();
+      try {
+        const before = maskSlots!.available;
+        expect(before).to.be.at.least(256);
+        const sender = new Sender(client, 'client');
+        const sent = message(16 * 1024 * 1024, 3);
+        const received = readBytes(server, sent.length + 14);
+        sender.sendMessage({ binary: true, data: sent });
+        // Every 64 KiB of the payload went into a slot of its own.
+        expect(before - maskSlots!.available).to.equal(256);
+        const { frames, rest } = decodeFrames(await received);
+        expect(rest.length).to.equal(0);
+        expect(frames.length).to.equal(1);
+        expect(frames[0]!.masked && frames[0]!.payload.equals(sent)).to.equal(true);
+        while (maskSlots!.available < before && client.writableLength > 0) await once(client, 'drain');
+        await tick();
+        expect(maskSlots!.available).to.equal(before);
+        sender.destroy();
       } finally {
         client.destroy();
         server.destroy();
