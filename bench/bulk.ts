@@ -11,7 +11,16 @@
  * - ours: 16 MiB and 64 KiB whole messages (send() / 'message');
  * - ws (bufferutil loaded): 16 MiB and 64 KiB whole messages (ws cannot stream one message).
  *
- * MB/s (10^6 bytes) is measured at the receiver from the first data byte to the last; each
+ * Each transfer first moves BULK_WARMUP bytes (default 256 MiB; 0 for none) on the same
+ * connection and in the same way (for the streamed cases: one message of that size first), then
+ * BULK_BYTES. A fresh process runs its stream code cold: V8 compiles it only after a few thousand
+ * chunks, which cost several times more than later ones (about 0.2 s of CPU per process on this
+ * machine, whatever the library: a bare Readable piped into a Writable shows it too), while raw
+ * TCP runs next to no JavaScript. So the table gives both: MB/s and CPU s/GB over BULK_BYTES after
+ * the warm-up (the steady cost per byte), and MB/s over everything from the first byte (what a
+ * fresh process sees).
+ *
+ * MB/s (10^6 bytes) is measured at the receiver; each
  * process reports its peak RSS (VmHWM) over IPC. Each figure is the
  * median of BULK_RUNS runs (default 5: this machine is noisy) with the spread. Prints one Markdown table and writes it
  * to bench/results/bulk.md. Progress goes to stderr.
@@ -83,7 +92,18 @@ const CASES: Case[] = [
 /** What a child tells the parent. RSS figures in bytes. */
 type ChildMessage =
   | { type: 'ready'; port: number; rss: number }
-  | { type: 'received'; bytes: number; seconds: number; maxRss: number; cpu: number }
+  | {
+      type: 'received';
+      /** Every byte received, the warm-up's included. */
+      allBytes: number;
+      /** Bytes received after the warm-up, and the seconds they took. */
+      bytes: number;
+      seconds: number;
+      /** Seconds from the first byte of the warm-up to the last byte. */
+      coldSeconds: number;
+      maxRss: number;
+      cpu: number;
+    }
   | { type: 'sent'; bytes: number; maxRss: number; cpu: number }
   | { type: 'failed'; error: string };
 
@@ -115,6 +135,13 @@ function cpuSinceMark(): number {
   return (user + system) / 1e6;
 }
 
+/** BULK_WARMUP (default 256 MiB), rounded up to whole messages of the case's size. */
+function warmupBytes(c: Case): number {
+  const warmup = Number(process.env.BULK_WARMUP ?? 256 * MiB);
+  if (warmup === 0 || c.size === 'stream') return warmup;
+  return Math.ceil(warmup / c.size) * c.size;
+}
+
 function caseById(id: string | undefined): Case {
   const found = CASES.find((c) => c.id === id);
   if (found === undefined) throw new Error(`unknown case ${id ?? ''}`);
@@ -124,15 +151,25 @@ function caseById(id: string | undefined): Case {
 // ---------------------------------------------------------------------------------------------
 // Receiver (CPU 0)
 
-/** Counts bytes; notes the time of the first and of the last. */
+/**
+ * Counts bytes; notes the time of the first, of the last, and of the end of the warm-up (where
+ * the CPU time starts to count).
+ */
 class Counter {
   bytes = 0;
   first = 0;
   last = 0;
+  /** When the warm-up's bytes were all in, and how many bytes had come by then. */
+  warm = 0;
+  bytesWhenWarm = 0;
+  private readonly total: number;
   constructor(
-    private readonly total: number,
+    private readonly warmup: number,
+    measured: number,
     private readonly onDone: () => void,
-  ) {}
+  ) {
+    this.total = warmup + measured;
+  }
 
   /** The first data byte reached the socket (before any message is complete). */
   started(): void {
@@ -142,6 +179,11 @@ class Counter {
   add(n: number): void {
     if (this.first === 0) this.begin();
     this.bytes += n;
+    if (this.warm === 0 && this.bytes >= this.warmup) {
+      this.warm = performance.now();
+      this.bytesWhenWarm = this.bytes;
+      markCpu();
+    }
     if (this.bytes >= this.total && this.last === 0) {
       this.last = performance.now();
       this.onDone();
@@ -149,12 +191,23 @@ class Counter {
   }
 
   report(): void {
-    tell({ type: 'received', bytes: this.bytes, seconds: (this.last - this.first) / 1000, maxRss: maxRss(), cpu: cpuSinceMark() });
+    tell({
+      type: 'received',
+      allBytes: this.bytes,
+      bytes: this.bytes - this.bytesWhenWarm,
+      seconds: (this.last - this.warm) / 1000,
+      coldSeconds: (this.last - this.first) / 1000,
+      maxRss: maxRss(),
+      cpu: cpuSinceMark(),
+    });
   }
 
   private begin(): void {
     this.first = performance.now();
-    markCpu();
+    if (this.warmup === 0) {
+      this.warm = this.first;
+      markCpu();
+    }
   }
 }
 
@@ -167,7 +220,7 @@ function receive(c: Case, total: number): void {
   const ready = (port: number): void => tell({ type: 'ready', port, rss: process.memoryUsage().rss });
   if (c.library === 'tcp') {
     const server = net.createServer((socket) => {
-      const counter = new Counter(total, () => counter.report());
+      const counter = new Counter(warmupBytes(c), total, () => counter.report());
       socket.on('data', (chunk: Buffer) => counter.add(chunk.length));
       socket.on('end', () => socket.end());
       socket.on('close', () => server.close());
@@ -181,7 +234,7 @@ function receive(c: Case, total: number): void {
       ws.on('error', (err: Error) => tell({ type: 'failed', error: `sender (server): ${err.message}` }));
       const data = pool();
       markCpu();
-      pipeline(new Generated(data, total), ws.createMessageStream({ binary: true })).then(
+      sendStreamed(ws, data, warmupBytes(c), total).then(
         () => tell({ type: 'sent', bytes: total, maxRss: maxRss(), cpu: cpuSinceMark() }),
         (err: Error) => tell({ type: 'failed', error: `sender (server): ${err.message}` }),
       );
@@ -199,7 +252,7 @@ function receive(c: Case, total: number): void {
       maxMessageSize: 64 * MiB,
     });
     server.on('connection', (ws: WebSocket) => {
-      const counter = new Counter(total, () => {
+      const counter = new Counter(warmupBytes(c), total, () => {
         counter.report();
         ws.close(1000);
       });
@@ -216,7 +269,7 @@ function receive(c: Case, total: number): void {
   }
   const server = new WsServer({ host: '127.0.0.1', port: 0, maxPayload: 64 * MiB, perMessageDeflate: false });
   server.on('connection', (ws: WsClient, _req: IncomingMessage) => {
-    const counter = new Counter(total, () => {
+    const counter = new Counter(warmupBytes(c), total, () => {
       counter.report();
       ws.close(1000);
     });
@@ -250,6 +303,25 @@ function* pieces(data: Buffer, total: number, size: number): Generator<Buffer> {
   }
 }
 
+/** pieces() of the warm-up and then the measured bytes; CPU time counts from the first measured piece. */
+function* afterWarmup(data: Buffer, warmup: number, total: number, size: number): Generator<Buffer> {
+  let given = 0;
+  for (const piece of pieces(data, warmup + total, size)) {
+    if (warmup > 0 && given === warmup) markCpu();
+    given += piece.length;
+    yield piece;
+  }
+}
+
+/** One streamed message of the warm-up's bytes (if any), then one of `total`; CPU time counts from the second. */
+async function sendStreamed(ws: WebSocket, data: Buffer, warmup: number, total: number): Promise<void> {
+  if (warmup > 0) {
+    await pipeline(new Generated(data, warmup), ws.createMessageStream({ binary: true }));
+    markCpu();
+  }
+  await pipeline(new Generated(data, total), ws.createMessageStream({ binary: true }));
+}
+
 /** A Readable of `total` generated bytes in 64 KiB chunks (pushes until its buffer is full). */
 class Generated extends Readable {
   private readonly source: Generator<Buffer>;
@@ -272,34 +344,34 @@ class Generated extends Readable {
 const once = (emitter: NodeJS.EventEmitter, event: string): Promise<void> =>
   new Promise((resolve) => emitter.once(event, () => resolve()));
 
-async function sendTcp(port: number, data: Buffer, total: number): Promise<void> {
+async function sendTcp(port: number, data: Buffer, warmup: number, total: number): Promise<void> {
   const socket = net.connect(port, '127.0.0.1');
   socket.setNoDelay(true);
   const closed = once(socket, 'close');
   await once(socket, 'connect');
-  for (const piece of pieces(data, total, CHUNK)) {
+  for (const piece of afterWarmup(data, warmup, total, CHUNK)) {
     if (!socket.write(piece)) await once(socket, 'drain');
   }
   socket.end();
   await closed;
 }
 
-async function sendOurs(c: Case, port: number, data: Buffer, total: number): Promise<void> {
+async function sendOurs(c: Case, port: number, data: Buffer, warmup: number, total: number): Promise<void> {
   const ws = connect(`ws://127.0.0.1:${port}/`, { perMessageDeflate: false });
   const closed = once(ws, 'close');
   ws.on('error', (err: Error) => tell({ type: 'failed', error: `sender: ${err.message}` }));
   await once(ws, 'open');
   if (c.size === 'stream') {
-    await pipeline(new Generated(data, total), ws.createMessageStream({ binary: true }));
+    await sendStreamed(ws, data, warmup, total);
   } else {
-    for (const message of pieces(data, total, c.size)) {
+    for (const message of afterWarmup(data, warmup, total, c.size)) {
       if (!ws.send(message)) await once(ws, 'drain');
     }
   }
   await closed;
 }
 
-async function sendWs(c: Case, port: number, data: Buffer, total: number): Promise<void> {
+async function sendWs(c: Case, port: number, data: Buffer, warmup: number, total: number): Promise<void> {
   if (c.size === 'stream') throw new Error('ws cannot stream one message');
   const size = c.size;
   const ws = new WsClient(`ws://127.0.0.1:${port}/`, { perMessageDeflate: false });
@@ -307,7 +379,7 @@ async function sendWs(c: Case, port: number, data: Buffer, total: number): Promi
   ws.on('error', (err: Error) => tell({ type: 'failed', error: `sender: ${err.message}` }));
   await once(ws, 'open');
   const window = Math.max(2, Math.ceil(WS_WINDOW_BYTES / size));
-  const source = pieces(data, total, size);
+  const source = afterWarmup(data, warmup, total, size);
   await new Promise<void>((resolve, reject) => {
     let inFlight = 0;
     let finished = false;
@@ -337,9 +409,9 @@ async function sendWs(c: Case, port: number, data: Buffer, total: number): Promi
 }
 
 /** The client receives one streamed message from the server (toClient cases). */
-async function receiveAsClient(port: number, total: number): Promise<void> {
+async function receiveAsClient(c: Case, port: number, total: number): Promise<void> {
   const ws = connect(`ws://127.0.0.1:${port}/`, { perMessageDeflate: false, streamMessages: true });
-  const counter = new Counter(total, () => {
+  const counter = new Counter(warmupBytes(c), total, () => {
     counter.report();
     ws.close(1000);
   });
@@ -352,14 +424,15 @@ async function receiveAsClient(port: number, total: number): Promise<void> {
 
 async function send(c: Case, port: number, total: number): Promise<void> {
   if (c.toClient === true) {
-    await receiveAsClient(port, total);
+    await receiveAsClient(c, port, total);
     return;
   }
   const data = pool();
   markCpu(); // the connection and its handshake are counted too: a few ms
-  if (c.library === 'tcp') await sendTcp(port, data, total);
-  else if (c.library === 'ours') await sendOurs(c, port, data, total);
-  else await sendWs(c, port, data, total);
+  const warmup = warmupBytes(c);
+  if (c.library === 'tcp') await sendTcp(port, data, warmup, total);
+  else if (c.library === 'ours') await sendOurs(c, port, data, warmup, total);
+  else await sendWs(c, port, data, warmup, total);
   tell({ type: 'sent', bytes: total, maxRss: maxRss(), cpu: cpuSinceMark() });
 }
 
@@ -443,7 +516,10 @@ function selectedCases(): Case[] {
 }
 
 interface RunResult {
+  /** After the warm-up. */
   mbps: number;
+  /** Over everything, from the warm-up's first byte. */
+  coldMbps: number;
   senderRss: number;
   receiverRss: number;
   /** RSS of a child right after start-up, for scale. */
@@ -456,7 +532,7 @@ interface RunResult {
 async function runCase(c: Case, total: number): Promise<RunResult> {
   const env = { BULK_CASE: c.id, BULK_BYTES: String(total) };
   // At least 10 MB/s, or something is wrong.
-  const timeoutMs = 60_000 + total / 10_000;
+  const timeoutMs = 60_000 + (warmupBytes(c) + total) / 10_000;
   const receiver = start('receiver', RECEIVER_CPU, env);
   let sender: ChildProcess | null = null;
   try {
@@ -470,9 +546,11 @@ async function runCase(c: Case, total: number): Promise<RunResult> {
       received ?? expect(sender, 'received', timeoutMs),
       sent ?? expect(sender, 'sent', timeoutMs),
     ]);
-    if (r.bytes !== total) throw new Error(`received ${r.bytes} bytes, expected ${total}`);
+    const warmup = warmupBytes(c);
+    if (r.allBytes !== warmup + total) throw new Error(`received ${r.allBytes} bytes, expected ${warmup + total}`);
     return {
       mbps: r.bytes / r.seconds / 1e6,
+      coldMbps: r.allBytes / r.coldSeconds / 1e6,
       senderRss: s.maxRss,
       receiverRss: r.maxRss,
       idleRss: ready.rss,
@@ -508,6 +586,10 @@ async function main(): Promise<void> {
   const total = Number(process.env.BULK_BYTES ?? GiB);
   const runs = Math.max(1, Number(process.env.BULK_RUNS ?? '5'));
   if (!Number.isSafeInteger(total) || total <= 0) throw new Error('BULK_BYTES must be a positive integer');
+  const warmupSetting = Number(process.env.BULK_WARMUP ?? 0);
+  if (!Number.isSafeInteger(warmupSetting) || warmupSetting < 0 || warmupSetting % CHUNK !== 0) {
+    throw new Error('BULK_WARMUP must be a whole number of 64 KiB chunks (0 for none)');
+  }
   const cases = selectedCases();
   const results = new Map<string, RunResult[]>();
   const loadBefore = os.loadavg()[0]!;
@@ -516,12 +598,14 @@ async function main(): Promise<void> {
       process.stderr.write(`run ${run}/${runs}: ${c.label} ... `);
       const result = await runCase(c, total);
       process.stderr.write(
-        `${result.mbps.toFixed(0)} MB/s (CPU s per GB: sender ${result.senderCpu.toFixed(2)}, receiver ${result.receiverCpu.toFixed(2)})\n`,
+        `${result.mbps.toFixed(0)} MB/s, ${result.coldMbps.toFixed(0)} from cold (CPU s per GB: sender ${result.senderCpu.toFixed(2)}, receiver ${result.receiverCpu.toFixed(2)})\n`,
       );
       results.set(c.id, [...(results.get(c.id) ?? []), result]);
     }
   }
   const tcp = median(results.get('tcp')!.map((r) => r.mbps));
+  const tcpCold = median(results.get('tcp')!.map((r) => r.coldMbps));
+  const warmup = warmupBytes(CASES[0]!);
   const idle = Math.max(...[...results.values()].flat().map((r) => r.idleRss));
   const lines = [
     `# Bulk transfer: ${sizeLabel(total)} one way over 127.0.0.1`,
@@ -529,14 +613,15 @@ async function main(): Promise<void> {
     `- CPU: ${os.cpus()[0]?.model ?? 'unknown'} (${os.cpus().length} logical CPUs)`,
     `- Node ${process.version}, ${os.platform()} ${os.release()}`,
     `- listening process (the receiver, except server to client) pinned to CPU ${RECEIVER_CPU}, connecting process to CPU ${SENDER_CPU} (taskset); data generated in memory`,
-    `- MB/s = 10^6 bytes/s at the receiver, first data byte to last; median of ${runs} run(s)${runs > 1 ? ' (min-max)' : ''}`,
+    `- each transfer first moves ${warmup === 0 ? 'nothing' : sizeLabel(warmup)} of warm-up (the same way, on the same connection; BULK_WARMUP), then ${sizeLabel(total)}`,
+    `- MB/s = 10^6 bytes/s at the receiver over the ${sizeLabel(total)} after the warm-up (the steady cost); "from cold": over everything, from a fresh process's first byte (V8 compiles stream code only after some thousands of chunks, which weighs on the first few hundred MiB); median of ${runs} run(s)${runs > 1 ? ' (min-max)' : ''}`,
     `- peak RSS = VmHWM of each process (/proc/self/status), the highest over the runs; a child right after start-up${COMPILED ? '' : ' (ts-node loaded: run compiled, with npm run bench:bulk, for the library\'s own figures)'} has about ${mib(idle).toFixed(0)} MiB`,
     `- 1-minute load average before the runs: ${loadBefore.toFixed(2)}, after: ${os.loadavg()[0]!.toFixed(2)} (other processes on the machine make the spread)`,
     `- ws sends with at most ${sizeLabel(WS_WINDOW_BYTES)} (and at least 2 messages) in flight, as it has no write() returning false; ours waits for 'drain' when send() returns false`,
-    '- CPU s/GB = CPU seconds (user + system) a process used per 10^9 bytes moved: what the transfer costs each side, whatever else ran on the machine',
+    '- CPU s/GB = CPU seconds (user + system) a process used per 10^9 bytes moved after the warm-up: what the transfer costs each side, whatever else ran on the machine',
     '',
-    '| case | MB/s | ratio to raw TCP | sender CPU s/GB | receiver CPU s/GB | sender peak RSS MiB | receiver peak RSS MiB |',
-    '| --- | ---: | ---: | ---: | ---: | ---: | ---: |',
+    '| case | MB/s | ratio to raw TCP | MB/s from cold | ratio from cold | sender CPU s/GB | receiver CPU s/GB | sender peak RSS MiB | receiver peak RSS MiB |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
   ];
   for (const c of cases) {
     const list = results.get(c.id)!;
@@ -549,12 +634,13 @@ async function main(): Promise<void> {
           : `ours: one ${sizeLabel(total)} message, streamed, client to server (masked)`;
     lines.push(
       `| ${label} | ${spread(mbps, 0)} | ${(median(mbps) / tcp).toFixed(2)} | ` +
+        `${median(list.map((r) => r.coldMbps)).toFixed(0)} | ${(median(list.map((r) => r.coldMbps)) / tcpCold).toFixed(2)} | ` +
         `${median(list.map((r) => r.senderCpu)).toFixed(2)} | ${median(list.map((r) => r.receiverCpu)).toFixed(2)} | ` +
         `${mib(Math.max(...list.map((r) => r.senderRss))).toFixed(0)} | ${mib(Math.max(...list.map((r) => r.receiverRss))).toFixed(0)} |`,
     );
     if (c.id === 'ours-stream') {
       lines.push(
-        `| ws+bufferutil: one ${sizeLabel(total)} message, streamed | n/a: ws has no streaming API for one message (it holds a whole message in memory on both sides) | | | | | |`,
+        `| ws+bufferutil: one ${sizeLabel(total)} message, streamed | n/a: ws has no streaming API for one message (it holds a whole message in memory on both sides) | | | | | | | |`,
       );
     }
   }
