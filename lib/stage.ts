@@ -27,10 +27,10 @@
  * These checks read readable-stream's state objects (`_readableState`, `_writableState`);
  * spec/stage.spec.ts pins the behaviour on the version in package-lock.json.
  */
-import { Transform, type TransformOptions } from 'readable-stream';
+import { type Readable, Transform, type TransformOptions } from 'readable-stream';
 import type { WebSocketError } from './errors';
 
-/** The fields of readable-stream's ReadableState that the fast paths read or set. */
+/** The fields of readable-stream's ReadableState that emitIfFlowing reads or sets. */
 interface ReadableStateView {
   flowing: boolean | null;
   length: number;
@@ -43,6 +43,43 @@ interface ReadableStateView {
   decoder: unknown;
   awaitDrainWriters: unknown;
   dataEmitted: boolean;
+  reading: boolean;
+}
+
+/**
+ * Hands `value` to the 'data' listeners at once, as push() would, when the readable side of
+ * `stream` is flowing and holds nothing (and nothing else makes push() buffer it: a 'data' call
+ * already on the stack (sync), an end, a failure, a string decoder, a pipe waiting for 'drain',
+ * an empty Buffer, which push() drops). Returns false, having done nothing, otherwise: the
+ * caller then push()es it.
+ *
+ * What it leaves out of push() is the read-ahead tick (maybeReadMore: a read(0) on the next
+ * tick, which calls _read() when the buffer is still low). The caller must be one for whom that
+ * read-ahead is not needed: a source that does not wait for _read() to produce (WebSocket,
+ * MessageReadable: the socket feeds them, and _read() only resumes a socket they paused, which
+ * a stream that just took a value at once did not), or a Stage whose step runs inside write().
+ */
+export function emitIfFlowing(stream: Readable, value: unknown): boolean {
+  const r = (stream as unknown as { _readableState: ReadableStateView })._readableState;
+  if (
+    r.flowing !== true ||
+    r.length !== 0 ||
+    r.sync ||
+    r.ended ||
+    r.destroyed ||
+    r.errored !== null ||
+    r.decoder !== null ||
+    r.awaitDrainWriters !== null ||
+    (!r.objectMode && (value as Buffer).length === 0) ||
+    stream.listenerCount('data') === 0
+  ) {
+    return false;
+  }
+  // As push() does: a value arrived, so no _read() is outstanding any more.
+  r.reading = false;
+  r.dataEmitted = true;
+  stream.emit('data', value);
+  return true;
 }
 
 /** The fields of readable-stream's WritableState that the write fast path reads. */
@@ -98,25 +135,7 @@ export abstract class Stage extends Transform {
    * @internal For the stage's own core handler.
    */
   deliver(output: Buffer | object): void {
-    const r = (this as unknown as { _readableState: ReadableStateView })._readableState;
-    if (
-      this.direct &&
-      r.flowing === true &&
-      r.length === 0 &&
-      !r.sync &&
-      !r.ended &&
-      !r.destroyed &&
-      r.errored === null &&
-      r.decoder === null &&
-      r.awaitDrainWriters === null &&
-      (r.objectMode || (output as Buffer).length > 0) &&
-      this.listenerCount('data') > 0
-    ) {
-      r.dataEmitted = true;
-      this.emit('data', output);
-      return;
-    }
-    this.push(output);
+    if (!this.direct || !emitIfFlowing(this, output)) this.push(output);
   }
 
   /** Whether a write of `chunk` may run the step at once (see the top of this file). */

@@ -20,6 +20,7 @@ import { Duplex, Readable } from 'readable-stream';
 import type { MessagePiece } from './fragment-assembler';
 import { MessageReadable, MessageWritable, MessageWritableOptions, PartSink } from './message-stream';
 import { Tap, TapOptions, TapPoint } from './tap';
+import { emitIfFlowing } from './stage';
 import { checkCloseArgs } from './close';
 import { CloseCode, Defaults } from './constants';
 import { WebSocketError, isWebSocketError } from './errors';
@@ -566,6 +567,7 @@ export class WebSocket extends Duplex implements ReceiverHandler {
       return false;
     }
     if (this.liveness !== null) this.liveness.lastActivity = Date.now();
+    if (a === undefined && b === undefined && this.sendableAtOnce()) return this.sendAtOnce(message);
     this.queuedBytes += message.data.length;
     const flowing =
       callback === undefined
@@ -631,8 +633,9 @@ export class WebSocket extends Duplex implements ReceiverHandler {
     return value;
   }
 
-  override _write(message: Message, _enc: BufferEncoding, callback: WriteCallback): void {
-    this.dispatch([message], callback);
+  override _write(message: Message | SentAhead, _enc: BufferEncoding, callback: WriteCallback): void {
+    if (message instanceof SentAhead) this.settle(message.flowing, callback);
+    else this.dispatch([message], callback);
   }
 
   override _writev(chunks: Array<{ chunk: Message }>, callback: WriteCallback): void {
@@ -804,9 +807,17 @@ export class WebSocket extends Duplex implements ReceiverHandler {
    * What stays buffered counts as unread (a value handed to a 'data' listener at once does not).
    */
   private pushOrPause(readable: Readable | Duplex, value: Buffer | string | MessageReadable): void {
-    const before = readable.readableLength;
-    const room = readable.push(value);
-    if (readable.readableLength > before) this.unreadBytes += unreadSize(value);
+    let room: boolean;
+    if (emitIfFlowing(readable, value)) {
+      // Handed to 'data' at once, never buffered (see emitIfFlowing): push()'s answer would
+      // only be false if a listener ended the stream or the buffer filled meanwhile.
+      const length = readable.readableLength;
+      room = (length === 0 || length < readable.readableHighWaterMark) && !(readable === this && this.readableDone);
+    } else {
+      const before = readable.readableLength;
+      room = readable.push(value);
+      if (readable.readableLength > before) this.unreadBytes += unreadSize(value);
+    }
     if (!room && this.holdReading(Flag.PausedByUs)) this.receiver?.pauseInflate();
   }
 
@@ -898,6 +909,65 @@ export class WebSocket extends Duplex implements ReceiverHandler {
     else (this.extras!.ownerWaiters ??= []).push(() => this.whenSendable(owner, send));
   }
 
+  /**
+   * Whether a write without a callback may skip the Writable's machinery (the write request,
+   * the dispatch closure, the callback's tick) and go to the sender at once: true when that
+   * machinery would do the same at once. The writable side holds nothing and is not corked,
+   * ending or failed, nor owes a 'drain' (and its mark is over one message, so that this write
+   * alone would not make write() return false); the connection is open, no streamed message
+   * holds the outbound side and no send waits for one; no tap watches (taps may hold the
+   * writer); nothing waits to be compressed.
+   */
+  private sendableAtOnce(): boolean {
+    if (this.state !== ReadyState.OPEN || this.closeSent || !this.writableIdle()) return false;
+    const w = (this as unknown as { _writableState: { needDrain: boolean; highWaterMark: number } })._writableState;
+    if (w.needDrain || w.highWaterMark <= 1) return false;
+    const extras = this.extras;
+    if (extras !== null && (extras.outboundOwner !== null || extras.ownerWaiters !== null || extras.whenOpen !== null || extras.tapPoints !== null)) {
+      return false;
+    }
+    return this.sender !== null && !this.sender.pending;
+  }
+
+  /** Whether a write() now would reach _write() at once (nothing queued or in progress on the writable side). */
+  private writableIdle(): boolean {
+    const w = (this as unknown as { _writableState: WritableStateView })._writableState;
+    return w.length === 0 && !w.writing && w.corked === 0 && !w.ending && !w.destroyed && w.errored === null && w.constructed;
+  }
+
+  /**
+   * The fast path of write() (see sendableAtOnce): sends `message` now. Most often the socket
+   * took it with room to spare, and the write is done: nothing is left to call back. When the
+   * socket is full, or zlib still has the message, the usual path would keep the write in
+   * progress until 'drain' (or until the message is out), and later writes queue behind it; so
+   * the Writable is handed a write that only waits for that (SentAhead), and counts it as the
+   * usual path would. A message the sender refuses is dropped as the usual path drops it (its
+   * writer gave no callback to hear why).
+   */
+  private sendAtOnce(message: Message): boolean {
+    const sender = this.sender!;
+    let flowing = false;
+    let refused = false;
+    try {
+      flowing = sender.sendMessage(message);
+    } catch {
+      refused = true;
+    }
+    let room = true;
+    // (writableIdle again: whatever the transport ran while writing may have corked or ended this stream.)
+    if (!refused && (!flowing || sender.pending) && this.writableIdle()) {
+      room = super.write(new SentAhead(flowing));
+    } else {
+      this.maybeBytesDrain();
+    }
+    if (room && this.bufferedAmount >= this.writableBytesMark) {
+      // Held back by bytes, as in write().
+      this.needBytesDrain = true;
+      return false;
+    }
+    return room;
+  }
+
   private dispatch(messages: Message[], callback: WriteCallback): void {
     this.whenSendable(null, () => this.sendNow(messages, callback));
   }
@@ -934,6 +1004,19 @@ export class WebSocket extends Duplex implements ReceiverHandler {
       this.sender!.whenSent((err, nowFlowing) =>
         err !== null ? this.refuse(messages, err, callback) : this.afterSend(flowing && nowFlowing, callback),
       );
+    } else {
+      this.afterSend(flowing, callback);
+    }
+  }
+
+  /**
+   * A write whose message sendAtOnce() sent already: done once it is out of zlib and the socket
+   * has room, as for sendNow(). (Its writer gave no callback, so an error of zlib's is the
+   * connection's to report, as it is for the usual path; refuse() only records it.)
+   */
+  private settle(flowing: boolean, callback: WriteCallback): void {
+    if (this.sender!.pending) {
+      this.sender!.whenSent((err, nowFlowing) => (err !== null ? this.refuse([], err, callback) : this.afterSend(flowing && nowFlowing, callback)));
     } else {
       this.afterSend(flowing, callback);
     }
@@ -1174,6 +1257,26 @@ export class WebSocket extends Duplex implements ReceiverHandler {
 }
 
 function ignore(): void {}
+
+/**
+ * What write()'s fast path hands the Writable when the message it sent still has to settle
+ * (see WebSocket.sendAtOnce): the Writable counts it as one write in progress, and _write()
+ * waits, as for any message, without sending it again.
+ */
+class SentAhead {
+  constructor(readonly flowing: boolean) {}
+}
+
+/** The fields of readable-stream's WritableState that the write fast path reads. */
+interface WritableStateView {
+  length: number;
+  writing: boolean;
+  corked: number;
+  ending: boolean;
+  destroyed: boolean;
+  errored: Error | null;
+  constructed: boolean;
+}
 
 /** Encodes a close frame (used by stages and specs that build the bytes of a close by hand). */
 export function closeFrame(code?: number, reason?: string): Frame {

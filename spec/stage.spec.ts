@@ -1,7 +1,7 @@
 import { expect } from 'chai';
-import { PassThrough, Writable } from 'readable-stream';
+import { PassThrough, Readable, Writable } from 'readable-stream';
 import { WebSocketError } from '../lib/errors';
-import { Stage } from '../lib/stage';
+import { Stage, emitIfFlowing } from '../lib/stage';
 
 /**
  * A Stage for the specs: each input `{ n, id }` gives n outputs `{ id, i }`; `{ fail: true }`
@@ -185,5 +185,36 @@ describe('Stage', () => {
     expect(stage.read()).to.deep.equal({ id: 0, i: 1 });
     expect(stage.read()).to.deep.equal({ id: 1, i: 0 });
     expect(stage.read()).to.equal(null);
+  });
+
+  it('emitIfFlowing: emits only where push() would emit at once, and leaves the stream as push() would', async () => {
+    let reads = 0;
+    const stream = new Readable({ objectMode: true, read: () => void reads++ });
+    expect(emitIfFlowing(stream, 'early')).to.equal(false); // not flowing yet
+    const got: unknown[] = [];
+    stream.on('data', (v) => got.push(v));
+    await tick(); // flowing starts (and a first read() asks _read for data)
+    const askedBefore = reads;
+    expect(emitIfFlowing(stream, 'a')).to.equal(true);
+    expect(got).to.deep.equal(['a']);
+    expect(stream.readableLength).to.equal(0);
+    // As push() does: the outstanding _read() was answered, so the next read() may ask again.
+    expect((stream as unknown as { _readableState: { reading: boolean } })._readableState.reading).to.equal(false);
+    stream.read(0);
+    expect(reads).to.equal(askedBefore + 1);
+    stream.pause();
+    expect(emitIfFlowing(stream, 'b')).to.equal(false);
+    stream.push('b');
+    stream.resume();
+    expect(emitIfFlowing(stream, 'c')).to.equal(false); // 'b' still buffered until the resume's tick
+    await tick();
+    expect(got).to.deep.equal(['a', 'b']);
+
+    const bytes = new Readable({ read() {} });
+    bytes.on('data', () => undefined);
+    await tick();
+    expect(emitIfFlowing(bytes, Buffer.alloc(0))).to.equal(false); // push() drops an empty chunk
+    bytes.setEncoding('utf8');
+    expect(emitIfFlowing(bytes, Buffer.from('x'))).to.equal(false); // a decoder must see it
   });
 });
