@@ -27,7 +27,7 @@
  * These checks read readable-stream's state objects (`_readableState`, `_writableState`);
  * spec/stage.spec.ts pins the behaviour on the version in package-lock.json.
  */
-import { type Readable, Transform, type TransformOptions } from 'readable-stream';
+import { type Readable, Transform, type TransformOptions, type Writable } from 'readable-stream';
 import type { WebSocketError } from './errors';
 
 /** The fields of readable-stream's ReadableState that emitIfFlowing reads or sets. */
@@ -82,7 +82,7 @@ export function emitIfFlowing(stream: Readable, value: unknown): boolean {
   return true;
 }
 
-/** The fields of readable-stream's WritableState that the write fast path reads. */
+/** The fields of readable-stream's WritableState that the write fast paths read. */
 interface WritableStateView {
   length: number;
   writing: boolean;
@@ -92,6 +92,20 @@ interface WritableStateView {
   errored: Error | null;
   constructed: boolean;
   objectMode: boolean;
+}
+
+function writableState(stream: Writable): WritableStateView {
+  return (stream as unknown as { _writableState: WritableStateView })._writableState;
+}
+
+/**
+ * Whether a write() to `stream` now would reach _write() at once: nothing written and pending,
+ * nothing buffered, not corked, not ending, not failed. (Used by the write fast paths of Stage and
+ * WebSocket: only then may a write skip the Writable's machinery without overtaking anything.)
+ */
+export function writableIdle(stream: Writable): boolean {
+  const w = writableState(stream);
+  return w.length === 0 && !w.writing && w.corked === 0 && !w.ending && !w.destroyed && w.errored === null && w.constructed;
 }
 
 /** A Transform whose step is synchronous, with the fast paths described above. */
@@ -140,17 +154,10 @@ export abstract class Stage extends Transform {
 
   /** Whether a write of `chunk` may run the step at once (see the top of this file). */
   private idle(chunk: unknown): boolean {
-    const w = (this as unknown as { _writableState: WritableStateView })._writableState;
     const r = (this as unknown as { _readableState: ReadableStateView })._readableState;
     return (
-      w.length === 0 &&
-      !w.writing &&
-      w.corked === 0 &&
-      !w.ending &&
-      !w.destroyed &&
-      w.errored === null &&
-      w.constructed &&
-      (w.objectMode ? chunk !== null && chunk !== undefined : Buffer.isBuffer(chunk)) &&
+      writableIdle(this) &&
+      (writableState(this).objectMode ? chunk !== null && chunk !== undefined : Buffer.isBuffer(chunk)) &&
       r.length === 0 &&
       !r.ended &&
       !r.destroyed

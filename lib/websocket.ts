@@ -20,7 +20,7 @@ import { Duplex, Readable } from 'readable-stream';
 import type { MessagePiece } from './fragment-assembler';
 import { MessageReadable, MessageWritable, MessageWritableOptions, PartSink } from './message-stream';
 import { Tap, TapOptions, TapPoint } from './tap';
-import { emitIfFlowing } from './stage';
+import { emitIfFlowing, writableIdle } from './stage';
 import { checkCloseArgs } from './close';
 import { CloseCode, Defaults } from './constants';
 import { WebSocketError, isWebSocketError } from './errors';
@@ -919,7 +919,7 @@ export class WebSocket extends Duplex implements ReceiverHandler {
    * writer); nothing waits to be compressed.
    */
   private sendableAtOnce(): boolean {
-    if (this.state !== ReadyState.OPEN || this.closeSent || !this.writableIdle()) return false;
+    if (this.state !== ReadyState.OPEN || this.closeSent || !writableIdle(this)) return false;
     const w = (this as unknown as { _writableState: { needDrain: boolean; highWaterMark: number } })._writableState;
     if (w.needDrain || w.highWaterMark <= 1) return false;
     const extras = this.extras;
@@ -927,12 +927,6 @@ export class WebSocket extends Duplex implements ReceiverHandler {
       return false;
     }
     return this.sender !== null && !this.sender.pending;
-  }
-
-  /** Whether a write() now would reach _write() at once (nothing queued or in progress on the writable side). */
-  private writableIdle(): boolean {
-    const w = (this as unknown as { _writableState: WritableStateView })._writableState;
-    return w.length === 0 && !w.writing && w.corked === 0 && !w.ending && !w.destroyed && w.errored === null && w.constructed;
   }
 
   /**
@@ -955,7 +949,7 @@ export class WebSocket extends Duplex implements ReceiverHandler {
     }
     let room = true;
     // (writableIdle again: whatever the transport ran while writing may have corked or ended this stream.)
-    if (!refused && (!flowing || sender.pending) && this.writableIdle()) {
+    if (!refused && (!flowing || sender.pending) && writableIdle(this)) {
       room = super.write(new SentAhead(flowing));
     } else {
       this.maybeBytesDrain();
@@ -1265,17 +1259,6 @@ function ignore(): void {}
  */
 class SentAhead {
   constructor(readonly flowing: boolean) {}
-}
-
-/** The fields of readable-stream's WritableState that the write fast path reads. */
-interface WritableStateView {
-  length: number;
-  writing: boolean;
-  corked: number;
-  ending: boolean;
-  destroyed: boolean;
-  errored: Error | null;
-  constructed: boolean;
 }
 
 /** Encodes a close frame (used by stages and specs that build the bytes of a close by hand). */
