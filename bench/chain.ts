@@ -11,7 +11,6 @@
  * event loop (setImmediate), as when each message arrives in its own TCP read; the first 10% are
  * warm-up. Prints CPU ns (user + system) and wall ns per message, median of 5 rounds.
  */
-import { randomFillSync } from 'node:crypto';
 import { PassThrough, Writable } from 'readable-stream';
 import {
   ControlFrameResponder,
@@ -22,6 +21,7 @@ import {
   MessageFramer,
   Unmasker,
 } from '../lib';
+import { maskedBinaryFrame } from './wire';
 
 const MESSAGES = Number(process.argv[2] ?? '200000');
 const SIZE = Number(process.argv[3] ?? '64');
@@ -30,18 +30,6 @@ const ROUNDS = 5;
 const REQUEST =
   'GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
   'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n';
-
-/** One masked binary frame of `size` random bytes (size < 126). */
-function maskedFrame(size: number): Buffer {
-  const mask = randomFillSync(Buffer.alloc(4));
-  const payload = randomFillSync(Buffer.alloc(size));
-  const frame = Buffer.alloc(6 + size);
-  frame[0] = 0x82;
-  frame[1] = 0x80 | size;
-  mask.copy(frame, 2);
-  for (let i = 0; i < size; i++) frame[6 + i] = payload[i]! ^ mask[i & 3]!;
-  return frame;
-}
 
 /** Runs `count` messages through a fresh chain; resolves with [CPU ns, wall ns] per measured message. */
 function round(frame: Buffer, count: number): Promise<[number, number]> {
@@ -99,7 +87,10 @@ function round(frame: Buffer, count: number): Promise<[number, number]> {
 const median = (values: number[]): number => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
 
 async function main(): Promise<void> {
-  const frame = maskedFrame(SIZE);
+  // In a buffer of its own, as a socket read is (a small Buffer.from() or allocUnsafe() is a slice
+  // of Node's shared 8 KiB pool, which ran slower through the chain here).
+  const frame = Buffer.alloc(SIZE + 6);
+  maskedBinaryFrame(SIZE).copy(frame);
   const cpu: number[] = [];
   const wall: number[] = [];
   for (let r = 0; r < ROUNDS; r++) {

@@ -21,24 +21,13 @@ import { randomFillSync } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { WebSocket as WsWebSocket, WebSocketServer as WsServer } from 'ws';
 import { WebSocket, createServer, connect } from '../lib';
+import { maskedBinaryFrame } from './wire';
 
 const MODE = process.argv[2] ?? 'both';
 const MESSAGES = Number(process.argv[3] ?? '200000');
 const SIZE = Number(process.argv[4] ?? '64');
 const K = Number(process.argv[5] ?? '1');
 const ROUNDS = 5;
-
-/** One masked binary frame of `size` random bytes (size < 126). */
-function maskedFrame(size: number): Buffer {
-  const mask = randomFillSync(Buffer.alloc(4));
-  const payload = randomFillSync(Buffer.alloc(size));
-  const frame = Buffer.alloc(6 + size);
-  frame[0] = 0x82;
-  frame[1] = 0x80 | size;
-  mask.copy(frame, 2);
-  for (let i = 0; i < size; i++) frame[6 + i] = payload[i]! ^ mask[i & 3]!;
-  return frame;
-}
 
 /** A transport that does no I/O: writes are counted and called back on the next tick. */
 class FakeTransport extends EventEmitter {
@@ -82,7 +71,7 @@ function fakeRound(count: number): Promise<number> {
     ws.send(data, { binary: isBinary });
   });
   ws.attach(transport as never, null, { protocol: '', extensions: '' });
-  const chunk = Buffer.concat(Array.from({ length: K }, () => maskedFrame(SIZE)));
+  const chunk = Buffer.concat(Array.from({ length: K }, () => maskedBinaryFrame(SIZE)));
   const turns = Math.ceil(count / K);
   const warm = Math.floor(turns / 10);
   return new Promise((resolve, reject) => {
@@ -98,7 +87,11 @@ function fakeRound(count: number): Promise<number> {
         return;
       }
       n++;
-      transport.emit('data', Buffer.from(chunk)); // a fresh copy: the server unmasks in place
+      // A fresh copy (the server unmasks in place), in a buffer of its own as a socket read is (not
+      // a slice of Node's shared pool, as a small Buffer.from() would be).
+      const copy = Buffer.alloc(chunk.length);
+      chunk.copy(copy);
+      transport.emit('data', copy);
       setImmediate(next);
     };
     setImmediate(next);

@@ -7,9 +7,10 @@
  * values, 'drain', callbacks, errors, the memory budget.
  */
 import { expect } from 'chai';
-import { EventEmitter, once } from 'node:events';
+import { once } from 'node:events';
 import { connect, createServer, MessageReadable, WebSocketError, WebSocketServer } from '../lib';
 import { Transport, WebSocket, WebSocketOptions } from '../lib/websocket';
+import { NullTransport } from './helpers/transports';
 
 const MASK = Buffer.from([0x37, 0xfa, 0x21, 0x3d]);
 
@@ -35,28 +36,15 @@ function payloads(bytes: Buffer): string[] {
  * A transport in memory: records what is written, in order, and when told `full`, write()
  * answers false (as a socket over its mark) until drain() emits 'drain'.
  */
-class MemoryTransport extends EventEmitter {
+class MemoryTransport extends NullTransport {
   readonly written: Buffer[] = [];
   full = false;
-  destroyed = false;
-  writableLength = 0;
-  write(chunk: Buffer, callback?: (err?: Error | null) => void): boolean {
+  override write(chunk: Buffer, callback?: (err?: Error | null) => void): boolean {
     this.written.push(Buffer.from(chunk));
     if (callback !== undefined) process.nextTick(callback);
     return !this.full;
   }
-  cork(): void {}
-  uncork(): void {}
-  pause(): this {
-    return this;
-  }
-  resume(): this {
-    return this;
-  }
-  end(): this {
-    return this;
-  }
-  destroy(): this {
+  override destroy(): this {
     if (this.destroyed) return this;
     this.destroyed = true;
     process.nextTick(() => this.emit('close'));

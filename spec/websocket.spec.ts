@@ -1,9 +1,10 @@
 import { expect } from 'chai';
-import { EventEmitter, once } from 'node:events';
+import { once } from 'node:events';
 import * as net from 'node:net';
 import { CloseCode, WebSocketError } from '../lib';
 import { Transport, WebSocket, WebSocketOptions } from '../lib/websocket';
 import { hex, readAll, readBytes, socketPair } from './helpers/sockets';
+import { NullTransport } from './helpers/transports';
 
 /** RFC 6455 §5.7 vectors. */
 const MASKED_HELLO = hex('81 85 37 fa 21 3d 7f 9f 4d 51 58');
@@ -481,29 +482,6 @@ describe('WebSocket idle memory', () => {
     const collect = (globalThis as { gc?: () => void }).gc;
     if (collect === undefined) throw new Error('run mocha with --expose-gc (see .mocharc.json)');
     for (let i = 0; i < 3; i++) collect();
-  }
-
-  /** A transport that takes every write and never emits anything: only the connection is measured. */
-  class NullTransport extends EventEmitter {
-    readonly destroyed = false;
-    readonly writableLength = 0;
-    write(): boolean {
-      return true;
-    }
-    cork(): void {}
-    uncork(): void {}
-    pause(): this {
-      return this;
-    }
-    resume(): this {
-      return this;
-    }
-    end(): this {
-      return this;
-    }
-    destroy(): this {
-      return this;
-    }
   }
 
   const noop = (): void => {};
