@@ -13,6 +13,16 @@ describe('SharedSettings', () => {
     expect(settings.share({ max: Infinity, on: true })).to.deep.equal({ max: Infinity, on: true });
   });
 
+  it('gives the right object when values alternate, after the one asked for last', () => {
+    const settings = new SharedSettings<{ max: number; on: boolean }>();
+    const a = settings.share({ max: 1, on: true });
+    const b = settings.share({ max: 1, on: false });
+    expect(settings.share({ max: 1, on: false })).to.equal(b);
+    expect(settings.share({ max: 1, on: true })).to.equal(a);
+    expect(settings.share({ max: 2, on: true })).to.deep.equal({ max: 2, on: true });
+    expect(settings.share({ max: 1, on: true })).to.equal(a);
+  });
+
   it('past its limit still gives frozen objects with the right values, but keeps no more', () => {
     const settings = new SharedSettings<{ n: number }>(2);
     const first = settings.share({ n: 1 });
