@@ -54,6 +54,11 @@ const CASES: Array<{ name: string; title: string; command(port: number): LoadCom
     title: 'one-way 16 MiB messages, 2 in flight',
     command: (port) => ({ cmd: 'bulk', port, size: 16 * 1024 * 1024, inflight: 2, warmupMs: 500, durationMs: DURATION_MS }),
   },
+  {
+    name: 'handshakes',
+    title: 'handshakes, 32 concurrent, then RST',
+    command: (port) => ({ cmd: 'handshakes', port, concurrency: 32, warmupMs: 500, durationMs: DURATION_MS }),
+  },
 ];
 
 /** PROFILE_CASES=name,name: only these cases. */
