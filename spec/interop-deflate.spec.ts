@@ -14,6 +14,7 @@ import { WebSocket as WsClient, WebSocketServer as WsServer, type PerMessageDefl
 import { CloseCode, connect, createServer, WebSocket, WebSocketServer } from '../lib';
 import type { PerMessageDeflateOptions } from '../lib/permessage-deflate';
 import { decodeFrames, wireFrame } from './helpers/frames';
+import { closed as whenClosed } from './helpers/sockets';
 
 const MIB = 1024 * 1024;
 
@@ -345,7 +346,7 @@ describe('permessage-deflate interop with ws', function () {
       const received: Buffer[] = [];
       socket.on('data', (c: Buffer) => received.push(c));
       socket.on('error', () => {});
-      const socketClosed = once(socket, 'close');
+      const socketClosed = whenClosed(socket);
       await once(socket, 'data');
       expect(Buffer.concat(received).toString()).to.match(/Sec-WebSocket-Extensions: permessage-deflate\r\n/);
       received.length = 0;

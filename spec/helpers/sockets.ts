@@ -49,3 +49,13 @@ export function readAll(socket: net.Socket, timeoutMs = 5000): Promise<Buffer> {
 export function hex(s: string): Buffer {
   return Buffer.from(s.replace(/\s+/g, ''), 'hex');
 }
+
+/**
+ * Resolves once `socket` has closed, whether or not it errored first. (events.once(socket,
+ * 'close') rejects on an 'error' before the 'close': a peer that hangs up with data unread may
+ * reset the connection, and a spec that expects the hang-up must not fail on ECONNRESET.)
+ */
+export function closed(socket: net.Socket): Promise<void> {
+  if (socket.closed) return Promise.resolve();
+  return new Promise((resolve) => socket.once('close', () => resolve()));
+}
