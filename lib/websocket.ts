@@ -301,7 +301,7 @@ export class WebSocket extends Duplex implements ReceiverHandler {
     return this.extras === null ? null : this.extras.error;
   }
 
-  // Flag accessors: the rest of the class reads and writes these as if they were fields.
+  // The flags field: has(flag), setFlag(flag, on), and the ready state in its low bits.
   private get state(): ReadyState {
     return this.flags & Flag.ReadyState;
   }
@@ -310,30 +310,6 @@ export class WebSocket extends Duplex implements ReceiverHandler {
   }
   private setFlag(flag: Flag, on: boolean): void {
     this.flags = on ? this.flags | flag : this.flags & ~flag;
-  }
-  private get needBytesDrain(): boolean {
-    return (this.flags & Flag.NeedBytesDrain) !== 0;
-  }
-  private set needBytesDrain(on: boolean) {
-    this.setFlag(Flag.NeedBytesDrain, on);
-  }
-  private get closeSent(): boolean {
-    return (this.flags & Flag.CloseSent) !== 0;
-  }
-  private set closeSent(on: boolean) {
-    this.setFlag(Flag.CloseSent, on);
-  }
-  private get closeReceived(): boolean {
-    return (this.flags & Flag.CloseReceived) !== 0;
-  }
-  private set closeReceived(on: boolean) {
-    this.setFlag(Flag.CloseReceived, on);
-  }
-  private get readableDone(): boolean {
-    return (this.flags & Flag.ReadableDone) !== 0;
-  }
-  private set readableDone(on: boolean) {
-    this.setFlag(Flag.ReadableDone, on);
   }
   private has(flag: Flag): boolean {
     return (this.flags & flag) !== 0;
@@ -550,7 +526,7 @@ export class WebSocket extends Duplex implements ReceiverHandler {
       });
       return false;
     }
-    if (this.closeSent || this.state >= ReadyState.CLOSING) {
+    if (this.has(Flag.CloseSent) || this.state >= ReadyState.CLOSING) {
       const err = new WebSocketError('WS_ERR_INVALID_STATE', `readyState is ${ReadyState[this.state]}`);
       process.nextTick(() => callback?.(err));
       return false;
@@ -567,15 +543,19 @@ export class WebSocket extends Duplex implements ReceiverHandler {
       return false;
     }
     if (this.liveness !== null) this.liveness.lastActivity = Date.now();
-    if (a === undefined && b === undefined && this.sendableAtOnce()) return this.sendAtOnce(message);
-    this.queuedBytes += message.data.length;
-    const flowing =
-      callback === undefined
-        ? super.write(message)
-        : super.write(message, (err?: Error | null) => callback(err ?? this.extras?.unsent?.get(message) ?? null));
+    let flowing: boolean;
+    if (a === undefined && b === undefined && this.sendableAtOnce()) {
+      flowing = this.sendAtOnce(message);
+    } else {
+      this.queuedBytes += message.data.length;
+      flowing =
+        callback === undefined
+          ? super.write(message)
+          : super.write(message, (err?: Error | null) => callback(err ?? this.extras?.unsent?.get(message) ?? null));
+    }
     if (flowing && this.bufferedAmount >= this.writableBytesMark) {
       // Held back by bytes, not by message count: our own 'drain' follows (maybeBytesDrain).
-      this.needBytesDrain = true;
+      this.setFlag(Flag.NeedBytesDrain, true);
       return false;
     }
     return flowing;
@@ -600,7 +580,7 @@ export class WebSocket extends Duplex implements ReceiverHandler {
   close(code?: number, reason?: string): void {
     const invalid = checkCloseArgs(code, reason);
     if (invalid !== null) throw invalid;
-    if (this.state === ReadyState.CLOSED || this.closeSent || (this.closing !== null && this.closing.pending !== null)) return;
+    if (this.state === ReadyState.CLOSED || this.has(Flag.CloseSent) || (this.closing !== null && this.closing.pending !== null)) return;
     if (this.state === ReadyState.CONNECTING) {
       // Asynchronously, so that listeners added right after close() still hear 'close'.
       process.nextTick(() => this.abortHandshake(new WebSocketError('WS_ERR_INVALID_STATE', 'closed before the connection was established')));
@@ -648,7 +628,7 @@ export class WebSocket extends Duplex implements ReceiverHandler {
   override _final(callback: WriteCallback): void {
     const close = this.closing?.pending ?? {};
     if (this.closing !== null) this.closing.pending = null;
-    if (!this.closeSent && this.receiver !== null && this.state !== ReadyState.CLOSED) {
+    if (!this.has(Flag.CloseSent) && this.receiver !== null && this.state !== ReadyState.CLOSED) {
       this.state = ReadyState.CLOSING;
       this.startCloseTimer();
       const err = this.receiver.responder.close(close.code, close.reason);
@@ -778,7 +758,7 @@ export class WebSocket extends Duplex implements ReceiverHandler {
 
   /** @internal A piece of a streamed message. */
   onMessagePiece(piece: MessagePiece): void {
-    if (this.closeReceived) return;
+    if (this.has(Flag.CloseReceived)) return;
     if (this.tapPoints !== null) this.offerInbound(this.tapPoints.in.messages, piece);
     const extras = this.more();
     if (piece.first) {
@@ -812,7 +792,7 @@ export class WebSocket extends Duplex implements ReceiverHandler {
       // Handed to 'data' at once, never buffered (see emitIfFlowing): push()'s answer would
       // only be false if a listener ended the stream or the buffer filled meanwhile.
       const length = readable.readableLength;
-      room = (length === 0 || length < readable.readableHighWaterMark) && !(readable === this && this.readableDone);
+      room = (length === 0 || length < readable.readableHighWaterMark) && !(readable === this && this.has(Flag.ReadableDone));
     } else {
       const before = readable.readableLength;
       room = readable.push(value);
@@ -832,7 +812,7 @@ export class WebSocket extends Duplex implements ReceiverHandler {
 
   /** @internal The peer's close frame. */
   onClose(code: number, reason: string): boolean {
-    this.closeReceived = true;
+    this.setFlag(Flag.CloseReceived, true);
     const closing = this.closingState();
     closing.code = code;
     closing.reason = reason;
@@ -843,7 +823,7 @@ export class WebSocket extends Duplex implements ReceiverHandler {
     // (the application's own close if it called close(), else the echo of the peer's code).
     // RFC 6455 §5.5.1 lets an endpoint send what it has before its close. Not behind a message
     // streamed out, which may never end: the responder echoes at once, cutting it off.
-    if (!this.closeSent && this.writableLength > 0 && (this.extras === null || this.extras.outboundOwner === null)) {
+    if (!this.has(Flag.CloseSent) && this.writableLength > 0 && (this.extras === null || this.extras.outboundOwner === null)) {
       closing.pending ??= { code: code === CloseCode.NoStatus ? undefined : code };
       if (!this.writableEnded) this.end();
       return true;
@@ -859,7 +839,7 @@ export class WebSocket extends Duplex implements ReceiverHandler {
     // us queue answers without end: stop reading from it until the answers have drained.
     if (this.sender !== null && !this.sender.sendFrame(frame)) this.holdReading(Flag.PausedForReplies);
     if (frame.opcode === Opcode.Close) {
-      this.closeSent = true;
+      this.setFlag(Flag.CloseSent, true);
       if (this.state === ReadyState.OPEN) this.state = ReadyState.CLOSING;
       this.closingHandshakeDone();
     }
@@ -871,7 +851,7 @@ export class WebSocket extends Duplex implements ReceiverHandler {
    * closes its side.
    */
   private closingHandshakeDone(): void {
-    if (!this.closeSent || !this.closeReceived) return;
+    if (!this.has(Flag.CloseSent) || !this.has(Flag.CloseReceived)) return;
     if (this.role === 'server') this.transport?.end();
   }
 
@@ -919,7 +899,7 @@ export class WebSocket extends Duplex implements ReceiverHandler {
    * writer); nothing waits to be compressed.
    */
   private sendableAtOnce(): boolean {
-    if (this.state !== ReadyState.OPEN || this.closeSent || !writableIdle(this)) return false;
+    if (this.state !== ReadyState.OPEN || this.has(Flag.CloseSent) || !writableIdle(this)) return false;
     const w = (this as unknown as { _writableState: { needDrain: boolean; highWaterMark: number } })._writableState;
     if (w.needDrain || w.highWaterMark <= 1) return false;
     const extras = this.extras;
@@ -936,7 +916,8 @@ export class WebSocket extends Duplex implements ReceiverHandler {
    * progress until 'drain' (or until the message is out), and later writes queue behind it; so
    * the Writable is handed a write that only waits for that (SentAhead), and counts it as the
    * usual path would. A message the sender refuses is dropped as the usual path drops it (its
-   * writer gave no callback to hear why).
+   * writer gave no callback to hear why). Returns what the usual path's super.write() would
+   * (write() then applies the byte mark to either).
    */
   private sendAtOnce(message: Message): boolean {
     const sender = this.sender!;
@@ -947,19 +928,10 @@ export class WebSocket extends Duplex implements ReceiverHandler {
     } catch {
       refused = true;
     }
-    let room = true;
     // (writableIdle again: whatever the transport ran while writing may have corked or ended this stream.)
-    if (!refused && (!flowing || sender.pending) && writableIdle(this)) {
-      room = super.write(new SentAhead(flowing));
-    } else {
-      this.maybeBytesDrain();
-    }
-    if (room && this.bufferedAmount >= this.writableBytesMark) {
-      // Held back by bytes, as in write().
-      this.needBytesDrain = true;
-      return false;
-    }
-    return room;
+    if (!refused && (!flowing || sender.pending) && writableIdle(this)) return super.write(new SentAhead(flowing));
+    this.maybeBytesDrain();
+    return true;
   }
 
   private dispatch(messages: Message[], callback: WriteCallback): void {
@@ -968,7 +940,7 @@ export class WebSocket extends Duplex implements ReceiverHandler {
 
   /** Why nothing more can be sent, or null. */
   private cannotSend(): WebSocketError | null {
-    if (this.closeSent || this.sender === null || this.state === ReadyState.CLOSED) {
+    if (this.has(Flag.CloseSent) || this.sender === null || this.state === ReadyState.CLOSED) {
       return new WebSocketError('WS_ERR_INVALID_STATE', `readyState is ${ReadyState[this.state]}`);
     }
     return null;
@@ -1026,8 +998,8 @@ export class WebSocket extends Duplex implements ReceiverHandler {
 
   /** Emits 'drain' once bytes held back a writer (see write()) and bufferedAmount is under the mark again. */
   private maybeBytesDrain(): void {
-    if (!this.needBytesDrain || this.bufferedAmount >= this.writableBytesMark) return;
-    this.needBytesDrain = false;
+    if (!this.has(Flag.NeedBytesDrain) || this.bufferedAmount >= this.writableBytesMark) return;
+    this.setFlag(Flag.NeedBytesDrain, false);
     process.nextTick(() => this.emit('drain'));
   }
 
@@ -1111,8 +1083,8 @@ export class WebSocket extends Duplex implements ReceiverHandler {
     this.reportError(err);
     this.abortInboundStream(err);
     // 'close' reports our code, unless the peer's close came first.
-    if (!this.closeReceived) this.closingState().code = err.closeCode;
-    if (!this.closeSent && this.receiver !== null) this.receiver.responder.failConnection(err);
+    if (!this.has(Flag.CloseReceived)) this.closingState().code = err.closeCode;
+    if (!this.has(Flag.CloseSent) && this.receiver !== null) this.receiver.responder.failConnection(err);
     if (this.state === ReadyState.OPEN) this.state = ReadyState.CLOSING;
     this.endReadable();
     this.transport?.end();
@@ -1181,8 +1153,8 @@ export class WebSocket extends Duplex implements ReceiverHandler {
   }
 
   private endReadable(): void {
-    if (this.readableDone) return;
-    this.readableDone = true;
+    if (this.has(Flag.ReadableDone)) return;
+    this.setFlag(Flag.ReadableDone, true);
     this.push(null);
   }
 
