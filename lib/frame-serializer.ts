@@ -24,7 +24,7 @@
 import { isControlOpcode, isKnownOpcode, MAX_CONTROL_PAYLOAD } from './constants';
 import { WebSocketError } from './errors';
 import { isFirstPiece, isLastPiece, type Frame } from './frame';
-import { Stage } from './stage';
+import { Stage, StageOutput } from './stage';
 
 /** Payloads up to this many bytes are copied after their header into one chunk (one write). */
 export const COALESCE_LIMIT = 1024;
@@ -202,22 +202,13 @@ export class FrameSerializerCore {
 /** A FrameSerializer's stream options: shared by every instance (readable-stream only reads them). */
 const SERIALIZER_STREAM_OPTIONS = Object.freeze({ writableObjectMode: true });
 
-/** Pushes the core's bytes to the stage's readable side (a prototype method, not a closure per stage). */
-class BytesToStream implements FrameSerializerHandler {
-  constructor(private readonly stream: Stage) {}
-
-  onData(chunk: Buffer): void {
-    this.stream.deliver(chunk);
-  }
-}
-
 /** Stream stage: Frame values in (object mode), bytes out. */
 export class FrameSerializer extends Stage {
   readonly core: FrameSerializerCore;
 
   constructor(options: FrameSerializerOptions = {}) {
     super(SERIALIZER_STREAM_OPTIONS);
-    this.core = new FrameSerializerCore(options, new BytesToStream(this));
+    this.core = new FrameSerializerCore(options, new StageOutput(this));
   }
 
   protected override step(chunk: Frame): WebSocketError | null {

@@ -13,7 +13,7 @@ import { Defaults, MAX_CONTROL_PAYLOAD, Opcode, isControlOpcode, isKnownOpcode }
 import { WebSocketError } from './errors';
 import { SharedSettings } from './shared-settings';
 import { Frame } from './frame';
-import { Stage } from './stage';
+import { Stage, StageOutput } from './stage';
 
 /** The RSV bits an extension negotiated in the opening handshake claims (RFC 6455 §5.2, §9). */
 export interface ExtensionBits {
@@ -414,19 +414,6 @@ export class FrameSplitterCore {
 const SPLITTER_STREAM_OPTIONS = Object.freeze({ readableObjectMode: true });
 
 /**
- * Pushes a core's frames to a stream's readable side. One small object per stage, its method on
- * the prototype: a closure per stage costs more to make and to keep (every connection makes seven
- * stages).
- */
-class FramesToStream implements FrameSplitterHandler {
-  constructor(private readonly stream: Stage) {}
-
-  onFrame(frame: Frame): void {
-    this.stream.deliver(frame);
-  }
-}
-
-/**
  * The stream stage: bytes in (writable side), `Frame`s out (readable side, object mode). A
  * protocol error fails the chunk that carried it with the WebSocketError.
  */
@@ -435,7 +422,7 @@ export class FrameSplitter extends Stage {
 
   constructor(options: FrameSplitterOptions = {}, streamOptions?: FrameSplitterStreamOptions) {
     super(streamOptions === undefined ? SPLITTER_STREAM_OPTIONS : { ...streamOptions, readableObjectMode: true });
-    this.core = new FrameSplitterCore(options, new FramesToStream(this));
+    this.core = new FrameSplitterCore(options, new StageOutput(this));
   }
 
   protected override step(chunk: Buffer): WebSocketError | null {

@@ -13,7 +13,7 @@ import { WebSocketError } from './errors';
 import { applyMask, randomMask, type MaskGenerator, type MaskSlots } from './mask';
 import { isFirstPiece, isLastPiece, withPayload, type Frame } from './frame';
 import { COALESCE_LIMIT } from './frame-serializer';
-import { Stage } from './stage';
+import { Stage, StageOutput } from './stage';
 
 /** RFC 6455 §5.2: "Masking-key: 0 or 4 bytes". */
 const MASK_KEY_LENGTH = 4;
@@ -146,22 +146,13 @@ export class MaskerCore {
 /** A Masker's stream options: shared by every instance (readable-stream only reads them). */
 const MASKER_STREAM_OPTIONS = Object.freeze({ writableObjectMode: true, readableObjectMode: true });
 
-/** Pushes the core's frames to the stage's readable side (a prototype method, not a closure per stage). */
-class FramesToStream implements MaskerHandler {
-  constructor(private readonly stream: Stage) {}
-
-  onFrame(frame: Frame): void {
-    this.stream.deliver(frame);
-  }
-}
-
 /** Stream stage: Frame values in, masked Frame values out (object mode on both sides). */
 export class Masker extends Stage {
   readonly core: MaskerCore;
 
   constructor(options: MaskerOptions = {}) {
     super(MASKER_STREAM_OPTIONS);
-    this.core = new MaskerCore(options, new FramesToStream(this));
+    this.core = new MaskerCore(options, new StageOutput(this));
   }
 
   protected override step(chunk: Frame): WebSocketError | null {

@@ -11,7 +11,7 @@ import { isUtf8 } from 'node:buffer';
 import { Opcode } from './constants';
 import { WebSocketError } from './errors';
 import { makeFrame, type Frame, type Message } from './frame';
-import { Stage } from './stage';
+import { Stage, StageOutput } from './stage';
 
 /** The bytes of a message: a string (encoded as UTF-8), a Buffer or any Uint8Array. */
 export type OutboundData = string | Buffer | Uint8Array;
@@ -178,22 +178,13 @@ export class MessageFramerCore {
 /** A MessageFramer's stream options: shared by every instance (readable-stream only reads them). */
 const FRAMER_STREAM_OPTIONS = Object.freeze({ writableObjectMode: true, readableObjectMode: true });
 
-/** Pushes the core's frames to the stage's readable side (a prototype method, not a closure per stage). */
-class FramesToStream implements MessageFramerHandler {
-  constructor(private readonly stream: Stage) {}
-
-  onFrame(frame: Frame): void {
-    this.stream.deliver(frame);
-  }
-}
-
 /** Stream stage: OutboundMessage values in, Frame values out (object mode on both sides). */
 export class MessageFramer extends Stage {
   readonly core: MessageFramerCore;
 
   constructor(options: MessageFramerOptions = {}) {
     super(FRAMER_STREAM_OPTIONS);
-    this.core = new MessageFramerCore(options, new FramesToStream(this));
+    this.core = new MessageFramerCore(options, new StageOutput(this));
   }
 
   protected override step(chunk: OutboundMessage): WebSocketError | null {

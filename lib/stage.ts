@@ -29,6 +29,7 @@
  */
 import { type Readable, Transform, type TransformOptions, type Writable } from 'readable-stream';
 import type { WebSocketError } from './errors';
+import type { Frame } from './frame';
 
 /** The fields of readable-stream's ReadableState that emitIfFlowing reads or sets. */
 interface ReadableStateView {
@@ -162,5 +163,23 @@ export abstract class Stage extends Transform {
       !r.ended &&
       !r.destroyed
     );
+  }
+}
+
+/**
+ * The handler a stage gives its core when all the core puts out is frames (onFrame) or bytes
+ * (onData): each goes to the stage's deliver(). One small object per stage with its methods on
+ * the prototype: a closure per stage costs more to make and to keep (every connection of a
+ * hand-composed server makes seven stages).
+ */
+export class StageOutput {
+  constructor(private readonly stage: Stage) {}
+
+  onFrame(frame: Frame): void {
+    this.stage.deliver(frame);
+  }
+
+  onData(chunk: Buffer): void {
+    this.stage.deliver(chunk);
   }
 }

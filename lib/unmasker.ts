@@ -7,7 +7,7 @@ import { WebSocketError } from './errors';
 import { isControlOpcode } from './constants';
 import { Frame, withPayload } from './frame';
 import { applyMask } from './mask';
-import { Stage } from './stage';
+import { Stage, StageOutput } from './stage';
 
 /** Options of UnmaskerCore and Unmasker. */
 export interface UnmaskerOptions {
@@ -88,22 +88,13 @@ export class UnmaskerCore {
 /** An Unmasker's stream options when it is given none: shared (readable-stream only reads them). */
 const UNMASKER_STREAM_OPTIONS = Object.freeze({ objectMode: true });
 
-/** Pushes the core's frames to the stage's readable side (a prototype method, not a closure per stage). */
-class FramesToStream implements UnmaskerHandler {
-  constructor(private readonly stream: Stage) {}
-
-  onFrame(frame: Frame): void {
-    this.stream.deliver(frame);
-  }
-}
-
 /** The stream stage: frames in, unmasked frames out (object mode on both sides). */
 export class Unmasker extends Stage {
   readonly core: UnmaskerCore;
 
   constructor(options: UnmaskerOptions, streamOptions?: { highWaterMark?: number }) {
     super(streamOptions === undefined ? UNMASKER_STREAM_OPTIONS : { ...streamOptions, objectMode: true });
-    this.core = new UnmaskerCore(options, new FramesToStream(this));
+    this.core = new UnmaskerCore(options, new StageOutput(this));
   }
 
   protected override step(frame: Frame): WebSocketError | null {
