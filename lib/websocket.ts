@@ -144,6 +144,11 @@ export interface WebSocketEvents {
 const kConnection = Symbol('wspipe.connection');
 type OwnedTransport = Transport & { [kConnection]?: WebSocket };
 
+/** Our answer to the peer's close code: the same code (none for a close that had none). */
+function echoOf(code: number): { code?: number; reason?: string } {
+  return { code: code === CloseCode.NoStatus ? undefined : code };
+}
+
 /** Bits of WebSocket.flags: the connection's small state in one number (see the accessors). */
 enum Flag {
   /** The low two bits: the ReadyState. */
@@ -163,6 +168,11 @@ enum Flag {
   PausedForInflate = 1 << 9,
   /** Reading is paused because the connection holds its memoryBudget. */
   PausedForBudget = 1 << 10,
+  /**
+   * The peer's close came while messages it sent before were still unread: the answer waits
+   * until the reader has read them ('end'), and writes are still accepted meanwhile.
+   */
+  AnswerAfterReader = 1 << 11,
   ReadingHeld = PausedByUs | PausedForReplies | PausedForInflate | PausedForBudget,
 }
 
@@ -526,7 +536,7 @@ export class WebSocket extends Duplex implements ReceiverHandler {
       });
       return false;
     }
-    if (this.has(Flag.CloseSent) || this.state >= ReadyState.CLOSING) {
+    if (this.has(Flag.CloseSent) || (this.state >= ReadyState.CLOSING && !this.has(Flag.AnswerAfterReader))) {
       const err = new WebSocketError('WS_ERR_INVALID_STATE', `readyState is ${ReadyState[this.state]}`);
       process.nextTick(() => callback?.(err));
       return false;
@@ -588,6 +598,7 @@ export class WebSocket extends Duplex implements ReceiverHandler {
       return;
     }
     this.closingState().pending = { code, reason };
+    this.setFlag(Flag.AnswerAfterReader, false);
     this.state = ReadyState.CLOSING;
     this.startCloseTimer();
     this.end();
@@ -626,7 +637,9 @@ export class WebSocket extends Duplex implements ReceiverHandler {
   }
 
   override _final(callback: WriteCallback): void {
-    const close = this.closing?.pending ?? {};
+    // Ended without close() (end(), or pipe() at its source's end): after the peer's close,
+    // the echo of its code; before it, a close without a code.
+    const close = this.closing?.pending ?? (this.has(Flag.CloseReceived) ? echoOf(this.closing!.code) : {});
     if (this.closing !== null) this.closing.pending = null;
     if (!this.has(Flag.CloseSent) && this.receiver !== null && this.state !== ReadyState.CLOSED) {
       this.state = ReadyState.CLOSING;
@@ -821,16 +834,33 @@ export class WebSocket extends Duplex implements ReceiverHandler {
     this.startCloseTimer();
     // Writes accepted before the peer's close still go out, then our close: _final sends it
     // (the application's own close if it called close(), else the echo of the peer's code).
-    // RFC 6455 §5.5.1 lets an endpoint send what it has before its close. Not behind a message
-    // streamed out, which may never end: the responder echoes at once, cutting it off.
-    if (!this.has(Flag.CloseSent) && this.writableLength > 0 && (this.extras === null || this.extras.outboundOwner === null)) {
-      closing.pending ??= { code: code === CloseCode.NoStatus ? undefined : code };
-      if (!this.writableEnded) this.end();
-      return true;
+    // RFC 6455 §5.5.1 lets an endpoint send what it has before its close. So do the replies to
+    // messages the peer sent before its close that a reader (pipe(), a paused 'data' listener,
+    // for await) has not read yet: the answer waits for the reader's 'end' (closeTimeout still
+    // bounds the wait). Not behind a message streamed out, which may never end: the responder
+    // echoes at once, cutting it off. A connection nobody reads is answered at once.
+    if (!this.has(Flag.CloseSent) && (this.extras === null || this.extras.outboundOwner === null)) {
+      if (this.readableLength > 0 && this.readableFlowing !== null && !this.writableEnded) {
+        this.setFlag(Flag.AnswerAfterReader, true);
+        this.once('end', () => this.answerPeerClose(code));
+        return true;
+      }
+      if (this.writableLength > 0) {
+        this.answerPeerClose(code);
+        return true;
+      }
     }
     // The responder echoes the close right after this call unless ours went first.
     this.closingHandshakeDone();
     return false;
+  }
+
+  /** Ends the writable side so that _final answers the peer's close (code) after the writes queued. */
+  private answerPeerClose(code: number): void {
+    this.setFlag(Flag.AnswerAfterReader, false);
+    if (this.writableEnded) return;
+    this.closingState().pending ??= echoOf(code);
+    this.end();
   }
 
   /** @internal A frame to send (pong, close echo, failing close). */

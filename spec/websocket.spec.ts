@@ -232,6 +232,67 @@ describe('WebSocket (fused connection)', () => {
       expect(await closing).to.deep.equal([1001, '']);
     });
 
+    it("the peer's close is answered after the reader has read what came before it, and after the replies", async () => {
+      const { ws, peer } = await serverSide();
+      const received = framesArriving(peer);
+      const closing = closed(ws);
+      const replies: Array<Error | null | undefined> = [];
+      ws.on('data', (m: string) => ws.write(`re: ${m}`, (err) => replies.push(err)));
+      ws.pause(); // the reader is busy: the peer's messages wait in the readable buffer
+      peer.write(Buffer.concat(['a', 'b', 'c'].map((t) => clientFrame(0x81, Buffer.from(t)))));
+      peer.write(clientFrame(0x88, closePayload(1000)));
+      await new Promise((r) => setTimeout(r, 30));
+      expect(ws.readyState).to.equal(WebSocket.CLOSING);
+      ws.resume();
+      const frames = await received(4);
+      expect(frames.map((f) => f.toString())).to.deep.equal(['re: a', 're: b', 're: c', closePayload(1000).toString()]);
+      expect(await closing).to.deep.equal([1000, '']);
+      expect(replies).to.deep.equal([null, null, null]);
+    });
+
+    it('ws.pipe(ws) echoes every message the peer sent before its close, then the close', async () => {
+      const { ws, peer } = await serverSide();
+      const received = framesArriving(peer);
+      const closing = closed(ws);
+      const errors: Error[] = [];
+      ws.on('error', (err: Error) => errors.push(err));
+      peer.pause();
+      ws.write(Buffer.alloc(16 * 1024 * 1024)); // the socket is full: pipe() stops reading after 'a'
+      ws.pipe(ws);
+      peer.write(Buffer.concat(['a', 'b', 'c'].map((t) => clientFrame(0x82, Buffer.from(t)))));
+      peer.write(clientFrame(0x88, closePayload(1001)));
+      await new Promise((r) => setTimeout(r, 30));
+      peer.resume();
+      const frames = await received(5);
+      expect(frames.slice(1).map((f) => f.toString())).to.deep.equal(['a', 'b', 'c', closePayload(1001).toString()]);
+      expect(await closing).to.deep.equal([1001, '']);
+      expect(errors).to.deep.equal([]);
+    });
+
+    it("answers the peer's close at once when nothing reads the connection", async () => {
+      const { ws, peer } = await serverSide();
+      const received = framesArriving(peer);
+      const closing = closed(ws);
+      peer.write(clientFrame(0x81, Buffer.from('unread')));
+      peer.write(clientFrame(0x88, closePayload(1000)));
+      expect((await received(1)).map((f) => f.toString())).to.deep.equal([closePayload(1000).toString()]);
+      expect(await closing).to.deep.equal([1000, '']);
+    });
+
+    it("the application's own close() wins while the peer's close waits for the reader", async () => {
+      const { ws, peer } = await serverSide();
+      const received = framesArriving(peer);
+      const closing = closed(ws);
+      ws.on('data', () => {});
+      ws.pause();
+      peer.write(clientFrame(0x81, Buffer.from('a')));
+      peer.write(clientFrame(0x88, closePayload(1001)));
+      await new Promise((r) => setTimeout(r, 30));
+      ws.close(4001, 'mine');
+      expect((await received(1)).map((f) => f.toString())).to.deep.equal([closePayload(4001, 'mine').toString()]);
+      expect(await closing).to.deep.equal([1001, '']);
+    });
+
     it('destroys the socket when the peer never answers the close (closeTimeout), reporting 1006', async () => {
       const { ws } = await serverSide({ closeTimeout: 100 });
       const closing = closed(ws);
