@@ -53,7 +53,9 @@ function handle(socket: net.Socket): void {
   const tap = frameTap(`[${socket.remotePort}] frame:`);
   const unmasker = new Unmasker({ role: 'server' });
   const assembler = new FragmentAssembler();
-  const responder = new ControlFrameResponder();
+  // 'manual': the peer's close is answered below, once the echoes of the messages it sent
+  // before its close have gone into the serializer (RFC 6455 §5.5.1).
+  const responder = new ControlFrameResponder({ closeAnswer: 'manual' });
   const echo = new Transform({
     objectMode: true,
     transform(message: Message, _enc: BufferEncoding, cb: (err: Error | null, value: unknown) => void) {
@@ -77,9 +79,11 @@ function handle(socket: net.Socket): void {
   // Inbound chain.
   socket.pipe(handshake).pipe(splitter).pipe(tap).pipe(unmasker).pipe(assembler).pipe(responder).pipe(echo);
   // Outbound chain: two sources of frames (messages and automatic replies) into one serializer,
-  // each frame whole; it ends when both have ended.
+  // each frame whole; it ends when both have ended. The framer ends after the peer's close, once
+  // it has handed on its last echo: then the close is answered, and replies end with it.
   echo.pipe(framer).pipe(serializer, { end: false });
   responder.replies.pipe(serializer, { end: false });
+  framer.once('end', () => responder.answerClose());
   let sourcesLeft = 2;
   const sourceEnded = (): void => {
     if (--sourcesLeft === 0) serializer.end();

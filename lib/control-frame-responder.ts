@@ -8,7 +8,7 @@
  * Replies are unmasked frames; for the client role the outbound Masker masks them.
  */
 import { Readable } from 'readable-stream';
-import { Opcode, isValidWireCloseCode } from './constants';
+import { CloseCode, Opcode, isValidWireCloseCode } from './constants';
 import { WebSocketError } from './errors';
 import { type Frame, type Inbound, type Message, isMessage, makeFrame } from './frame';
 import { checkCloseArgs, encodeClosePayload, parseClosePayload } from './close';
@@ -18,6 +18,13 @@ import { Stage } from './stage';
 export interface ControlFrameResponderOptions {
   /** Answer every ping with a pong carrying the same payload (RFC 6455 §5.5.3). Default true. */
   autoPong?: boolean;
+  /**
+   * The stage only (the core asks its handler's onClose). 'auto' (default): the peer's close is
+   * echoed at once. 'manual': it is not; the message side ends, and the application answers with
+   * answerClose() once its own outbound side has handed on what it had (RFC 6455 §5.5.1 lets an
+   * endpoint send what it has before its close), e.g. when the message framer of an echo ends.
+   */
+  closeAnswer?: 'auto' | 'manual';
 }
 
 /** Where ControlFrameResponderCore sends its outputs. */
@@ -172,9 +179,13 @@ const REPLIES_STREAM_OPTIONS = Object.freeze({ objectMode: true, read: noRead })
  * closures made for every stage).
  */
 class ResponderOutputs implements ControlFrameResponderHandler {
+  /** closeAnswer 'manual': the code to echo (undefined for a close without one), once the peer's close came. */
+  peerCode: number | undefined = undefined;
+
   constructor(
     private readonly stage: Stage,
     private readonly replies: Readable,
+    private readonly manual: boolean,
   ) {}
 
   onMessage(message: Message): void {
@@ -189,8 +200,10 @@ class ResponderOutputs implements ControlFrameResponderHandler {
     this.stage.emit('pong', payload);
   }
 
-  onClose(code: number, reason: string): void {
+  onClose(code: number, reason: string): boolean {
+    this.peerCode = code === CloseCode.NoStatus ? undefined : code;
     this.stage.emit('peerclose', code, reason);
+    return this.manual;
   }
 
   onReply(frame: Frame): void {
@@ -206,8 +219,9 @@ class ResponderOutputs implements ControlFrameResponderHandler {
  *
  * `replies` yields the frames to send (pong, close echo, failing close, application close); pipe
  * it into the outbound chain at frame level with `{ end: false }`. It ends once a close frame has
- * been queued (nothing can follow a close). The readable side ends when the closing handshake is
- * complete (close received and close sent).
+ * been queued (nothing can follow a close). The readable side ends with the peer's close (the
+ * peer sends nothing after it). With `closeAnswer: 'manual'` the peer's close is answered by
+ * answerClose(), after the replies to the messages before it.
  */
 export class ControlFrameResponder extends Stage {
   readonly core: ControlFrameResponderCore;
@@ -215,11 +229,13 @@ export class ControlFrameResponder extends Stage {
   readonly replies: Readable;
   private repliesEnded = false;
   private messagesEnded = false;
+  private readonly outputs: ResponderOutputs;
 
   constructor(options: ControlFrameResponderOptions = {}) {
     super(RESPONDER_STREAM_OPTIONS);
     this.replies = new Readable(REPLIES_STREAM_OPTIONS);
-    this.core = new ControlFrameResponderCore(options, new ResponderOutputs(this, this.replies));
+    this.outputs = new ResponderOutputs(this, this.replies, options.closeAnswer === 'manual');
+    this.core = new ControlFrameResponderCore(options, this.outputs);
   }
 
   protected override step(chunk: Inbound): WebSocketError | null {
@@ -247,14 +263,23 @@ export class ControlFrameResponder extends Stage {
     return err;
   }
 
-  /** Ends `replies` once a close is sent, and the message side once the handshake is complete. */
+  /**
+   * closeAnswer 'manual': answers the peer's close with the echo of its code (an empty close for
+   * one without a code). Does nothing before the peer's close or once a close was sent.
+   */
+  answerClose(): void {
+    if (!this.core.closeReceived || this.core.closeSent) return;
+    this.close(this.outputs.peerCode);
+  }
+
+  /** Ends `replies` once a close is sent, and the message side once the peer's close came (nothing follows it). */
   private settle(): void {
     const core = this.core;
     if (core.closeSent && !this.repliesEnded) {
       this.repliesEnded = true;
       this.replies.push(null);
     }
-    if (core.closeSent && core.closeReceived && !this.messagesEnded) {
+    if (core.closeReceived && !this.messagesEnded) {
       this.messagesEnded = true;
       this.push(null);
     }

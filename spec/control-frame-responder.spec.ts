@@ -8,7 +8,11 @@ import {
   ControlFrameResponderCore,
   type ControlFrameResponderOptions,
 } from '../lib/control-frame-responder';
+import { Transform } from 'readable-stream';
+import { MessageFramer } from '../lib/message-framer';
+import { FrameSerializer } from '../lib/frame-serializer';
 import { collect } from './helpers/chunks';
+import { closeOf, decodeFrames } from './helpers/frames';
 
 const hex = (s: string): Buffer => Buffer.from(s.replace(/\s+/g, ''), 'hex');
 
@@ -345,6 +349,60 @@ describe('ControlFrameResponder', () => {
       const frames = await replies;
       expect(frames).to.have.length(1);
       expectCloseReply(frames[0], 1002);
+    });
+
+    it("closeAnswer: 'manual': the peer's close ends the message side without an echo; answerClose() echoes its code", async () => {
+      const responder = new ControlFrameResponder({ closeAnswer: 'manual' });
+      const fired: unknown[][] = [];
+      responder.on('peerclose', (code: number, reason: string) => fired.push(['peerclose', code, reason]));
+      const messages = collect<Message>(responder);
+      const replies = collect<Frame>(responder.replies);
+      responder.write(msg('before'));
+      responder.write(closeFrame(codePayload(1001, Buffer.from('away'))));
+      expect(await messages).to.deep.equal([msg('before')]);
+      expect(fired).to.deep.equal([['peerclose', 1001, 'away']]);
+      expect(responder.core.closeSent).to.equal(false);
+      responder.answerClose();
+      responder.answerClose(); // one close only
+      const frames = await replies;
+      expect(frames).to.have.length(1);
+      expectCloseReply(frames[0], 1001);
+    });
+
+    it("closeAnswer: 'manual': answerClose() answers a close without a code with an empty close, and does nothing before the peer's close", async () => {
+      const responder = new ControlFrameResponder({ closeAnswer: 'manual' });
+      const replies = collect<Frame>(responder.replies);
+      responder.answerClose();
+      expect(responder.core.closeSent).to.equal(false);
+      responder.resume();
+      responder.write(closeFrame(Buffer.alloc(0)));
+      responder.answerClose();
+      const frames = await replies;
+      expect(frames).to.have.length(1);
+      expectCloseReply(frames[0], undefined);
+    });
+
+    it("closeAnswer: 'manual' in an echo pipeline: every echo goes out before the close, even from a slow stage", async () => {
+      const responder = new ControlFrameResponder({ closeAnswer: 'manual' });
+      const slowEcho = new Transform({
+        objectMode: true,
+        transform(m: Message, _enc: BufferEncoding, cb: (err: null, m: Message) => void) {
+          setTimeout(() => cb(null, m), 5);
+        },
+      });
+      const framer = new MessageFramer();
+      const serializer = new FrameSerializer();
+      responder.pipe(slowEcho).pipe(framer).pipe(serializer, { end: false });
+      responder.replies.pipe(serializer, { end: false });
+      // The close is answered once the echo side has handed on everything it had.
+      framer.once('end', () => responder.answerClose());
+      responder.replies.once('end', () => serializer.end());
+      const bytes = collect<Buffer>(serializer);
+      for (const t of ['a', 'b', 'c']) responder.write(msg(t));
+      responder.write(closeFrame(codePayload(1000)));
+      const { frames, rest } = decodeFrames(Buffer.concat(await bytes));
+      expect(rest.length).to.equal(0);
+      expect(frames.map((f) => (f.opcode === Opcode.Close ? `close ${closeOf(f).code}` : f.payload.toString()))).to.deep.equal(['a', 'b', 'c', 'close 1000']);
     });
 
     it('passes options through (autoPong: false)', async () => {

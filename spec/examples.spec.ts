@@ -9,7 +9,9 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { connect } from '../lib';
+import { Opcode, connect } from '../lib';
+import { clientClose, clientFrame, closeOf, decodeFrames, upgradeRequest } from './helpers/frames';
+import { readAll } from './helpers/sockets';
 
 const ROOT = path.resolve(__dirname, '..');
 const TS_NODE = path.join(ROOT, 'node_modules', '.bin', 'ts-node');
@@ -45,6 +47,18 @@ async function waitFor(check: () => boolean, what: string, ms = 20000): Promise<
     if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 50));
   }
+}
+
+/** Upgrades a raw connection, writes `frames`, reads nothing for 300 ms, then everything until the server ends. */
+async function rawExchange(port: number, frames: Buffer): Promise<Buffer> {
+  const socket = net.connect(port, '127.0.0.1');
+  await once(socket, 'connect');
+  socket.pause();
+  socket.write(Buffer.concat([upgradeRequest(`127.0.0.1:${port}`), frames]));
+  await new Promise((r) => setTimeout(r, 300));
+  const received = readAll(socket, 10000);
+  socket.resume();
+  return received;
 }
 
 async function echoRoundTrip(url: string): Promise<void> {
@@ -106,6 +120,13 @@ describe('examples', function () {
     await waitFor(() => server.stdout().includes('composed echo server'), 'the composed server');
     await echoRoundTrip(`ws://127.0.0.1:${port}`);
     await waitFor(() => server.stdout().includes('close 1000'), 'the tap output');
+    // Messages sent right before the close, by a client that then does not read for a while (so
+    // the server's echoes back up behind a full socket): every echo goes out before the close.
+    const sizes = Array.from({ length: 64 }, (_, i) => (i + 1) * 4096);
+    const wire = await rawExchange(port, Buffer.concat([...sizes.map((n) => clientFrame(Opcode.Binary, Buffer.alloc(n, n >> 12))), clientClose(1000)]));
+    const { frames, rest } = decodeFrames(wire.subarray(wire.indexOf('\r\n\r\n') + 4));
+    expect(rest.length).to.equal(0);
+    expect(frames.map((f) => (f.opcode === Opcode.Close ? `close ${closeOf(f).code}` : f.payload.length))).to.deep.equal([...sizes, 'close 1000']);
     expect(server.stdout()).to.match(/frame: Text fin=true rsv1=false len=6 masked=true/);
     expect(server.stdout()).to.match(/frame: Binary fin=true rsv1=false len=1048576 masked=true/);
   });
