@@ -604,6 +604,9 @@ async function main(): Promise<void> {
     }
   }
   const tcp = median(results.get('tcp')!.map((r) => r.mbps));
+  const tcpByRound = results.get('tcp')!.map((r) => r.mbps);
+  /** A case's MB/s over raw TCP's of the same round, round by round. */
+  const perRound = (mbps: number[]): number[] => mbps.map((v, i) => v / tcpByRound[i]!);
   const tcpCold = median(results.get('tcp')!.map((r) => r.coldMbps));
   const warmup = warmupBytes(CASES[0]!);
   const idle = Math.max(...[...results.values()].flat().map((r) => r.idleRss));
@@ -619,9 +622,10 @@ async function main(): Promise<void> {
     `- 1-minute load average before the runs: ${loadBefore.toFixed(2)}, after: ${os.loadavg()[0]!.toFixed(2)} (other processes on the machine make the spread)`,
     `- ws sends with at most ${sizeLabel(WS_WINDOW_BYTES)} (and at least 2 messages) in flight, as it has no write() returning false; ours waits for 'drain' when send() returns false`,
     '- CPU s/GB = CPU seconds (user + system) a process used per 10^9 bytes moved after the warm-up: what the transfer costs each side, whatever else ran on the machine',
+    `- per-round ratio: each round runs every case once, raw TCP first; the median (min-max) over the rounds of a case's MB/s divided by raw TCP's of the same round. When the machine's speed drifts over the minutes of a run, this pairs each figure with a raw TCP figure taken minutes apart at most`,
     '',
-    '| case | MB/s | ratio to raw TCP | MB/s from cold | ratio from cold | sender CPU s/GB | receiver CPU s/GB | sender peak RSS MiB | receiver peak RSS MiB |',
-    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+    '| case | MB/s | ratio to raw TCP | per-round ratio to raw TCP | MB/s from cold | ratio from cold | sender CPU s/GB | receiver CPU s/GB | sender peak RSS MiB | receiver peak RSS MiB |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
   ];
   for (const c of cases) {
     const list = results.get(c.id)!;
@@ -633,14 +637,14 @@ async function main(): Promise<void> {
           ? `ours: one ${sizeLabel(total)} message, streamed, server to client (unmasked)`
           : `ours: one ${sizeLabel(total)} message, streamed, client to server (masked)`;
     lines.push(
-      `| ${label} | ${spread(mbps, 0)} | ${(median(mbps) / tcp).toFixed(2)} | ` +
+      `| ${label} | ${spread(mbps, 0)} | ${(median(mbps) / tcp).toFixed(2)} | ${spread(perRound(mbps), 2)} | ` +
         `${median(list.map((r) => r.coldMbps)).toFixed(0)} | ${(median(list.map((r) => r.coldMbps)) / tcpCold).toFixed(2)} | ` +
         `${median(list.map((r) => r.senderCpu)).toFixed(2)} | ${median(list.map((r) => r.receiverCpu)).toFixed(2)} | ` +
         `${mib(Math.max(...list.map((r) => r.senderRss))).toFixed(0)} | ${mib(Math.max(...list.map((r) => r.receiverRss))).toFixed(0)} |`,
     );
     if (c.id === 'ours-stream') {
       lines.push(
-        `| ws+bufferutil: one ${sizeLabel(total)} message, streamed | n/a: ws has no streaming API for one message (it holds a whole message in memory on both sides) | | | | | | | |`,
+        `| ws+bufferutil: one ${sizeLabel(total)} message, streamed | n/a: ws has no streaming API for one message (it holds a whole message in memory on both sides) | | | | | | | | |`,
       );
     }
   }
