@@ -19,11 +19,13 @@ const SIMD_THRESHOLD = 512;
 /** Size of the wasm memory block the SIMD path works through (64 KiB). */
 const SIMD_BLOCK = 65536;
 /**
- * Copying between two buffers that sit at the same offset within their 4 KiB pages runs up to
- * 5x slower on this machine (4K aliasing of loads and stores: a page-aligned 64 KiB buffer
- * masked at 1.2 GB/s, the same at +64 bytes at 5 GB/s). So the wasm side of every copy is
- * placed half a page away from the other buffer's page offset (`away()`), and each area
- * reserves this much more than its size.
+ * A copy whose destination lies 1 to 31 bytes past its source within a 4 KiB page runs 15-20x
+ * slower on this machine (4K aliasing of loads and stores: about 2 GB/s against 30-40 for a 64
+ * KiB Buffer.copy; `node dist/bench/page-offsets.js` measures it). JavaScript cannot see where a
+ * buffer's memory starts within its page, only its byteOffset in its ArrayBuffer, whose own start
+ * is usually a page start plus a little (16 bytes for large malloc'd ones). So the wasm side of
+ * every copy is placed half a page away from the other buffer's byteOffset (`away()`), far from
+ * the slow band in that usual case. Each area reserves this much more than its size.
  */
 const PAGE = 4096;
 /** The block area: SIMD_BLOCK plus room to shift it within a page. */
