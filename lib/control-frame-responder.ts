@@ -55,6 +55,8 @@ export class ControlFrameResponderCore {
   error: WebSocketError | null = null;
   /** CLOSE_RECEIVED, CLOSE_SENT, AUTO_PONG. */
   private flags: number;
+  /** The peer's close code (1005 when it sent none), once its close came; what answerClose() echoes. */
+  private peerCode = 0;
   private readonly handler: ControlFrameResponderHandler;
 
   constructor(options: ControlFrameResponderOptions, handler: ControlFrameResponderHandler) {
@@ -145,6 +147,21 @@ export class ControlFrameResponderCore {
     return null;
   }
 
+  /**
+   * Answers the peer's close (RFC 6455 §5.5.1: "If an endpoint receives a Close frame and did not
+   * previously send a Close frame, the endpoint MUST send a Close frame in response. (When sending
+   * a Close frame in response, the endpoint typically echos the status code it received.)"): the
+   * echo of its code. 1005 means the peer sent no code, and never goes on the wire: the echo is
+   * then empty too. Does nothing before the peer's close, once a close was sent, or after an
+   * error. The core calls it itself unless the handler's onClose returned true.
+   */
+  answerClose(): void {
+    if ((this.flags & (CLOSE_RECEIVED | CLOSE_SENT)) !== CLOSE_RECEIVED || this.error !== null) return;
+    this.flags |= CLOSE_SENT;
+    const code = this.peerCode === CloseCode.NoStatus ? undefined : this.peerCode;
+    this.handler.onReply(makeFrame(Opcode.Close, encodeClosePayload(code)));
+  }
+
   private receiveClose(payload: Buffer): void {
     const parsed = parseClosePayload(payload);
     if (parsed instanceof WebSocketError) {
@@ -152,16 +169,8 @@ export class ControlFrameResponderCore {
       return;
     }
     this.flags |= CLOSE_RECEIVED;
-    if (this.handler.onClose(parsed.code, parsed.reason) === true) return;
-    // RFC 6455 §5.5.1: "If an endpoint receives a Close frame and did not previously send a
-    // Close frame, the endpoint MUST send a Close frame in response. (When sending a Close frame
-    // in response, the endpoint typically echos the status code it received.)" 1005 means the
-    // peer sent no code, and never goes on the wire: the echo is then empty too.
-    if ((this.flags & CLOSE_SENT) === 0 && this.error === null) {
-      this.flags |= CLOSE_SENT;
-      const code = payload.length === 0 ? undefined : parsed.code;
-      this.handler.onReply(makeFrame(Opcode.Close, encodeClosePayload(code)));
-    }
+    this.peerCode = parsed.code;
+    if (this.handler.onClose(parsed.code, parsed.reason) !== true) this.answerClose();
   }
 }
 
@@ -179,9 +188,6 @@ const REPLIES_STREAM_OPTIONS = Object.freeze({ objectMode: true, read: noRead })
  * closures made for every stage).
  */
 class ResponderOutputs implements ControlFrameResponderHandler {
-  /** closeAnswer 'manual': the code to echo (undefined for a close without one), once the peer's close came. */
-  peerCode: number | undefined = undefined;
-
   constructor(
     private readonly stage: Stage,
     private readonly replies: Readable,
@@ -201,7 +207,6 @@ class ResponderOutputs implements ControlFrameResponderHandler {
   }
 
   onClose(code: number, reason: string): boolean {
-    this.peerCode = code === CloseCode.NoStatus ? undefined : code;
     this.stage.emit('peerclose', code, reason);
     return this.manual;
   }
@@ -229,13 +234,11 @@ export class ControlFrameResponder extends Stage {
   readonly replies: Readable;
   private repliesEnded = false;
   private messagesEnded = false;
-  private readonly outputs: ResponderOutputs;
 
   constructor(options: ControlFrameResponderOptions = {}) {
     super(RESPONDER_STREAM_OPTIONS);
     this.replies = new Readable(REPLIES_STREAM_OPTIONS);
-    this.outputs = new ResponderOutputs(this, this.replies, options.closeAnswer === 'manual');
-    this.core = new ControlFrameResponderCore(options, this.outputs);
+    this.core = new ControlFrameResponderCore(options, new ResponderOutputs(this, this.replies, options.closeAnswer === 'manual'));
   }
 
   protected override step(chunk: Inbound): WebSocketError | null {
@@ -263,13 +266,10 @@ export class ControlFrameResponder extends Stage {
     return err;
   }
 
-  /**
-   * closeAnswer 'manual': answers the peer's close with the echo of its code (an empty close for
-   * one without a code). Does nothing before the peer's close or once a close was sent.
-   */
+  /** closeAnswer 'manual': answers the peer's close; see ControlFrameResponderCore.answerClose. */
   answerClose(): void {
-    if (!this.core.closeReceived || this.core.closeSent) return;
-    this.close(this.outputs.peerCode);
+    this.core.answerClose();
+    this.settle();
   }
 
   /** Ends `replies` once a close is sent, and the message side once the peer's close came (nothing follows it). */

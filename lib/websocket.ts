@@ -144,11 +144,6 @@ export interface WebSocketEvents {
 const kConnection = Symbol('wspipe.connection');
 type OwnedTransport = Transport & { [kConnection]?: WebSocket };
 
-/** Our answer to the peer's close code: the same code (none for a close that had none). */
-function echoOf(code: number): { code?: number; reason?: string } {
-  return { code: code === CloseCode.NoStatus ? undefined : code };
-}
-
 /** Bits of WebSocket.flags: the connection's small state in one number (see the accessors). */
 enum Flag {
   /** The low two bits: the ReadyState. */
@@ -637,14 +632,17 @@ export class WebSocket extends Duplex implements ReceiverHandler {
   }
 
   override _final(callback: WriteCallback): void {
-    // Ended without close() (end(), or pipe() at its source's end): after the peer's close,
-    // the echo of its code; before it, a close without a code.
-    const close = this.closing?.pending ?? (this.has(Flag.CloseReceived) ? echoOf(this.closing!.code) : {});
+    const close = this.closing?.pending ?? null;
     if (this.closing !== null) this.closing.pending = null;
     if (!this.has(Flag.CloseSent) && this.receiver !== null && this.state !== ReadyState.CLOSED) {
       this.state = ReadyState.CLOSING;
       this.startCloseTimer();
-      const err = this.receiver.responder.close(close.code, close.reason);
+      const responder = this.receiver.responder;
+      // close() gave a code and reason. Ended without close() (end(), or pipe() at its source's
+      // end): after the peer's close, the echo of its code; before it, a close without a code.
+      let err: WebSocketError | null = null;
+      if (close === null && this.has(Flag.CloseReceived)) responder.answerClose();
+      else err = responder.close(close?.code, close?.reason);
       if (err !== null) {
         callback(err);
         return;
@@ -842,11 +840,11 @@ export class WebSocket extends Duplex implements ReceiverHandler {
     if (!this.has(Flag.CloseSent) && (this.extras === null || this.extras.outboundOwner === null)) {
       if (this.readableLength > 0 && this.readableFlowing !== null && !this.writableEnded) {
         this.setFlag(Flag.AnswerAfterReader, true);
-        this.once('end', () => this.answerPeerClose(code));
+        this.once('end', () => this.answerPeerClose());
         return true;
       }
       if (this.writableLength > 0) {
-        this.answerPeerClose(code);
+        this.answerPeerClose();
         return true;
       }
     }
@@ -855,12 +853,10 @@ export class WebSocket extends Duplex implements ReceiverHandler {
     return false;
   }
 
-  /** Ends the writable side so that _final answers the peer's close (code) after the writes queued. */
-  private answerPeerClose(code: number): void {
+  /** Ends the writable side: _final answers the peer's close after the writes queued (or sends the application's close). */
+  private answerPeerClose(): void {
     this.setFlag(Flag.AnswerAfterReader, false);
-    if (this.writableEnded) return;
-    this.closingState().pending ??= echoOf(code);
-    this.end();
+    if (!this.writableEnded) this.end();
   }
 
   /** @internal A frame to send (pong, close echo, failing close). */

@@ -206,6 +206,28 @@ describe('ControlFrameResponder', () => {
       expect(replies.map((f) => f.payload)).to.deep.equal([encodeClosePayload(1001)]);
     });
 
+    it('a handler that returns true from onClose answers later with answerClose(): the echo of the peer code, once', () => {
+      for (const [payload, echoed] of [
+        [codePayload(1001, Buffer.from('away')), 1001],
+        [Buffer.alloc(0), undefined],
+      ] as const) {
+        const replies: Frame[] = [];
+        const core = new ControlFrameResponderCore(
+          {},
+          { onMessage: () => {}, onPing: () => {}, onPong: () => {}, onClose: () => true, onReply: (f) => replies.push(f) },
+        );
+        core.answerClose(); // nothing to answer yet
+        expect(replies).to.deep.equal([]);
+        core.write(closeFrame(payload));
+        expect(replies).to.deep.equal([]);
+        core.answerClose();
+        core.answerClose();
+        expect(replies).to.have.length(1);
+        expectCloseReply(replies[0], echoed);
+        expect(core.closeSent).to.equal(true);
+      }
+    });
+
     it('does not echo the peer close after an application close', () => {
       const { core, replies } = setup();
       core.close(4000, 'done');
