@@ -215,39 +215,25 @@ describe('WebSocket (fused connection)', () => {
       expect(results).to.deep.equal([null, null, null]);
     });
 
-    it("the peer's close, echoed after queued writes, carries the application's own close if it closed first", async () => {
-      const { ws, peer } = await serverSide();
-      const received = framesArriving(peer);
-      const closing = closed(ws);
-      peer.pause();
-      ws.send(Buffer.alloc(16 * 1024 * 1024));
-      ws.send('a');
-      ws.close(4001, 'mine');
-      peer.write(clientFrame(0x88, closePayload(1001)));
-      await new Promise((r) => setTimeout(r, 20));
-      peer.resume();
-      const frames = await received(3);
-      expect(frames[1]!.toString()).to.equal('a');
-      expect(frames[2]).to.deep.equal(closePayload(4001, 'mine'));
-      expect(await closing).to.deep.equal([1001, '']);
-    });
-
-    it("close() while the peer's close waits behind queued writes sends the application's close after them", async () => {
-      const { ws, peer } = await serverSide();
-      const received = framesArriving(peer);
-      const closing = closed(ws);
-      peer.pause();
-      ws.send(Buffer.alloc(16 * 1024 * 1024));
-      ws.send('a');
-      peer.write(clientFrame(0x88, closePayload(1001)));
-      await new Promise((r) => setTimeout(r, 20));
-      ws.close(4002, 'mine too');
-      peer.resume();
-      const frames = await received(3);
-      expect(frames[1]!.toString()).to.equal('a');
-      expect(frames[2]).to.deep.equal(closePayload(4002, 'mine too'));
-      expect(await closing).to.deep.equal([1001, '']);
-    });
+    for (const when of ['before', 'after'] as const) {
+      it(`the application's close(), called ${when} the peer's close came while writes were queued, goes out after them`, async () => {
+        const { ws, peer } = await serverSide();
+        const received = framesArriving(peer);
+        const closing = closed(ws);
+        peer.pause();
+        ws.send(Buffer.alloc(16 * 1024 * 1024));
+        ws.send('a');
+        if (when === 'before') ws.close(4001, 'mine');
+        peer.write(clientFrame(0x88, closePayload(1001)));
+        await new Promise((r) => setTimeout(r, 20));
+        if (when === 'after') ws.close(4001, 'mine');
+        peer.resume();
+        const frames = await received(3);
+        expect(frames[1]!.toString()).to.equal('a');
+        expect(frames[2]).to.deep.equal(closePayload(4001, 'mine'));
+        expect(await closing).to.deep.equal([1001, '']);
+      });
+    }
 
     it("the peer's close is answered after the reader has read what came before it, and after the replies", async () => {
       const { ws, peer } = await serverSide();
