@@ -531,7 +531,7 @@ export class WebSocket extends Duplex implements ReceiverHandler {
       });
       return false;
     }
-    if (this.has(Flag.CloseSent) || (this.state >= ReadyState.CLOSING && !this.has(Flag.AnswerAfterReader))) {
+    if (this.has(Flag.CloseSent) || (this.state >= ReadyState.CLOSING && (!this.has(Flag.AnswerAfterReader) || this.writableEnded))) {
       const err = new WebSocketError('WS_ERR_INVALID_STATE', `readyState is ${ReadyState[this.state]}`);
       process.nextTick(() => callback?.(err));
       return false;

@@ -272,6 +272,30 @@ describe('WebSocket (fused connection)', () => {
       expect(errors).to.deep.equal([]);
     });
 
+    it("while the peer's close waits for the reader, a write after end() is refused with WS_ERR_INVALID_STATE, not an 'error'", async () => {
+      const { ws, peer } = await serverSide();
+      const received = framesArriving(peer);
+      const errors: Error[] = [];
+      ws.on('error', (err: Error) => errors.push(err));
+      ws.on('data', () => {});
+      ws.pause();
+      peer.pause();
+      ws.send(Buffer.alloc(16 * 1024 * 1024)); // the socket is full: end() waits behind this
+      peer.write(clientFrame(0x81, Buffer.from('a')));
+      peer.write(clientFrame(0x88, closePayload(1000)));
+      await new Promise((r) => setTimeout(r, 30));
+      ws.end();
+      const refused = await new Promise<Error | null | undefined>((resolve) => ws.write('late', resolve));
+      expect((refused as WebSocketError).code).to.equal('WS_ERR_INVALID_STATE');
+      expect(errors).to.deep.equal([]);
+      const closing = closed(ws);
+      ws.resume();
+      peer.resume();
+      const frames = await received(2);
+      expect(frames[1]).to.deep.equal(closePayload(1000));
+      expect(await closing).to.deep.equal([1000, '']);
+    });
+
     it("answers the peer's close at once when nothing reads the connection", async () => {
       const { ws, peer } = await serverSide();
       const received = framesArriving(peer);
