@@ -20,8 +20,13 @@
  *
  * The serializer never masks: a frame with a `mask` is expected to carry its payload masked
  * with it already (the Masker's job); the key is only written into the header.
+ *
+ * Nothing follows a close frame (RFC 6455 §5.5.1: "After sending a Close frame, the application
+ * MUST NOT send any more data frames"): frames written after one are dropped and counted in
+ * `droppedAfterClose`. In a hand-composed pipeline they are the replies still on their way when
+ * the close went out (see ControlFrameResponder's closeAnswer).
  */
-import { isControlOpcode, isKnownOpcode, MAX_CONTROL_PAYLOAD } from './constants';
+import { isControlOpcode, isKnownOpcode, MAX_CONTROL_PAYLOAD, Opcode } from './constants';
 import { WebSocketError } from './errors';
 import { isFirstPiece, isLastPiece, type Frame } from './frame';
 import { Stage, StageOutput } from './stage';
@@ -136,12 +141,16 @@ enum SerializerState {
   FrameStart,
   /** A frame's header is written and `nextOffset` is where its next piece must start. */
   InFrame,
+  /** A close frame went out: later frames are dropped. */
+  Closed,
 }
 
 /** The I/O-free core of FrameSerializer. */
 export class FrameSerializerCore {
   /** The first error met; once set, all further input is ignored. */
   error: WebSocketError | null = null;
+  /** Frames (or pieces) written after the close frame, and dropped. */
+  droppedAfterClose = 0;
   private readonly handler: FrameSerializerHandler;
   private state = SerializerState.FrameStart;
   private nextOffset = 0;
@@ -159,6 +168,10 @@ export class FrameSerializerCore {
    */
   write(frame: Frame): WebSocketError | null {
     if (this.error !== null) return this.error;
+    if (this.state === SerializerState.Closed) {
+      this.droppedAfterClose++;
+      return null;
+    }
     const invalid = checkFrame(frame);
     if (invalid !== null) {
       this.fail(invalid);
@@ -170,7 +183,7 @@ export class FrameSerializerCore {
       return this.error;
     }
     if (isLastPiece(frame)) {
-      this.state = SerializerState.FrameStart;
+      this.state = frame.opcode === Opcode.Close ? SerializerState.Closed : SerializerState.FrameStart;
     } else {
       this.state = SerializerState.InFrame;
       this.nextOffset = frame.offset + frame.payload.length;

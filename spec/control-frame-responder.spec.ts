@@ -404,6 +404,33 @@ describe('ControlFrameResponder', () => {
       expectCloseReply(frames[0], undefined);
     });
 
+    it("closeAnswer: 'auto' (the default) in an echo pipeline: echoes behind the close are dropped at the serializer, never sent after it", async () => {
+      const responder = new ControlFrameResponder();
+      const slowEcho = new Transform({
+        objectMode: true,
+        transform(m: Message, _enc: BufferEncoding, cb: (err: null, m: Message) => void) {
+          setTimeout(() => cb(null, m), 5);
+        },
+      });
+      const framer = new MessageFramer();
+      const serializer = new FrameSerializer();
+      responder.pipe(slowEcho).pipe(framer).pipe(serializer, { end: false });
+      responder.replies.pipe(serializer, { end: false });
+      const bytes: Buffer[] = [];
+      serializer.on('data', (b: Buffer) => bytes.push(b));
+      const framerEnded = new Promise((resolve) => framer.once('end', resolve));
+      for (const t of ['a', 'b', 'c']) responder.write(msg(t));
+      responder.write(closeFrame(codePayload(1000)));
+      await framerEnded;
+      await new Promise((r) => setImmediate(r));
+      const { frames, rest } = decodeFrames(Buffer.concat(bytes));
+      expect(rest.length).to.equal(0);
+      const seen = frames.map((f) => (f.opcode === Opcode.Close ? `close ${closeOf(f).code}` : f.payload.toString()));
+      expect(seen[seen.length - 1]).to.equal('close 1000'); // nothing after it
+      expect(seen.length - 1 + serializer.core.droppedAfterClose).to.equal(3); // each echo sent before it, or dropped
+      expect(serializer.core.droppedAfterClose).to.be.greaterThan(0);
+    });
+
     it("closeAnswer: 'manual' in an echo pipeline: every echo goes out before the close, even from a slow stage", async () => {
       const responder = new ControlFrameResponder({ closeAnswer: 'manual' });
       const slowEcho = new Transform({

@@ -258,6 +258,35 @@ describe('FrameSerializer', () => {
     });
   });
 
+  describe('FrameSerializerCore: nothing after a close frame (RFC 6455 §5.5.1)', () => {
+    it('drops and counts every frame written after a close frame', () => {
+      const chunks: Buffer[] = [];
+      const core = new FrameSerializerCore({}, { onData: (chunk) => chunks.push(chunk) });
+      const frames = [
+        makeFrame(Opcode.Text, Buffer.from('a')),
+        makeFrame(Opcode.Close, hex('03e8')),
+        makeFrame(Opcode.Text, Buffer.from('late')),
+        makeFrame(Opcode.Ping, Buffer.alloc(0)),
+        makeFrame(Opcode.Binary, Buffer.alloc(COALESCE_LIMIT * 2)),
+      ];
+      for (const frame of frames) expect(core.write(frame)).to.equal(null);
+      expect(Buffer.concat(chunks)).to.deep.equal(hex('81 01 61 88 02 03 e8'));
+      expect(core.droppedAfterClose).to.equal(3);
+    });
+
+    it('counts nothing while no close frame went out, pieces of a frame included', () => {
+      const payload = Buffer.from('abcdef');
+      const { chunks, error } = serialize([
+        makeFrame(Opcode.Binary, payload.subarray(0, 3), { length: 6 }),
+        makeFrame(Opcode.Binary, payload.subarray(3), { length: 6, offset: 3 }),
+        makeFrame(Opcode.Ping, Buffer.alloc(0)),
+        makeFrame(Opcode.Close, Buffer.alloc(0)),
+      ]);
+      expect(error).to.equal(null);
+      expect(Buffer.concat(chunks)).to.deep.equal(hex('82 06 61 62 63 64 65 66 89 00 88 00'));
+    });
+  });
+
   describe('FrameSerializerCore: errors', () => {
     it('fails on an invalid frame and ignores all later input', () => {
       const chunks: Buffer[] = [];

@@ -72,9 +72,11 @@ interface PlannedFrame {
   /** Split the payload into two pieces at this offset before masking and serializing (0: whole). */
   pieceAt: number;
 }
+/** Pings and pongs may fall anywhere; a close frame only comes last (nothing follows one, RFC 6455 §5.5.1). */
 const controlArb = fc
-  .tuple(fc.constantFrom(Opcode.Ping, Opcode.Pong, Opcode.Close), bytesArb(fc.integer({ min: 0, max: 125 })))
+  .tuple(fc.constantFrom(Opcode.Ping, Opcode.Pong), bytesArb(fc.integer({ min: 0, max: 125 })))
   .map(([opcode, payload]) => makeFrame(opcode, payload));
+const closeArb = bytesArb(fc.integer({ min: 0, max: 125 })).map((payload) => makeFrame(Opcode.Close, payload));
 const fragmentArb = fc.record({
   payload: bytesArb(sizeArb),
   rsv: fc.tuple(fc.boolean(), fc.boolean(), fc.boolean()),
@@ -85,7 +87,7 @@ const messagePlanArb = fc.record({
   binary: fc.boolean(),
   fragments: fc.array(fragmentArb, { minLength: 1, maxLength: 4 }),
 });
-const planArb = fc.array(messagePlanArb, { maxLength: 5 }).map((messages) => {
+const planArb = fc.tuple(fc.array(messagePlanArb, { maxLength: 5 }), fc.option(closeArb)).map(([messages, close]) => {
   const plan: PlannedFrame[] = [];
   for (const m of messages) {
     m.fragments.forEach((f, i) => {
@@ -100,6 +102,7 @@ const planArb = fc.array(messagePlanArb, { maxLength: 5 }).map((messages) => {
       plan.push({ frame, pieceAt: f.payload.length === 0 ? 0 : f.pieceAt % f.payload.length });
     });
   }
+  if (close !== null) plan.push({ frame: close, pieceAt: 0 });
   return plan;
 });
 
