@@ -404,8 +404,15 @@ describe('ControlFrameResponder', () => {
       expectCloseReply(frames[0], undefined);
     });
 
-    it("closeAnswer: 'auto' (the default) in an echo pipeline: echoes behind the close are dropped at the serializer, never sent after it", async () => {
-      const responder = new ControlFrameResponder();
+    /**
+     * An echo pipeline as examples/compose.ts builds it, with an echo stage that takes 5 ms a
+     * message: responder > echo > MessageFramer > FrameSerializer, and .replies into the
+     * serializer too, which ends once both have ended. `answerClose`: the application answers
+     * the peer's close when the framer ends, once the echo side has handed on everything it had
+     * (closeAnswer 'manual'). Writes 'a', 'b', 'c' and a close 1000; resolves with what the
+     * serializer put out, frame by frame, and what it dropped.
+     */
+    async function echoThrough(responder: ControlFrameResponder, answerClose = false): Promise<{ sent: string[]; dropped: number }> {
       const slowEcho = new Transform({
         objectMode: true,
         transform(m: Message, _enc: BufferEncoding, cb: (err: null, m: Message) => void) {
@@ -416,42 +423,33 @@ describe('ControlFrameResponder', () => {
       const serializer = new FrameSerializer();
       responder.pipe(slowEcho).pipe(framer).pipe(serializer, { end: false });
       responder.replies.pipe(serializer, { end: false });
-      const bytes: Buffer[] = [];
-      serializer.on('data', (b: Buffer) => bytes.push(b));
-      const framerEnded = new Promise((resolve) => framer.once('end', resolve));
-      for (const t of ['a', 'b', 'c']) responder.write(msg(t));
-      responder.write(closeFrame(codePayload(1000)));
-      await framerEnded;
-      await new Promise((r) => setImmediate(r));
-      const { frames, rest } = decodeFrames(Buffer.concat(bytes));
-      expect(rest.length).to.equal(0);
-      const seen = frames.map((f) => (f.opcode === Opcode.Close ? `close ${closeOf(f).code}` : f.payload.toString()));
-      expect(seen[seen.length - 1]).to.equal('close 1000'); // nothing after it
-      expect(seen.length - 1 + serializer.core.droppedAfterClose).to.equal(3); // each echo sent before it, or dropped
-      expect(serializer.core.droppedAfterClose).to.be.greaterThan(0);
-    });
-
-    it("closeAnswer: 'manual' in an echo pipeline: every echo goes out before the close, even from a slow stage", async () => {
-      const responder = new ControlFrameResponder({ closeAnswer: 'manual' });
-      const slowEcho = new Transform({
-        objectMode: true,
-        transform(m: Message, _enc: BufferEncoding, cb: (err: null, m: Message) => void) {
-          setTimeout(() => cb(null, m), 5);
-        },
-      });
-      const framer = new MessageFramer();
-      const serializer = new FrameSerializer();
-      responder.pipe(slowEcho).pipe(framer).pipe(serializer, { end: false });
-      responder.replies.pipe(serializer, { end: false });
-      // The close is answered once the echo side has handed on everything it had.
-      framer.once('end', () => responder.answerClose());
-      responder.replies.once('end', () => serializer.end());
+      if (answerClose) framer.once('end', () => responder.answerClose());
+      let sources = 2;
+      const ended = (): void => {
+        if (--sources === 0) serializer.end();
+      };
+      framer.once('end', ended);
+      responder.replies.once('end', ended);
       const bytes = collect<Buffer>(serializer);
       for (const t of ['a', 'b', 'c']) responder.write(msg(t));
       responder.write(closeFrame(codePayload(1000)));
       const { frames, rest } = decodeFrames(Buffer.concat(await bytes));
       expect(rest.length).to.equal(0);
-      expect(frames.map((f) => (f.opcode === Opcode.Close ? `close ${closeOf(f).code}` : f.payload.toString()))).to.deep.equal(['a', 'b', 'c', 'close 1000']);
+      const sent = frames.map((f) => (f.opcode === Opcode.Close ? `close ${closeOf(f).code}` : f.payload.toString()));
+      return { sent, dropped: serializer.core.droppedAfterClose };
+    }
+
+    it("closeAnswer: 'auto' (the default) in an echo pipeline: echoes behind the close are dropped at the serializer, never sent after it", async () => {
+      const { sent, dropped } = await echoThrough(new ControlFrameResponder());
+      expect(sent[sent.length - 1]).to.equal('close 1000');
+      expect(dropped).to.be.greaterThan(0);
+      expect(sent.length - 1 + dropped).to.equal(3); // each echo went out before the close, or was dropped
+    });
+
+    it("closeAnswer: 'manual' in an echo pipeline: every echo goes out before the close, even from a slow stage", async () => {
+      const { sent, dropped } = await echoThrough(new ControlFrameResponder({ closeAnswer: 'manual' }), true);
+      expect(sent).to.deep.equal(['a', 'b', 'c', 'close 1000']);
+      expect(dropped).to.equal(0);
     });
 
     it('passes options through (autoPong: false)', async () => {
