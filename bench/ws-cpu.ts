@@ -16,12 +16,12 @@
  * ROUNDS rounds in nanoseconds of CPU (user + system) per message; the first 10% of each round
  * is warm-up.
  */
-import { EventEmitter } from 'node:events';
 import { randomFillSync } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { WebSocket as WsWebSocket, WebSocketServer as WsServer } from 'ws';
 import { WebSocket, createServer, connect } from '../lib';
 import { maskedBinaryFrame } from './wire';
+import { NullTransport } from '../spec/helpers/transports';
 
 const MODE = process.argv[2] ?? 'both';
 const MESSAGES = Number(process.argv[3] ?? '200000');
@@ -29,28 +29,15 @@ const SIZE = Number(process.argv[4] ?? '64');
 const K = Number(process.argv[5] ?? '1');
 const ROUNDS = 5;
 
-/** A transport that does no I/O: writes are counted and called back on the next tick. */
-class FakeTransport extends EventEmitter {
+/** The specs' transport that does no I/O, with its writes counted and called back on the next tick. */
+class FakeTransport extends NullTransport {
   writes = 0;
-  destroyed = false;
-  writableLength = 0;
-  write(_chunk: Buffer, cb?: () => void): boolean {
+  override write(_chunk: Buffer, cb?: (err?: Error | null) => void): boolean {
     this.writes++;
     if (cb !== undefined) process.nextTick(cb);
     return true;
   }
-  cork(): void {}
-  uncork(): void {}
-  pause(): this {
-    return this;
-  }
-  resume(): this {
-    return this;
-  }
-  end(): this {
-    return this;
-  }
-  destroy(): this {
+  override destroy(): this {
     this.destroyed = true;
     return this;
   }
