@@ -62,21 +62,30 @@ const MAX_HEADER = 14;
 export class FrameCounter {
   /** Frames completed so far. */
   frames = 0;
-  /** Payload bytes left in the current frame. */
+  /** Payload bytes seen so far (of frames complete or not). */
+  payloadBytes = 0;
+  /** Payload length of the current frame, and the bytes of it still to come. */
+  private length = 0;
   private remaining = 0;
   /** A header split across chunks, gathered here. */
   private readonly header = Buffer.alloc(MAX_HEADER);
   private headerLength = 0;
 
-  /** Feeds one chunk; returns how many frames it completed. */
-  feed(buf: Buffer): number {
+  /**
+   * Feeds one chunk; returns how many frames it completed. `onPayload`, if given, sees each run
+   * of payload bytes in `buf` (start and end indexes in buf, and how far into its frame's payload
+   * the run begins), in order.
+   */
+  feed(buf: Buffer, onPayload?: (buf: Buffer, start: number, end: number, payloadOffset: number) => void): number {
     const before = this.frames;
     const length = buf.length;
     let i = 0;
     while (i < length) {
       if (this.remaining > 0) {
         const n = Math.min(this.remaining, length - i);
+        onPayload?.(buf, i, i + n, this.length - this.remaining);
         this.remaining -= n;
+        this.payloadBytes += n;
         i += n;
         if (this.remaining === 0) this.frames++;
         continue;
@@ -101,6 +110,7 @@ export class FrameCounter {
   }
 
   private startPayload(length: number): void {
+    this.length = length;
     if (length === 0) this.frames++;
     else this.remaining = length;
   }
