@@ -7,6 +7,13 @@
  * - raw TCP with the masking passes RFC 6455 asks of a client: the sender masks each chunk into
  *   one of a few reused buffers and the receiver unmasks what it reads in place, with the
  *   library's applyMask (WebAssembly SIMD), and nothing else: the ceiling of a client's stream;
+ * - raw TCP, framed: each 64 KiB chunk sent as a binary frame, its header and payload in one
+ *   corked write (what any WebSocket sender on a net.Socket does), the receiver reading the
+ *   headers; unmasked (the ceiling of a server's sending) and masked as a client must, the
+ *   receiver unmasking each payload in place (the ceiling of a client's sending); and unmasked
+ *   again, its chunks coming from the same Readable as the streamed cases' through pipe() into a
+ *   minimal framing Writable (node:stream): what Node's stream machinery adds per chunk for any
+ *   stream-fed sender, the ceiling of the streamed cases;
  * - ours: one BULK_BYTES message streamed (a Readable of 64 KiB chunks piped into
  *   ws.createMessageStream(); the receiver has streamMessages and counts the MessageReadable),
  *   client to server (the client masks every byte, as RFC 6455 requires) and server to client
@@ -23,8 +30,8 @@
  * the warm-up (the steady cost per byte), and MB/s over everything from the first byte (what a
  * fresh process sees).
  *
- * MB/s (10^6 bytes) is measured at the receiver; each
- * process reports its peak RSS (VmHWM) over IPC. Each figure is the
+ * MB/s (10^6 bytes) is measured at the receiver; each process reports its peak RSS (VmHWM) and
+ * its minor page faults over the measured bytes over IPC. Each figure is the
  * median of BULK_RUNS runs (default 5: this machine is noisy) with the spread. Prints one Markdown table and writes it
  * to bench/results/bulk.md. Progress goes to stderr.
  *
@@ -38,11 +45,12 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { Readable } from 'node:stream';
+import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { WebSocket as WsClient, WebSocketServer as WsServer } from 'ws';
 import type { RawData } from 'ws';
 import { applyMask, connect, createServer, MessageReadable, WebSocket } from '../lib';
+import { FrameCounter } from './wire';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -73,6 +81,18 @@ interface Case {
   /** Raw TCP only: mask every chunk before it is sent and unmask it where it is read. */
   masked?: boolean;
   /**
+   * Raw TCP only: send each chunk as a binary frame (its header and the payload in one corked
+   * write, as a WebSocket sender must); the receiver reads the headers (bench/wire.ts
+   * FrameCounter) and counts payload bytes. With `masked`, a client's frames: the key in the
+   * header, the payload masked, and the receiver unmasks each payload in place.
+   */
+  framed?: boolean;
+  /**
+   * Raw TCP, framed, only: the chunks come from the Readable the streamed cases pipe from, piped
+   * into a minimal framing Writable (node:stream) instead of a plain loop of writes.
+   */
+  piped?: boolean;
+  /**
    * The server sends and the client receives (the listening process still runs on CPU 0 and
    * the connecting one on CPU 1). Default: the client sends, masking every byte as RFC 6455
    * requires of clients; server to client nothing is masked.
@@ -83,6 +103,29 @@ interface Case {
 const CASES: Case[] = [
   { id: 'tcp', label: 'raw TCP (net), 64 KiB writes', library: 'tcp', size: CHUNK },
   { id: 'tcp-masked', label: 'raw TCP, masked and unmasked (applyMask) at both ends', library: 'tcp', size: CHUNK, masked: true },
+  {
+    id: 'tcp-framed',
+    label: 'raw TCP, framed: each 64 KiB write a binary frame (header + payload, one corked write)',
+    library: 'tcp',
+    size: CHUNK,
+    framed: true,
+  },
+  {
+    id: 'tcp-framed-piped',
+    label: 'raw TCP, framed, piped: the streamed cases\' Readable piped into a 10-line framing Writable',
+    library: 'tcp',
+    size: CHUNK,
+    framed: true,
+    piped: true,
+  },
+  {
+    id: 'tcp-framed-masked',
+    label: "raw TCP, framed and masked: a client's frames, unmasked in place by the receiver",
+    library: 'tcp',
+    size: CHUNK,
+    framed: true,
+    masked: true,
+  },
   { id: 'ours-stream', label: 'ours: one message, streamed (64 KiB chunks)', library: 'ours', size: 'stream' },
   {
     id: 'ours-stream-s2c',
@@ -111,8 +154,9 @@ type ChildMessage =
       coldSeconds: number;
       maxRss: number;
       cpu: number;
+      faults: number;
     }
-  | { type: 'sent'; bytes: number; maxRss: number; cpu: number }
+  | { type: 'sent'; bytes: number; maxRss: number; cpu: number; faults: number }
   | { type: 'failed'; error: string };
 
 /**
@@ -129,12 +173,33 @@ function tell(message: ChildMessage): void {
   process.send?.(message);
 }
 
-/** The process's CPU time (user + system, µs) when its part of the transfer started. */
-let cpuMark = process.cpuUsage();
+/**
+ * This process's minor page faults so far (/proc/self/stat; 0 where there is none): each one a
+ * page the kernel had to map, and zero, on first touch, often because malloc gave freed memory
+ * back to the system and then took it again.
+ */
+function minorFaults(): number {
+  try {
+    const stat = fs.readFileSync('/proc/self/stat', 'utf8');
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[7]);
+  } catch {
+    return 0;
+  }
+}
 
-/** The transfer starts now for this process (CPU time is counted from here). */
+/** The process's CPU time (user + system, µs) and minor page faults when its part of the transfer started. */
+let cpuMark = process.cpuUsage();
+let faultMark = 0;
+
+/** The transfer starts now for this process (CPU time and page faults are counted from here). */
 function markCpu(): void {
   cpuMark = process.cpuUsage();
+  faultMark = minorFaults();
+}
+
+/** Minor page faults since markCpu(). */
+function faultsSinceMark(): number {
+  return minorFaults() - faultMark;
 }
 
 /** CPU seconds (user + system) since markCpu(). */
@@ -207,6 +272,7 @@ class Counter {
       coldSeconds: (this.last - this.first) / 1000,
       maxRss: maxRss(),
       cpu: cpuSinceMark(),
+      faults: faultsSinceMark(),
     });
   }
 
@@ -229,12 +295,23 @@ function receive(c: Case, total: number): void {
   if (c.library === 'tcp') {
     const server = net.createServer((socket) => {
       const counter = new Counter(warmupBytes(c), total, () => counter.report());
-      let offset = 0;
-      socket.on('data', (chunk: Buffer) => {
-        if (c.masked === true) applyMask(chunk, MASK_KEY, offset);
-        offset += chunk.length;
-        counter.add(chunk.length);
-      });
+      if (c.framed === true) {
+        const frames = new FrameCounter();
+        const unmask = (buf: Buffer, start: number, end: number, payloadOffset: number): void =>
+          applyMask(buf.subarray(start, end), MASK_KEY, payloadOffset);
+        socket.on('data', (chunk: Buffer) => {
+          const before = frames.payloadBytes;
+          frames.feed(chunk, c.masked === true ? unmask : undefined);
+          counter.add(frames.payloadBytes - before);
+        });
+      } else {
+        let offset = 0;
+        socket.on('data', (chunk: Buffer) => {
+          if (c.masked === true) applyMask(chunk, MASK_KEY, offset);
+          offset += chunk.length;
+          counter.add(chunk.length);
+        });
+      }
       socket.on('end', () => socket.end());
       socket.on('close', () => server.close());
     });
@@ -248,7 +325,7 @@ function receive(c: Case, total: number): void {
       const data = pool();
       markCpu();
       sendStreamed(ws, data, warmupBytes(c), total).then(
-        () => tell({ type: 'sent', bytes: total, maxRss: maxRss(), cpu: cpuSinceMark() }),
+        () => tell({ type: 'sent', bytes: total, maxRss: maxRss(), cpu: cpuSinceMark(), faults: faultsSinceMark() }),
         (err: Error) => tell({ type: 'failed', error: `sender (server): ${err.message}` }),
       );
       ws.on('close', () => server.close());
@@ -357,6 +434,33 @@ class Generated extends Readable {
 const once = (emitter: NodeJS.EventEmitter, event: string): Promise<void> =>
   new Promise((resolve) => emitter.once(event, () => resolve()));
 
+/** The header of a binary frame (FIN set) of `length` bytes, masked with MASK_KEY or not; made anew for each frame, as a sender makes it. */
+function frameHeader(length: number, masked: boolean): Buffer {
+  const form = length < 126 ? 0 : length < 0x10000 ? 2 : 8;
+  const header = Buffer.allocUnsafe(2 + form + (masked ? 4 : 0));
+  header[0] = 0x82;
+  header[1] = (masked ? 0x80 : 0) | (form === 0 ? length : form === 2 ? 126 : 127);
+  if (form === 2) header.writeUInt16BE(length, 2);
+  else if (form === 8) header.writeBigUInt64BE(BigInt(length), 2);
+  if (masked) MASK_KEY.copy(header, 2 + form);
+  return header;
+}
+
+/** The least a stream-fed WebSocket sender must do: each chunk a binary frame, written corked; wait for 'drain' when the socket is full. */
+class FramingWritable extends Writable {
+  constructor(private readonly socket: net.Socket) {
+    super({ highWaterMark: CHUNK });
+  }
+  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (err?: Error | null) => void): void {
+    this.socket.cork();
+    this.socket.write(frameHeader(chunk.length, false));
+    const flowing = this.socket.write(chunk);
+    this.socket.uncork();
+    if (flowing) callback();
+    else this.socket.once('drain', () => callback());
+  }
+}
+
 async function sendTcp(c: Case, port: number, data: Buffer, warmup: number, total: number): Promise<void> {
   const socket = net.connect(port, '127.0.0.1');
   socket.setNoDelay(true);
@@ -364,6 +468,16 @@ async function sendTcp(c: Case, port: number, data: Buffer, warmup: number, tota
   await once(socket, 'connect');
   // Masked: into reused buffers, as our client's MaskSlots do. The sender waits for 'drain'
   // whenever write() returns false, so at most a few writes are ever queued: eight is plenty.
+  if (c.piped === true) {
+    if (warmup > 0) {
+      await pipeline(new Generated(data, warmup), new FramingWritable(socket));
+      markCpu();
+    }
+    await pipeline(new Generated(data, total), new FramingWritable(socket));
+    socket.end();
+    await closed;
+    return;
+  }
   const slots = c.masked === true ? Array.from({ length: 8 }, () => Buffer.allocUnsafe(CHUNK)) : [];
   let next = 0;
   let offset = 0;
@@ -371,10 +485,20 @@ async function sendTcp(c: Case, port: number, data: Buffer, warmup: number, tota
     let chunk = piece;
     if (c.masked === true) {
       chunk = slots[next++ & 7]!.subarray(0, piece.length);
-      applyMask(piece, MASK_KEY, offset, chunk);
+      // Framed, each payload is masked from the key's first byte on; unframed, the stream is.
+      applyMask(piece, MASK_KEY, c.framed === true ? 0 : offset, chunk);
       offset += piece.length;
     }
-    if (!socket.write(chunk)) await once(socket, 'drain');
+    let flowing: boolean;
+    if (c.framed === true) {
+      socket.cork();
+      socket.write(frameHeader(chunk.length, c.masked === true));
+      flowing = socket.write(chunk);
+      socket.uncork();
+    } else {
+      flowing = socket.write(chunk);
+    }
+    if (!flowing) await once(socket, 'drain');
   }
   socket.end();
   await closed;
@@ -457,7 +581,7 @@ async function send(c: Case, port: number, total: number): Promise<void> {
   if (c.library === 'tcp') await sendTcp(c, port, data, warmup, total);
   else if (c.library === 'ours') await sendOurs(c, port, data, warmup, total);
   else await sendWs(c, port, data, warmup, total);
-  tell({ type: 'sent', bytes: total, maxRss: maxRss(), cpu: cpuSinceMark() });
+  tell({ type: 'sent', bytes: total, maxRss: maxRss(), cpu: cpuSinceMark(), faults: faultsSinceMark() });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -551,6 +675,9 @@ interface RunResult {
   /** CPU seconds per 10^9 bytes moved, of the sending and of the receiving process. */
   senderCpu: number;
   receiverCpu: number;
+  /** Minor page faults per 10^6 bytes moved, of the sending and of the receiving process. */
+  senderFaults: number;
+  receiverFaults: number;
 }
 
 async function runCase(c: Case, total: number): Promise<RunResult> {
@@ -580,6 +707,8 @@ async function runCase(c: Case, total: number): Promise<RunResult> {
       idleRss: ready.rss,
       senderCpu: s.cpu / (total / 1e9),
       receiverCpu: r.cpu / (total / 1e9),
+      senderFaults: s.faults / (total / 1e6),
+      receiverFaults: r.faults / (total / 1e6),
     };
   } finally {
     await Promise.all([stopChild(receiver), sender === null ? Promise.resolve() : stopChild(sender)]);
@@ -622,7 +751,8 @@ async function main(): Promise<void> {
       process.stderr.write(`run ${run}/${runs}: ${c.label} ... `);
       const result = await runCase(c, total);
       process.stderr.write(
-        `${result.mbps.toFixed(0)} MB/s, ${result.coldMbps.toFixed(0)} from cold (CPU s per GB: sender ${result.senderCpu.toFixed(2)}, receiver ${result.receiverCpu.toFixed(2)})\n`,
+        `${result.mbps.toFixed(0)} MB/s, ${result.coldMbps.toFixed(0)} from cold (CPU s per GB: sender ${result.senderCpu.toFixed(2)}, receiver ${result.receiverCpu.toFixed(2)}; ` +
+          `page faults per MB: ${result.senderFaults.toFixed(1)} / ${result.receiverFaults.toFixed(1)})\n`,
       );
       results.set(c.id, [...(results.get(c.id) ?? []), result]);
     }
@@ -646,10 +776,11 @@ async function main(): Promise<void> {
     `- 1-minute load average before the runs: ${loadBefore.toFixed(2)}, after: ${os.loadavg()[0]!.toFixed(2)} (other processes on the machine make the spread)`,
     `- ws sends with at most ${sizeLabel(WS_WINDOW_BYTES)} (and at least 2 messages) in flight, as it has no write() returning false; ours waits for 'drain' when send() returns false`,
     '- CPU s/GB = CPU seconds (user + system) a process used per 10^9 bytes moved after the warm-up: what the transfer costs each side, whatever else ran on the machine',
+    '- faults/MB = minor page faults per 10^6 bytes after the warm-up, sender / receiver: pages the kernel mapped and zeroed on first touch, each adding system time. A process that frees and allocates 64 KiB buffers at this rate often gets them from memory that glibc\'s malloc gave back to the system (trimmed) moments before; how often varies from run to run with the heap\'s layout',
     `- per-round ratio: each round runs every case once, raw TCP first; the median (min-max) over the rounds of a case's MB/s divided by raw TCP's of the same round. When the machine's speed drifts over the minutes of a run, this pairs each figure with a raw TCP figure taken minutes apart at most`,
     '',
-    '| case | MB/s | ratio to raw TCP | per-round ratio to raw TCP | MB/s from cold | ratio from cold | sender CPU s/GB | receiver CPU s/GB | sender peak RSS MiB | receiver peak RSS MiB |',
-    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+    '| case | MB/s | ratio to raw TCP | per-round ratio to raw TCP | MB/s from cold | ratio from cold | sender CPU s/GB | receiver CPU s/GB | faults/MB | sender peak RSS MiB | receiver peak RSS MiB |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
   ];
   for (const c of cases) {
     const list = results.get(c.id)!;
@@ -664,11 +795,12 @@ async function main(): Promise<void> {
       `| ${label} | ${spread(mbps, 0)} | ${(median(mbps) / tcp).toFixed(2)} | ${spread(perRound(mbps), 2)} | ` +
         `${median(list.map((r) => r.coldMbps)).toFixed(0)} | ${(median(list.map((r) => r.coldMbps)) / tcpCold).toFixed(2)} | ` +
         `${median(list.map((r) => r.senderCpu)).toFixed(2)} | ${median(list.map((r) => r.receiverCpu)).toFixed(2)} | ` +
+        `${median(list.map((r) => r.senderFaults)).toFixed(1)} / ${median(list.map((r) => r.receiverFaults)).toFixed(1)} | ` +
         `${mib(Math.max(...list.map((r) => r.senderRss))).toFixed(0)} | ${mib(Math.max(...list.map((r) => r.receiverRss))).toFixed(0)} |`,
     );
     if (c.id === 'ours-stream') {
       lines.push(
-        `| ws+bufferutil: one ${sizeLabel(total)} message, streamed | n/a: ws has no streaming API for one message (it holds a whole message in memory on both sides) | | | | | | | | |`,
+        `| ws+bufferutil: one ${sizeLabel(total)} message, streamed | n/a: ws has no streaming API for one message (it holds a whole message in memory on both sides) | | | | | | | | | |`,
       );
     }
   }
