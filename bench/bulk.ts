@@ -50,7 +50,7 @@ import { pipeline } from 'node:stream/promises';
 import { WebSocket as WsClient, WebSocketServer as WsServer } from 'ws';
 import type { RawData } from 'ws';
 import { applyMask, connect, createServer, MessageReadable, WebSocket } from '../lib';
-import { FrameCounter } from './wire';
+import { FrameCounter, MASK_KEY, frameHeaderLength, writeHeader } from './wire';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -67,8 +67,6 @@ const COMPILED = __filename.endsWith('.js');
 /** The project's root (this file is bench/bulk.ts, or dist/bench/bulk.js once compiled). */
 const ROOT = path.resolve(__dirname, COMPILED ? '../..' : '..');
 const SENDER_CPU = '1';
-/** The masking key of the masked raw TCP case (any key costs the same). */
-const MASK_KEY = Buffer.from([0x37, 0xfa, 0x21, 0x3d]);
 
 type Library = 'tcp' | 'ours' | 'ws';
 
@@ -297,11 +295,13 @@ function receive(c: Case, total: number): void {
       const counter = new Counter(warmupBytes(c), total, () => counter.report());
       if (c.framed === true) {
         const frames = new FrameCounter();
-        const unmask = (buf: Buffer, start: number, end: number, payloadOffset: number): void =>
-          applyMask(buf.subarray(start, end), MASK_KEY, payloadOffset);
+        const unmask =
+          c.masked === true
+            ? (buf: Buffer, start: number, end: number, payloadOffset: number): void => applyMask(buf.subarray(start, end), MASK_KEY, payloadOffset)
+            : undefined;
         socket.on('data', (chunk: Buffer) => {
           const before = frames.payloadBytes;
-          frames.feed(chunk, c.masked === true ? unmask : undefined);
+          frames.feed(chunk, unmask);
           counter.add(frames.payloadBytes - before);
         });
       } else {
@@ -434,16 +434,18 @@ class Generated extends Readable {
 const once = (emitter: NodeJS.EventEmitter, event: string): Promise<void> =>
   new Promise((resolve) => emitter.once(event, () => resolve()));
 
-/** The header of a binary frame (FIN set) of `length` bytes, masked with MASK_KEY or not; made anew for each frame, as a sender makes it. */
-function frameHeader(length: number, masked: boolean): Buffer {
-  const form = length < 126 ? 0 : length < 0x10000 ? 2 : 8;
-  const header = Buffer.allocUnsafe(2 + form + (masked ? 4 : 0));
-  header[0] = 0x82;
-  header[1] = (masked ? 0x80 : 0) | (form === 0 ? length : form === 2 ? 126 : 127);
-  if (form === 2) header.writeUInt16BE(length, 2);
-  else if (form === 8) header.writeBigUInt64BE(BigInt(length), 2);
-  if (masked) MASK_KEY.copy(header, 2 + form);
-  return header;
+/**
+ * Writes `payload` (already masked, if `masked`) to `socket` as one binary frame: a header made
+ * anew, as a sender makes it, and the payload in one corked write. Returns write()'s answer.
+ */
+function writeFrame(socket: net.Socket, payload: Buffer, masked: boolean): boolean {
+  const header = Buffer.allocUnsafe(frameHeaderLength(payload.length, masked));
+  writeHeader(header, payload.length, masked);
+  socket.cork();
+  socket.write(header);
+  const flowing = socket.write(payload);
+  socket.uncork();
+  return flowing;
 }
 
 /** The least a stream-fed WebSocket sender must do: each chunk a binary frame, written corked; wait for 'drain' when the socket is full. */
@@ -452,11 +454,7 @@ class FramingWritable extends Writable {
     super({ highWaterMark: CHUNK });
   }
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (err?: Error | null) => void): void {
-    this.socket.cork();
-    this.socket.write(frameHeader(chunk.length, false));
-    const flowing = this.socket.write(chunk);
-    this.socket.uncork();
-    if (flowing) callback();
+    if (writeFrame(this.socket, chunk, false)) callback();
     else this.socket.once('drain', () => callback());
   }
 }
@@ -466,8 +464,6 @@ async function sendTcp(c: Case, port: number, data: Buffer, warmup: number, tota
   socket.setNoDelay(true);
   const closed = once(socket, 'close');
   await once(socket, 'connect');
-  // Masked: into reused buffers, as our client's MaskSlots do. The sender waits for 'drain'
-  // whenever write() returns false, so at most a few writes are ever queued: eight is plenty.
   if (c.piped === true) {
     if (warmup > 0) {
       await pipeline(new Generated(data, warmup), new FramingWritable(socket));
@@ -478,6 +474,8 @@ async function sendTcp(c: Case, port: number, data: Buffer, warmup: number, tota
     await closed;
     return;
   }
+  // Masked: into reused buffers, as our client's MaskSlots do. The sender waits for 'drain'
+  // whenever write() returns false, so at most a few writes are ever queued: eight is plenty.
   const slots = c.masked === true ? Array.from({ length: 8 }, () => Buffer.allocUnsafe(CHUNK)) : [];
   let next = 0;
   let offset = 0;
@@ -489,15 +487,7 @@ async function sendTcp(c: Case, port: number, data: Buffer, warmup: number, tota
       applyMask(piece, MASK_KEY, c.framed === true ? 0 : offset, chunk);
       offset += piece.length;
     }
-    let flowing: boolean;
-    if (c.framed === true) {
-      socket.cork();
-      socket.write(frameHeader(chunk.length, c.masked === true));
-      flowing = socket.write(chunk);
-      socket.uncork();
-    } else {
-      flowing = socket.write(chunk);
-    }
+    const flowing = c.framed === true ? writeFrame(socket, chunk, c.masked === true) : socket.write(chunk);
     if (!flowing) await once(socket, 'drain');
   }
   socket.end();

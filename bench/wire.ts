@@ -23,25 +23,42 @@ export function upgradeRequest(port: number, path: string): Buffer {
 const FIN_BINARY = 0x82;
 const MASK_BIT = 0x80;
 
+/** The masking key of every masked frame the bench builds (any key costs the same). */
+export const MASK_KEY = Buffer.from([0x37, 0xfa, 0x21, 0x3d]);
+
+/** Bytes of extended payload length a frame of `size` payload bytes carries: 0, 2 or 8. */
+function lengthBytes(size: number): 0 | 2 | 8 {
+  return size < 126 ? 0 : size < 0x10000 ? 2 : 8;
+}
+
+/** Size of a binary frame's header for a payload of `size` bytes, with the key or without. */
+export function frameHeaderLength(size: number, masked: boolean): number {
+  return 2 + lengthBytes(size) + (masked ? 4 : 0);
+}
+
+/**
+ * Writes the header of a binary frame (FIN set) of `size` payload bytes into `into` at its start,
+ * with MASK_KEY when `masked`; returns the header's length.
+ */
+export function writeHeader(into: Buffer, size: number, masked: boolean): number {
+  const form = lengthBytes(size);
+  into[0] = FIN_BINARY;
+  into[1] = (masked ? MASK_BIT : 0) | (form === 0 ? size : form === 2 ? 126 : 127);
+  if (form === 2) into.writeUInt16BE(size, 2);
+  else if (form === 8) {
+    into.writeUInt16BE(0, 2);
+    into.writeUIntBE(size, 4, 6);
+  }
+  if (!masked) return 2 + form;
+  MASK_KEY.copy(into, 2 + form);
+  return 2 + form + 4;
+}
+
 /** One masked binary frame (FIN set) carrying `size` bytes of a repeating pattern. */
 export function maskedBinaryFrame(size: number): Buffer {
-  const lengthBytes = size < 126 ? 0 : size < 0x10000 ? 2 : 8;
-  const header = 2 + lengthBytes + 4;
-  const frame = Buffer.allocUnsafe(header + size);
-  frame[0] = FIN_BINARY;
-  if (lengthBytes === 0) {
-    frame[1] = MASK_BIT | size;
-  } else if (lengthBytes === 2) {
-    frame[1] = MASK_BIT | 126;
-    frame.writeUInt16BE(size, 2);
-  } else {
-    frame[1] = MASK_BIT | 127;
-    frame.writeUInt32BE(0, 2);
-    frame.writeUInt32BE(size, 6);
-  }
-  const mask = [0x37, 0xfa, 0x21, 0x3d];
-  mask.forEach((b, i) => (frame[2 + lengthBytes + i] = b));
-  for (let i = 0; i < size; i++) frame[header + i] = (i & 0x7f) ^ mask[i & 3]!;
+  const frame = Buffer.allocUnsafe(frameHeaderLength(size, true) + size);
+  const header = writeHeader(frame, size, true);
+  for (let i = 0; i < size; i++) frame[header + i] = (i & 0x7f) ^ MASK_KEY[i & 3]!;
   return frame;
 }
 

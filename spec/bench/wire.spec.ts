@@ -4,13 +4,22 @@
  * Fed whole, byte by byte and in pieces of several sizes.
  */
 import { expect } from 'chai';
-import { FrameCounter } from '../../bench/wire';
+import { FrameCounter, maskedBinaryFrame } from '../../bench/wire';
 import { someChunkings } from '../helpers/chunks';
 import { wireFrame } from '../helpers/frames';
 
 /** Payloads of every length form: empty, 7-bit, 16-bit and 64-bit. */
 const SIZES = [0, 1, 125, 126, 300, 65535, 65536];
 const payloadOf = (size: number, seed: number): Buffer => Buffer.from(Array.from({ length: size }, (_, i) => (i * 7 + seed) & 0xff));
+
+describe('bench/wire maskedBinaryFrame', () => {
+  for (const size of SIZES) {
+    it(`builds the frame the specs' own fixture builds, for ${size} payload bytes`, () => {
+      const pattern = Buffer.from(Array.from({ length: size }, (_, i) => i & 0x7f));
+      expect(maskedBinaryFrame(size).toString('hex')).to.equal(wireFrame({ opcode: 0x2, payload: pattern }).toString('hex'));
+    });
+  }
+});
 
 describe('bench/wire FrameCounter', () => {
   for (const masked of [false, true]) {
