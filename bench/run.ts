@@ -126,21 +126,32 @@ const ALL_CLIENT_CASES: Array<{ command(port: number): ClientCommand; rows: Row[
 ];
 const CLIENT_CASES = ALL_CLIENT_CASES.filter((c) => wantedCase(c.rows[0]!.label));
 
-/** Figures by row label, then column: one number per run. */
-type Results = Map<string, Map<Column, number[]>>;
+/** Figures by row label, then column, then run number (a failed run leaves a gap). */
+type Results = Map<string, Map<Column, Map<number, number>>>;
 const results: Results = new Map();
 /** The same throughput figures divided by the server's CPU share during the run. */
 const efficiency: Results = new Map();
 
-function record(label: string, column: Column, value: number, into: Results = results): void {
+function record(label: string, column: Column, run: number, value: number, into: Results = results): void {
   let byColumn = into.get(label);
   if (byColumn === undefined) {
     byColumn = new Map();
     into.set(label, byColumn);
   }
-  const list = byColumn.get(column) ?? [];
-  list.push(value);
-  byColumn.set(column, list);
+  const byRun = byColumn.get(column) ?? new Map<number, number>();
+  byRun.set(run, value);
+  byColumn.set(column, byRun);
+}
+
+/**
+ * `list` turned by `by` places: run r takes its turns in the order rotate(list, r), so that each
+ * server (or client) goes first as often as the others. In a fixed order the first one always
+ * followed the last one's load, and rows moved with their place in it.
+ */
+function rotate<T>(list: T[], by: number): T[] {
+  if (list.length === 0) return list;
+  const k = by % list.length;
+  return [...list.slice(k), ...list.slice(0, k)];
 }
 
 /** The load generator's CPU share in each load-case window (to show it was not the bottleneck). */
@@ -210,7 +221,7 @@ async function loadCases(load: LoadGenerator): Promise<void> {
     for (const c of LOAD_CASES) {
       for (let run = 0; run < RUNS; run++) {
         // Servers take turns within each run, so that drift over time touches them alike.
-        for (const spec of SERVERS) {
+        for (const spec of rotate(SERVERS, run)) {
           const server = servers.get(spec.column)!;
           const label = c.rows[0]!.label;
           try {
@@ -221,10 +232,10 @@ async function loadCases(load: LoadGenerator): Promise<void> {
             const steal = stealShare(ticksBefore, cpuTicks(SERVER_CPU));
             const serverCpu = (await server.cpu()) - cpuBefore;
             const serverShare = serverCpu / 1000 / (performance.now() - wallBefore);
-            for (const r of c.rows) record(r.label, spec.column, r.value(m));
+            for (const r of c.rows) record(r.label, spec.column, run, r.value(m));
             if (!c.rows[0]!.lowerIsBetter) {
               // Per server CPU-second: steadier than the rate when other processes share the CPUs.
-              record(c.rows[0]!.label, spec.column, c.rows[0]!.value(m) / serverShare, efficiency);
+              record(c.rows[0]!.label, spec.column, run, c.rows[0]!.value(m) / serverShare, efficiency);
             }
             loadCpu.push(m.cpu ?? NaN);
             serverSteal.push(steal);
@@ -251,7 +262,7 @@ async function idleCases(load: LoadGenerator): Promise<void> {
   const rss = `${n} idle conns: server RSS per conn, KiB (lower is better)`;
   const heap = `${n} idle conns: server heap+external per conn, KiB (lower is better)`;
   for (let run = 0; run < RUNS; run++) {
-    for (const spec of SERVERS) {
+    for (const spec of rotate(SERVERS, run)) {
       // A fresh server each time: a heap that earlier cases grew would hide the cost.
       const server = await Server.start(spec.file, spec.env);
       try {
@@ -265,9 +276,9 @@ async function idleCases(load: LoadGenerator): Promise<void> {
         await sleep(300);
         const after = await server.memory();
         await load.run({ cmd: 'idle-close' });
-        record(rss, spec.column, (after.rss - before.rss) / n / KiB);
+        record(rss, spec.column, run, (after.rss - before.rss) / n / KiB);
         const heapDelta = after.heapUsed + after.external - (before.heapUsed + before.external);
-        record(heap, spec.column, heapDelta / n / KiB);
+        record(heap, spec.column, run, heapDelta / n / KiB);
         progress(`${rss} | ${spec.column} | run ${run + 1}: ${format((after.rss - before.rss) / n / KiB)}`);
       } catch (err) {
         progress(`idle | ${spec.column} | run ${run + 1} FAILED: ${(err as Error).message}`);
@@ -286,15 +297,15 @@ async function clientCases(): Promise<void> {
     for (const spec of CLIENTS) clients.set(spec.column, await ClientBench.start(spec.env));
     for (const c of CLIENT_CASES) {
       for (let run = 0; run < RUNS; run++) {
-        for (const spec of CLIENTS) {
+        for (const spec of rotate(CLIENTS, run)) {
           const label = c.rows[0]!.label;
           try {
             const m = await clients.get(spec.column)!.run(c.command(server.port));
-            for (const r of c.rows) record(r.label, spec.column, r.value(m));
+            for (const r of c.rows) record(r.label, spec.column, run, r.value(m));
             // The server is shared by the three clients and may be what sets the rate; what each
             // client spends per message is its own.
             const clientShare = m.cpu ?? NaN;
-            if (clientShare > 0) record(label, spec.column, c.rows[0]!.value(m) / clientShare, efficiency);
+            if (clientShare > 0) record(label, spec.column, run, c.rows[0]!.value(m) / clientShare, efficiency);
             progress(`${label} | ${spec.column} | run ${run + 1}: ${format(c.rows[0]!.value(m))} (client CPU ${percent(clientShare)})`);
           } catch (err) {
             progress(`${label} | ${spec.column} | run ${run + 1} FAILED: ${(err as Error).message}`);
@@ -328,17 +339,30 @@ function format(value: number): string {
   return value.toFixed(2);
 }
 
-function cell(values: number[] | undefined): string {
-  if (values === undefined || values.length === 0) return '–';
+function cell(byRun: Map<number, number> | undefined): string {
+  const values = byRun === undefined ? [] : [...byRun.values()];
+  if (values.length === 0) return '–';
   const m = format(median(values));
   if (values.length === 1) return m;
   return `${m} (${format(Math.min(...values))}–${format(Math.max(...values))})`;
 }
 
-function ratio(a: number[] | undefined, b: number[] | undefined): string {
-  if (a === undefined || b === undefined || a.length === 0 || b.length === 0) return '–';
-  const r = median(a) / median(b);
-  return Number.isFinite(r) ? r.toFixed(2) : 'n/a';
+/**
+ * ours over another column, run by run (both measured in the same run, minutes apart at most),
+ * as the median of those ratios with their range: under drift in the machine's speed, steadier
+ * than a ratio of two medians whose runs the drift touched differently.
+ */
+function ratio(a: Map<number, number> | undefined, b: Map<number, number> | undefined): string {
+  const ratios: number[] = [];
+  for (const [run, value] of a ?? []) {
+    const other = b?.get(run);
+    if (other !== undefined) ratios.push(value / other);
+  }
+  const finite = ratios.filter(Number.isFinite);
+  if (finite.length === 0) return ratios.length === 0 ? '–' : 'n/a';
+  const m = median(finite).toFixed(2);
+  if (finite.length === 1) return m;
+  return `${m} (${Math.min(...finite).toFixed(2)}–${Math.max(...finite).toFixed(2)})`;
 }
 
 function header(): string {
@@ -356,7 +380,8 @@ function header(): string {
     `Machine: ${model}, ${os.cpus().length} cores; Node ${process.version}; commit ${commit}; ${new Date().toISOString()}.`,
     `Pinning: servers \`taskset -c ${SERVER_CPU}\`, load generator and clients \`taskset -c ${CLIENT_CPU}\`.`,
     `Each cell: median of ${RUNS} run(s) (min–max); warm-up ${WARMUP_MS} ms, measured ${DURATION_MS} ms${QUICK ? ' (BENCH_QUICK)' : ''}.`,
-    'Binary messages. MB = 10^6 bytes of payload. Ratios are median/median: above 1 is better except where lower is better.',
+    'Binary messages. MB = 10^6 bytes of payload.',
+    'Servers (and clients) take turns within each run, each going first in turn. Ratios: ours over the other in each run, the median of those (min–max): above 1 is better except where lower is better.',
     'Client rows: our client vs ws client (without / with bufferutil), all against the ws+bufferutil server.',
     loadCpu.length === 0
       ? ''
