@@ -4,9 +4,11 @@
  *
  *   npm run build && taskset -c 0 node dist/bench/ws-cpu.js [fake|sock|both] [messages] [size] [k]
  *
- * - fake: our server WebSocket on a transport that does no I/O: k masked frames arrive as one
+ * - fake: a server WebSocket on a transport that does no I/O: k masked frames arrive as one
  *   chunk per turn of the event loop, and each is echoed with send() from a 'message' listener.
- *   What the library's JavaScript costs per message, with no system call at all.
+ *   What a library's JavaScript costs per message, with no system call at all: ours, and ws's
+ *   WebSocket on the same transport (through setSocket(), what ws's own server calls after its
+ *   handshake; bufferutil as in sock), alternating, ROUNDS each.
  * - sock: a server and a client over 127.0.0.1 in this one process, k messages in flight, the
  *   client sending the next message for each echo: the CPU of both ends and of their system
  *   calls, per round trip. Run for ours and for ws (bufferutil loaded if installed, as ws does by
@@ -41,6 +43,18 @@ class FakeTransport extends NullTransport {
     this.destroyed = true;
     return this;
   }
+  // What ws's setSocket() calls on a net.Socket besides the above.
+  setTimeout(): this {
+    return this;
+  }
+  setNoDelay(): this {
+    return this;
+  }
+}
+
+/** ws's WebSocket as its server makes one: no address, then setSocket() (not in ws's typings). */
+interface WsServerSide extends WsWebSocket {
+  setSocket(socket: unknown, head: Buffer, options: { allowSynchronousEvents: boolean; maxPayload: number; skipUTF8Validation: boolean }): void;
 }
 
 /** CPU ns per message from `cpu` (taken at the end of the warm-up) to now, over `count` messages. */
@@ -49,15 +63,29 @@ function perMessage(cpu: NodeJS.CpuUsage, count: number): number {
   return ((used.user + used.system) * 1000) / count;
 }
 
-function fakeRound(count: number): Promise<number> {
-  const transport = new FakeTransport();
-  const ws = new WebSocket('server', { maxPayload: 1 << 20 });
-  let got = 0;
+/** Makes a server-side WebSocket of `lib` on `transport` that echoes every message, counting them in `count.got`. */
+function fakeEcho(lib: 'ours' | 'ws', transport: FakeTransport, count: { got: number }): void {
+  if (lib === 'ours') {
+    const ws = new WebSocket('server', { maxPayload: 1 << 20 });
+    ws.on('message', (data: Buffer, isBinary: boolean) => {
+      count.got++;
+      ws.send(data, { binary: isBinary });
+    });
+    ws.attach(transport as never, null, { protocol: '', extensions: '' });
+    return;
+  }
+  const ws = new (WsWebSocket as unknown as new (address: null, protocols: undefined, options: object) => WsServerSide)(null, undefined, {});
+  ws.setSocket(transport, Buffer.alloc(0), { allowSynchronousEvents: true, maxPayload: 1 << 20, skipUTF8Validation: false });
   ws.on('message', (data: Buffer, isBinary: boolean) => {
-    got++;
+    count.got++;
     ws.send(data, { binary: isBinary });
   });
-  ws.attach(transport as never, null, { protocol: '', extensions: '' });
+}
+
+function fakeRound(lib: 'ours' | 'ws', count: number): Promise<number> {
+  const transport = new FakeTransport();
+  const echoed = { got: 0 };
+  fakeEcho(lib, transport, echoed);
   const chunk = Buffer.concat(Array.from({ length: K }, () => maskedBinaryFrame(SIZE)));
   const turns = Math.ceil(count / K);
   const warm = Math.floor(turns / 10);
@@ -68,7 +96,7 @@ function fakeRound(count: number): Promise<number> {
       if (n === warm) cpu = process.cpuUsage();
       if (n === turns) {
         setImmediate(() => {
-          if (got !== turns * K || transport.writes < got) reject(new Error(`${got} messages, ${transport.writes} writes`));
+          if (echoed.got !== turns * K || transport.writes < echoed.got) reject(new Error(`${lib}: ${echoed.got} messages, ${transport.writes} writes`));
           else resolve(perMessage(cpu, (turns - warm) * K));
         });
         return;
@@ -177,9 +205,13 @@ const summary = (values: number[]): string =>
 async function main(): Promise<void> {
   const what = `${SIZE} B, k=${K}`;
   if (MODE === 'fake' || MODE === 'both') {
-    const fake: number[] = [];
-    for (let r = 0; r < ROUNDS; r++) fake.push(await fakeRound(MESSAGES));
-    console.log(`fake transport, our server (${what}): ${summary(fake)}`);
+    const ours: number[] = [];
+    const ws: number[] = [];
+    for (let r = 0; r < ROUNDS; r++) {
+      ours.push(await fakeRound('ours', MESSAGES));
+      ws.push(await fakeRound('ws', MESSAGES));
+    }
+    console.log(`fake transport, server (${what}): ours ${summary(ours)}; ws ${summary(ws)}; ws/ours ${(median(ws) / median(ours)).toFixed(2)}`);
   }
   if (MODE === 'sock' || MODE === 'both') {
     const count = MODE === 'both' ? Math.ceil(MESSAGES / 10) : MESSAGES;
