@@ -25,10 +25,10 @@ describe('mask', () => {
       expect(data.toString()).to.equal('Hello');
     });
 
-    it('matches a byte loop at every offset 0..3, every length 0..70 and every byteOffset 0..3', () => {
+    it('matches a byte loop at every offset 0..3, every length 0..140 and every byteOffset 0..3 (the byte loop, and the word loop from 128)', () => {
       for (const key of KEYS) {
         for (let offset = 0; offset < 4; offset++) {
-          for (let length = 0; length <= 70; length++) {
+          for (let length = 0; length <= 140; length++) {
             for (let byteOffset = 0; byteOffset < 4; byteOffset++) {
               const label = `key ${key.toString('hex')}, offset ${offset}, length ${length}, byteOffset ${byteOffset}`;
               // A view into a larger buffer, with guard bytes on both sides.
@@ -84,7 +84,7 @@ describe('mask', () => {
     });
 
     it('masks into a separate target on every path (source unchanged, only target[0..length) written)', () => {
-      for (const length of [0, 1, 5, 31, 32, 33, 70, 511, 512, 513, 527, 65536, 65553, 200_003]) {
+      for (const length of [0, 1, 2, 3, 5, 31, 32, 33, 70, 127, 128, 129, 130, 131, 511, 512, 513, 527, 65536, 65553, 200_003]) {
         for (let offset = 0; offset < 4; offset++) {
           for (let byteOffset = 0; byteOffset < 4; byteOffset++) {
             const key = KEYS[(length + offset + byteOffset) % KEYS.length]!;
