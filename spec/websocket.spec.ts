@@ -91,6 +91,41 @@ describe('WebSocket (fused connection)', () => {
       ws.terminate();
     });
 
+    it('sends each form of send() with the opcode its options.binary asks for', async () => {
+      const { ws, peer } = await serverSide();
+      const errors: Array<string | null> = [];
+      const record =
+        (i: number) =>
+        (err?: Error | null): void => {
+          errors[i] = err ? (err as WebSocketError).code : null;
+        };
+      ws.send('hé', {}, record(0)); // text
+      ws.send(Buffer.from('ab'), {}, record(1)); // binary
+      ws.send(new Uint8Array([1, 2]), {}, record(2)); // binary
+      ws.send('ab', { binary: true }, record(3)); // binary: the string's UTF-8 bytes
+      ws.send(Buffer.from('ab'), { binary: false }, record(4)); // text
+      ws.send(new Uint8Array([0x61]), { binary: false }, record(5)); // text
+      ws.send('ab', { binary: false }); // text
+      ws.send(Buffer.from([0xff]), { binary: false }, record(6)); // refused: not UTF-8, nothing sent
+      ws.send(Buffer.from([0xff]), { binary: true }); // binary
+      const bytes = await readBytes(peer, 5 + 4 + 4 + 4 + 4 + 3 + 4 + 3);
+      expect(bytes).to.deep.equal(
+        Buffer.concat([
+          hex('81 03 68 c3 a9'),
+          hex('82 02 61 62'),
+          hex('82 02 01 02'),
+          hex('82 02 61 62'),
+          hex('81 02 61 62'),
+          hex('81 01 61'),
+          hex('81 02 61 62'),
+          hex('82 01 ff'),
+        ]),
+      );
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(errors).to.deep.equal([null, null, null, null, null, null, 'WS_ERR_INVALID_ARGUMENT']);
+      ws.terminate();
+    });
+
     it('echoes a close frame with its code, closes TCP first, and reports the code', async () => {
       const { ws, peer } = await serverSide();
       const closing = closed(ws);
