@@ -3,6 +3,7 @@
  * WebSocket is CONNECTING until the server's 101 is checked; messages written before then are
  * queued and sent once it opens.
  */
+import { Buffer } from 'node:buffer';
 import * as net from 'node:net';
 import * as tls from 'node:tls';
 import { Defaults } from './constants';

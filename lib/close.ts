@@ -2,6 +2,7 @@
  * Close frame payloads (RFC 6455 §5.5.1): an optional 2-byte status code in network byte order,
  * then an optional UTF-8 reason.
  */
+import { Buffer } from 'node:buffer';
 import { CloseCode, MAX_CONTROL_PAYLOAD, isValidWireCloseCode } from './constants';
 import { WebSocketError } from './errors';
 import { isValidUtf8 } from './utf8';

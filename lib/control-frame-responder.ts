@@ -7,6 +7,7 @@
  *
  * Replies are unmasked frames; for the client role the outbound Masker masks them.
  */
+import { Buffer } from 'node:buffer';
 import { Readable } from 'readable-stream';
 import { CloseCode, Opcode, isValidWireCloseCode } from './constants';
 import { WebSocketError } from './errors';

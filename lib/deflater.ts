@@ -26,6 +26,7 @@
  * message is being compressed (RFC 6455 §5.4 lets control frames come between fragments, and a
  * compressed frame is handed on whole, so they never land inside one).
  */
+import { Buffer } from 'node:buffer';
 import { Transform } from 'readable-stream';
 import { constants as zlibConstants, createDeflateRaw, type DeflateRaw } from 'node:zlib';
 import { Opcode, isControlOpcode } from './constants';

@@ -10,6 +10,7 @@
  * that is kept for a join is unmasked by the join itself (one pass instead of unmasking in place
  * and then copying); anything handed on or checked as it is gets unmasked in place first.
  */
+import { Buffer } from 'node:buffer';
 import { Defaults, Opcode, isControlOpcode } from './constants';
 import { WebSocketError } from './errors';
 import { SharedSettings } from './shared-settings';

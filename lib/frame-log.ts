@@ -19,6 +19,7 @@
  * The writer accepts frames in pieces (FrameSplitter's `streaming` option) and keeps at most
  * `maxLoggedPayload` bytes per direction, copied, so a huge frame never grows its memory.
  */
+import { Buffer } from 'node:buffer';
 import { readFileSync } from 'node:fs';
 import { Transform } from 'readable-stream';
 import { parseClosePayload } from './close';

@@ -26,6 +26,7 @@
  * `droppedAfterClose`. In a hand-composed pipeline they are the replies still on their way when
  * the close went out (see ControlFrameResponder's closeAnswer).
  */
+import { Buffer } from 'node:buffer';
 import { isControlOpcode, isKnownOpcode, MAX_CONTROL_PAYLOAD, Opcode } from './constants';
 import { WebSocketError } from './errors';
 import { isFirstPiece, isLastPiece, type Frame } from './frame';

@@ -9,6 +9,7 @@
  * With `streaming: true` a data frame's payload is handed on in pieces as its bytes arrive (see
  * lib/frame.ts for how pieces are described), so a large frame is never held whole.
  */
+import { Buffer } from 'node:buffer';
 import { Defaults, MAX_CONTROL_PAYLOAD, Opcode, isControlOpcode, isKnownOpcode } from './constants';
 import { WebSocketError } from './errors';
 import { SharedSettings } from './shared-settings';

@@ -7,6 +7,7 @@
  * `length` is the length of the whole payload. A frame carried whole has `offset === 0` and
  * `payload.length === length`. Control frames are always carried whole.
  */
+import { Buffer } from 'node:buffer';
 import { Opcode } from './constants';
 
 export interface Frame {

@@ -10,6 +10,7 @@
  * Any syntax error fails it with WS_ERR_INVALID_HANDSHAKE (400). Only CRLF ends a line: a bare
  * LF or CR anywhere in the head is refused (RFC 9112 §2.2 allows that strictness).
  */
+import { Buffer } from 'node:buffer';
 import { Defaults } from './constants';
 import { WebSocketError } from './errors';
 import { Stage } from './stage';

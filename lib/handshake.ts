@@ -9,6 +9,7 @@
  * that cannot go in a header (CR, LF or another control character: header injection), because
  * that is a programming error, not a peer's fault.
  */
+import { Buffer } from 'node:buffer';
 import * as crypto from 'node:crypto';
 import { STATUS_CODES } from 'node:http';
 import { WEBSOCKET_GUID, WEBSOCKET_VERSION } from './constants';

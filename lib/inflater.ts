@@ -29,6 +29,7 @@
  * `resume()` lets it go on. A paused inflater gives its zlib slot back (see ZlibLimiter), so that
  * a slow reader never holds up other connections.
  */
+import { Buffer } from 'node:buffer';
 import { Transform } from 'readable-stream';
 import { constants as zlibConstants, createInflateRaw, type InflateRaw } from 'node:zlib';
 import { Defaults, Opcode, isControlOpcode } from './constants';

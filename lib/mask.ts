@@ -9,6 +9,7 @@
  *   WORD_THRESHOLD (most messages of a chat or game), the unaligned head and the tail.
  * Int32 (not Uint32) keeps V8 in small-integer arithmetic; a Uint32Array loop ran at 2 GB/s.
  */
+import { Buffer } from 'node:buffer';
 import { randomFillSync } from 'node:crypto';
 import { endianness } from 'node:os';
 

@@ -9,6 +9,7 @@
  * The masked payload is always a new buffer: the caller's payload may be shared (the same
  * message broadcast to several connections), so it is never modified.
  */
+import { Buffer } from 'node:buffer';
 import { WebSocketError } from './errors';
 import { applyMask, randomMask, type MaskGenerator, type MaskSlots } from './mask';
 import { isFirstPiece, isLastPiece, withPayload, type Frame } from './frame';

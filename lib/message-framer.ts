@@ -7,7 +7,7 @@
  * Payloads are never copied: every frame's payload is a view of the message's bytes (a string is
  * encoded once). A message can also be streamed part by part with `MessageFramerCore.writePart`.
  */
-import { isUtf8 } from 'node:buffer';
+import { Buffer, isUtf8 } from 'node:buffer';
 import { Opcode } from './constants';
 import { WebSocketError } from './errors';
 import { makeFrame, type Frame, type Message } from './frame';

@@ -8,6 +8,7 @@
  *   fragmentSize) and end() sends the final frame with FIN. Its write() returns false while the
  *   socket is not drained, so a piped source (a file, an HTTP response) pauses.
  */
+import { Buffer } from 'node:buffer';
 import { Readable, Writable } from 'readable-stream';
 
 /** Default highWaterMark of message streams, in bytes. */

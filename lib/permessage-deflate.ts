@@ -16,6 +16,7 @@
  * every message uncompressed (RSV1 clear is always allowed, §6). Inflating is fine at any size; we
  * inflate with at least 9 bits, which also decodes a peer that says 8 but (like Node) uses 9.
  */
+import { Buffer } from 'node:buffer';
 import { WebSocketError } from './errors';
 import type { Frame } from './frame';
 import type { ExtensionOffer } from './handshake';

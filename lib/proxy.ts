@@ -25,6 +25,7 @@
  * protocol error in what it sends) the client gets 1014; a protocol error is answered to the side
  * that caused it with the error's own code (1002, 1009, ...), and that side's socket is closed.
  */
+import { Buffer } from 'node:buffer';
 import { EventEmitter } from 'node:events';
 import * as http from 'node:http';
 import * as net from 'node:net';

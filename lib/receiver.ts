@@ -10,6 +10,7 @@
  * waiting (the owner should stop reading the socket), onInflateIdle says they are all through,
  * and an error met asynchronously goes to onAsyncError instead of write()'s return value.
  */
+import { Buffer } from 'node:buffer';
 import { ControlFrameResponderCore, ControlFrameResponderHandler } from './control-frame-responder';
 import { WebSocketError } from './errors';
 import { FragmentAssemblerCore, FragmentAssemblerHandler, MessagePiece } from './fragment-assembler';

@@ -10,6 +10,7 @@
  * ends with a close 1000 once every frame is sent, and the messages the server sends before its
  * close answer are still collected (RFC 6455 §7.1.2: the closing side keeps reading).
  */
+import { Buffer } from 'node:buffer';
 import { connect, ClientOptions } from './client';
 import { parseClosePayload } from './close';
 import { CloseCode, Opcode } from './constants';

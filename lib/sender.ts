@@ -9,6 +9,7 @@
  * (still whole frames, in order); `pending` says so and whenSent() calls back once it is out.
  * Pings and pongs never wait for it; a close frame waits behind the messages sent before it.
  */
+import { Buffer } from 'node:buffer';
 import { WebSocketError } from './errors';
 import { Frame, Message } from './frame';
 import { FrameSerializerCore, FrameSerializerHandler } from './frame-serializer';

@@ -7,6 +7,7 @@
  * - on an existing http/https server: `createServer({ server })` takes its 'upgrade' events;
  * - by hand: `createServer({ noServer: true })` and call `handleUpgrade(req, socket, head, cb)`.
  */
+import { Buffer } from 'node:buffer';
 import { EventEmitter } from 'node:events';
 import * as http from 'node:http';
 import * as net from 'node:net';

@@ -27,6 +27,7 @@
  * These checks read readable-stream's state objects (`_readableState`, `_writableState`);
  * spec/stage.spec.ts pins the behaviour on the version in package-lock.json.
  */
+import { Buffer } from 'node:buffer';
 import { type Readable, Transform, type TransformOptions, type Writable } from 'readable-stream';
 import type { WebSocketError } from './errors';
 import type { Frame } from './frame';

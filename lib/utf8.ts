@@ -20,7 +20,7 @@
  * So overlong forms (C0, C1, E0 80-9F, F0 80-8F), surrogates (ED A0-BF) and code points above
  * U+10FFFF (F4 90-BF, F5-FF) are all rejected.
  */
-import { isUtf8 } from 'node:buffer';
+import { Buffer, isUtf8 } from 'node:buffer';
 
 /** Classes of bytes: every byte of one class moves the automaton the same way. */
 enum ByteClass {

@@ -16,6 +16,7 @@
  * listener the error is not thrown: it is kept in `error` and its code reaches 'close', because
  * a peer's bad bytes must never crash the process.
  */
+import { Buffer } from 'node:buffer';
 import { Duplex, Readable } from 'readable-stream';
 import type { MessagePiece } from './fragment-assembler';
 import { MessageReadable, MessageWritable, MessageWritableOptions, PartSink } from './message-stream';
