@@ -4,7 +4,8 @@
  *
  *   npm run build && taskset -c 1 node dist/bench/lifecycle.js
  *
- * For the seven stages of bench/servers/stages.ts on a PassThrough standing for the socket:
+ * For the seven stages of bench/servers/stages.ts on a PassThrough standing for the socket (made
+ * and wired by the same code, bench/servers/stage-pipeline.ts):
  * - make: the constructors only;
  * - make + pipe: and the same pipe() calls as the bench server;
  * - make + pipe + destroy: and its teardown (every stage destroyed when the socket closes),
@@ -16,54 +17,30 @@
  * per connection; the cases take turns within each round.
  */
 import { PassThrough } from 'node:stream';
-import {
-  ControlFrameResponder,
-  FragmentAssembler,
-  FrameSerializer,
-  FrameSplitter,
-  HandshakeParser,
-  MessageFramer,
-  Unmasker,
-  WebSocket,
-} from '../lib';
+import { HandshakeParser, WebSocket } from '../lib';
 import { NullTransport } from '../spec/helpers/transports';
+import { makeStages, wireStages } from './servers/stage-pipeline';
 
 const ROUNDS = 7;
 const CONNECTIONS = 5000;
-const MAX_MESSAGE = 64 * 1024 * 1024;
 
 type Depth = 'make' | 'pipe' | 'destroy';
 
-/** One connection's stages, as bench/servers/stages.ts makes and wires them. */
+/** One connection's stages, made and wired by the code bench/servers/stages.ts runs. */
 function stages(depth: Depth): void {
   const socket = new PassThrough();
   const handshake = new HandshakeParser({ role: 'server' });
   socket.pipe(handshake);
-  const splitter = new FrameSplitter({ maxPayload: MAX_MESSAGE });
-  const unmasker = new Unmasker({ role: 'server' });
-  const assembler = new FragmentAssembler({ maxMessageSize: MAX_MESSAGE });
-  const responder = new ControlFrameResponder();
-  const framer = new MessageFramer();
-  const serializer = new FrameSerializer();
+  const made = makeStages();
   if (depth === 'make') return;
-  const all = [handshake, splitter, unmasker, assembler, responder, framer, serializer];
-  const destroyAll = (): void => {
-    for (const stage of all) stage.destroy();
-    socket.destroy();
-  };
-  for (const stage of all) stage.on('error', destroyAll);
-  socket.on('close', destroyAll);
-  handshake.pipe(splitter).pipe(unmasker).pipe(assembler).pipe(responder);
-  responder.pipe(framer);
-  responder.replies.pipe(serializer, { end: false });
-  framer.pipe(serializer).pipe(socket);
+  wireStages(socket, handshake, made, null);
   if (depth === 'pipe') return;
   socket.destroy();
 }
 
 /** One fused connection: made, attached, terminated. */
 function fused(): void {
-  const ws = new WebSocket('server', { maxPayload: MAX_MESSAGE });
+  const ws = new WebSocket('server', { maxPayload: 1 << 20 });
   ws.on('error', () => {});
   ws.attach(new NullTransport() as never, null, { protocol: '', extensions: '' });
   ws.terminate();

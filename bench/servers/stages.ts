@@ -1,29 +1,15 @@
 /**
- * Our stages composed by hand with pipe(), no WebSocket class:
- *
- *   socket > HandshakeParser > FrameSplitter > Unmasker > FragmentAssembler > ControlFrameResponder
- *     > (echo: messages as they are | sink: an empty message each) > MessageFramer > FrameSerializer > socket
- *   ControlFrameResponder.replies > FrameSerializer (pongs, close echo)
+ * Our stages composed by hand with pipe(), no WebSocket class (the composition is in
+ * stage-pipeline.ts): echo hands messages on as they are, sink answers each with an empty one.
  *
  * The handshake is answered with validateUpgradeRequest + buildAcceptResponse.
  */
 import * as net from 'node:net';
 import { Transform } from 'readable-stream';
-import {
-  ControlFrameResponder,
-  FragmentAssembler,
-  FrameSerializer,
-  FrameSplitter,
-  HandshakeParser,
-  MessageFramer,
-  Unmasker,
-  buildAcceptResponse,
-  buildRejectResponse,
-  isWebSocketError,
-  validateUpgradeRequest,
-} from '../../lib';
+import { HandshakeParser, buildAcceptResponse, buildRejectResponse, isWebSocketError, validateUpgradeRequest } from '../../lib';
 import type { Message, UpgradeRequest } from '../../lib';
-import { ACK, MAX_MESSAGE, ignore, isSink, ready } from './control';
+import { ACK, ignore, isSink, ready } from './control';
+import { makeStages, wireStages } from './stage-pipeline';
 
 /** Sink mode: every message becomes an empty binary message. */
 function acker(): Transform {
@@ -48,24 +34,7 @@ const server = net.createServer((socket) => {
       return;
     }
     socket.write(buildAcceptResponse({ key: info.key }));
-    const splitter = new FrameSplitter({ maxPayload: MAX_MESSAGE });
-    const unmasker = new Unmasker({ role: 'server' });
-    const assembler = new FragmentAssembler({ maxMessageSize: MAX_MESSAGE });
-    const responder = new ControlFrameResponder();
-    const framer = new MessageFramer();
-    const serializer = new FrameSerializer();
-    const stages = [handshake, splitter, unmasker, assembler, responder, framer, serializer];
-    const destroyAll = (): void => {
-      for (const stage of stages) stage.destroy();
-      socket.destroy();
-    };
-    for (const stage of stages) stage.on('error', destroyAll);
-    socket.on('close', destroyAll);
-    handshake.pipe(splitter).pipe(unmasker).pipe(assembler).pipe(responder);
-    if (isSink(req.url)) responder.pipe(acker()).pipe(framer);
-    else responder.pipe(framer);
-    responder.replies.pipe(serializer, { end: false });
-    framer.pipe(serializer).pipe(socket);
+    wireStages(socket, handshake, makeStages(), isSink(req.url) ? acker() : null);
   });
 });
 
