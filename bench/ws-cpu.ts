@@ -63,20 +63,25 @@ function perMessage(cpu: NodeJS.CpuUsage, count: number): number {
   return ((used.user + used.system) * 1000) / count;
 }
 
+/** What the echo needs of either library's server-side WebSocket. */
+interface Echoing {
+  on(event: 'message', listener: (data: Buffer, isBinary: boolean) => void): unknown;
+  send(data: Buffer, options: { binary: boolean }): unknown;
+}
+
 /** Makes a server-side WebSocket of `lib` on `transport` that echoes every message, counting them in `count.got`. */
 function fakeEcho(lib: 'ours' | 'ws', transport: FakeTransport, count: { got: number }): void {
+  let ws: Echoing;
   if (lib === 'ours') {
-    const ws = new WebSocket('server', { maxPayload: 1 << 20 });
-    ws.on('message', (data: Buffer, isBinary: boolean) => {
-      count.got++;
-      ws.send(data, { binary: isBinary });
-    });
-    ws.attach(transport as never, null, { protocol: '', extensions: '' });
-    return;
+    const ours = new WebSocket('server', { maxPayload: 1 << 20 });
+    ours.attach(transport as never, null, { protocol: '', extensions: '' });
+    ws = ours as unknown as Echoing;
+  } else {
+    const theirs = new (WsWebSocket as unknown as new (address: null, protocols: undefined, options: object) => WsServerSide)(null, undefined, {});
+    theirs.setSocket(transport, Buffer.alloc(0), { allowSynchronousEvents: true, maxPayload: 1 << 20, skipUTF8Validation: false });
+    ws = theirs as unknown as Echoing;
   }
-  const ws = new (WsWebSocket as unknown as new (address: null, protocols: undefined, options: object) => WsServerSide)(null, undefined, {});
-  ws.setSocket(transport, Buffer.alloc(0), { allowSynchronousEvents: true, maxPayload: 1 << 20, skipUTF8Validation: false });
-  ws.on('message', (data: Buffer, isBinary: boolean) => {
+  ws.on('message', (data, isBinary) => {
     count.got++;
     ws.send(data, { binary: isBinary });
   });
