@@ -1,22 +1,32 @@
 /**
- * CPU time per echoed message, in one process: steadier than `npm run bench`'s rates on this
- * shared 2-core machine, because it counts this process's CPU time rather than wall time.
+ * CPU time per message, in one process: steadier than `npm run bench`'s rates on this shared
+ * 2-core machine, because it counts this process's CPU time rather than wall time.
  *
- *   npm run build && taskset -c 0 node dist/bench/ws-cpu.js [fake|sock|both] [messages] [size] [k]
+ *   npm run build && taskset -c 0 node dist/bench/ws-cpu.js [fake|sink|sock|both] [messages] [size] [k]
  *
  * - fake: a server WebSocket on a transport that does no I/O: k masked frames arrive as one
  *   chunk per turn of the event loop, and each is echoed with send() from a 'message' listener.
  *   What a library's JavaScript costs per message, with no system call at all: ours, and ws's
  *   WebSocket on the same transport (through setSocket(), what ws's own server calls after its
- *   handshake; bufferutil as in sock), alternating, ROUNDS each.
+ *   handshake; bufferutil as in sock).
+ * - sink: the one-way bulk case of `npm run bench` on that transport: masked frames arrive as a
+ *   byte stream cut into reads of READ_SIZE bytes (64 KiB, as Node reads a socket), each in a
+ *   fresh buffer, and each message is answered with an empty binary message. The same harness
+ *   with no library ('feed': cutting and copying the reads) runs too, and is taken off.
  * - sock: a server and a client over 127.0.0.1 in this one process, k messages in flight, the
  *   client sending the next message for each echo: the CPU of both ends and of their system
  *   calls, per round trip. Run for ours and for ws (bufferutil loaded if installed, as ws does by
  *   default; WS_NO_BUFFER_UTIL=1 turns it off), alternating, ROUNDS each.
  *
- * Defaults: both, 200000 messages (sock: a tenth), 64 B, k = 1. Prints the median and range of
- * ROUNDS rounds in nanoseconds of CPU (user + system) per message; the first 10% of each round
- * is warm-up.
+ * fake and sink interleave the libraries: each runs a batch of about 10-20 ms in turn, in a
+ * rotating order, BATCHES times, so that the machine's slow spells fall on all of them alike
+ * (whole rounds one after the other differed by 15% on their own). They print each one's median
+ * and range over the batches, and the median (and middle half) of the per-batch ratios.
+ * WS_CPU_OTHER=<another build>/dist/lib adds that build of ours as a third contender ('other'):
+ * two builds compared in the same batches.
+ *
+ * Defaults: both, 200000 messages (sock: a tenth), 64 B, k = 1. Figures are nanoseconds of CPU
+ * (user + system) per message; the first batches (sock: the first 10% of each round) are warm-up.
  */
 import { randomFillSync } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
@@ -30,6 +40,8 @@ const MESSAGES = Number(process.argv[3] ?? '200000');
 const SIZE = Number(process.argv[4] ?? '64');
 const K = Number(process.argv[5] ?? '1');
 const ROUNDS = 5;
+/** Sink mode: the size of each read (Node reads a socket 64 KiB at a time). */
+const READ_SIZE = 65536;
 
 /** The specs' transport that does no I/O, with its writes counted and called back on the next tick. */
 class FakeTransport extends NullTransport {
@@ -69,53 +81,146 @@ interface Echoing {
   send(data: Buffer, options: { binary: boolean }): unknown;
 }
 
-/** Makes a server-side WebSocket of `lib` on `transport` that echoes every message, counting them in `count.got`. */
-function fakeEcho(lib: 'ours' | 'ws', transport: FakeTransport, count: { got: number }): void {
+/** Whose server-side WebSocket a contender runs: ours, ws's, ours from another build (OTHER_BUILD), or none (the feed alone). */
+type Lib = 'ours' | 'ws' | 'other' | 'feed';
+
+/** WS_CPU_OTHER: another build's dist/lib directory, run beside this one (fake and sink modes). */
+const OTHER_BUILD = process.env.WS_CPU_OTHER;
+
+/**
+ * Makes a server-side WebSocket of `lib` on `transport` that answers every message (with the
+ * message itself, or with `answer`), counting them in `count.got`.
+ */
+function answering(lib: Exclude<Lib, 'feed'>, transport: FakeTransport, count: { got: number }, answer?: Buffer): void {
   let ws: Echoing;
-  if (lib === 'ours') {
-    const ours = new WebSocket('server', { maxPayload: 1 << 20 });
-    ours.attach(transport as never, null, { protocol: '', extensions: '' });
-    ws = ours as unknown as Echoing;
-  } else {
+  if (lib === 'ws') {
     const theirs = new (WsWebSocket as unknown as new (address: null, protocols: undefined, options: object) => WsServerSide)(null, undefined, {});
     theirs.setSocket(transport, Buffer.alloc(0), { allowSynchronousEvents: true, maxPayload: 1 << 20, skipUTF8Validation: false });
     ws = theirs as unknown as Echoing;
+  } else {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const Ours: typeof WebSocket = lib === 'ours' ? WebSocket : (require(OTHER_BUILD!) as { WebSocket: typeof WebSocket }).WebSocket;
+    const ours = new Ours('server', { maxPayload: 1 << 20 });
+    ours.attach(transport as never, null, { protocol: '', extensions: '' });
+    ws = ours as unknown as Echoing;
   }
   ws.on('message', (data, isBinary) => {
     count.got++;
-    ws.send(data, { binary: isBinary });
+    ws.send(answer ?? data, { binary: isBinary });
   });
 }
 
-function fakeRound(lib: 'ours' | 'ws', count: number): Promise<number> {
+/** One contender of an interleaved run: a WebSocket (or none) on a transport of its own, fed a turn at a time. */
+interface Contender {
+  readonly lib: Lib;
+  /** Delivers the next turn's input. */
+  feed(): void;
+  /** Messages received so far (for 'feed', the messages its input held). */
+  delivered(): number;
+  /** Throws unless every message was answered. */
+  check(): void;
+}
+
+/** A contender whose turns are `turn()`'s chunks and whose input so far held `framesFed()` frames. */
+function contender(lib: Lib, turn: () => Buffer[], framesFed: () => number, answer?: Buffer): Contender {
   const transport = new FakeTransport();
-  const echoed = { got: 0 };
-  fakeEcho(lib, transport, echoed);
-  const chunk = Buffer.concat(Array.from({ length: K }, () => maskedBinaryFrame(SIZE)));
-  const turns = Math.ceil(count / K);
-  const warm = Math.floor(turns / 10);
-  return new Promise((resolve, reject) => {
-    let n = 0;
-    let cpu = process.cpuUsage();
-    const next = (): void => {
-      if (n === warm) cpu = process.cpuUsage();
-      if (n === turns) {
-        setImmediate(() => {
-          if (echoed.got !== turns * K || transport.writes < echoed.got) reject(new Error(`${lib}: ${echoed.got} messages, ${transport.writes} writes`));
-          else resolve(perMessage(cpu, (turns - warm) * K));
-        });
-        return;
+  const count = { got: 0 };
+  if (lib !== 'feed') answering(lib, transport, count, answer);
+  return {
+    lib,
+    feed: () => {
+      for (const chunk of turn()) transport.emit('data', chunk);
+    },
+    delivered: () => (lib === 'feed' ? framesFed() : count.got),
+    check: () => {
+      if (lib !== 'feed' && (count.got !== framesFed() || transport.writes < count.got)) {
+        throw new Error(`${lib}: ${count.got} of ${framesFed()} messages, ${transport.writes} writes`);
       }
-      n++;
-      // A fresh copy (the server unmasks in place), in a buffer of its own as a socket read is (not
-      // a slice of Node's shared pool, as a small Buffer.from() would be).
+    },
+  };
+}
+
+/** The libraries run side by side: ours, ws, and another build of ours when WS_CPU_OTHER names one. */
+function libs(): Lib[] {
+  return OTHER_BUILD === undefined ? ['ours', 'ws'] : ['ours', 'other', 'ws'];
+}
+
+/**
+ * Fake mode's contender: K masked frames of SIZE bytes as one chunk per turn, in a fresh buffer
+ * as a socket read is (not a slice of Node's shared pool), each message echoed.
+ */
+function echoContender(lib: Lib): Contender {
+  const chunk = Buffer.concat(Array.from({ length: K }, () => maskedBinaryFrame(SIZE)));
+  let turns = 0;
+  return contender(
+    lib,
+    () => {
+      turns++;
       const copy = Buffer.alloc(chunk.length);
       chunk.copy(copy);
-      transport.emit('data', copy);
-      setImmediate(next);
-    };
-    setImmediate(next);
-  });
+      return [copy];
+    },
+    () => turns * K,
+  );
+}
+
+const EMPTY = Buffer.alloc(0);
+
+/**
+ * Sink mode's contender: masked frames of SIZE bytes as a byte stream cut into reads of
+ * READ_SIZE bytes, each in a fresh buffer, K reads a turn; each message answered with an empty one.
+ */
+function sinkContender(lib: Lib): Contender {
+  const frame = maskedBinaryFrame(SIZE);
+  let at = 0;
+  let bytes = 0;
+  const read = (): Buffer => {
+    const out = Buffer.allocUnsafe(READ_SIZE);
+    let filled = 0;
+    while (filled < READ_SIZE) {
+      const n = frame.copy(out, filled, at);
+      filled += n;
+      at = (at + n) % frame.length;
+    }
+    bytes += READ_SIZE;
+    return out;
+  };
+  return contender(lib, () => Array.from({ length: K }, read), () => Math.floor(bytes / frame.length), EMPTY);
+}
+
+const BATCHES = 40;
+const WARM_BATCHES = 4;
+const immediate = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+/**
+ * Runs the contenders in turn, a batch of `turns` turns each (about 10-20 ms), in a rotating
+ * order, BATCHES times: a slow spell of the machine falls on all of them alike. Returns each
+ * contender's CPU ns per message in each batch after the warm-up ones.
+ */
+async function interleaved(contenders: Contender[], turns: number): Promise<Map<Lib, number[]>> {
+  const results = new Map<Lib, number[]>(contenders.map((c) => [c.lib, []]));
+  for (let b = 0; b < BATCHES; b++) {
+    for (let j = 0; j < contenders.length; j++) {
+      const c = contenders[(b + j) % contenders.length]!;
+      const before = c.delivered();
+      const cpu = process.cpuUsage();
+      for (let t = 0; t < turns; t++) {
+        c.feed();
+        await immediate();
+      }
+      if (b >= WARM_BATCHES) results.get(c.lib)!.push(perMessage(cpu, c.delivered() - before));
+    }
+  }
+  for (const c of contenders) c.check();
+  return results;
+}
+
+/** Median and range of per-batch ratios a/b (each batch's figures less `base`'s of the same batch). */
+function batchRatios(a: number[], b: number[], base?: number[]): string {
+  const ratios = a.map((x, i) => (x - (base?.[i] ?? 0)) / (b[i]! - (base?.[i] ?? 0)));
+  const mean = (values: number[]): number => values.reduce((sum, x) => sum + x, 0) / values.length;
+  const overall = (mean(a) - (base === undefined ? 0 : mean(base))) / (mean(b) - (base === undefined ? 0 : mean(base)));
+  return `${median(ratios).toFixed(2)} (${quartiles(ratios)}; of the means ${overall.toFixed(2)})`;
 }
 
 /** The little the round trip needs of either library. */
@@ -204,19 +309,35 @@ function wsRound(count: number): Promise<number> {
 }
 
 const median = (values: number[]): number => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
+/** The middle half of `values` (25th to 75th percentile), as "low-high". */
+function quartiles(values: number[]): string {
+  const sorted = [...values].sort((a, b) => a - b);
+  const at = (q: number): number => sorted[Math.floor(q * (sorted.length - 1))]!;
+  return `${at(0.25).toFixed(2)}-${at(0.75).toFixed(2)}`;
+}
 const summary = (values: number[]): string =>
   `${Math.round(median(values))} ns CPU/msg (${Math.round(Math.min(...values))}-${Math.round(Math.max(...values))})`;
 
 async function main(): Promise<void> {
   const what = `${SIZE} B, k=${K}`;
   if (MODE === 'fake' || MODE === 'both') {
-    const ours: number[] = [];
-    const ws: number[] = [];
-    for (let r = 0; r < ROUNDS; r++) {
-      ours.push(await fakeRound('ours', MESSAGES));
-      ws.push(await fakeRound('ws', MESSAGES));
-    }
-    console.log(`fake transport, server (${what}): ours ${summary(ours)}; ws ${summary(ws)}; ws/ours ${(median(ws) / median(ours)).toFixed(2)}`);
+    const contenders = libs().map(echoContender);
+    const r = await interleaved(contenders, Math.max(1, Math.round(MESSAGES / BATCHES / K)));
+    const parts = libs().map((lib) => `${lib} ${summary(r.get(lib)!)}`);
+    const other = OTHER_BUILD === undefined ? '' : `; other/ours ${batchRatios(r.get('other')!, r.get('ours')!)}`;
+    console.log(`fake transport, server (${what}), interleaved: ${parts.join('; ')}; ws/ours ${batchRatios(r.get('ws')!, r.get('ours')!)}${other}`);
+  }
+  if (MODE === 'sink') {
+    const contenders = ['feed' as const, ...libs()].map(sinkContender);
+    const readsPerMessage = (SIZE + 14) / READ_SIZE;
+    const r = await interleaved(contenders, Math.max(1, Math.round((MESSAGES * readsPerMessage) / BATCHES / K)));
+    const feed = r.get('feed')!;
+    const parts = libs().map((lib) => `${lib} ${summary(r.get(lib)!)}`);
+    const other = OTHER_BUILD === undefined ? '' : `; other/ours ${batchRatios(r.get('other')!, r.get('ours')!, feed)}`;
+    console.log(
+      `fake transport, server, one-way (${SIZE} B in ${READ_SIZE} B reads, ${K} a turn), interleaved: feed alone ${summary(feed)}; ` +
+        `${parts.join('; ')}; less the feed, ws/ours ${batchRatios(r.get('ws')!, r.get('ours')!, feed)}${other}`,
+    );
   }
   if (MODE === 'sock' || MODE === 'both') {
     const count = MODE === 'both' ? Math.ceil(MESSAGES / 10) : MESSAGES;
