@@ -102,7 +102,8 @@ const SIMD_MODULE = new Uint8Array([
 ]);
 
 interface SimdXor {
-  memory: Uint8Array;
+  /** A Buffer (not a plain Uint8Array), so that the copies see one kind of array. */
+  memory: Buffer;
   xor: (p: number, len: number, word: number) => void;
 }
 
@@ -119,7 +120,7 @@ function loadSimd(): SimdXor | null {
     const wasm = (globalThis as unknown as { WebAssembly?: WasmApi }).WebAssembly;
     if (wasm === undefined || !wasm.validate(SIMD_MODULE)) return null;
     const exports = new wasm.Instance(new wasm.Module(SIMD_MODULE)).exports;
-    return { memory: new Uint8Array(exports.mem.buffer), xor: exports.xor };
+    return { memory: Buffer.from(exports.mem.buffer), xor: exports.xor };
   } catch {
     return null;
   }
@@ -163,69 +164,67 @@ function xorWords(data: Buffer, from: number, words: number, word: number): void
 }
 
 /**
- * XORs `data` with `mask` into `target` (by default `data` itself, in place), as if `data`
- * started at byte `offset` of a frame's payload (so a piece of a payload can be (un)masked on its
- * own). Masking and unmasking are the same. `target` must hold at least `data.length` bytes and
- * must not overlap `data` unless it is `data`.
+ * XORs `data` with `mask` into `target` from byte `at` on (by default `data` itself, in place), as
+ * if `data` started at byte `offset` of a frame's payload (so a piece of a payload can be
+ * (un)masked on its own). Masking and unmasking are the same. `target` must hold at least
+ * `at + data.length` bytes and must not overlap `data` unless it is `data` (and `at` is 0).
  */
-export function applyMask(data: Buffer, mask: Buffer, offset = 0, target: Buffer = data): void {
+export function applyMask(data: Buffer, mask: Buffer, offset = 0, target: Buffer = data, at = 0): void {
   const length = data.length;
   let i = 0;
   if (length >= SIMD_THRESHOLD && simd !== null) {
-    // Whole 16-byte blocks keep the key's phase, so one word serves every block.
-    const word = maskWord(mask, offset);
-    const end = length & ~15;
-    const memory = simd.memory;
-    if (target.buffer === memory.buffer && target !== data) {
-      // A MaskSlots slot: copy in and XOR right there (no copy out).
-      target.set(data, 0);
-      simd.xor(target.byteOffset, end, word);
-      xorBytes(data, mask, offset, target, end, length);
-      return;
-    }
+    // Whole 16-byte blocks keep the key's phase, so one word serves every block; the last block
+    // is XORed whole too (the bytes past the data are scratch), so no byte is left for a loop.
     // Steps of SIMD_BLOCK keep the data's page offset, so one shift serves every step.
+    const word = maskWord(mask, offset);
+    const memory = simd.memory;
     const p = away(data.byteOffset);
-    for (; i < end; i += SIMD_BLOCK) {
-      const n = Math.min(SIMD_BLOCK, end - i);
-      memory.set(data.subarray(i, i + n), p);
-      simd.xor(p, n, word);
-      target.set(memory.subarray(p, p + n), i);
+    for (; i < length; i += SIMD_BLOCK) {
+      const n = Math.min(SIMD_BLOCK, length - i);
+      memory.set(n === length ? data : data.subarray(i, i + n), p);
+      simd.xor(p, (n + 15) & ~15, word);
+      target.set(memory.subarray(p, p + n), at + i);
     }
-    i = end;
+    return;
   } else if (length >= WORD_THRESHOLD && LITTLE_ENDIAN) {
-    if (target !== data) {
+    if (target !== data || at !== 0) {
       // One copy, then in place: the word loop needs one alignment for reads and writes.
-      data.copy(target, 0, 0, length);
-      data = target;
+      data.copy(target, at, 0, length);
+      data = target = target.subarray(at, at + length);
+      at = 0;
     }
     const misaligned = data.byteOffset & 3;
     const head = misaligned === 0 ? 0 : 4 - misaligned;
-    xorBytes(data, mask, offset, data, 0, head);
+    xorBytes(data, mask, offset, data, 0, head, 0);
     i = head;
     const words = (length - i) >>> 2;
     xorWords(data, i, words, maskWord(mask, offset + i));
     i += words << 2;
   }
-  xorBytes(data, mask, offset, target, i, length);
+  xorBytes(data, mask, offset, target, i, length, at);
 }
 
-/** target[from..to) = data[from..to) XOR the key (applied from payload byte `offset`), a byte at a time. */
-function xorBytes(data: Buffer, mask: Buffer, offset: number, target: Buffer, from: number, to: number): void {
-  const at = offset + from;
-  const m0 = mask[at & 3]!;
-  const m1 = mask[(at + 1) & 3]!;
-  const m2 = mask[(at + 2) & 3]!;
-  const m3 = mask[(at + 3) & 3]!;
+/**
+ * target[at + from .. at + to) = data[from..to) XOR the key (applied from payload byte
+ * `offset`), a byte at a time.
+ */
+function xorBytes(data: Buffer, mask: Buffer, offset: number, target: Buffer, from: number, to: number, at: number): void {
+  const k = offset + from;
+  const m0 = mask[k & 3]!;
+  const m1 = mask[(k + 1) & 3]!;
+  const m2 = mask[(k + 2) & 3]!;
+  const m3 = mask[(k + 3) & 3]!;
   let i = from;
-  for (; i + 4 <= to; i += 4) {
-    target[i] = data[i]! ^ m0;
-    target[i + 1] = data[i + 1]! ^ m1;
-    target[i + 2] = data[i + 2]! ^ m2;
-    target[i + 3] = data[i + 3]! ^ m3;
+  let t = at + from;
+  for (; i + 4 <= to; i += 4, t += 4) {
+    target[t] = data[i]! ^ m0;
+    target[t + 1] = data[i + 1]! ^ m1;
+    target[t + 2] = data[i + 2]! ^ m2;
+    target[t + 3] = data[i + 3]! ^ m3;
   }
-  if (i < to) target[i] = data[i]! ^ m0;
-  if (i + 1 < to) target[i + 1] = data[i + 1]! ^ m1;
-  if (i + 2 < to) target[i + 2] = data[i + 2]! ^ m2;
+  if (i < to) target[t] = data[i]! ^ m0;
+  if (i + 1 < to) target[t + 1] = data[i + 1]! ^ m1;
+  if (i + 2 < to) target[t + 2] = data[i + 2]! ^ m2;
 }
 
 /**
@@ -239,6 +238,8 @@ function xorBytes(data: Buffer, mask: Buffer, offset: number, target: Buffer, fr
 export class MaskSlots {
   /** Free slot numbers (a stack). */
   private readonly free: number[] = [];
+  /** The slots lie in the SIMD module's memory: mask() XORs right there, with no copy out. */
+  private readonly inWasm: boolean;
 
   constructor(
     private readonly memory: Uint8Array,
@@ -247,6 +248,20 @@ export class MaskSlots {
     count: number,
   ) {
     for (let slot = count - 1; slot >= 0; slot--) this.free.push(slot);
+    this.inWasm = simd !== null && memory.buffer === simd.memory.buffer;
+  }
+
+  /** Masks `data` (a piece at payload byte `offset`) into `slot` (from take(); at most SLOT_SIZE bytes). */
+  mask(data: Buffer, mask: Buffer, offset: number, slot: Buffer): void {
+    const length = data.length;
+    if (!this.inWasm || length < SIMD_THRESHOLD) {
+      applyMask(data, mask, offset, slot);
+      return;
+    }
+    // Copy in and XOR in place (no copy out), the last 16-byte block whole (a slot is SLOT_SIZE
+    // bytes, a multiple of 16, and nothing reads it past the data).
+    slot.set(data, 0);
+    simd!.xor(slot.byteOffset, (length + 15) & ~15, maskWord(mask, offset));
   }
 
   /**

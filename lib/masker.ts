@@ -131,7 +131,7 @@ export class MaskerCore {
       if (slot === null) break;
       const n = Math.min(slot.length, source.length - done);
       const masked = slot.subarray(0, n);
-      applyMask(source.subarray(done, done + n), key, frame.offset + done, masked);
+      slots.mask(source.subarray(done, done + n), key, frame.offset + done, masked);
       this.handler.onFrame(withPayload(frame, masked, key, frame.offset + done));
       done += n;
     }

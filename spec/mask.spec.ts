@@ -83,20 +83,24 @@ describe('mask', () => {
       }
     });
 
-    it('masks into a separate target on every path (source unchanged, only target[0..length) written)', () => {
+    it('masks into a separate target on every path, from byte `at` on (source unchanged, nothing else written)', () => {
       for (const length of [0, 1, 2, 3, 5, 31, 32, 33, 70, 127, 128, 129, 130, 131, 511, 512, 513, 527, 65536, 65553, 200_003]) {
         for (let offset = 0; offset < 4; offset++) {
           for (let byteOffset = 0; byteOffset < 4; byteOffset++) {
-            const key = KEYS[(length + offset + byteOffset) % KEYS.length]!;
-            const original = pattern(length, offset + 3 * byteOffset);
-            const source = Buffer.from(original);
-            const backing = Buffer.alloc(length + 8 + ((byteOffset + 1) & 3), 0xa5);
-            const target = backing.subarray((byteOffset + 1) & 3, ((byteOffset + 1) & 3) + length + 4);
-            applyMask(source, key, offset, target);
-            const label = `length ${length}, offset ${offset}, target byteOffset ${(byteOffset + 1) & 3}`;
-            expect(source.equals(original), `${label}: source`).to.equal(true);
-            expect(target.subarray(0, length).equals(naiveMask(original, key, offset)), label).to.equal(true);
-            expect(target.subarray(length).every((b) => b === 0xa5), `${label}: past the length`).to.equal(true);
+            for (const at of [0, 1, 6, 4099]) {
+              const key = KEYS[(length + offset + byteOffset + at) % KEYS.length]!;
+              const original = pattern(length, offset + 3 * byteOffset + at);
+              const source = Buffer.from(original);
+              const shift = (byteOffset + 1) & 3;
+              const backing = Buffer.alloc(at + length + 8 + shift, 0xa5);
+              const target = backing.subarray(shift, shift + at + length + 4);
+              applyMask(source, key, offset, target, at);
+              const label = `length ${length}, offset ${offset}, target byteOffset ${shift}, at ${at}`;
+              expect(source.equals(original), `${label}: source`).to.equal(true);
+              expect(target.subarray(at, at + length).equals(naiveMask(original, key, offset)), label).to.equal(true);
+              expect(target.subarray(0, at).every((b) => b === 0xa5), `${label}: before at`).to.equal(true);
+              expect(target.subarray(at + length).every((b) => b === 0xa5), `${label}: past the length`).to.equal(true);
+            }
           }
         }
       }
