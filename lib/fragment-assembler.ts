@@ -83,16 +83,14 @@ function configFor(options: FragmentAssemblerOptions): AssemblerConfig {
   });
 }
 
-/** The kept pieces of a message that takes more than one (made per such message, dropped at its end). */
+/**
+ * The kept pieces of a message that takes more than one (made per such message, dropped at its
+ * end): three entries a piece in one array, its payload, its mask key (null for a plain piece)
+ * and its offset in its frame, so that a message of two pieces costs one small array.
+ */
 interface Parts {
-  readonly list: Buffer[];
+  readonly entries: Array<Buffer | null | number>;
   bytes: number;
-  /**
-   * For kept pieces still masked: their keys and offsets in their frames (parallel to `list`,
-   * null for a plain piece); null while every kept piece is plain.
-   */
-  masks: Array<Buffer | null> | null;
-  maskOffsets: number[] | null;
 }
 
 // Bits of FragmentAssemblerCore's `flags`: the open message's state in one field.
@@ -132,7 +130,7 @@ export class FragmentAssemblerCore {
 
   /** Pieces of the open message kept so far (empty pieces are counted as fragments, not kept). */
   get bufferedParts(): number {
-    return this.parts === null ? 0 : this.parts.list.length;
+    return this.parts === null ? 0 : this.parts.entries.length / 3;
   }
 
   /** Takes one frame or piece of a frame; returns the first error met, or null. */
@@ -180,38 +178,34 @@ export class FragmentAssemblerCore {
 
   /** Keeps a piece for the join; `mask` (with the piece's offset in its frame) when it is still masked. */
   private keep(payload: Buffer, mask: Buffer | null, offset: number): void {
-    const parts = (this.parts ??= { list: [], bytes: 0, masks: null, maskOffsets: null });
-    if (mask !== null && parts.masks === null) {
-      parts.masks = new Array<Buffer | null>(parts.list.length).fill(null);
-      parts.maskOffsets = new Array<number>(parts.list.length).fill(0);
+    const parts = this.parts;
+    if (parts === null) {
+      this.parts = { entries: [payload, mask, offset], bytes: payload.length };
+      return;
     }
-    parts.list.push(payload);
-    parts.masks?.push(mask);
-    parts.maskOffsets?.push(offset);
+    parts.entries.push(payload, mask, offset);
     parts.bytes += payload.length;
   }
 
   /** The kept pieces as one buffer, unmasked: a lone plain piece as it is, else one copy (unmasking on the way). */
   private join(): Buffer {
-    const kept = this.parts;
-    if (kept === null) return EMPTY;
-    const parts = kept.list;
-    const masks = kept.masks;
-    if (parts.length === 1) {
-      const only = parts[0]!;
-      if (masks !== null && masks[0] !== null) applyMask(only, masks[0]!, kept.maskOffsets![0]!);
+    const parts = this.parts;
+    if (parts === null) return EMPTY;
+    const entries = parts.entries;
+    if (entries.length === 3) {
+      const only = entries[0] as Buffer;
+      const mask = entries[1] as Buffer | null;
+      if (mask !== null) applyMask(only, mask, entries[2] as number);
       return only;
     }
-    if (masks === null) return Buffer.concat(parts, kept.bytes);
-    const out = Buffer.allocUnsafe(kept.bytes);
-    const offsets = kept.maskOffsets!;
+    const out = Buffer.allocUnsafe(parts.bytes);
     let at = 0;
-    for (let i = 0; i < parts.length; i++) {
-      const part = parts[i]!;
-      const mask = masks[i]!;
-      if (mask === null) part.copy(out, at);
-      else applyMask(part, mask, offsets[i]!, out.subarray(at, at + part.length));
-      at += part.length;
+    for (let i = 0; i < entries.length; i += 3) {
+      const piece = entries[i] as Buffer;
+      const mask = entries[i + 1] as Buffer | null;
+      if (mask === null) out.set(piece, at);
+      else applyMask(piece, mask, entries[i + 2] as number, out, at);
+      at += piece.length;
     }
     return out;
   }
