@@ -190,7 +190,8 @@ export function applyMask(data: Buffer, mask: Buffer, offset = 0, target: Buffer
     if (target !== data || at !== 0) {
       // One copy, then in place: the word loop needs one alignment for reads and writes.
       data.copy(target, at, 0, length);
-      data = target = target.subarray(at, at + length);
+      if (at !== 0) target = target.subarray(at, at + length);
+      data = target;
       at = 0;
     }
     const misaligned = data.byteOffset & 3;
@@ -251,7 +252,7 @@ export class MaskSlots {
     this.inWasm = simd !== null && memory.buffer === simd.memory.buffer;
   }
 
-  /** Masks `data` (a piece at payload byte `offset`) into `slot` (from take(); at most SLOT_SIZE bytes). */
+  /** Masks `data` (a piece at payload byte `offset`) into `slot` (a view from take(), or a prefix of one). */
   mask(data: Buffer, mask: Buffer, offset: number, slot: Buffer): void {
     const length = data.length;
     if (!this.inWasm || length < SIMD_THRESHOLD) {
