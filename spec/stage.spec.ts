@@ -76,6 +76,33 @@ describe('Stage', () => {
     expect(stage.seen).to.deep.equal([0, 0, 0]);
   });
 
+  it('piped stage to stage, each output of either skips push(), also after the next stage ran its own step inside it', async () => {
+    const first = new Repeat();
+    const second = new Repeat();
+    first.pipe(second);
+    const got: unknown[] = [];
+    second.on('data', (out) => got.push(out));
+    await tick();
+    const pushes = { first: 0, second: 0 };
+    for (const [name, stage] of [['first', first], ['second', second]] as const) {
+      const push = stage.push.bind(stage);
+      stage.push = (chunk: unknown): boolean => {
+        pushes[name]++;
+        return push(chunk);
+      };
+    }
+    // first's two outputs each run second's step inside first's step: second delivers, returns,
+    // and first's next output must still go out directly.
+    expect(first.write({ n: 2, id: 7 })).to.equal(true);
+    expect(got).to.deep.equal([
+      { id: 7, i: 0 },
+      { id: 7, i: 0 },
+    ]);
+    expect(pushes).to.deep.equal({ first: 0, second: 0 });
+    expect(first.seen).to.deep.equal([0]);
+    expect(second.seen).to.deep.equal([0, 0]);
+  });
+
   it('a write with a callback, a corked stage or a queue takes the usual path, in order', async () => {
     const stage = new Repeat();
     const got: Array<{ id: number }> = [];
