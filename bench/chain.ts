@@ -5,22 +5,16 @@
  *
  *   npm run build && taskset -c 0 node dist/bench/chain.js [messages] [size]
  *
- * The chain is the server's: PassThrough (standing in for the socket) > HandshakeParser >
- * FrameSplitter > Unmasker > FragmentAssembler > ControlFrameResponder > MessageFramer >
- * FrameSerializer > a Writable that counts. One masked binary frame is written per turn of the
+ * The chain is the stages server's, made and wired by the same code
+ * (bench/servers/stage-pipeline.ts): PassThrough (standing in for the socket's readable side) >
+ * HandshakeParser > FrameSplitter > Unmasker > FragmentAssembler > ControlFrameResponder >
+ * MessageFramer > FrameSerializer > a Duplex that counts what is written to it. One masked binary frame is written per turn of the
  * event loop (setImmediate), as when each message arrives in its own TCP read; the first 10% are
  * warm-up. Prints CPU ns (user + system) and wall ns per message, median of 5 rounds.
  */
-import { PassThrough, Writable } from 'readable-stream';
-import {
-  ControlFrameResponder,
-  FragmentAssembler,
-  FrameSerializer,
-  FrameSplitter,
-  HandshakeParser,
-  MessageFramer,
-  Unmasker,
-} from '../lib';
+import { Duplex, PassThrough } from 'readable-stream';
+import { HandshakeParser } from '../lib';
+import { makeStages, wireStages } from './servers/stage-pipeline';
 import { maskedBinaryFrame } from './wire';
 
 const MESSAGES = Number(process.argv[2] ?? '200000');
@@ -34,25 +28,18 @@ const REQUEST =
 /** Runs `count` messages through a fresh chain; resolves with [CPU ns, wall ns] per measured message. */
 function round(frame: Buffer, count: number): Promise<[number, number]> {
   const source = new PassThrough();
-  const responder = new ControlFrameResponder();
-  const serializer = new FrameSerializer();
+  const handshake = new HandshakeParser({ role: 'server' });
+  source.pipe(handshake);
   let received = 0;
-  const sink = new Writable({
+  // Stands for the socket's writable side: counts what the serializer writes.
+  const sink = new Duplex({
+    read() {},
     write(_chunk: Buffer, _enc: BufferEncoding, cb: () => void) {
       received++;
       cb();
     },
   });
-  source
-    .pipe(new HandshakeParser({ role: 'server' }))
-    .pipe(new FrameSplitter())
-    .pipe(new Unmasker({ role: 'server' }))
-    .pipe(new FragmentAssembler())
-    .pipe(responder)
-    .pipe(new MessageFramer())
-    .pipe(serializer)
-    .pipe(sink);
-  responder.replies.pipe(serializer, { end: false });
+  wireStages(sink, handshake, makeStages(), null);
   source.write(Buffer.from(REQUEST, 'latin1'));
   const warmup = Math.floor(count / 10);
   return new Promise((resolve, reject) => {
