@@ -215,7 +215,7 @@ async function interleaved(contenders: Contender[], turns: number): Promise<Map<
   return results;
 }
 
-/** Median and range of per-batch ratios a/b (each batch's figures less `base`'s of the same batch). */
+/** The median and middle half of the per-batch ratios a/b, and the ratio of the means (each less `base`'s figures of the same batch). */
 function batchRatios(a: number[], b: number[], base?: number[]): string {
   const ratios = a.map((x, i) => (x - (base?.[i] ?? 0)) / (b[i]! - (base?.[i] ?? 0)));
   const mean = (values: number[]): number => values.reduce((sum, x) => sum + x, 0) / values.length;
