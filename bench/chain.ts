@@ -8,9 +8,9 @@
  * The chain is the stages server's, made and wired by the same code
  * (bench/servers/stage-pipeline.ts): PassThrough (standing in for the socket's readable side) >
  * HandshakeParser > FrameSplitter > Unmasker > FragmentAssembler > ControlFrameResponder >
- * MessageFramer > FrameSerializer > a Duplex that counts what is written to it. One masked binary frame is written per turn of the
- * event loop (setImmediate), as when each message arrives in its own TCP read; the first 10% are
- * warm-up. Prints CPU ns (user + system) and wall ns per message, median of 5 rounds.
+ * MessageFramer > FrameSerializer > a Duplex that counts what is written to it. One masked
+ * binary frame is written per turn of the event loop (setImmediate), as when each message
+ * arrives in its own TCP read; the first 10% are warm-up. Prints CPU ns (user + system) and wall ns per message, median of 5 rounds.
  */
 import { Duplex, PassThrough } from 'readable-stream';
 import { HandshakeParser } from '../lib';

@@ -33,8 +33,8 @@ const wire = Buffer.alloc(HEADER + SIZE, 0xa7);
 type Join = (first: Buffer, second: Buffer, out: Buffer) => void;
 
 const ours: Join = (first, second, out) => {
-  applyMask(first, MASK, 0, out.subarray(0, first.length));
-  applyMask(second, MASK, first.length, out.subarray(first.length));
+  applyMask(first, MASK, 0, out, 0);
+  applyMask(second, MASK, first.length, out, first.length);
 };
 
 const wsWithBufferutil: Join = (first, second, out) => {

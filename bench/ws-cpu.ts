@@ -21,7 +21,8 @@
  * fake and sink interleave the libraries: each runs a batch of about 10-20 ms in turn, in a
  * rotating order, BATCHES times, so that the machine's slow spells fall on all of them alike
  * (whole rounds one after the other differed by 15% on their own). They print each one's median
- * and range over the batches, and the median (and middle half) of the per-batch ratios.
+ * and range over the batches, the median (and middle half) of the per-batch ratios, and the
+ * ratio of the means.
  * WS_CPU_OTHER=<another build>/dist/lib adds that build of ours as a third contender ('other'):
  * two builds compared in the same batches.
  *

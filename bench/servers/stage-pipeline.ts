@@ -1,6 +1,7 @@
 /**
  * The hand-composed pipeline after the handshake, as bench/servers/stages.ts runs it and
- * bench/lifecycle.ts measures it (both import it: the figures are of the same composition):
+ * bench/lifecycle.ts and bench/chain.ts measure it (all three import it: the figures are of the
+ * same composition):
  *
  *   socket > HandshakeParser > FrameSplitter > Unmasker > FragmentAssembler > ControlFrameResponder
  *     > (sink, when given) > MessageFramer > FrameSerializer > socket
