@@ -59,6 +59,8 @@ export interface MemoryFigures {
   rss: number;
   heapUsed: number;
   external: number;
+  /** What V8 has committed for its young generation (new space), empty or not: part of rss. */
+  newSpace: number;
 }
 
 export type ServerMessage =

@@ -261,6 +261,9 @@ async function idleCases(load: LoadGenerator): Promise<void> {
   const n = idleConnections();
   const rss = `${n} idle conns: server RSS per conn, KiB (lower is better)`;
   const heap = `${n} idle conns: server heap+external per conn, KiB (lower is better)`;
+  // Part of the RSS: V8 grows its young generation while the connections open (the garbage of
+  // the handshakes), and a full GC empties it but keeps it committed.
+  const young = `${n} idle conns: of the RSS, V8's young generation (empty, committed) per conn, KiB`;
   for (let run = 0; run < RUNS; run++) {
     for (const spec of rotate(SERVERS, run)) {
       // A fresh server each time: a heap that earlier cases grew would hide the cost.
@@ -279,6 +282,7 @@ async function idleCases(load: LoadGenerator): Promise<void> {
         record(rss, spec.column, run, (after.rss - before.rss) / n / KiB);
         const heapDelta = after.heapUsed + after.external - (before.heapUsed + before.external);
         record(heap, spec.column, run, heapDelta / n / KiB);
+        record(young, spec.column, run, (after.newSpace - before.newSpace) / n / KiB);
         progress(`${rss} | ${spec.column} | run ${run + 1}: ${format((after.rss - before.rss) / n / KiB)}`);
       } catch (err) {
         progress(`idle | ${spec.column} | run ${run + 1} FAILED: ${(err as Error).message}`);

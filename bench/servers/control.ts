@@ -3,6 +3,7 @@
  * requests (after a full GC when run with --expose-gc) and exits on request, so that a
  * --cpu-prof profile is written.
  */
+import { getHeapSpaceStatistics } from 'node:v8';
 import type { MemoryFigures, ServerCommand, ServerMessage } from '../ipc';
 
 /** Largest message the bench sends (16 MiB) with room to spare. */
@@ -30,7 +31,8 @@ function memory(): MemoryFigures {
     gc();
   }
   const m = process.memoryUsage();
-  return { rss: m.rss, heapUsed: m.heapUsed, external: m.external };
+  const young = getHeapSpaceStatistics().find((space) => space.space_name === 'new_space');
+  return { rss: m.rss, heapUsed: m.heapUsed, external: m.external, newSpace: young?.physical_space_size ?? 0 };
 }
 
 function cpuMicros(): number {
