@@ -59,7 +59,7 @@ export interface MemoryFigures {
   rss: number;
   heapUsed: number;
   external: number;
-  /** What V8 has committed for its young generation (new space), empty or not: part of rss. */
+  /** What V8 has committed for its young generation (new space), empty or not: part of rss (NaN if V8 has no such space). */
   newSpace: number;
 }
 

@@ -32,7 +32,7 @@ function memory(): MemoryFigures {
   }
   const m = process.memoryUsage();
   const young = getHeapSpaceStatistics().find((space) => space.space_name === 'new_space');
-  return { rss: m.rss, heapUsed: m.heapUsed, external: m.external, newSpace: young?.physical_space_size ?? 0 };
+  return { rss: m.rss, heapUsed: m.heapUsed, external: m.external, newSpace: young?.physical_space_size ?? NaN };
 }
 
 function cpuMicros(): number {
