@@ -53,6 +53,7 @@ import {
 import { HandshakeParserCore, UpgradeResponse } from './handshake-parser';
 import { InflaterCore } from './inflater';
 import { MaskerCore } from './masker';
+import { resolveUpstream, UpstreamTarget } from './proxy-target';
 import { shutDown } from './shutdown';
 import { Tap, TapOptions, TapPoint } from './tap';
 import { UnmaskerCore } from './unmasker';
@@ -94,8 +95,9 @@ const NOT_FORWARDED: ReadonlySet<string> = new Set([
 export interface ProxyOptions {
   /**
    * The upstream: a ws:// or wss:// URL, or a function of the client's request returning one.
-   * With a URL whose path is '/' and has no query, the client's request-target (path and query)
-   * is used; otherwise the URL's own path and query. A function's URL is used as it is.
+   * With a URL whose path is '/' and has no query, the client's request-target (its path and query:
+   * the client never chooses the scheme, host or port; a request-target that is not a path and
+   * query is refused with 400) is used; otherwise the URL's own path and query. A function's URL is used as it is.
    */
   target: string | URL | ((req: UpgradeRequest) => string | URL);
   /** Listen on this port (standalone mode; 0 picks one). */
@@ -720,17 +722,20 @@ export class WebSocketProxy extends EventEmitter {
       this.refuse(socket, info, req, info.status ?? FIRST_ERROR_STATUS);
       return;
     }
-    let target: URL;
+    let configured: URL;
     try {
       const chosen = typeof this.options.target === 'function' ? this.options.target(req) : this.options.target;
-      target = new URL(String(chosen));
-      if (target.protocol !== 'ws:' && target.protocol !== 'wss:') throw new Error(`unsupported scheme ${target.protocol}`);
-      if (typeof this.options.target !== 'function' && target.pathname === '/' && target.search === '') {
-        target = new URL(req.url ?? '/', target);
-      }
+      configured = new URL(String(chosen));
     } catch (cause) {
       const err = new WebSocketError('WS_ERR_INVALID_ARGUMENT', `no valid upstream: ${(cause as Error).message}`);
       this.refuse(socket, err, req, INTERNAL_SERVER_ERROR);
+      return;
+    }
+    // The client's request-target contributes a path and query only, never scheme, host or port.
+    const usePath = typeof this.options.target !== 'function' && configured.pathname === '/' && configured.search === '';
+    const target = resolveUpstream(configured, req.url ?? '', usePath);
+    if (isWebSocketError(target)) {
+      this.refuse(socket, target, req, target.status ?? INTERNAL_SERVER_ERROR);
       return;
     }
     this.openUpstream(req, info, socket, head, target);
@@ -795,7 +800,8 @@ export class WebSocketProxy extends EventEmitter {
     socket.on('close', cleanup);
   }
 
-  private openUpstream(req: UpgradeRequest, info: UpgradeInfo, client: net.Socket, head: Buffer, target: URL): void {
+  private openUpstream(req: UpgradeRequest, info: UpgradeInfo, client: net.Socket, head: Buffer, resolved: UpstreamTarget): void {
+    const target = resolved.url;
     this.pending.add(client);
     const secure = target.protocol === 'wss:';
     const port = target.port === '' ? (secure ? 443 : 80) : Number(target.port);
@@ -816,7 +822,7 @@ export class WebSocketProxy extends EventEmitter {
     try {
       request = buildClientRequest({
         host: target.host,
-        path: `${target.pathname}${target.search}`,
+        path: resolved.path,
         key,
         protocols: info.protocols,
         extensions: offeredExtensions,

@@ -73,11 +73,14 @@ async function rawUpstream(extraHead = ''): Promise<RawUpstream> {
 }
 
 /** A raw TCP client that did the opening handshake through the proxy; `head` holds bytes after the 101. */
-async function rawClient(url: string, extraHeaders = ''): Promise<{ socket: net.Socket; response: string; head: Buffer }> {
+async function rawClient(url: string, extraHeaders = '', requestTarget = '/'): Promise<{ socket: net.Socket; response: string; head: Buffer }> {
   const { port } = new URL(url);
   const socket = net.connect(Number(port), LOCAL);
   await once(socket, 'connect');
-  const request = upgradeRequest(`${LOCAL}:${port}`).toString('latin1').replace(/\r\n\r\n$/, `\r\n${extraHeaders}\r\n`);
+  const request = upgradeRequest(`${LOCAL}:${port}`)
+    .toString('latin1')
+    .replace(/^GET \/ /, `GET ${requestTarget} `)
+    .replace(/\r\n\r\n$/, `\r\n${extraHeaders}\r\n`);
   socket.write(request);
   let got = Buffer.alloc(0);
   for (;;) {
@@ -513,6 +516,64 @@ describe('proxy', function () {
       expect(chunk.toString('latin1')).to.match(/^HTTP\/1\.1 400 /);
       expect(contacted).to.equal(false);
       socket.destroy();
+    });
+
+    describe('the client never chooses the upstream: a request-target other than a path and query is refused with 400 before any upstream connection', () => {
+      for (const form of ['//HOST/p', 'ws://HOST/p', 'http://HOST/p', 'HOST', '/p#x']) {
+        it(form, async () => {
+          const up = await rawUpstream();
+          const victim = await rawUpstream();
+          cleanups.push(() => up.server.close(), () => victim.server.close());
+          let contacted = 0;
+          up.server.on('connection', () => contacted++);
+          victim.server.on('connection', () => contacted++);
+          const proxyUrl = await listening(proxyTo(`${up.url}/`));
+          const requestTarget = form.replace('HOST', new URL(victim.url).host);
+          if (requestTarget.startsWith('//')) {
+            // '//HOST/p' is origin-form: a path. It reaches the configured upstream as that path.
+            const next = up.next();
+            const client = await rawClient(proxyUrl, '', requestTarget);
+            expect(client.response).to.match(/^HTTP\/1\.1 101 /);
+            expect((await next).request.url).to.equal(requestTarget);
+            client.socket.destroy();
+            expect(contacted).to.equal(1);
+            return;
+          }
+          const client = await rawClient(proxyUrl, '', requestTarget);
+          expect(client.response).to.match(/^HTTP\/1\.1 400 /);
+          expect(contacted).to.equal(0);
+          client.socket.destroy();
+        });
+      }
+
+      it("'GET //' (libwebsockets' client sends it) reaches the upstream as '//'", async () => {
+        const up = await rawUpstream();
+        cleanups.push(() => up.server.close());
+        const proxyUrl = await listening(proxyTo(up.url));
+        const next = up.next();
+        const client = await rawClient(proxyUrl, '', '//');
+        expect(client.response).to.match(/^HTTP\/1\.1 101 /);
+        expect((await next).request.url).to.equal('//');
+        client.socket.destroy();
+      });
+
+      it('on an http server too (the request-target as Node parsed it)', async () => {
+        const up = await rawUpstream();
+        const victim = await rawUpstream();
+        cleanups.push(() => up.server.close(), () => victim.server.close());
+        let contacted = 0;
+        victim.server.on('connection', () => contacted++);
+        const httpServer = http.createServer();
+        httpServer.listen(0, LOCAL);
+        await once(httpServer, 'listening');
+        cleanups.push(() => new Promise<void>((r) => httpServer.close(() => r())));
+        const proxy = createProxy({ target: up.url, server: httpServer });
+        cleanups.push(() => new Promise<void>((resolve) => proxy.close(resolve)));
+        const client = await rawClient(`ws://${LOCAL}:${(httpServer.address() as net.AddressInfo).port}`, '', `ws://${new URL(victim.url).host}/p`);
+        expect(client.response).to.match(/^HTTP\/1\.1 400 /);
+        expect(contacted).to.equal(0);
+        client.socket.destroy();
+      });
     });
 
     it('a protocol error by the client: 1002 to the client, 1001 to the upstream', async () => {
