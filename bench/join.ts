@@ -13,7 +13,7 @@
  * median of 7 timings of 20000 joins each, per join, for each way in turn, over ROUNDS rounds.
  */
 import { Buffer } from 'node:buffer';
-import { applyMask } from '../lib/mask';
+import { applyMask } from '../lib/protocol/mask';
 
 /** bufferutil's one call used here (the package has no typings). */
 // eslint-disable-next-line @typescript-eslint/no-require-imports

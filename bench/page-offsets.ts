@@ -1,6 +1,6 @@
 /**
  * How fast Buffer.copy moves 64 KiB depending on where the destination sits, within its 4 KiB
- * page, relative to the source: the reason lib/mask.ts places the WebAssembly side of every copy
+ * page, relative to the source: the reason lib/protocol/mask.ts places the WebAssembly side of every copy
  * half a page away from the other buffer.
  *
  *   npm run build && taskset -c 1 node dist/bench/page-offsets.js [size]

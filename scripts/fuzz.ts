@@ -20,12 +20,12 @@ import { isUtf8 } from 'node:buffer';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { CloseCode, Opcode } from '../lib/constants';
-import { isWebSocketError } from '../lib/errors';
-import { makeFrame } from '../lib/frame';
-import { FrameSerializerCore } from '../lib/frame-serializer';
-import { applyMask } from '../lib/mask';
-import { Receiver, Role } from '../lib/receiver';
+import { CloseCode, Opcode } from '../lib/protocol/constants';
+import { isWebSocketError } from '../lib/protocol/errors';
+import { makeFrame } from '../lib/protocol/frame';
+import { FrameSerializerCore } from '../lib/stages/frame-serializer';
+import { applyMask } from '../lib/protocol/mask';
+import { Receiver, Role } from '../lib/connection/receiver';
 
 export const CORPUS_DIR = path.join(__dirname, '..', 'spec', 'fuzz-corpus');
 const ALLOWED_CLOSE_CODES = new Set<number>([CloseCode.ProtocolError, CloseCode.InvalidPayload, CloseCode.MessageTooBig]);

@@ -11,12 +11,12 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { connect, createServer, WebSocket, WebSocketServer } from '../lib';
-import { readFrameLog } from '../lib/frame-log';
-import { acceptKey } from '../lib/handshake';
+import { readFrameLog } from '../lib/capture/frame-log';
+import { acceptKey } from '../lib/handshake/handshake';
 
 const ROOT = path.join(__dirname, '..');
 const BIN = path.join(ROOT, 'dist', 'bin', 'wspipe.js');
-const SOURCES = ['bin/wspipe.ts', 'bin/commands/proxy.ts', 'bin/commands/replay.ts', 'lib/proxy.ts', 'lib/frame-log.ts', 'lib/replay.ts'];
+const SOURCES = ['bin/wspipe.ts', 'bin/commands/proxy.ts', 'bin/commands/replay.ts', 'lib/proxy/proxy.ts', 'lib/capture/frame-log.ts', 'lib/capture/replay.ts'];
 const LOCAL = '127.0.0.1';
 
 /** Builds dist/ when the compiled commands are missing or older than their sources. */

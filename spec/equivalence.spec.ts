@@ -18,7 +18,7 @@ import {
   makeFrame,
   applyMask,
 } from '../lib';
-import { Receiver } from '../lib/receiver';
+import { Receiver } from '../lib/connection/receiver';
 import { someChunkings } from './helpers/chunks';
 
 interface Outcome {

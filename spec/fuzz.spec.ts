@@ -6,7 +6,7 @@
 import { expect } from 'chai';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { Role } from '../lib/receiver';
+import type { Role } from '../lib/connection/receiver';
 import { CORPUS_DIR, check, fuzz } from '../scripts/fuzz';
 
 const files = fs.existsSync(CORPUS_DIR) ? fs.readdirSync(CORPUS_DIR).filter((f) => f.endsWith('.bin')) : [];

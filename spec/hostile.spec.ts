@@ -9,12 +9,12 @@ import * as http from 'node:http';
 import * as net from 'node:net';
 import { expect } from 'chai';
 import fc from 'fast-check';
-import { connect } from '../lib/client';
-import { CloseCode, Opcode, isValidWireCloseCode } from '../lib/constants';
-import { WebSocketError } from '../lib/errors';
-import { Receiver } from '../lib/receiver';
-import { WebSocketServer, createServer, type ServerOptions } from '../lib/server';
-import { ReadyState, type WebSocket } from '../lib/websocket';
+import { connect } from '../lib/client/client';
+import { CloseCode, Opcode, isValidWireCloseCode } from '../lib/protocol/constants';
+import { WebSocketError } from '../lib/protocol/errors';
+import { Receiver } from '../lib/connection/receiver';
+import { WebSocketServer, createServer, type ServerOptions } from '../lib/server/server';
+import { ReadyState, type WebSocket } from '../lib/connection/websocket';
 import { type DecodedFrame, clientClose, clientFrame, closeOf, decodeFrames, expectedAccept, upgradeRequest, wireFrame } from './helpers/frames';
 import { closed } from './helpers/sockets';
 

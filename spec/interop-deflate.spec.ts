@@ -12,7 +12,7 @@ import * as net from 'node:net';
 import { constants as zlibConstants, createDeflateRaw } from 'node:zlib';
 import { WebSocket as WsClient, WebSocketServer as WsServer, type PerMessageDeflateOptions as WsDeflateOptions } from 'ws';
 import { CloseCode, connect, createServer, WebSocket, WebSocketServer } from '../lib';
-import type { PerMessageDeflateOptions } from '../lib/permessage-deflate';
+import type { PerMessageDeflateOptions } from '../lib/deflate/permessage-deflate';
 import { decodeFrames, wireFrame } from './helpers/frames';
 import { closed as whenClosed } from './helpers/sockets';
 

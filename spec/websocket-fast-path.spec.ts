@@ -1,6 +1,6 @@
 /**
- * WebSocket's fast paths (see sendableAtOnce/sendAtOnce in lib/websocket.ts and emitIfFlowing in
- * lib/stage.ts): a received message handed to a flowing reader without push(), a write without a
+ * WebSocket's fast paths (see sendableAtOnce/sendAtOnce in lib/connection/websocket.ts and emitIfFlowing in
+ * lib/stages/stage.ts): a received message handed to a flowing reader without push(), a write without a
  * callback sent without the Writable's machinery. These specs pin that the fast paths are taken
  * (they fail if readable-stream's state no longer looks as they expect, which would silently
  * turn them off) and that what a user observes is what the usual paths give: order, return
@@ -9,7 +9,7 @@
 import { expect } from 'chai';
 import { once } from 'node:events';
 import { connect, createServer, MessageReadable, WebSocketError, WebSocketServer } from '../lib';
-import { Transport, WebSocket, WebSocketOptions } from '../lib/websocket';
+import { Transport, WebSocket, WebSocketOptions } from '../lib/connection/websocket';
 import { NullTransport } from './helpers/transports';
 
 const MASK = Buffer.from([0x37, 0xfa, 0x21, 0x3d]);

@@ -1,6 +1,6 @@
 /**
- * `wspipe proxy --port N --to URL`: a frame-level relay (lib/proxy.ts) that can show each frame
- * (--print) and record the traffic as an NDJSON frame log (--tap FILE, lib/frame-log.ts).
+ * `wspipe proxy --port N --to URL`: a frame-level relay (lib/proxy/proxy.ts) that can show each frame
+ * (--print) and record the traffic as an NDJSON frame log (--tap FILE, lib/capture/frame-log.ts).
  *
  *   client ──► proxy ──► upstream (--to)
  *                │ frames taps (policy 'block': the log is complete; a slow disk slows the relay)
@@ -9,9 +9,9 @@
  */
 import * as fs from 'node:fs';
 import { parseArgs } from 'node:util';
-import { Frame } from '../../lib/frame';
-import { FrameLogRecord, FrameLogWriterCore, formatFrameLogRecord } from '../../lib/frame-log';
-import { ProxyConnection, createProxy } from '../../lib/proxy';
+import { Frame } from '../../lib/protocol/frame';
+import { FrameLogRecord, FrameLogWriterCore, formatFrameLogRecord } from '../../lib/capture/frame-log';
+import { ProxyConnection, createProxy } from '../../lib/proxy/proxy';
 import { ExitCode, onSignals, usageError } from './connect';
 
 export const help = `usage: wspipe proxy --port N --to URL [options]

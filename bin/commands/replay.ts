@@ -1,12 +1,12 @@
 /**
  * `wspipe replay FILE --to URL`: plays the client -> server frames of an NDJSON frame log
- * (written by `wspipe proxy --tap`) back against a server (lib/replay.ts) and prints what it
+ * (written by `wspipe proxy --tap`) back against a server (lib/capture/replay.ts) and prints what it
  * answered: one line per message, then the close code and reason on stderr.
  */
 import { parseArgs } from 'node:util';
-import { CloseCode } from '../../lib/constants';
-import { FrameLogDirection } from '../../lib/frame-log';
-import { replay } from '../../lib/replay';
+import { CloseCode } from '../../lib/protocol/constants';
+import { FrameLogDirection } from '../../lib/capture/frame-log';
+import { replay } from '../../lib/capture/replay';
 import { ExitCode, usageError } from './connect';
 
 export const help = `usage: wspipe replay FILE --to URL [options]

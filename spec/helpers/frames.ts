@@ -4,7 +4,7 @@
  * (up to 2^64 - 1) and any actual payload (shorter than declared to truncate it), the length
  * in any of its three forms. Plus a small decoder for what a server sends (unmasked frames) and
  * the bytes of a client's opening handshake. Masking here is a plain byte loop, so that a bug in
- * lib/mask.ts cannot hide itself in both directions.
+ * lib/protocol/mask.ts cannot hide itself in both directions.
  */
 import { createHash } from 'node:crypto';
 

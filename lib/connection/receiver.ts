@@ -1,0 +1,227 @@
+/**
+ * The inbound chain fused into plain calls: FrameSplitter -> Unmasker -> FragmentAssembler ->
+ * ControlFrameResponder, the same cores that the stream stages wrap, without a stream hop per
+ * stage. A core that fails stops the splitter mid-chunk, so nothing after a bad frame is
+ * delivered.
+ *
+ * permessage-deflate (when negotiated): an InflaterCore sits between the unmasker and the
+ * assembler. zlib is asynchronous, so from then on frames may be delivered after write()
+ * returns: they stay in order (the inflater queues them), `busy` says that some are still
+ * waiting (the owner should stop reading the socket), onInflateIdle says they are all through,
+ * and an error met asynchronously goes to onAsyncError instead of write()'s return value.
+ */
+import { Buffer } from 'node:buffer';
+import { ControlFrameResponderCore, ControlFrameResponderHandler } from '../stages/control-frame-responder';
+import { WebSocketError } from '../protocol/errors';
+import { FragmentAssemblerCore, FragmentAssemblerHandler, MessagePiece } from '../stages/fragment-assembler';
+import { Frame, Message, withPayload } from '../protocol/frame';
+import { applyMask } from '../protocol/mask';
+import { FrameSplitterCore, FrameSplitterHandler } from '../stages/frame-splitter';
+import { InflaterCore } from '../deflate/inflater';
+import { type DeflateSides, sharedLimiter } from '../deflate/permessage-deflate';
+import { maskingError, unmaskFrame } from '../stages/unmasker';
+
+export type Role = 'server' | 'client';
+
+/** Limits and checks of the inbound side; each defaults as documented on its stage. */
+export interface ReceiverOptions {
+  /** Largest payload of a single frame, in bytes. Default 100 MiB. */
+  maxPayload?: number;
+  /** Largest message delivered whole, in bytes. Default 100 MiB. */
+  maxMessageSize?: number;
+  /** Most frames one message may be made of (empty ones count). Default 65536. */
+  maxFragments?: number;
+  /** Skip the UTF-8 check of text messages (only for trusted peers). Default false. */
+  skipUtf8Validation?: boolean;
+  /** Answer pings with pongs automatically. Default true. */
+  autoPong?: boolean;
+  /**
+   * Deliver every data message as a stream of pieces as it arrives (onMessagePiece) instead of
+   * whole. maxMessageSize and maxFragments then do not apply (nothing is kept);
+   * maxStreamedMessageSize does. Default false.
+   */
+  streamMessages?: boolean;
+  /** Largest streamed message, in bytes. Default Infinity (each frame is still capped by maxPayload). */
+  maxStreamedMessageSize?: number;
+}
+
+/** The responder's outputs, plus the pieces of streamed messages. */
+export interface ReceiverHandler extends ControlFrameResponderHandler {
+  onMessagePiece?(piece: MessagePiece): void;
+  /** permessage-deflate: an error met while inflating, after write() returned. */
+  onAsyncError?(err: WebSocketError): void;
+  /** permessage-deflate: every frame written so far has been delivered (`busy` went false). */
+  onInflateIdle?(): void;
+}
+
+/** permessage-deflate's receiving side, when negotiated. */
+interface Inflating {
+  readonly inflater: InflaterCore;
+  /** Called back by the inflater once per frame. */
+  readonly inflated: (err: WebSocketError | null) => void;
+  /** Inside write(): errors are returned, not reported through onAsyncError. */
+  writing: boolean;
+  asyncErrorReported: boolean;
+}
+
+/**
+ * Handlers are methods on shared prototypes, not closures: an idle connection holds no
+ * per-connection function objects here, and what only permessage-deflate needs is in one
+ * object made when it is negotiated.
+ */
+export class Receiver implements FrameSplitterHandler, FragmentAssemblerHandler {
+  readonly splitter: FrameSplitterCore;
+  readonly assembler: FragmentAssemblerCore;
+  readonly responder: ControlFrameResponderCore;
+  /** Sees every frame after unmasking, before reassembly (taps). */
+  frameObserver: ((frame: Frame) => void) | null = null;
+  private readonly handler: ReceiverHandler;
+  private readonly inflating: Inflating | null = null;
+  /**
+   * We are the server: frames must come masked. Unmasking is a plain call (unmaskFrame), not an
+   * UnmaskerCore and its handler per connection.
+   */
+  private readonly server: boolean;
+
+  /** `inflate`: permessage-deflate's receiving parameters (deflateSides(...).inflate), when negotiated. */
+  constructor(role: Role, options: ReceiverOptions, handler: ReceiverHandler, inflate?: DeflateSides['inflate'] & { maxConcurrency?: number }) {
+    this.handler = handler;
+    this.server = role === 'server';
+    this.responder = new ControlFrameResponderCore({ autoPong: options.autoPong ?? true }, handler);
+    this.assembler = new FragmentAssemblerCore(
+      {
+        maxMessageSize: options.maxMessageSize,
+        // With an inflater, a compressed message reaches the assembler as zlib's chunks, not
+        // the peer's frames: the inflater counts the peer's frames instead.
+        maxFragments: inflate === undefined ? options.maxFragments : Number.POSITIVE_INFINITY,
+        skipUtf8Validation: options.skipUtf8Validation,
+        streaming: options.streamMessages,
+        maxStreamedMessageSize: options.maxStreamedMessageSize,
+      },
+      this,
+    );
+    if (inflate !== undefined) {
+      // Limits apply to the inflated bytes. A streamed message keeps nothing, so only its own
+      // limit (or else maxPayload) bounds what one compressed message may inflate to.
+      const streamed = options.streamMessages === true;
+      const streamedLimit = options.maxStreamedMessageSize ?? Number.POSITIVE_INFINITY;
+      const inflater = new InflaterCore(
+        {
+          windowBits: inflate.windowBits,
+          noContextTakeover: inflate.noContextTakeover,
+          maxPayload: options.maxPayload,
+          maxMessageSize: streamed ? (Number.isFinite(streamedLimit) ? streamedLimit : options.maxPayload) : options.maxMessageSize,
+          maxFragments: streamed ? Number.POSITIVE_INFINITY : options.maxFragments,
+          limiter: inflate.maxConcurrency === undefined ? undefined : sharedLimiter(inflate.maxConcurrency),
+        },
+        { onFrame: (frame: Frame) => this.pass(this.assembler.write(frame)) },
+      );
+      const inflated = (err: WebSocketError | null): void => this.inflated(err);
+      this.inflating = { inflater, inflated, writing: false, asyncErrorReported: false };
+    }
+    this.splitter = new FrameSplitterCore({ maxPayload: options.maxPayload, streaming: true, rsv1: inflate !== undefined }, this);
+  }
+
+  /** @internal The splitter's output: a frame (or piece) to check and unmask. */
+  onFrame(frame: Frame): void {
+    // Without an inflater data frames stay masked: the assembler unmasks the pieces it joins in
+    // the same pass as the join.
+    const unmasked = unmaskFrame(frame, this.server, this.inflating === null);
+    if (unmasked === null) this.pass(maskingError(this.server));
+    else this.unmasked(unmasked);
+  }
+
+  /** The unmasked frame (or piece). */
+  private unmasked(frame: Frame): void {
+    if (this.frameObserver !== null) {
+      // Taps see frames unmasked.
+      if (frame.mask !== null) {
+        applyMask(frame.payload, frame.mask, frame.offset);
+        frame = withPayload(frame, frame.payload, null);
+      }
+      this.frameObserver(frame);
+    }
+    const inflating = this.inflating;
+    if (inflating !== null) inflating.inflater.write(frame, inflating.inflated);
+    else this.pass(this.assembler.write(frame));
+  }
+
+  /** @internal The assembler's outputs. */
+  onMessage(message: Message): void {
+    this.pass(this.responder.write(message));
+  }
+
+  /** @internal */
+  onControl(frame: Frame): void {
+    this.pass(this.responder.write(frame));
+  }
+
+  /** @internal */
+  onMessagePiece(piece: MessagePiece): void {
+    this.handler.onMessagePiece?.(piece);
+  }
+
+  /** Feeds bytes from the socket; returns the first error of any core, or null. */
+  write(chunk: Buffer): WebSocketError | null {
+    const inflating = this.inflating;
+    if (inflating === null) return this.splitter.write(chunk);
+    inflating.writing = true;
+    const err = this.splitter.write(chunk);
+    inflating.writing = false;
+    return err;
+  }
+
+  /** permessage-deflate's receiving side, when negotiated. */
+  get inflater(): InflaterCore | null {
+    return this.inflating === null ? null : this.inflating.inflater;
+  }
+
+  /** permessage-deflate: frames are still waiting to be inflated and delivered. */
+  get busy(): boolean {
+    return this.inflating !== null && this.inflating.inflater.pending > 0;
+  }
+
+  /** The consumer is full: inflate nothing more until resumeInflate(). */
+  pauseInflate(): void {
+    this.inflating?.inflater.pause();
+  }
+
+  resumeInflate(): void {
+    this.inflating?.inflater.resume();
+  }
+
+  /** Frees zlib (the connection is gone); nothing more is delivered or reported. */
+  destroy(): void {
+    if (this.inflating === null) return;
+    this.inflating.asyncErrorReported = true;
+    this.inflating.inflater.destroy();
+  }
+
+  /** Called back by the inflater once per frame. */
+  private inflated(err: WebSocketError | null): void {
+    const inflating = this.inflating!;
+    if (err !== null) {
+      this.splitter.fail(err);
+      // Met inside write(): write() returns it. Later: reported once.
+      if (!inflating.writing && !inflating.asyncErrorReported) {
+        inflating.asyncErrorReported = true;
+        this.handler.onAsyncError?.(err);
+      }
+    }
+    // After an error the queue is empty too: nothing more will come.
+    if (!inflating.writing && inflating.inflater.pending === 0) this.handler.onInflateIdle?.();
+  }
+
+  /** The first error any core met. */
+  get error(): WebSocketError | null {
+    return this.splitter.error;
+  }
+
+  /** A downstream error stops the splitter at once. */
+  private pass(err: WebSocketError | null): void {
+    if (err !== null) {
+      this.splitter.fail(err);
+      this.inflating?.inflater.fail(err);
+    }
+  }
+}

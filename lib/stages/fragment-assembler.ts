@@ -1,0 +1,345 @@
+/**
+ * FragmentAssembler: frames (or pieces of frames) in, whole data messages and control frames
+ * out, in order (RFC 6455 §5.4).
+ *
+ * Pieces of a message are kept in a list and joined once, at the end of the message, with the
+ * total already known; a message made of one piece is handed on without a copy. Text is
+ * validated piece by piece as it arrives, so invalid UTF-8 fails the message at once.
+ *
+ * A data frame may come still masked (its `mask` set: UnmaskerCore's keepDataMasked): a piece
+ * that is kept for a join is unmasked by the join itself (one pass instead of unmasking in place
+ * and then copying); anything handed on or checked as it is gets unmasked in place first.
+ */
+import { Buffer } from 'node:buffer';
+import { Defaults, Opcode, isControlOpcode } from '../protocol/constants';
+import { WebSocketError } from '../protocol/errors';
+import { SharedSettings } from '../protocol/shared-settings';
+import { type Frame, type Message, isLastPiece } from '../protocol/frame';
+import { Utf8Validator, isValidUtf8 } from '../protocol/utf8';
+import { applyMask } from '../protocol/mask';
+import { Stage } from './stage';
+
+/** Options of FragmentAssemblerCore and FragmentAssembler. */
+export interface FragmentAssemblerOptions {
+  /** Largest message, in bytes, summed over its frames' declared lengths. Default 100 MiB (Defaults.maxMessageSize). */
+  maxMessageSize?: number;
+  /**
+   * Most frames one message may be made of, counting every frame, empty ones included, so that a
+   * flood of tiny or empty fragments is bounded. Default 65536 (Defaults.maxFragments).
+   */
+  maxFragments?: number;
+  /** Skip UTF-8 validation of text messages (when the application checks, or does not care). Default false. */
+  skipUtf8Validation?: boolean;
+  /**
+   * Hand on each message as it arrives, as MessagePiece values (onMessagePiece), instead of
+   * joining it. Nothing is kept, so maxMessageSize and maxFragments do not apply; the streamed
+   * message's size is limited by maxStreamedMessageSize. Text is still UTF-8-checked per piece,
+   * before it is handed on. Default false.
+   */
+  streaming?: boolean;
+  /** Largest message in streaming mode, in bytes. Default Infinity (each frame is still capped by maxPayload). */
+  maxStreamedMessageSize?: number;
+}
+
+/** A piece of a message being streamed: `first` opens it (its kind known), `last` ends it. */
+export interface MessagePiece {
+  readonly binary: boolean;
+  readonly data: Buffer;
+  readonly first: boolean;
+  readonly last: boolean;
+}
+
+/** Where FragmentAssemblerCore sends its outputs. */
+export interface FragmentAssemblerHandler {
+  /** A whole data message. */
+  onMessage(message: Message): void;
+  /** A control frame (Close, Ping or Pong), as soon as it arrives. */
+  onControl(frame: Frame): void;
+  /** Streaming mode only: a piece of the open message. */
+  onMessagePiece?(piece: MessagePiece): void;
+}
+
+const EMPTY = Buffer.alloc(0);
+
+/** An assembler's limits and mode, shared by every assembler made with the same ones (never written to). */
+type AssemblerConfig = Readonly<{
+  maxMessageSize: number;
+  maxFragments: number;
+  validateUtf8: boolean;
+  streaming: boolean;
+}>;
+
+const configs = new SharedSettings<AssemblerConfig>();
+
+function configFor(options: FragmentAssemblerOptions): AssemblerConfig {
+  const streaming = options.streaming === true;
+  return configs.share({
+    maxMessageSize: streaming
+      ? (options.maxStreamedMessageSize ?? Number.POSITIVE_INFINITY)
+      : (options.maxMessageSize ?? Defaults.maxMessageSize),
+    maxFragments: streaming ? Number.POSITIVE_INFINITY : (options.maxFragments ?? Defaults.maxFragments),
+    validateUtf8: options.skipUtf8Validation !== true,
+    streaming,
+  });
+}
+
+/**
+ * The kept pieces of a message that takes more than one (made per such message, dropped at its
+ * end): three entries a piece in one array, its payload, its mask key (null for a plain piece)
+ * and its offset in its frame, so that a message of two pieces costs one small array.
+ */
+interface Parts {
+  readonly entries: Array<Buffer | null | number>;
+  bytes: number;
+}
+
+// Bits of FragmentAssemblerCore's `flags`: the open message's state in one field.
+/** A message has started and its final frame has not ended yet. */
+const OPEN = 1;
+/** Streaming mode: the open message's first piece has not been handed on yet. */
+const FIRST_PENDING = 2;
+const BINARY = 4;
+/** Validate the open message's pieces (a text message, validation not skipped). */
+const VALIDATING = 8;
+
+/** The I/O-free assembler; see the module comment. */
+export class FragmentAssemblerCore {
+  error: WebSocketError | null = null;
+  private readonly config: AssemblerConfig;
+  private readonly handler: FragmentAssemblerHandler;
+  /** OPEN, FIRST_PENDING, BINARY, VALIDATING. */
+  private flags = 0;
+  /** Frames of the open message so far. */
+  private fragments = 0;
+  /** Sum of the declared lengths of the open message's frames so far. */
+  private declaredBytes = 0;
+  /** Pieces of the open message kept so far; null while there are none. */
+  private parts: Parts | null = null;
+  /** Created with the first text message that is validated piece by piece. */
+  private validator: Utf8Validator | null = null;
+
+  constructor(options: FragmentAssemblerOptions, handler: FragmentAssemblerHandler) {
+    this.config = configFor(options);
+    this.handler = handler;
+  }
+
+  /** Bytes of the open message kept so far. */
+  get bufferedBytes(): number {
+    return this.parts === null ? 0 : this.parts.bytes;
+  }
+
+  /** Pieces of the open message kept so far (empty pieces are counted as fragments, not kept). */
+  get bufferedParts(): number {
+    return this.parts === null ? 0 : this.parts.entries.length / 3;
+  }
+
+  /** Takes one frame or piece of a frame; returns the first error met, or null. */
+  write(frame: Frame): WebSocketError | null {
+    if (this.error !== null) return this.error;
+    // RFC 6455 §5.4: "Control frames MAY be injected in the middle of a fragmented message."
+    if (isControlOpcode(frame.opcode)) {
+      this.handler.onControl(frame);
+      return this.error;
+    }
+    const payload = frame.payload;
+    if (frame.offset === 0 && !this.startFrame(frame)) return this.error;
+    if ((this.flags & OPEN) === 0) {
+      // A later piece of a frame whose first piece never came, or came after an error.
+      this.fail(new WebSocketError('WS_ERR_UNEXPECTED_CONTINUATION'));
+      return this.error;
+    }
+    const ends = frame.fin && isLastPiece(frame);
+    const whole = ends && this.parts === null && frame.offset === 0;
+    const streaming = this.config.streaming;
+    const validating = (this.flags & VALIDATING) !== 0;
+    let mask = frame.mask;
+    if (mask !== null && (streaming || validating || whole)) {
+      // Handed on or checked as it is: unmasked in place now.
+      applyMask(payload, mask, frame.offset);
+      mask = null;
+    }
+    if (streaming) return this.streamPiece(payload, ends, validating);
+    if (whole) {
+      // The whole message in one piece: no list, no copy.
+      return this.finish(payload, validating && !isValidUtf8(payload));
+    }
+    if (payload.length > 0) {
+      // RFC 6455 §8.1: invalid UTF-8 MUST fail the connection; checking each piece as it comes
+      // finds it without waiting for the rest of the message.
+      if (validating && !this.startValidator().write(payload)) {
+        this.fail(new WebSocketError('WS_ERR_INVALID_UTF8'));
+        return this.error;
+      }
+      this.keep(payload, mask, frame.offset);
+    }
+    if (!ends) return null;
+    return this.finish(this.join(), validating && !this.startValidator().end());
+  }
+
+  /** Keeps a piece for the join; `mask` (with the piece's offset in its frame) when it is still masked. */
+  private keep(payload: Buffer, mask: Buffer | null, offset: number): void {
+    const parts = this.parts;
+    if (parts === null) {
+      this.parts = { entries: [payload, mask, offset], bytes: payload.length };
+      return;
+    }
+    parts.entries.push(payload, mask, offset);
+    parts.bytes += payload.length;
+  }
+
+  /** The kept pieces as one buffer, unmasked: a lone plain piece as it is, else one copy (unmasking on the way). */
+  private join(): Buffer {
+    const parts = this.parts;
+    if (parts === null) return EMPTY;
+    const entries = parts.entries;
+    if (entries.length === 3) {
+      const only = entries[0] as Buffer;
+      const mask = entries[1] as Buffer | null;
+      if (mask !== null) applyMask(only, mask, entries[2] as number);
+      return only;
+    }
+    const out = Buffer.allocUnsafe(parts.bytes);
+    let at = 0;
+    for (let i = 0; i < entries.length; i += 3) {
+      const piece = entries[i] as Buffer;
+      const mask = entries[i + 1] as Buffer | null;
+      if (mask === null) out.set(piece, at);
+      else applyMask(piece, mask, entries[i + 2] as number, out, at);
+      at += piece.length;
+    }
+    return out;
+  }
+
+  /** Streaming mode: checks and hands on one piece; empty pieces only when they open or end a message. */
+  private streamPiece(payload: Buffer, ends: boolean, validating: boolean): WebSocketError | null {
+    if (validating && payload.length > 0 && !this.startValidator().write(payload)) {
+      this.fail(new WebSocketError('WS_ERR_INVALID_UTF8'));
+      return this.error;
+    }
+    const flags = this.flags;
+    const first = (flags & FIRST_PENDING) !== 0;
+    if (ends) {
+      this.flags = flags & ~OPEN;
+      if (validating && !this.startValidator().end()) {
+        this.fail(new WebSocketError('WS_ERR_INVALID_UTF8'));
+        return this.error;
+      }
+    } else if (payload.length === 0 && !first) {
+      return null;
+    }
+    this.flags &= ~FIRST_PENDING;
+    this.handler.onMessagePiece!({ binary: (flags & BINARY) !== 0, data: payload, first, last: ends });
+    return this.error;
+  }
+
+  /** Stops the assembler: keeps the first error, ignores all later input. */
+  fail(err: WebSocketError): void {
+    if (this.error === null) this.error = err;
+    this.dropParts();
+  }
+
+  private dropParts(): void {
+    this.parts = null;
+  }
+
+  /**
+   * The validator of the open text message: made on first use (most connections never receive
+   * a text message in pieces, and a message in one piece is checked whole), reset when a text
+   * message starts.
+   */
+  private startValidator(): Utf8Validator {
+    return (this.validator ??= new Utf8Validator());
+  }
+
+  /** Checks the first piece of a data frame against the sequence rules and limits. */
+  private startFrame(frame: Frame): boolean {
+    const config = this.config;
+    if (frame.opcode === Opcode.Continuation) {
+      // RFC 6455 §5.4: a fragmented message is "a single frame with the FIN bit clear and an
+      // opcode other than 0, followed by zero or more frames with the FIN bit clear and the
+      // opcode set to 0, and terminated by a single frame with the FIN bit set and an opcode of 0".
+      if ((this.flags & OPEN) === 0) {
+        this.fail(new WebSocketError('WS_ERR_UNEXPECTED_CONTINUATION'));
+        return false;
+      }
+    } else {
+      // RFC 6455 §5.4: "The fragments of one message MUST NOT be interleaved between the
+      // fragments of another message".
+      if ((this.flags & OPEN) !== 0) {
+        this.fail(new WebSocketError('WS_ERR_EXPECTED_CONTINUATION'));
+        return false;
+      }
+      if (frame.opcode === Opcode.Binary) this.flags = OPEN | FIRST_PENDING | BINARY;
+      else this.flags = config.validateUtf8 ? OPEN | FIRST_PENDING | VALIDATING : OPEN | FIRST_PENDING;
+      this.fragments = 0;
+      this.declaredBytes = 0;
+      if (this.validator !== null) this.validator.reset();
+    }
+    this.fragments++;
+    if (this.fragments > config.maxFragments) {
+      this.fail(new WebSocketError('WS_ERR_TOO_MANY_FRAGMENTS', `more than ${config.maxFragments} frames`));
+      return false;
+    }
+    // Checked on the declared length, before any byte of this frame is kept.
+    this.declaredBytes += frame.length;
+    if (this.declaredBytes > config.maxMessageSize) {
+      this.fail(new WebSocketError('WS_ERR_MESSAGE_TOO_BIG', `more than ${config.maxMessageSize} bytes`));
+      return false;
+    }
+    return true;
+  }
+
+  /** Ends the open message and hands it on (or fails it when its UTF-8 is invalid). */
+  private finish(data: Buffer, invalidUtf8: boolean): WebSocketError | null {
+    const binary = (this.flags & BINARY) !== 0;
+    this.flags &= ~OPEN;
+    this.parts = null;
+    if (invalidUtf8) {
+      this.fail(new WebSocketError('WS_ERR_INVALID_UTF8'));
+      return this.error;
+    }
+    this.handler.onMessage({ binary, data });
+    return this.error;
+  }
+}
+
+/** A FragmentAssembler's stream options: shared by every instance (readable-stream only reads them). */
+const ASSEMBLER_STREAM_OPTIONS = Object.freeze({ objectMode: true });
+
+/**
+ * Pushes every output of the core, in order, to the stage's readable side (prototype methods,
+ * not closures made for every stage).
+ */
+class OutputsToStream implements FragmentAssemblerHandler {
+  constructor(private readonly stream: Stage) {}
+
+  onMessage(message: Message): void {
+    this.stream.deliver(message);
+  }
+
+  onControl(frame: Frame): void {
+    this.stream.deliver(frame);
+  }
+
+  onMessagePiece(piece: MessagePiece): void {
+    this.stream.deliver(piece);
+  }
+}
+
+/**
+ * FragmentAssembler as a Transform: writes Frame values (unmasked, whole or in pieces), reads
+ * Message values (MessagePiece values in streaming mode) and control Frame values in the order
+ * they complete. Object mode on both sides.
+ */
+export class FragmentAssembler extends Stage {
+  readonly core: FragmentAssemblerCore;
+
+  constructor(options: FragmentAssemblerOptions = {}) {
+    super(ASSEMBLER_STREAM_OPTIONS);
+    this.core = new FragmentAssemblerCore(options, new OutputsToStream(this));
+  }
+
+  protected override step(chunk: Frame): WebSocketError | null {
+    return this.core.write(chunk);
+  }
+}

@@ -1,0 +1,654 @@
+import { expect } from 'chai';
+import { once } from 'node:events';
+import * as net from 'node:net';
+import { CloseCode, WebSocketError } from '../../lib';
+import { Transport, WebSocket, WebSocketOptions } from '../../lib/connection/websocket';
+import { hex, readAll, readBytes, socketPair } from '../helpers/sockets';
+import { NullTransport } from '../helpers/transports';
+
+/** RFC 6455 §5.7 vectors. */
+const MASKED_HELLO = hex('81 85 37 fa 21 3d 7f 9f 4d 51 58');
+const UNMASKED_HELLO = hex('81 05 48 65 6c 6c 6f');
+const MASKED_PING_HELLO = hex('89 85 37 fa 21 3d 7f 9f 4d 51 58');
+const UNMASKED_PONG_HELLO = hex('8a 05 48 65 6c 6c 6f');
+const PINNED_MASK = hex('37 fa 21 3d');
+
+/** Masks a client frame by hand with the pinned key: header bytes + masked payload. */
+function clientFrame(first: number, payload: Buffer): Buffer {
+  if (payload.length > 125) throw new Error('short frames only');
+  const masked = Buffer.from(payload);
+  for (let i = 0; i < masked.length; i++) masked[i] = masked[i]! ^ PINNED_MASK[i & 3]!;
+  return Buffer.concat([Buffer.from([first, 0x80 | payload.length]), PINNED_MASK, masked]);
+}
+
+function closePayload(code: number, reason = ''): Buffer {
+  const b = Buffer.alloc(2 + Buffer.byteLength(reason));
+  b.writeUInt16BE(code, 0);
+  b.write(reason, 2);
+  return b;
+}
+
+/** Resolves with the ('close') arguments; unlike events.once, an 'error' does not reject it. */
+function closed(ws: WebSocket): Promise<[number, string]> {
+  return new Promise((resolve) => ws.once('close', (code: number, reason: string) => resolve([code, reason])));
+}
+
+interface Pair {
+  ws: WebSocket;
+  peer: net.Socket;
+}
+
+async function serverSide(options: WebSocketOptions = {}, head: Buffer | null = null): Promise<Pair> {
+  const [a, b] = await socketPair();
+  const ws = new WebSocket('server', options);
+  ws.attach(a as Transport, head, { protocol: '', extensions: '' });
+  return { ws, peer: b };
+}
+
+async function clientSide(options: WebSocketOptions = {}): Promise<Pair> {
+  const [a, b] = await socketPair();
+  const ws = new WebSocket('client', { generateMask: () => PINNED_MASK, ...options });
+  ws.attach(b as Transport, null, { protocol: '', extensions: '' });
+  return { ws, peer: a };
+}
+
+describe('WebSocket (fused connection)', () => {
+  describe('server role, RFC 6455 §5.7 vectors', () => {
+    it('delivers a masked text frame as a string message', async () => {
+      const { ws, peer } = await serverSide();
+      peer.write(MASKED_HELLO);
+      const [data, isBinary] = (await once(ws, 'message')) as [string, boolean];
+      expect(data).to.equal('Hello');
+      expect(isBinary).to.equal(false);
+      ws.terminate();
+    });
+
+    it('parses frames that arrived in the same chunk as the handshake (head)', async () => {
+      const { ws } = await serverSide({}, Buffer.concat([MASKED_HELLO, MASKED_HELLO]));
+      const got: string[] = [];
+      ws.on('message', (d: string) => got.push(d));
+      await new Promise((r) => setTimeout(r, 50));
+      expect(got).to.deep.equal(['Hello', 'Hello']);
+      ws.terminate();
+    });
+
+    it('answers a ping with a pong carrying the same payload', async () => {
+      const { ws, peer } = await serverSide();
+      const pinged = once(ws, 'ping');
+      peer.write(MASKED_PING_HELLO);
+      const bytes = await readBytes(peer, UNMASKED_PONG_HELLO.length);
+      expect(bytes).to.deep.equal(UNMASKED_PONG_HELLO);
+      expect(((await pinged) as [Buffer])[0].toString()).to.equal('Hello');
+      ws.terminate();
+    });
+
+    it('sends text and binary messages unmasked, byte for byte', async () => {
+      const { ws, peer } = await serverSide();
+      ws.send('Hello');
+      ws.send(Buffer.from([1, 2, 3]));
+      const bytes = await readBytes(peer, 7 + 5);
+      expect(bytes).to.deep.equal(Buffer.concat([UNMASKED_HELLO, hex('82 03 01 02 03')]));
+      ws.terminate();
+    });
+
+    it('sends each form of send() with the opcode its options.binary asks for', async () => {
+      const { ws, peer } = await serverSide();
+      const errors: Array<string | null> = [];
+      const record =
+        (i: number) =>
+        (err?: Error | null): void => {
+          errors[i] = err ? (err as WebSocketError).code : null;
+        };
+      ws.send('hé', {}, record(0)); // text
+      ws.send(Buffer.from('ab'), {}, record(1)); // binary
+      ws.send(new Uint8Array([1, 2]), {}, record(2)); // binary
+      ws.send('ab', { binary: true }, record(3)); // binary: the string's UTF-8 bytes
+      ws.send(Buffer.from('ab'), { binary: false }, record(4)); // text
+      ws.send(new Uint8Array([0x61]), { binary: false }, record(5)); // text
+      ws.send('ab', { binary: false }); // text
+      ws.send(Buffer.from([0xff]), { binary: false }, record(6)); // refused: not UTF-8, nothing sent
+      ws.send(Buffer.from([0xff]), { binary: true }); // binary
+      const bytes = await readBytes(peer, 5 + 4 + 4 + 4 + 4 + 3 + 4 + 3);
+      expect(bytes).to.deep.equal(
+        Buffer.concat([
+          hex('81 03 68 c3 a9'),
+          hex('82 02 61 62'),
+          hex('82 02 01 02'),
+          hex('82 02 61 62'),
+          hex('81 02 61 62'),
+          hex('81 01 61'),
+          hex('81 02 61 62'),
+          hex('82 01 ff'),
+        ]),
+      );
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(errors).to.deep.equal([null, null, null, null, null, null, 'WS_ERR_INVALID_ARGUMENT']);
+      ws.terminate();
+    });
+
+    it('echoes a close frame with its code, closes TCP first, and reports the code', async () => {
+      const { ws, peer } = await serverSide();
+      const closing = closed(ws);
+      peer.write(clientFrame(0x88, closePayload(1000, 'bye')));
+      const bytes = await readAll(peer);
+      expect(bytes).to.deep.equal(Buffer.concat([hex('88 02'), closePayload(1000)]));
+      expect(await closing).to.deep.equal([1000, 'bye']);
+      expect(ws.readyState).to.equal(WebSocket.CLOSED);
+    });
+
+    it('answers an empty close with an empty close (1005 never goes on the wire)', async () => {
+      const { ws, peer } = await serverSide();
+      const closing = closed(ws);
+      peer.write(clientFrame(0x88, Buffer.alloc(0)));
+      expect(await readAll(peer)).to.deep.equal(hex('88 00'));
+      expect(await closing).to.deep.equal([CloseCode.NoStatus, '']);
+    });
+  });
+
+  describe('failing the connection (RFC 6455 §7.1.7)', () => {
+    const cases: Array<[string, Buffer, string, number]> = [
+      ['an unmasked client frame', UNMASKED_HELLO, 'WS_ERR_EXPECTED_MASK', 1002],
+      ['a reserved opcode', clientFrame(0x83, Buffer.alloc(0)), 'WS_ERR_INVALID_OPCODE', 1002],
+      ['invalid UTF-8 in a text message', clientFrame(0x81, hex('ce ba e1 bd b9 cf 83 ce bc ce b5 ed a0 80')), 'WS_ERR_INVALID_UTF8', 1007],
+      ['a continuation without a start', clientFrame(0x80, Buffer.from('x')), 'WS_ERR_UNEXPECTED_CONTINUATION', 1002],
+      ['an invalid close code', clientFrame(0x88, closePayload(1005)), 'WS_ERR_INVALID_CLOSE_CODE', 1002],
+    ];
+    for (const [title, bytes, code, closeCode] of cases) {
+      it(`${title}: close frame ${closeCode}, one ${code} error, 'close' ${closeCode}`, async () => {
+        const { ws, peer } = await serverSide();
+        const errors: WebSocketError[] = [];
+        ws.on('error', (e: WebSocketError) => errors.push(e));
+        const closing = closed(ws);
+        peer.write(bytes);
+        const wire = await readAll(peer);
+        expect(wire[0]).to.equal(0x88);
+        expect(wire.readUInt16BE(2)).to.equal(closeCode);
+        expect(await closing).to.have.property('0', closeCode);
+        expect(errors).to.have.length(1);
+        expect(errors[0]!.code).to.equal(code);
+        expect(errors[0]!.closeCode).to.equal(closeCode);
+      });
+    }
+
+    it('does not throw when nobody listens for errors; the error is kept', async () => {
+      const { ws, peer } = await serverSide();
+      const closing = closed(ws);
+      peer.resume();
+      peer.write(UNMASKED_HELLO);
+      expect(await closing).to.have.property('0', 1002);
+      expect(ws.error).to.be.instanceOf(WebSocketError);
+    });
+
+    it('ignores everything after a bad frame in the same chunk', async () => {
+      const { ws, peer } = await serverSide();
+      const got: string[] = [];
+      ws.on('message', (d: string) => got.push(d));
+      ws.on('error', () => {});
+      const closing = closed(ws);
+      peer.resume();
+      peer.write(Buffer.concat([MASKED_HELLO, UNMASKED_HELLO, MASKED_HELLO]));
+      await closing;
+      expect(got).to.deep.equal(['Hello']);
+    });
+  });
+
+  describe('client role', () => {
+    it('masks with the injected key (RFC 6455 §5.7 masked "Hello")', async () => {
+      const { ws, peer } = await clientSide();
+      ws.send('Hello');
+      expect(await readBytes(peer, MASKED_HELLO.length)).to.deep.equal(MASKED_HELLO);
+      ws.terminate();
+    });
+
+    it('refuses masked frames from a server with 1002', async () => {
+      const { ws, peer } = await clientSide();
+      const closing = closed(ws);
+      ws.on('error', () => {});
+      peer.resume();
+      peer.write(MASKED_HELLO);
+      expect(await closing).to.have.property('0', 1002);
+      expect((ws.error as WebSocketError).code).to.equal('WS_ERR_UNEXPECTED_MASK');
+    });
+
+    it('waits for the server to close TCP after the closing handshake', async () => {
+      const { ws, peer } = await clientSide();
+      const closing = closed(ws);
+      ws.close(1000, 'done');
+      const sent = await readBytes(peer, 12);
+      expect(sent.subarray(0, 2)).to.deep.equal(hex('88 86'));
+      peer.end(Buffer.concat([hex('88 02'), closePayload(1000)]));
+      expect(await closing).to.deep.equal([1000, '']);
+    });
+  });
+
+  describe('closing', () => {
+    it('close() sends queued messages first, then the close frame', async () => {
+      const { ws, peer } = await serverSide();
+      ws.send('a');
+      ws.send('b');
+      ws.close(1001, 'going');
+      const bytes = await readBytes(peer, 3 + 3 + 2 + 7);
+      expect(bytes).to.deep.equal(Buffer.concat([hex('81 01 61 81 01 62 88 07'), closePayload(1001, 'going')]));
+      ws.terminate();
+    });
+
+    it("the peer's close is answered after the writes still queued (none is refused)", async () => {
+      const { ws, peer } = await serverSide();
+      const received = framesArriving(peer);
+      const closing = closed(ws);
+      peer.pause();
+      const results: Array<Error | null | undefined> = [];
+      ws.send(Buffer.alloc(16 * 1024 * 1024)); // the socket is full from here on
+      for (const text of ['a', 'b', 'c']) ws.send(text, {}, (err) => results.push(err));
+      peer.write(clientFrame(0x88, closePayload(1000)));
+      await new Promise((r) => setTimeout(r, 20));
+      peer.resume();
+      const frames = await received(5);
+      expect(frames.slice(1, 4).map((f) => f.toString())).to.deep.equal(['a', 'b', 'c']);
+      expect(frames[4]).to.deep.equal(closePayload(1000)); // the echo, last
+      expect(await closing).to.deep.equal([1000, '']);
+      expect(results).to.deep.equal([null, null, null]);
+    });
+
+    for (const when of ['before', 'after'] as const) {
+      it(`the application's close(), called ${when} the peer's close came while writes were queued, goes out after them`, async () => {
+        const { ws, peer } = await serverSide();
+        const received = framesArriving(peer);
+        const closing = closed(ws);
+        peer.pause();
+        ws.send(Buffer.alloc(16 * 1024 * 1024));
+        ws.send('a');
+        if (when === 'before') ws.close(4001, 'mine');
+        peer.write(clientFrame(0x88, closePayload(1001)));
+        await new Promise((r) => setTimeout(r, 20));
+        if (when === 'after') ws.close(4001, 'mine');
+        peer.resume();
+        const frames = await received(3);
+        expect(frames[1]!.toString()).to.equal('a');
+        expect(frames[2]).to.deep.equal(closePayload(4001, 'mine'));
+        expect(await closing).to.deep.equal([1001, '']);
+      });
+    }
+
+    it("the peer's close is answered after the reader has read what came before it, and after the replies", async () => {
+      const { ws, peer } = await serverSide();
+      const received = framesArriving(peer);
+      const closing = closed(ws);
+      const replies: Array<Error | null | undefined> = [];
+      ws.on('data', (m: string) => ws.write(`re: ${m}`, (err) => replies.push(err)));
+      ws.pause(); // the reader is busy: the peer's messages wait in the readable buffer
+      peer.write(Buffer.concat(['a', 'b', 'c'].map((t) => clientFrame(0x81, Buffer.from(t)))));
+      peer.write(clientFrame(0x88, closePayload(1000)));
+      await new Promise((r) => setTimeout(r, 30));
+      expect(ws.readyState).to.equal(WebSocket.CLOSING);
+      ws.resume();
+      const frames = await received(4);
+      expect(frames.map((f) => f.toString())).to.deep.equal(['re: a', 're: b', 're: c', closePayload(1000).toString()]);
+      expect(await closing).to.deep.equal([1000, '']);
+      expect(replies).to.deep.equal([null, null, null]);
+    });
+
+    it('ws.pipe(ws) echoes every message the peer sent before its close, then the close', async () => {
+      const { ws, peer } = await serverSide();
+      const received = framesArriving(peer);
+      const closing = closed(ws);
+      const errors: Error[] = [];
+      ws.on('error', (err: Error) => errors.push(err));
+      peer.pause();
+      ws.write(Buffer.alloc(16 * 1024 * 1024)); // the socket is full: pipe() stops reading after 'a'
+      ws.pipe(ws);
+      peer.write(Buffer.concat(['a', 'b', 'c'].map((t) => clientFrame(0x82, Buffer.from(t)))));
+      peer.write(clientFrame(0x88, closePayload(1001)));
+      await new Promise((r) => setTimeout(r, 30));
+      peer.resume();
+      const frames = await received(5);
+      expect(frames.slice(1).map((f) => f.toString())).to.deep.equal(['a', 'b', 'c', closePayload(1001).toString()]);
+      expect(await closing).to.deep.equal([1001, '']);
+      expect(errors).to.deep.equal([]);
+    });
+
+    it("while the peer's close waits for the reader, a write after end() is refused with WS_ERR_INVALID_STATE, not an 'error'", async () => {
+      const { ws, peer } = await serverSide();
+      const received = framesArriving(peer);
+      const errors: Error[] = [];
+      ws.on('error', (err: Error) => errors.push(err));
+      ws.on('data', () => {});
+      ws.pause();
+      peer.pause();
+      ws.send(Buffer.alloc(16 * 1024 * 1024)); // the socket is full: end() waits behind this
+      peer.write(clientFrame(0x81, Buffer.from('a')));
+      peer.write(clientFrame(0x88, closePayload(1000)));
+      await new Promise((r) => setTimeout(r, 30));
+      ws.end();
+      const refused = await new Promise<Error | null | undefined>((resolve) => ws.write('late', resolve));
+      expect((refused as WebSocketError).code).to.equal('WS_ERR_INVALID_STATE');
+      expect(errors).to.deep.equal([]);
+      const closing = closed(ws);
+      ws.resume();
+      peer.resume();
+      const frames = await received(2);
+      expect(frames[1]).to.deep.equal(closePayload(1000));
+      expect(await closing).to.deep.equal([1000, '']);
+    });
+
+    it("answers the peer's close at once when nothing reads the connection", async () => {
+      const { ws, peer } = await serverSide();
+      const received = framesArriving(peer);
+      const closing = closed(ws);
+      peer.write(clientFrame(0x81, Buffer.from('unread')));
+      peer.write(clientFrame(0x88, closePayload(1000)));
+      expect((await received(1)).map((f) => f.toString())).to.deep.equal([closePayload(1000).toString()]);
+      expect(await closing).to.deep.equal([1000, '']);
+    });
+
+    it("the application's own close() wins while the peer's close waits for the reader", async () => {
+      const { ws, peer } = await serverSide();
+      const received = framesArriving(peer);
+      const closing = closed(ws);
+      ws.on('data', () => {});
+      ws.pause();
+      peer.write(clientFrame(0x81, Buffer.from('a')));
+      peer.write(clientFrame(0x88, closePayload(1001)));
+      await new Promise((r) => setTimeout(r, 30));
+      ws.close(4001, 'mine');
+      expect((await received(1)).map((f) => f.toString())).to.deep.equal([closePayload(4001, 'mine').toString()]);
+      expect(await closing).to.deep.equal([1001, '']);
+    });
+
+    it('destroys the socket when the peer never answers the close (closeTimeout), reporting 1006', async () => {
+      const { ws } = await serverSide({ closeTimeout: 100 });
+      const closing = closed(ws);
+      ws.close(1000);
+      expect(await closing).to.have.property('0', 1006);
+    });
+
+    it('reports 1006 when TCP drops without a close frame', async () => {
+      const { ws, peer } = await serverSide();
+      const closing = closed(ws);
+      peer.destroy();
+      expect(await closing).to.have.property('0', 1006);
+    });
+
+    it('refuses writes after close() with WS_ERR_INVALID_STATE', async () => {
+      const { ws } = await serverSide({ closeTimeout: 50 });
+      ws.close();
+      const err = await new Promise<Error | null | undefined>((resolve) => ws.send('late', {}, resolve));
+      expect((err as WebSocketError).code).to.equal('WS_ERR_INVALID_STATE');
+      ws.terminate();
+    });
+
+    it('rejects invalid close codes and long reasons from the application', async () => {
+      const { ws } = await serverSide();
+      expect(() => ws.close(1005)).to.throw(WebSocketError);
+      expect(() => ws.close(1000, 'x'.repeat(124))).to.throw(WebSocketError);
+      ws.terminate();
+    });
+  });
+
+  describe('backpressure', () => {
+    it('pauses the socket when the reader does not read, and resumes when it does', async () => {
+      const { ws, peer } = await serverSide({ readableHighWaterMark: 2 });
+      const transport = (ws as unknown as { transport: net.Socket }).transport;
+      for (let i = 0; i < 10; i++) peer.write(MASKED_HELLO);
+      await new Promise((r) => setTimeout(r, 50));
+      expect(transport.isPaused()).to.equal(true);
+      const got: string[] = [];
+      for (let i = 0; i < 10; i++) {
+        if (ws.readableLength === 0) await once(ws, 'readable');
+        got.push(ws.read() as string);
+      }
+      expect(got).to.deep.equal(new Array(10).fill('Hello'));
+      ws.terminate();
+    });
+
+    it('write() returns false while the peer does not read, then drains', async () => {
+      const { ws, peer } = await serverSide();
+      peer.pause();
+      const big = Buffer.alloc(1024 * 1024);
+      let writes = 0;
+      while (writes < 1000 && ws.write(big)) writes++;
+      // Some MiB fit in the kernel's socket buffers; then write() says to wait.
+      expect(writes).to.be.lessThan(1000);
+      expect(ws.bufferedAmount).to.be.greaterThan(0);
+      peer.resume();
+      await once(ws, 'drain');
+      ws.terminate();
+    });
+  });
+});
+
+describe('WebSocket liveness and limits', () => {
+  it('heartbeat: pings an idle peer and keeps a peer that answers', async () => {
+    const { ws, peer } = await serverSide({ heartbeat: { interval: 60, timeout: 200 } });
+    // Answer every ping (89 00) with a masked empty pong.
+    let pings = 0;
+    peer.on('data', (chunk: Buffer) => {
+      for (let i = 0; i + 1 < chunk.length; i += 2) {
+        if (chunk[i] === 0x89) {
+          pings++;
+          peer.write(hex('8a 80 00 00 00 00'));
+        }
+      }
+    });
+    await new Promise((r) => setTimeout(r, 500));
+    expect(pings).to.be.greaterThan(1);
+    expect(ws.readyState).to.equal(WebSocket.OPEN);
+    ws.terminate();
+  });
+
+  it('heartbeat: a peer that never answers (half-open TCP) is cut off with 1006', async () => {
+    const { ws, peer } = await serverSide({ heartbeat: { interval: 50, timeout: 100 } });
+    peer.pause(); // reads nothing, answers nothing
+    const errors: WebSocketError[] = [];
+    ws.on('error', (e: WebSocketError) => errors.push(e));
+    const [code] = await closed(ws);
+    expect(code).to.equal(1006);
+    expect(errors.map((e) => e.code)).to.deep.equal(['WS_ERR_PEER_UNRESPONSIVE']);
+  });
+
+  it('idleTimeout closes a silent connection with 1001', async () => {
+    const { ws, peer } = await serverSide({ idleTimeout: 100 });
+    const wire = readBytes(peer, 4 + 12);
+    expect((await wire).subarray(0, 4)).to.deep.equal(Buffer.concat([hex('88 0e'), closePayload(1001)]));
+    ws.terminate();
+  });
+
+  it("maxBufferedAmount with 'drop' refuses the message that would exceed it and keeps the connection", async () => {
+    const { ws, peer } = await serverSide({ maxBufferedAmount: 4 * 1024 * 1024, outboundOverflow: 'drop' });
+    peer.pause();
+    const results: Array<string | null> = [];
+    for (let i = 0; i < 64; i++) ws.send(Buffer.alloc(1024 * 1024), {}, (err) => results.push(err ? (err as WebSocketError).code : null));
+    await new Promise((r) => setTimeout(r, 100));
+    expect(results).to.include('WS_ERR_BUFFER_FULL');
+    expect(ws.bufferedAmount).to.be.at.most(4 * 1024 * 1024 + 1024 * 1024);
+    expect(ws.readyState).to.equal(WebSocket.OPEN);
+    ws.terminate();
+  });
+
+  it("maxBufferedAmount with 'error' cuts off a peer that does not read (1008)", async () => {
+    const { ws, peer } = await serverSide({ maxBufferedAmount: 4 * 1024 * 1024 });
+    peer.pause();
+    ws.on('error', () => {});
+    const closing = closed(ws);
+    for (let i = 0; i < 64 && ws.readyState === WebSocket.OPEN; i++) ws.send(Buffer.alloc(1024 * 1024), {}, () => {});
+    expect((await closing)[0]).to.equal(1008);
+    expect((ws.error as WebSocketError).code).to.equal('WS_ERR_BUFFER_FULL');
+  });
+});
+
+describe('WebSocket write backpressure in bytes', () => {
+  it('write() returns false once bufferedAmount reaches writableHighWaterMarkBytes, then drains', async () => {
+    const { ws, peer } = await serverSide({ writableHighWaterMarkBytes: 1024 * 1024 });
+    peer.pause();
+    const big = Buffer.alloc(4 * 1024 * 1024);
+    // One 4 MiB message is over the 1 MiB mark: the very first write says to wait.
+    expect(ws.write(big)).to.equal(false);
+    expect(ws.bufferedAmount).to.be.at.least(1024 * 1024);
+    const drained = once(ws, 'drain');
+    peer.resume();
+    await drained;
+    expect(ws.bufferedAmount).to.be.lessThan(1024 * 1024);
+    ws.terminate();
+  });
+
+  it('a writer that waits for drain keeps at most about one message plus the mark queued', async () => {
+    const { ws, peer } = await serverSide({ writableHighWaterMarkBytes: 1024 * 1024 });
+    let maxQueued = 0;
+    let received = 0;
+    peer.on('data', (c: Buffer) => (received += c.length));
+    const message = Buffer.alloc(8 * 1024 * 1024);
+    for (let i = 0; i < 16; i++) {
+      const ok = ws.write(message);
+      maxQueued = Math.max(maxQueued, ws.bufferedAmount);
+      if (!ok) await once(ws, 'drain');
+    }
+    expect(maxQueued).to.be.at.most(message.length + 1024 * 1024);
+    while (received < 16 * (message.length + 10)) await new Promise((r) => setTimeout(r, 10));
+    ws.terminate();
+  });
+});
+
+describe('WebSocket writes keep one order, whatever waits where', () => {
+  it('messages written while a streamed one is open, and right after it ends, arrive in write order', async () => {
+    const { ws, peer } = await serverSide();
+    const received = framesArriving(peer);
+    // The peer does not read at first: writes stay queued behind a full socket.
+    peer.pause();
+    const big = Buffer.alloc(16 * 1024 * 1024);
+    ws.send(big);
+    const out = ws.createMessageStream({ binary: false });
+    out.write('s1 ');
+    ws.send('a'); // queued: the streamed message holds the outbound side
+    out.write('s2');
+    ws.send('b');
+    out.end();
+    await new Promise((r) => setImmediate(r));
+    ws.send('c'); // 'b' still waits in the queue: 'c' must not overtake it
+    peer.resume();
+    const callbacks: Array<Error | null | undefined> = [];
+    await new Promise<void>((resolve) => ws.send('d', {}, (err) => (callbacks.push(err), resolve())));
+    ws.send('e');
+    const frames = await received(9);
+    expect(frames[0]!.equals(big)).to.equal(true);
+    expect(frames.slice(1).map((f) => f.toString())).to.deep.equal(['s1 ', 's2', '', 'a', 'b', 'c', 'd', 'e']);
+    expect(callbacks).to.deep.equal([null]);
+    ws.terminate();
+  });
+
+  it('a write never overtakes one still waiting in the queue (corked writes behind a full socket)', async () => {
+    const { ws, peer } = await serverSide();
+    const received = framesArriving(peer);
+    peer.pause();
+    const big = Buffer.alloc(16 * 1024 * 1024);
+    ws.send(big); // the socket is full from here on
+    ws.cork();
+    ws.send('a');
+    ws.uncork(); // 'a' goes to the socket and waits for 'drain'
+    ws.cork();
+    ws.send('b');
+    ws.uncork(); // 'b' waits in the queue behind 'a'
+    ws.send('c');
+    peer.resume();
+    const frames = await received(4);
+    expect(frames.slice(1).map((f) => f.toString())).to.deep.equal(['a', 'b', 'c']);
+    ws.terminate();
+  });
+
+  it('a write calls back with null, never synchronously, once the socket took it', async () => {
+    const { ws } = await serverSide();
+    const calls: Array<Error | null | undefined> = [];
+    expect(ws.send(Buffer.alloc(10), {}, (err) => calls.push(err))).to.equal(true);
+    expect(calls).to.deep.equal([]); // never synchronously
+    await new Promise((r) => setImmediate(r));
+    expect(calls).to.deep.equal([null]);
+    ws.terminate();
+  });
+});
+
+/** Payloads of the unmasked frames (server to client) in `bytes`, in order. */
+function decodeAll(bytes: Buffer): Buffer[] {
+  const out: Buffer[] = [];
+  let at = 0;
+  while (at + 2 <= bytes.length) {
+    let length = bytes[at + 1]! & 0x7f;
+    let p = at + 2;
+    if (length === 126) {
+      length = bytes.readUInt16BE(p);
+      p += 2;
+    } else if (length === 127) {
+      length = Number(bytes.readBigUInt64BE(p));
+      p += 8;
+    }
+    if (p + length > bytes.length) break;
+    out.push(bytes.subarray(p, p + length));
+    at = p + length;
+  }
+  return out;
+}
+
+/** Collects what `peer` receives; the returned function waits until `count` frames are there and returns their payloads. */
+function framesArriving(peer: net.Socket): (count: number) => Promise<Buffer[]> {
+  const chunks: Buffer[] = [];
+  peer.on('data', (c: Buffer) => chunks.push(c));
+  return async (count) => {
+    for (let i = 0; i < 500; i++) {
+      const frames = decodeAll(Buffer.concat(chunks));
+      if (frames.length >= count) return frames;
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    return decodeAll(Buffer.concat(chunks));
+  };
+}
+
+describe('WebSocket idle memory', () => {
+  function gc(): void {
+    const collect = (globalThis as { gc?: () => void }).gc;
+    if (collect === undefined) throw new Error('run mocha with --expose-gc (see .mocharc.json)');
+    for (let i = 0; i < 3; i++) collect();
+  }
+
+  const noop = (): void => {};
+  function idleConnection(transport: NullTransport): WebSocket {
+    const ws = new WebSocket('server', {});
+    ws.on('error', noop);
+    ws.on('message', noop);
+    ws.on('close', noop);
+    ws.attach(transport as unknown as Transport, null, { protocol: '', extensions: '' });
+    return ws;
+  }
+
+  /** Heap bytes that each of `count` idle connections holds (transports made beforehand, not counted). */
+  async function heapPerConnection(count: number): Promise<number> {
+    const transports = Array.from({ length: count }, () => new NullTransport());
+    gc();
+    const before = process.memoryUsage().heapUsed;
+    const connections = transports.map(idleConnection);
+    // The ticks that attaching scheduled have run (as on a real server).
+    await new Promise((resolve) => setImmediate(resolve));
+    gc();
+    const after = process.memoryUsage().heapUsed;
+    expect(connections).to.have.length(count);
+    return (after - before) / count;
+  }
+
+  it('an idle connection (with its receiver and sender, not counting the socket) holds under 2 KiB of heap', async () => {
+    // The first round also counts code and object shapes made on first use; then the median of three.
+    await heapPerConnection(500);
+    const figures: number[] = [];
+    for (let i = 0; i < 3; i++) figures.push(await heapPerConnection(2000));
+    figures.sort((a, b) => a - b);
+    expect(figures[1]).to.be.below(2048);
+  });
+
+  it('eventNames() lists the events listened to, not the names its listener table keeps ready', () => {
+    const ws = new WebSocket('server', {});
+    expect(ws.eventNames()).to.not.include.members(['close', 'error', 'message']);
+    ws.on('close', noop);
+    expect(ws.eventNames()).to.include('close');
+    ws.removeListener('close', noop);
+    expect(ws.eventNames()).to.not.include('close');
+    // No inherited entries: an event named like an Object.prototype method has no listener.
+    expect(ws.emit('toString')).to.equal(false);
+    expect(ws.listenerCount('hasOwnProperty')).to.equal(0);
+  });
+});
