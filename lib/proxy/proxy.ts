@@ -54,6 +54,7 @@ import { HandshakeParserCore, UpgradeResponse } from '../handshake/handshake-par
 import { InflaterCore } from '../deflate/inflater';
 import { MaskerCore } from '../stages/masker';
 import { resolveUpstream, UpstreamTarget } from './target';
+import { ForwardedMode, forwardingHeaders, withoutDeflate } from './forwarded';
 import { shutDown } from '../connection/shutdown';
 import { Tap, TapOptions, TapPoint } from '../stages/tap';
 import { UnmaskerCore } from '../stages/unmasker';
@@ -124,6 +125,18 @@ export interface ProxyOptions {
   handshakeTimeout?: number;
   /** Milliseconds the closing handshake may take before both sockets are destroyed. Default 5000. */
   closeTimeout?: number;
+  /**
+   * Which headers tell the upstream about the client: 'both' (default: X-Forwarded-For, -Proto,
+   * -Host and RFC 7239 Forwarded), 'x-forwarded', 'forwarded' or 'none'. See lib/proxy/forwarded.ts.
+   */
+  forwarded?: ForwardedMode;
+  /**
+   * Keep the client's own forwarding headers and append this hop (only behind proxies you trust).
+   * Default false: the client's values are dropped, since any client can write them.
+   */
+  trustForwarded?: boolean;
+  /** Take permessage-deflate out of the client's offer, so the traffic is not compressed. Default false. */
+  stripDeflate?: boolean;
 }
 
 /** How one side ended: the close frame it sent (1005: empty; 1006: none). */
@@ -817,7 +830,13 @@ export class WebSocketProxy extends EventEmitter {
       if (lower === 'origin') origin = value;
       else forwarded[lower] = value;
     }
-    const offeredExtensions = headerValue(req.headers, 'sec-websocket-extensions');
+    const hop = { address: client.remoteAddress, secure: (client as tls.TLSSocket).encrypted === true };
+    for (const [name, value] of Object.entries(forwardingHeaders(req.headers, hop, { mode: this.options.forwarded, trust: this.options.trustForwarded }))) {
+      if (value === '') delete forwarded[name];
+      else forwarded[name] = value;
+    }
+    const offer = headerValue(req.headers, 'sec-websocket-extensions');
+    const offeredExtensions = this.options.stripDeflate === true ? withoutDeflate(offer) : offer;
     let request: string;
     try {
       request = buildClientRequest({
@@ -888,7 +907,11 @@ export class WebSocketProxy extends EventEmitter {
         fail(status, new WebSocketError('WS_ERR_HANDSHAKE_REJECTED', `the upstream answered ${res.statusCode} ${res.statusMessage}`.trim()));
         return;
       }
-      const offered = validateUpgradeResponse(res, { key, protocols: info.protocols, extensions: info.extensions });
+      const offered = validateUpgradeResponse(res, {
+        key,
+        protocols: info.protocols,
+        extensions: this.options.stripDeflate === true ? info.extensions.filter((e) => e.name.toLowerCase() !== 'permessage-deflate') : info.extensions,
+      });
       if (isWebSocketError(offered)) {
         fail(BAD_GATEWAY, new WebSocketError('WS_ERR_HANDSHAKE_REJECTED', `invalid answer from the upstream: ${offered.message}`));
         return;
