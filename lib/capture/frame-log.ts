@@ -11,7 +11,12 @@
  * - `len`: the frame's whole payload length; the payload itself as `text` (a frame of an
  *   uncompressed text message whose logged bytes are valid UTF-8) or `base64` (anything else);
  * - `truncated: true` when only the first `maxLoggedPayload` bytes are logged;
- * - close frames also carry `code` and `reason` when their payload can be read.
+ * - close frames also carry `code` and `reason` when their payload can be read;
+ * - `conn`: the connection the frame belongs to (a proxy's connection number), when known;
+ * - a compressed message (permessage-deflate, RSV1 on its first frame) is logged as ONE record
+ *   with `inflated: true`: its inflated payload (`len` is the inflated length, `text`/`base64`
+ *   the inflated bytes), beside the wire facts: `rsv1: true`, `wireLen` (the compressed payload
+ *   bytes of all its frames) and `frames` (how many frames it took on the wire).
  *
  *   {dir, frame} (whole frames or pieces) --> [FrameLogWriter] --> NDJSON lines
  *   NDJSON bytes --> [FrameLogParser] --> FrameLogEntry {t, dir, frame, len, truncated}
@@ -70,6 +75,14 @@ export interface FrameLogRecord {
   code?: number;
   /** Close frames: the reason. */
   reason?: string;
+  /** The connection (a proxy's connection number). */
+  conn?: number;
+  /** Present (true) when the record is a whole compressed message, shown inflated. */
+  inflated?: true;
+  /** With `inflated`: the compressed payload bytes on the wire (all its frames). */
+  wireLen?: number;
+  /** With `inflated`: how many frames the message took on the wire. */
+  frames?: number;
 }
 
 /** One frame read back from the log. */
@@ -82,6 +95,14 @@ export interface FrameLogEntry {
   /** The original payload length. */
   readonly len: number;
   readonly truncated: boolean;
+  /** The connection number of the line's `conn`, or null when the line has none. */
+  readonly conn: number | null;
+  /**
+   * The line is a compressed message shown inflated: `frame` is the whole message, uncompressed
+   * (RSV1 clear, FIN set); `wireLen` is what it took on the wire, compressed.
+   */
+  readonly compressed: boolean;
+  readonly wireLen: number;
 }
 
 /** What FrameLogWriter takes: a frame (or piece of one) and the way it went. */
@@ -241,8 +262,16 @@ export function parseFrameLogLine(line: string): FrameLogEntry | WebSocketError 
   if (truncated ? payload.length > r.len : payload.length !== r.len) {
     return bad(`the payload has ${payload.length} bytes, "len" says ${r.len}`);
   }
+  if (r.conn !== undefined && (typeof r.conn !== 'number' || !Number.isSafeInteger(r.conn))) return bad('"conn" is not a connection number');
+  const conn = typeof r.conn === 'number' ? r.conn : null;
+  if (r.inflated === true) {
+    if (opcode !== Opcode.Text && opcode !== Opcode.Binary) return bad('an "inflated" line is not a text or binary message');
+    if (typeof r.wireLen !== 'number' || !Number.isSafeInteger(r.wireLen) || r.wireLen < 0) return bad('"wireLen" is not a length');
+    const frame = makeFrame(opcode, payload, { fin: true });
+    return { t: r.t, dir: r.dir as FrameLogDirection, frame, len: r.len, truncated, conn, compressed: true, wireLen: r.wireLen };
+  }
   const frame = makeFrame(opcode, payload, { fin: r.fin as boolean, rsv1: r.rsv1 as boolean, rsv2: r.rsv2 as boolean, rsv3: r.rsv3 as boolean });
-  return { t: r.t, dir: r.dir as FrameLogDirection, frame, len: r.len, truncated };
+  return { t: r.t, dir: r.dir as FrameLogDirection, frame, len: r.len, truncated, conn, compressed: false, wireLen: r.len };
 }
 
 /** Options of FrameLogParserCore and FrameLogParser. */
@@ -380,6 +409,46 @@ export function formatFrameLogRecord(record: FrameLogRecord, maxShown = 80): str
     const b64 = record.base64 ?? '';
     shown = `base64:${b64.length > maxShown ? `${b64.slice(0, maxShown)}...` : b64}`;
   }
-  const cut = record.truncated === true ? ' (truncated)' : '';
-  return `${record.t} ${arrow} ${record.dir} ${record.opcode} ${flags} len=${record.len} ${shown}${cut}`;
+  const cut = record.truncated === true ? ` (truncated: ${byteLength(record)} of ${record.len} bytes shown)` : '';
+  const conn = record.conn === undefined ? '' : ` #${record.conn}`;
+  const inflated = record.inflated === true ? ` inflated from ${record.wireLen ?? 0} bytes in ${record.frames ?? 1} frame(s)` : '';
+  return `${record.t}${conn} ${arrow} ${record.dir} ${record.opcode} ${flags} len=${record.len}${inflated} ${shown}${cut}`;
+}
+
+function byteLength(record: FrameLogRecord): number {
+  return record.text !== undefined ? Buffer.byteLength(record.text, 'utf8') : Buffer.from(record.base64 ?? '', 'base64').length;
+}
+
+/**
+ * The record of a whole compressed message, shown inflated (see the header): `kept` is the first
+ * bytes of the inflated payload (at most the log's limit), `size` its whole inflated length.
+ */
+export function inflatedRecord(m: {
+  time: Date;
+  dir: FrameLogDirection;
+  opcode: Opcode.Text | Opcode.Binary;
+  kept: Buffer;
+  size: number;
+  wireLen: number;
+  frames: number;
+  conn?: number;
+}): FrameLogRecord {
+  const record: FrameLogRecord = {
+    t: m.time.toISOString(),
+    dir: m.dir,
+    opcode: m.opcode === Opcode.Text ? 'text' : 'binary',
+    fin: true,
+    rsv1: true,
+    rsv2: false,
+    rsv3: false,
+    len: m.size,
+  };
+  if (m.opcode === Opcode.Text && isValidUtf8(m.kept)) record.text = m.kept.toString('utf8');
+  else record.base64 = m.kept.toString('base64');
+  if (m.kept.length < m.size) record.truncated = true;
+  if (m.conn !== undefined) record.conn = m.conn;
+  record.inflated = true;
+  record.wireLen = m.wireLen;
+  record.frames = m.frames;
+  return record;
 }

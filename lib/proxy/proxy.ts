@@ -254,6 +254,8 @@ export class ProxyConnection extends EventEmitter {
   readonly protocol: string;
   /** The Sec-WebSocket-Extensions value the upstream accepted ('' for none). */
   readonly extensions: string;
+  /** The client's address and port as the proxy's socket saw them (undefined once unknown). */
+  readonly clientAddress: { address: string | undefined; port: number | undefined };
   /** The first error met on either side, if any. */
   error: Error | null = null;
   /** Frames (whole, counted at their last piece) relayed each way. */
@@ -287,6 +289,7 @@ export class ProxyConnection extends EventEmitter {
     this.target = init.target;
     this.protocol = init.protocol;
     this.extensions = init.extensions;
+    this.clientAddress = { address: init.clientSocket.remoteAddress, port: init.clientSocket.remotePort };
     this.localPingPong = options.pingPong === 'local';
     this.closeTimeout = options.closeTimeout ?? Defaults.closeTimeout;
     this.maxMessageSize = options.maxMessageSize ?? Defaults.maxMessageSize;
