@@ -1,16 +1,21 @@
 /**
  * `wspipe proxy --port N --to URL`: a frame-level relay (lib/proxy/proxy.ts) that can show each frame
- * (--print) and record the traffic as an NDJSON frame log (--tap FILE, lib/capture/frame-log.ts).
+ * (--print), record the traffic as an NDJSON frame log (--tap FILE, lib/capture/frame-log.ts) and
+ * as HAR (--har FILE, lib/capture/har.ts).
  *
  *   client ──► proxy ──► upstream (--to)
  *                │ frames taps (policy 'block': the log is complete; a slow disk slows the relay)
  *                ▼
- *   FrameLogWriterCore ──► FILE (NDJSON) and/or stdout (one readable line per frame)
+ *   ConnectionCapture (compressed messages inflated) ──► records ──► FILE (NDJSON), stdout (--print)
+ *                                                    └─► messages ──► HAR entry, written at close
  */
 import * as fs from 'node:fs';
 import { parseArgs } from 'node:util';
-import { Frame } from '../../lib/protocol/frame';
-import { FrameLogRecord, FrameLogWriterCore, formatFrameLogRecord } from '../../lib/capture/frame-log';
+import { CapturedClose, CapturedMessage, ConnectionCapture } from '../../lib/capture/capture';
+import { FrameLogRecord, formatFrameLogRecord } from '../../lib/capture/frame-log';
+import { HarWebSocketMessage, HarWriter, harEntry, harMessage } from '../../lib/capture/har';
+import { headerValue } from '../../lib/handshake/handshake';
+import { ForwardedMode } from '../../lib/proxy/forwarded';
 import { ProxyConnection, createProxy } from '../../lib/proxy/proxy';
 import { ExitCode, onSignals, usageError } from './connect';
 
@@ -26,10 +31,26 @@ options:
       --to URL          the upstream server (required)
       --host H          address to listen on (default 127.0.0.1)
       --tap FILE        append every frame, both ways, to FILE as NDJSON (one JSON object
-                        per line: t, dir "upstream"|"downstream", opcode, fin, rsv1-3, len,
-                        text or base64, truncated; plus conn, the connection number)
-      --print           print one readable line per frame to stdout
-      --log-max N       most payload bytes logged or printed per frame (default 65536)
+                        per line: t, conn (the connection number), dir "upstream"|"downstream",
+                        opcode, fin, rsv1-3, len, text or base64, truncated). A compressed
+                        message (permessage-deflate) is one line, inflated, with rsv1,
+                        wireLen (compressed bytes) and frames
+      --har FILE        write FILE as HAR 1.2: one entry per connection (the handshake as
+                        request and response, the messages in _webSocketMessages), added
+                        when the connection closes; the file is valid JSON between entries
+      --print           print one readable line per frame to stdout, with the connection
+                        number (#N)
+      --log-max N       most payload bytes kept per frame and per message in the log, the
+                        HAR and --print (default 65536); a longer payload is cut and the
+                        line says so ("truncated": true, and its whole "len")
+      --no-deflate      take permessage-deflate out of the client's offer: nothing is
+                        compressed and every frame is readable as it passes
+      --forwarded MODE  tell the upstream the client's address: both (default:
+                        X-Forwarded-For/-Proto/-Host and Forwarded), x-forwarded,
+                        forwarded, or none
+      --trust-forwarded keep the client's own X-Forwarded-For/Forwarded and append this hop
+                        (only behind proxies you trust: any client can write these headers;
+                        without it they are replaced)
       --local-ping      answer pings on each side and do not relay them
       --insecure        do not check the upstream's TLS certificate
   -h, --help            show this help
@@ -51,6 +72,10 @@ export async function run(args: string[]): Promise<number> {
         print: { type: 'boolean', default: false },
         'log-max': { type: 'string' },
         'local-ping': { type: 'boolean', default: false },
+        har: { type: 'string' },
+        'no-deflate': { type: 'boolean', default: false },
+        forwarded: { type: 'string', default: 'both' },
+        'trust-forwarded': { type: 'boolean', default: false },
         insecure: { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
       },
@@ -73,7 +98,8 @@ export async function run(args: string[]): Promise<number> {
   }
   if (target.protocol !== 'ws:' && target.protocol !== 'wss:') return usageError('proxy', `unsupported scheme '${target.protocol}' (use ws:// or wss://)`);
   const logMax = o['log-max'] === undefined ? undefined : Number(o['log-max']);
-  if (logMax !== undefined && (!Number.isSafeInteger(logMax) || logMax < 0)) return usageError('proxy', '--log-max must be a number of bytes');
+  if (logMax !== undefined && (!/^\d+$/.test(o['log-max']!) || !Number.isSafeInteger(logMax))) return usageError('proxy', '--log-max must be a number of bytes');
+  if (!FORWARDED_MODES.has(o.forwarded)) return usageError('proxy', `unknown --forwarded '${o.forwarded}' (both, x-forwarded, forwarded or none)`);
 
   let file: fs.WriteStream | null = null;
   if (o.tap !== undefined) {
@@ -89,8 +115,22 @@ export async function run(args: string[]): Promise<number> {
     }
   }
 
+  let har: HarWriter | null = null;
+  if (o.har !== undefined) {
+    try {
+      har = new HarWriter(o.har);
+    } catch (err) {
+      process.stderr.write(`wspipe proxy: cannot write ${o.har}: ${(err as Error).message}\n`);
+      file?.end();
+      return ExitCode.Failure;
+    }
+  }
+
   const proxy = createProxy({
     target: o.to,
+    stripDeflate: o['no-deflate'],
+    forwarded: o.forwarded as ForwardedMode,
+    trustForwarded: o['trust-forwarded'],
     port: Number(o.port),
     host: o.host,
     pingPong: o['local-ping'] ? 'local' : 'relay',
@@ -103,6 +143,7 @@ export async function run(args: string[]): Promise<number> {
   if (listened !== null) {
     process.stderr.write(`wspipe proxy: cannot listen on ${o.host}:${o.port}: ${listened.message}\n`);
     file?.end();
+    har?.close();
     return ExitCode.Failure;
   }
   proxy.on('error', (err: Error) => process.stderr.write(`wspipe proxy: ${err.message}\n`));
@@ -120,7 +161,7 @@ export async function run(args: string[]): Promise<number> {
     conn.on('close', ({ client, upstream }: { client: { code: number }; upstream: { code: number } }) => {
       process.stderr.write(`wspipe proxy: connection ${id} closed (client ${client.code}, upstream ${upstream.code})\n`);
     });
-    if (file !== null || o.print) logConnection(conn, id, file, o.print, logMax);
+    if (file !== null || o.print || har !== null) record(conn, id, { file, print: o.print, har, maxLoggedPayload: logMax });
   });
 
   await new Promise<void>((resolve) => {
@@ -131,33 +172,67 @@ export async function run(args: string[]): Promise<number> {
     });
   });
   if (file !== null) await new Promise<void>((resolve) => file!.end(() => resolve()));
+  if (har !== null) {
+    // Connections closed by the shutdown are written as their captures end.
+    await Promise.all([...capturing]);
+    har.close();
+    process.stderr.write(`wspipe proxy: wrote ${har.entries} HAR entr${har.entries === 1 ? 'y' : 'ies'} to ${har.path}\n`);
+  }
   return ExitCode.Ok;
 }
 
-/** Logs both directions of one connection through blocking frame taps. */
-function logConnection(conn: ProxyConnection, id: number, file: fs.WriteStream | null, print: boolean, maxLoggedPayload: number | undefined): void {
-  const writer = new FrameLogWriterCore(
-    { maxLoggedPayload },
-    {
-      onRecord: (record: FrameLogRecord) => {
-        if (file !== null && !file.write(`${JSON.stringify({ ...record, conn: id })}\n`)) holdUntilDrain(file);
-        if (print && !process.stdout.write(`${formatFrameLogRecord(record)}\n`)) holdUntilDrain(process.stdout);
-      },
-    },
-  );
-  const taps = (['upstream', 'downstream'] as const).map((dir) => {
-    const tap = conn.tap('frames', dir, { policy: 'block' });
-    tap.on('data', (frame: Frame) => writer.write({ dir, frame }));
-    return tap;
-  });
-  // A full file or stdout pauses the taps; being 'block' taps, they then pause the relay.
-  let held = 0;
-  function holdUntilDrain(out: NodeJS.WritableStream): void {
-    held++;
-    for (const tap of taps) tap.pause();
-    out.once('drain', () => {
-      if (--held === 0) for (const tap of taps) tap.resume();
-    });
-  }
+const FORWARDED_MODES: ReadonlySet<string> = new Set(['both', 'x-forwarded', 'forwarded', 'none']);
+
+/** Captures still under way (their HAR entry not yet written). */
+const capturing = new Set<Promise<void>>();
+
+interface RecordTo {
+  file: fs.WriteStream | null;
+  print: boolean;
+  har: HarWriter | null;
+  maxLoggedPayload: number | undefined;
 }
 
+/** Captures one connection (lib/capture/capture.ts) into the frame log, stdout and the HAR. */
+function record(conn: ProxyConnection, id: number, to: RecordTo): void {
+  const capture = new ConnectionCapture(conn, id, { maxLoggedPayload: to.maxLoggedPayload });
+  // A full file or stdout pauses the capture's taps; being 'block' taps, they then pause the relay.
+  let held = 0;
+  const holdUntilDrain = (out: NodeJS.WritableStream): void => {
+    held++;
+    capture.pause();
+    out.once('drain', () => {
+      if (--held === 0) capture.resume();
+    });
+  };
+  if (to.file !== null || to.print) {
+    capture.on('record', (r: FrameLogRecord) => {
+      if (to.file !== null && !to.file.write(`${JSON.stringify(r)}\n`)) holdUntilDrain(to.file);
+      if (to.print && !process.stdout.write(`${formatFrameLogRecord(r)}\n`)) holdUntilDrain(process.stdout);
+    });
+  }
+  const har = to.har;
+  if (har === null) return;
+  const messages: HarWebSocketMessage[] = [];
+  capture.on('message', (m: CapturedMessage) => messages.push(harMessage(m)));
+  const host = headerValue(conn.request.headers, 'host') ?? `${conn.target.host}`;
+  const written = new Promise<void>((resolve) => {
+    capture.once('close', (close: CapturedClose) => {
+      har.add(
+        harEntry({
+          id,
+          request: conn.request,
+          response: conn.response,
+          url: `ws://${host}${conn.request.url}`,
+          started: capture.started,
+          messages,
+          close,
+          serverIPAddress: conn.target.hostname,
+        }),
+      );
+      capturing.delete(written);
+      resolve();
+    });
+  });
+  capturing.add(written);
+}

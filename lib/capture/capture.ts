@@ -25,7 +25,7 @@ import { InflaterCore } from '../deflate/inflater';
 import { MAX_WINDOW_BITS } from '../deflate/permessage-deflate';
 import type { ProxyConnection, ProxyDirection, SideClose } from '../proxy/proxy';
 import type { Tap } from '../stages/tap';
-import { DEFAULT_MAX_LOGGED_PAYLOAD, FrameLogRecord, FrameLogWriterCore, inflatedRecord } from './frame-log';
+import { DEFAULT_MAX_LOGGED_PAYLOAD, FrameLogWriterCore, inflatedRecord } from './frame-log';
 
 /** A data message as captured. */
 export interface CapturedMessage {
@@ -110,15 +110,10 @@ function deflateOf(extensions: string, side: 'client' | 'server'): { windowBits:
   };
 }
 
-export declare interface ConnectionCapture {
-  on(event: 'record', listener: (record: FrameLogRecord) => void): this;
-  on(event: 'message', listener: (message: CapturedMessage) => void): this;
-  on(event: 'close', listener: (close: CapturedClose) => void): this;
-}
-
 /**
  * Captures one proxied connection. Create it from the proxy's 'connection' event (before any
- * frame passes), listen for 'record', 'message' and 'close'.
+ * frame passes), listen for 'record' (a FrameLogRecord), 'message' (a CapturedMessage) and
+ * 'close' (a CapturedClose, last).
  */
 export class ConnectionCapture extends EventEmitter {
   readonly conn: ProxyConnection;
@@ -131,6 +126,7 @@ export class ConnectionCapture extends EventEmitter {
   private readonly ways: Way[];
   private closeInfo: { client: SideClose; upstream: SideClose } | null = null;
   private done = false;
+  private holds = 0;
 
   constructor(conn: ProxyConnection, id: number, options: CaptureOptions = {}) {
     super();
@@ -210,14 +206,14 @@ export class ConnectionCapture extends EventEmitter {
     if (way.pending > MAX_INFLATE_PENDING) way.tap.pause();
     const err = way.inflater.write(frame, () => {
       way.pending--;
-      if (way.pending <= MAX_INFLATE_PENDING / 2 && way.tap.isPaused()) way.tap.resume();
+      if (way.pending <= MAX_INFLATE_PENDING / 2 && this.holds === 0 && way.tap.isPaused()) way.tap.resume();
       this.maybeDone();
     });
     if (err !== null) {
       // The copy cannot be inflated (the endpoints will see the same error): stop capturing it.
       way.inflater.destroy();
       (way as { inflater: InflaterCore | null }).inflater = null;
-      way.tap.resume();
+      if (this.holds === 0) way.tap.resume();
     }
   }
 
@@ -255,6 +251,19 @@ export class ConnectionCapture extends EventEmitter {
       wireSize: message.wireSize,
     };
     this.emit('message', captured);
+  }
+
+  /**
+   * Holds the capture (its 'block' taps, and so the relay) until resume(): for a consumer whose
+   * output is full. Calls nest: as many resume() as pause().
+   */
+  pause(): void {
+    if (this.holds++ === 0) for (const way of this.ways) way.tap.pause();
+  }
+
+  resume(): void {
+    if (this.holds === 0 || --this.holds > 0) return;
+    for (const way of this.ways) if (way.pending <= MAX_INFLATE_PENDING) way.tap.resume();
   }
 
   /** 'close' once the connection closed, both taps ended and nothing is left to inflate. */

@@ -153,7 +153,11 @@ function connectionsOf(all: readonly FrameLogEntry[], options: ReplayOptions): M
   return groups;
 }
 
-async function replayEntries(entries: readonly FrameLogEntry[], url: string | URL, options: ReplayOptions): Promise<ReplayResult> {
+/**
+ * @internal Plays entries already chosen (one connection's) against `url`: what replay(),
+ * replayAll() and replayHar() share.
+ */
+export async function replayEntries(entries: readonly FrameLogEntry[], url: string | URL, options: ReplayOptions): Promise<ReplayResult> {
   for (const entry of entries) {
     const f = entry.frame;
     if (f.rsv1 || f.rsv2 || f.rsv3) {
