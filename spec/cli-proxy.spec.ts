@@ -16,7 +16,7 @@ import { acceptKey } from '../lib/handshake/handshake';
 
 const ROOT = path.join(__dirname, '..');
 const BIN = path.join(ROOT, 'dist', 'bin', 'wspipe.js');
-const SOURCES = ['bin/wspipe.ts', 'bin/commands/proxy.ts', 'bin/commands/replay.ts', 'lib/proxy/proxy.ts', 'lib/capture/frame-log.ts', 'lib/capture/replay.ts'];
+const SOURCES = ['bin/wspipe.ts', 'bin/commands/proxy.ts', 'bin/commands/replay.ts', 'lib/proxy/proxy.ts', 'lib/proxy/listener.ts', 'lib/proxy/relay.ts', 'lib/proxy/observer.ts', 'lib/server/accept.ts', 'lib/client/dial.ts', 'lib/capture/frame-log.ts', 'lib/capture/replay.ts'];
 const LOCAL = '127.0.0.1';
 
 /** Builds dist/ when the compiled commands are missing or older than their sources. */

@@ -3,15 +3,12 @@
  * WebSocket is CONNECTING until the server's 101 is checked; messages written before then are
  * queued and sent once it opens.
  */
-import { Buffer } from 'node:buffer';
-import * as net from 'node:net';
-import * as tls from 'node:tls';
-import { Defaults } from '../protocol/constants';
+import type * as tls from 'node:tls';
 import { WebSocketError, isWebSocketError } from '../protocol/errors';
 import { type ExtensionOffer, buildClientRequest, formatExtensions, generateKey, validateUpgradeResponse } from '../handshake/handshake';
 import { PerMessageDeflateOptions, acceptDeflateResponse, buildDeflateOffer, checkDeflateOptions, deflateSides } from '../deflate/permessage-deflate';
 import type { UpgradeResponse } from '../handshake/handshake-parser';
-import { HandshakeParserCore } from '../handshake/handshake-parser';
+import { discard, dial } from './dial';
 import { Transport, WebSocket, WebSocketOptions } from '../connection/websocket';
 
 export interface ClientOptions extends WebSocketOptions {
@@ -60,10 +57,6 @@ export function connect(url: string | URL, options: ClientOptions = {}): WebSock
   } catch (cause) {
     return refuse(`invalid URL ${String(url)}: ${(cause as Error).message}`);
   }
-  const secure = target.protocol === 'wss:';
-  const port = target.port === '' ? (secure ? 443 : 80) : Number(target.port);
-  const hostname = target.hostname.startsWith('[') ? target.hostname.slice(1, -1) : target.hostname;
-
   const key = generateKey();
   const protocols = options.protocols ?? [];
   const deflateOptions: PerMessageDeflateOptions | null =
@@ -77,7 +70,7 @@ export function connect(url: string | URL, options: ClientOptions = {}): WebSock
     }
     // Built before connecting: a value that cannot go in a header fails here, with nothing sent.
     request = buildClientRequest({
-      host: target.port === '' ? target.host : `${target.hostname}:${port}`,
+      host: target.host,
       path: `${target.pathname}${target.search}`,
       key,
       protocols,
@@ -88,89 +81,34 @@ export function connect(url: string | URL, options: ClientOptions = {}): WebSock
   } catch (cause) {
     return refuse((cause as Error).message);
   }
-  // SNI carries host names only (RFC 6066 §3: "Literal IPv4 and IPv6 addresses are not
-  // permitted"); options.tls may override servername and anything else but host and port.
-  const socket: net.Socket = secure
-    ? tls.connect({ servername: net.isIP(hostname) === 0 ? hostname : undefined, ...options.tls, host: hostname, port })
-    : net.connect({ host: hostname, port });
-
-  let settled = false;
-  const timer = setTimeout(
-    () => fail(new WebSocketError('WS_ERR_HANDSHAKE_TIMEOUT')),
-    options.handshakeTimeout ?? Defaults.handshakeTimeout,
-  );
-  const parser = new HandshakeParserCore(
-    { role: 'client', maxHeaderSize: options.maxHeaderSize },
-    {
-      onHead: (head) => onResponse(head as UpgradeResponse),
-      onData: (bytes: Buffer) => rest.push(bytes),
-    },
-  );
-  const rest: Buffer[] = [];
-  let response: UpgradeResponse | null = null;
-
-  function onResponse(head: UpgradeResponse): void {
-    response = head;
-  }
-
-  function cleanup(): void {
-    settled = true;
-    clearTimeout(timer);
-    socket.removeListener('data', onData);
-    socket.removeListener('error', fail);
-    socket.removeListener('close', onEarlyClose);
-  }
-
-  function fail(err: Error): void {
-    if (settled) return;
-    cleanup();
-    socket.on('error', () => {});
-    socket.destroy();
-    ws.abortHandshake(err);
-  }
-
-  function onEarlyClose(): void {
-    fail(new WebSocketError('WS_ERR_HANDSHAKE_REJECTED', 'connection closed during the opening handshake'));
-  }
-
-  function onData(chunk: Buffer): void {
-    const err = parser.write(chunk);
-    if (err !== null) {
-      fail(err);
+  const handshake = dial(target, request, options, (result) => {
+    if (!result.ok) {
+      const { reason, error } = result;
+      if (reason === 'timeout') ws.abortHandshake(new WebSocketError('WS_ERR_HANDSHAKE_TIMEOUT'));
+      else if (reason === 'closed') ws.abortHandshake(new WebSocketError('WS_ERR_HANDSHAKE_REJECTED', 'connection closed during the opening handshake'));
+      else ws.abortHandshake(error!);
       return;
     }
-    if (response === null) return;
-    const result = validateUpgradeResponse(response, { key, protocols, extensions: offered });
-    if (isWebSocketError(result)) {
-      fail(result);
-      return;
-    }
+    const { socket, response, head } = result;
+    const refuse101 = (err: WebSocketError): void => {
+      discard(socket);
+      ws.abortHandshake(err);
+    };
+    const checked = validateUpgradeResponse(response, { key, protocols, extensions: offered });
+    if (isWebSocketError(checked)) return refuse101(checked);
     // permessage-deflate: an answer we cannot accept fails the connection (RFC 7692 §5, §7.1).
-    const deflateAgreement = deflateOptions === null ? null : acceptDeflateResponse(result.extensions, deflateOptions);
-    if (isWebSocketError(deflateAgreement)) {
-      fail(deflateAgreement);
-      return;
-    }
-    cleanup();
-    socket.pause();
+    const deflateAgreement = deflateOptions === null ? null : acceptDeflateResponse(checked.extensions, deflateOptions);
+    if (isWebSocketError(deflateAgreement)) return refuse101(deflateAgreement);
     ws.emit('upgrade', response);
-    const head = rest.length === 0 ? null : rest.length === 1 ? rest[0]! : Buffer.concat(rest);
     // Only permessage-deflate is ever offered, so validateUpgradeResponse has refused any other.
     ws.attach(socket as Transport, head, {
-      protocol: result.protocol ?? '',
+      protocol: checked.protocol ?? '',
       extensions: deflateAgreement === null ? '' : formatExtensions([deflateAgreement.response]),
       deflate: deflateAgreement === null ? undefined : { sides: deflateSides(deflateAgreement, 'client'), options: deflateOptions! },
     });
     socket.resume();
-  }
-
-  socket.on(secure ? 'secureConnect' : 'connect', () => {
-    if (!settled) socket.write(request);
   });
-  socket.on('data', onData);
-  socket.on('error', fail);
-  socket.on('close', onEarlyClose);
   // ws.close() or terminate() while CONNECTING: drop the socket too.
-  ws.once('close', () => fail(new WebSocketError('WS_ERR_INVALID_STATE', 'closed while connecting')));
+  ws.once('close', () => handshake.cancel());
   return ws;
 }

@@ -7,39 +7,27 @@
  * - on an existing http/https server: `createServer({ server })` takes its 'upgrade' events;
  * - by hand: `createServer({ noServer: true })` and call `handleUpgrade(req, socket, head, cb)`.
  */
-import { Buffer } from 'node:buffer';
-import { EventEmitter } from 'node:events';
+import type { Buffer } from 'node:buffer';
 import * as http from 'node:http';
-import * as net from 'node:net';
-import { performance } from 'node:perf_hooks';
-import { Defaults } from '../protocol/constants';
+import type * as net from 'node:net';
 import { WebSocketError, isWebSocketError } from '../protocol/errors';
 import {
   UpgradeInfo,
   UpgradeRequest,
   buildAcceptResponse,
-  buildRejectResponse,
   formatExtensions,
   selectProtocol,
   validateUpgradeRequest,
 } from '../handshake/handshake';
-import { HandshakeParserCore } from '../handshake/handshake-parser';
-import { shutDown } from '../connection/shutdown';
+import { ListenOptions, UpgradeListener, onEarlyError } from './accept';
 import { PerMessageDeflateOptions, acceptDeflateOffer, checkDeflateOptions, deflateSides } from '../deflate/permessage-deflate';
 import { Transport, WebSocket, WebSocketOptions } from '../connection/websocket';
 
 /** What a verifyClient hook answers: accept, refuse with 401, or refuse with a status. */
 export type VerifyResult = boolean | { status: number; message?: string; headers?: Record<string, string> };
 
-export interface ServerOptions extends WebSocketOptions {
-  /** Listen on this port (standalone mode). */
-  port?: number;
-  /** Address to listen on in standalone mode. Default: Node's default (all interfaces); pass '127.0.0.1' for local only. */
-  host?: string;
-  /** Attach to this http or https server's 'upgrade' event. */
-  server?: http.Server;
-  /** Neither listen nor attach: call handleUpgrade() yourself. */
-  noServer?: boolean;
+/** Options of the server: where it takes clients from (ListenOptions: port, host, server, noServer), and how it accepts them. */
+export interface ServerOptions extends WebSocketOptions, ListenOptions {
   /** Only accept requests for this path (e.g. '/ws'); others get 400. Default: any path. */
   path?: string;
   /** Decide whether to accept a request (check Origin, authenticate). May be async. Default: accept. */
@@ -84,82 +72,20 @@ export interface WebSocketServerEvents {
   close: () => void;
 }
 
-/**
- * Milliseconds a refused socket may stay half-closed (our answer sent, the peer's FIN not yet
- * received) before it is destroyed, so that a peer that never closes cannot hold it open.
- */
-const REFUSED_LINGER_MS = 1000;
 /** RFC 9110 §15.6.4: the server is shutting down (close() was called). */
 const SERVICE_UNAVAILABLE = 503;
 const INTERNAL_SERVER_ERROR = 500;
-/** Longest time between two checks of the handshake deadlines (ms). */
-const MAX_SWEEP_PERIOD_MS = 1000;
-/** What follows a request when nothing came after it in its chunk. */
-const NO_BYTES = Buffer.alloc(0);
 
-/**
- * Writes a refusal (a complete HTTP response with `Connection: close`) and closes the socket:
- * our side ends at once; the socket is read (and the bytes dropped) until the peer's FIN, or
- * destroyed after REFUSED_LINGER_MS. Destroying at once could reset the connection and lose
- * the answer when the peer's unread bytes are still in flight.
- */
-function reject(
-  socket: net.Socket,
-  status: number,
-  message: string,
-  headers?: Record<string, string>,
-): void {
-  if (socket.destroyed || !socket.writable) {
-    socket.destroy();
-    return;
-  }
-  socket.end(buildRejectResponse(status, { message, headers }));
-  const linger = setTimeout(() => socket.destroy(), REFUSED_LINGER_MS);
-  linger.unref();
-  socket.once('close', () => clearTimeout(linger));
-  socket.resume();
-}
-
-export class WebSocketServer extends EventEmitter {
+export class WebSocketServer extends UpgradeListener {
   /** The open connections. */
   readonly clients = new Set<WebSocket>();
   private readonly options: ServerOptions;
-  private readonly netServer: net.Server | null = null;
-  private readonly httpServer: http.Server | null = null;
-  /**
-   * Standalone mode: sockets still sending their request (dropped by close()), in order of
-   * arrival, each with its deadline (performance.now() ms; see handshakeTimeout).
-   */
-  private readonly handshaking = new Map<net.Socket, number>();
-  /**
-   * Checks the deadlines every quarter of handshakeTimeout (at most every MAX_SWEEP_PERIOD_MS),
-   * while handshakes are pending: one timer for all of them, rather than one each.
-   */
-  private sweepTimer: NodeJS.Timeout | null = null;
-  private closed = false;
 
   constructor(options: ServerOptions = {}, onListening?: () => void) {
-    super();
-    this.options = options;
     // An invalid permessage-deflate option is a programming error: thrown here, not per connection.
     if (typeof options.perMessageDeflate === 'object') checkDeflateOptions(options.perMessageDeflate, 'server');
-    if (options.server !== undefined) {
-      this.httpServer = options.server;
-      this.httpServer.on('upgrade', this.onHttpUpgrade);
-    } else if (options.noServer !== true) {
-      const server = net.createServer({ pauseOnConnect: false }, (socket) => this.onRawSocket(socket));
-      server.on('error', (err) => this.emit('error', err));
-      server.on('listening', () => this.emit('listening'));
-      server.listen(options.port ?? 0, options.host);
-      this.netServer = server;
-    }
-    if (onListening !== undefined) this.once('listening', onListening);
-  }
-
-  /** The address the standalone server listens on (null in the other modes). */
-  address(): net.AddressInfo | null {
-    const addr = this.netServer?.address() ?? this.httpServer?.address();
-    return addr !== null && typeof addr === 'object' ? addr : null;
+    super(options, 'server shutting down', onListening);
+    this.options = options;
   }
 
   /**
@@ -188,8 +114,8 @@ export class WebSocketServer extends EventEmitter {
       this.refuse(socket, new WebSocketError('WS_ERR_HANDSHAKE_REJECTED', 'the server is closing'), req, SERVICE_UNAVAILABLE);
       return;
     }
-    // Handshakes read by our own parser are counted in `handshaking` until they get here.
-    if (this.full(this.handshaking.has(socket) ? 1 : 0)) {
+    // A handshake read by our own parser has left `handshaking` when it gets here.
+    if (this.full()) {
       this.refuse(socket, new WebSocketError('WS_ERR_HANDSHAKE_REJECTED', 'too many connections'), req, SERVICE_UNAVAILABLE);
       return;
     }
@@ -232,29 +158,22 @@ export class WebSocketServer extends EventEmitter {
       );
   }
 
-  /**
-   * Stops accepting connections (a listening server stops listening; handleUpgrade answers 503;
-   * requests still being read are dropped), closes the open connections with 1001 (going away,
-   * RFC 6455 §7.4.1), and calls back (and emits 'close') once all of them are closed. An
-   * http/https server given as `server` is left running.
-   */
-  close(callback?: () => void): void {
-    if (this.closed) {
-      if (callback !== undefined) process.nextTick(callback);
-      return;
-    }
-    this.closed = true;
-    this.httpServer?.removeListener('upgrade', this.onHttpUpgrade);
-    const parts = { handshaking: this.handshaking, open: this.clients, reason: 'server shutting down', listener: this.netServer };
-    shutDown(parts, () => {
-      this.emit('close');
-      callback?.();
-    });
+  /** Our reader or the http server parsed a request. */
+  protected override onRequest(req: UpgradeRequest, socket: net.Socket, head: Buffer): void {
+    // Without verifyClient, the connection is accepted (or refused) before this returns,
+    // with nothing read in between; verifyClient may take its time: no byte may be lost.
+    if (this.options.verifyClient !== undefined) socket.pause();
+    this.upgrade(req, socket, head, this.emitConnection);
   }
 
-  private readonly onHttpUpgrade = (req: http.IncomingMessage, socket: net.Socket, head: Buffer): void => {
-    this.handleUpgrade(req as UpgradeRequest, socket, head, this.emitConnection);
-  };
+  protected override openConnections(): Iterable<WebSocket> {
+    return this.clients;
+  }
+
+  /** Over maxConnections: answered 503 at once, without reading the request. */
+  protected override refuseEarly(): { err: WebSocketError; status: number } | null {
+    return this.full() ? { err: new WebSocketError('WS_ERR_HANDSHAKE_REJECTED', 'too many connections'), status: SERVICE_UNAVAILABLE } : null;
+  }
 
   private readonly emitConnection = (ws: WebSocket, req: UpgradeRequest): void => {
     this.emit('connection', ws, req);
@@ -266,88 +185,10 @@ export class WebSocketServer extends EventEmitter {
       clients.delete(this);
     })(this.clients);
 
-  /** Starts the handshake deadline of `socket`. */
-  private startHandshake(socket: net.Socket): void {
-    const timeout = this.options.handshakeTimeout ?? Defaults.handshakeTimeout;
-    this.handshaking.set(socket, performance.now() + timeout);
-    if (this.sweepTimer === null) {
-      this.sweepTimer = setInterval(this.sweep, Math.max(1, Math.min(timeout / 4, MAX_SWEEP_PERIOD_MS)));
-      this.sweepTimer.unref();
-    }
-  }
-
-  /**
-   * Destroys the sockets whose handshake is past its deadline (a slow-loris client is cut off
-   * between handshakeTimeout and handshakeTimeout plus one sweep period after it connected).
-   * The deadlines grow in the order of the map, so the first one still ahead ends the sweep.
-   */
-  private readonly sweep = (): void => {
-    const now = performance.now();
-    for (const [socket, deadline] of this.handshaking) {
-      if (deadline > now) break;
-      this.handshaking.delete(socket);
-      socket.destroy();
-    }
-    if (this.handshaking.size === 0 && this.sweepTimer !== null) {
-      clearInterval(this.sweepTimer);
-      this.sweepTimer = null;
-    }
-  };
-
-  /** True when `extra` more connections would go over maxConnections. */
-  private full(alreadyCounted = 0): boolean {
+  /** True when one more connection would go over maxConnections. */
+  private full(): boolean {
     const max = this.options.maxConnections;
-    return max !== undefined && this.clients.size + this.handshaking.size - alreadyCounted >= max;
-  }
-
-  /** Standalone mode: parse the request from the raw socket with the HandshakeParser core. */
-  private onRawSocket(socket: net.Socket): void {
-    if (this.closed) {
-      socket.destroy();
-      return;
-    }
-    socket.on('error', onEarlyError);
-    if (this.full()) {
-      // Over the limit: answered at once, without reading the request.
-      const err = new WebSocketError('WS_ERR_HANDSHAKE_REJECTED', 'too many connections');
-      this.refuse(socket, err, null, SERVICE_UNAVAILABLE);
-      return;
-    }
-    this.startHandshake(socket);
-    let rest: Buffer[] | null = null;
-    const parser = new HandshakeParserCore(
-      { role: 'server', maxHeaderSize: this.options.maxHeaderSize },
-      {
-        onHead: () => {},
-        onData: (bytes: Buffer) => {
-          (rest ??= []).push(bytes);
-        },
-      },
-    );
-    const onData = (chunk: Buffer): void => {
-      const err = parser.write(chunk);
-      if (err !== null) {
-        cleanup();
-        this.refuse(socket, err, null);
-        return;
-      }
-      const request = parser.head as UpgradeRequest | null;
-      if (request !== null) {
-        cleanup();
-        // Without verifyClient, the connection is accepted (or refused) before this returns,
-        // with nothing read in between; verifyClient may take its time: no byte may be lost.
-        if (this.options.verifyClient !== undefined) socket.pause();
-        const head = rest === null ? NO_BYTES : rest.length === 1 ? rest[0]! : Buffer.concat(rest);
-        this.upgrade(request, socket, head, this.emitConnection);
-      }
-    };
-    const cleanup = (): void => {
-      this.handshaking.delete(socket);
-      socket.removeListener('data', onData);
-      socket.removeListener('close', cleanup);
-    };
-    socket.on('data', onData);
-    socket.on('close', cleanup);
+    return max !== undefined && this.clients.size + this.handshaking.size >= max;
   }
 
   private accept(
@@ -366,7 +207,7 @@ export class WebSocketServer extends EventEmitter {
       this.refuse(socket, new WebSocketError('WS_ERR_HANDSHAKE_REJECTED', 'the server is closing'), req, SERVICE_UNAVAILABLE);
       return;
     }
-    if (this.full(this.handshaking.has(socket) ? 1 : 0)) {
+    if (this.full()) {
       // Others got in while verifyClient was deciding.
       this.refuse(socket, new WebSocketError('WS_ERR_HANDSHAKE_REJECTED', 'too many connections'), req, SERVICE_UNAVAILABLE);
       return;
@@ -405,27 +246,6 @@ export class WebSocketServer extends EventEmitter {
     ws.on('close', this.forget);
     callback(ws, req);
   }
-
-  /**
-   * Answers `status` (default: the error's own, else 400) and closes the socket, then emits
-   * 'rejected'. The body is `message` (default: the error's message).
-   */
-  private refuse(
-    socket: net.Socket,
-    err: WebSocketError,
-    req: UpgradeRequest | null,
-    status = err.status ?? 400,
-    headers?: Record<string, string>,
-    message = err.message,
-  ): void {
-    reject(socket, status, message, headers);
-    this.emit('rejected', err, req, status);
-  }
-}
-
-/** Errors of a socket whose handshake is not done belong to nobody: it is simply closed. */
-function onEarlyError(this: net.Socket): void {
-  this.destroy();
 }
 
 /** Creates a WebSocketServer; see ServerOptions for the three modes. */

@@ -356,8 +356,8 @@ describe('WebSocketServer', () => {
       await new Promise((r) => setTimeout(r, 100));
       expect(open.ws.readyState).to.equal(WebSocket.OPEN);
       expect(server.clients.size).to.equal(1);
-      // No handshake pending: no timer left checking deadlines.
-      expect((server as unknown as { sweepTimer: unknown }).sweepTimer).to.equal(null);
+      // No handshake pending: no timer left checking deadlines (the RequestReader of lib/server/accept.ts).
+      expect((server as unknown as { handshaking: { sweepTimer: unknown } }).handshaking.sweepTimer).to.equal(null);
       const message = once(open.ws, 'message');
       open.socket.write(MASKED_HELLO);
       expect(await message).to.deep.equal(['Hello', false]);

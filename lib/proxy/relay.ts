@@ -1,0 +1,473 @@
+/**
+ * Relaying one connection: frames pass between the client and the upstream without being
+ * reassembled into messages.
+ *
+ *   client --bytes--> FrameSplitter (streaming) > Unmasker (server role) > observer > Masker > FrameSerializer --> upstream
+ *   client <--bytes-- FrameSerializer < observer < Unmasker (client role) < FrameSplitter (streaming) <-- upstream
+ *
+ * Relaying is transparent: fragmentation, RSV bits and compressed payloads pass unchanged, and
+ * large frames pass in pieces as their bytes arrive (never held whole). Only the masking changes
+ * with the role: client frames are unmasked in place and masked again with a fresh key (one copy,
+ * the one masking needs); upstream frames pass as views of the received chunks.
+ *
+ * Backpressure: when a write to one socket returns false, the other socket is paused until
+ * 'drain', so the proxy holds at most about one received chunk per direction beyond the sockets'
+ * own buffers. A tap with policy 'block' that is full pauses its source the same way.
+ *
+ * Closing: close frames are relayed both ways with their code and reason. When one side goes
+ * away without a close frame, the other gets 1001; when the upstream fails (a socket error, or a
+ * protocol error in what it sends) the client gets 1014; a protocol error is answered to the side
+ * that caused it with the error's own code (1002, 1009, ...), and that side's socket is closed.
+ */
+import { Buffer } from 'node:buffer';
+import { EventEmitter } from 'node:events';
+import type * as net from 'node:net';
+import { CloseCode, Defaults, Opcode, isControlOpcode } from '../protocol/constants';
+import { MAX_WINDOW_BITS } from '../deflate/permessage-deflate';
+import { encodeClosePayload, parseClosePayload } from '../protocol/close';
+import { WebSocketError, isWebSocketError } from '../protocol/errors';
+import { Frame, isLastPiece, makeFrame } from '../protocol/frame';
+import { FrameSerializerCore } from '../stages/frame-serializer';
+import { FrameSplitterCore } from '../stages/frame-splitter';
+import { UpgradeRequest, parseExtensions } from '../handshake/handshake';
+import type { UpgradeResponse } from '../handshake/handshake-parser';
+import { MaskerCore } from '../stages/masker';
+import type { Tap, TapOptions } from '../stages/tap';
+import { UnmaskerCore } from '../stages/unmasker';
+import { DeflateSide, DirectionObserver, ProxyDirection, ProxyMessage, ProxyTapLayer } from './observer';
+
+/** How a relayed connection behaves (the part of ProxyOptions it reads). */
+export interface RelayOptions {
+  /** 'relay' (default): pings and pongs pass through; 'local': each side's pings are answered by the proxy, and pings and pongs are not relayed. */
+  pingPong?: 'relay' | 'local';
+  /** Largest frame payload relayed, either way, in bytes. Default 100 MiB; over it: 1009 to the sender. */
+  maxPayload?: number;
+  /** Largest message a 'messages' tap reassembles, in bytes. Default 100 MiB (larger ones end the tap). */
+  maxMessageSize?: number;
+  /** Milliseconds the closing handshake may take before both sockets are destroyed. Default 5000. */
+  closeTimeout?: number;
+}
+
+/** How one side ended: the close frame it sent (1005: empty; 1006: none). */
+export interface SideClose {
+  code: number;
+  reason: string;
+}
+
+/** Events of a ProxyConnection. */
+export interface ProxyConnectionEvents {
+  /** Both sockets are closed; what each side sent in its close frame. */
+  close: (info: { client: SideClose; upstream: SideClose }) => void;
+  /** A protocol error or socket error of one side (emitted only when listened for). */
+  error: (err: Error, side: 'client' | 'upstream') => void;
+}
+
+/** The side of a connection on one socket. */
+class Side {
+  readonly splitter: FrameSplitterCore;
+  readonly unmasker: UnmaskerCore;
+  /** Outbound to this side: masks (upstream only), then serializes. */
+  readonly masker: MaskerCore | null;
+  readonly serializer: FrameSerializerCore;
+  peer!: Side;
+  /** A relayed frame is half written to this side: injected frames must wait. */
+  midFrame = false;
+  /** Frames of our own (pongs, closes) waiting for the end of the frame under way. */
+  queued: Frame[] = [];
+  /** End this socket once the queue is written. */
+  endAfterQueue = false;
+  /** The close frame this side sent us, once it came. */
+  closeFrom: SideClose | null = null;
+  /** A close frame went to this side. */
+  closeSent = false;
+  /** This side's socket wants 'drain' (a write returned false). */
+  needDrain = false;
+  /** We paused this socket. */
+  paused = false;
+  /** False after this side failed: its bytes are ignored. */
+  reading = true;
+  closed = false;
+  /** The code the other side gets when this one goes away without a close frame. */
+  goneCode: CloseCode = CloseCode.GoingAway;
+  /** Taps and message copies of what this side sends. */
+  observer!: DirectionObserver;
+
+  constructor(
+    readonly name: 'client' | 'upstream',
+    readonly socket: net.Socket,
+    splitter: (side: Side) => FrameSplitterCore,
+    unmasker: (side: Side) => UnmaskerCore,
+  ) {
+    this.splitter = splitter(this);
+    this.unmasker = unmasker(this);
+    this.serializer = new FrameSerializerCore(
+      {},
+      {
+        onData: (chunk: Buffer) => {
+          if (!this.socket.write(chunk)) this.needDrain = true;
+        },
+      },
+    );
+    this.masker =
+      name === 'upstream' ? new MaskerCore({}, { onFrame: (frame: Frame) => this.serializer.write(frame) }) : null;
+  }
+
+  get writable(): boolean {
+    return !this.closed && !this.socket.destroyed && this.socket.writable;
+  }
+
+  /** Masks (toward the upstream) and serializes one frame or piece to this socket. */
+  write(frame: Frame): void {
+    if (!this.writable) return;
+    const err = this.masker !== null ? this.masker.write(frame) : this.serializer.write(frame);
+    if (err !== null) this.socket.destroy(err);
+  }
+
+}
+
+const MAX_REASON = 123;
+
+function closeFrameOf(code: number, reason: string): Frame {
+  let text = reason;
+  while (Buffer.byteLength(text, 'utf8') > MAX_REASON) text = text.slice(0, -1);
+  return makeFrame(Opcode.Close, encodeClosePayload(code, text));
+}
+
+/**
+ * One relayed connection. `tap()` observes it; `close()` closes both sides. Emits 'close' once
+ * both sockets are closed.
+ */
+export class ProxyConnection extends EventEmitter {
+  /** The client's opening handshake. */
+  readonly request: UpgradeRequest;
+  /** The upstream's 101 answer. */
+  readonly response: UpgradeResponse;
+  /** The upstream URL. */
+  readonly target: URL;
+  /** The subprotocol the upstream chose ('' for none). */
+  readonly protocol: string;
+  /** The Sec-WebSocket-Extensions value the upstream accepted ('' for none). */
+  readonly extensions: string;
+  /** The client's address and port as the proxy's socket saw them (undefined once unknown). */
+  readonly clientAddress: { address: string | undefined; port: number | undefined };
+  /** The first error met on either side, if any. */
+  error: Error | null = null;
+  /** Frames (whole, counted at their last piece) relayed each way. */
+  readonly frames = { upstream: 0, downstream: 0 };
+
+  private readonly client: Side;
+  private readonly upstream: Side;
+  private readonly localPingPong: boolean;
+  private readonly closeTimeout: number;
+  private closeTimer: NodeJS.Timeout | null = null;
+  private finished = false;
+
+  /** @internal Created by the listener (WebSocketProxy) once both handshakes are done. */
+  constructor(
+    init: {
+      request: UpgradeRequest;
+      response: UpgradeResponse;
+      target: URL;
+      clientSocket: net.Socket;
+      upstreamSocket: net.Socket;
+      protocol: string;
+      extensions: string;
+    },
+    options: RelayOptions,
+  ) {
+    super();
+    this.request = init.request;
+    this.response = init.response;
+    this.target = init.target;
+    this.protocol = init.protocol;
+    this.extensions = init.extensions;
+    this.clientAddress = { address: init.clientSocket.remoteAddress, port: init.clientSocket.remotePort };
+    this.localPingPong = options.pingPong === 'local';
+    this.closeTimeout = options.closeTimeout ?? Defaults.closeTimeout;
+    // RSV bits: permessage-deflate claims RSV1 (RFC 7692 §6); an extension we do not know may
+    // claim any of them, and the endpoints that negotiated it check them.
+    const accepted = init.extensions === '' ? [] : parseExtensions(init.extensions);
+    const names = isWebSocketError(accepted) ? [] : accepted.map((e) => e.name.toLowerCase());
+    const compression = names.includes('permessage-deflate');
+    const unknown = names.some((name) => name !== 'permessage-deflate');
+    const bits = { rsv1: compression || unknown, rsv2: unknown, rsv3: unknown };
+    const maxPayload = options.maxPayload ?? Defaults.maxPayload;
+    const makeSide = (name: 'client' | 'upstream', socket: net.Socket): Side =>
+      new Side(
+        name,
+        socket,
+        (side) =>
+          new FrameSplitterCore(
+            { ...bits, maxPayload, streaming: true },
+            {
+              onFrame: (frame) => {
+                const err = side.unmasker.write(frame);
+                if (err !== null) side.splitter.fail(err);
+              },
+            },
+          ),
+        (side) => new UnmaskerCore({ role: name === 'client' ? 'server' : 'client' }, { onFrame: (frame) => this.onFrame(side, frame) }),
+      );
+    this.client = makeSide('client', init.clientSocket);
+    this.upstream = makeSide('upstream', init.upstreamSocket);
+    this.client.peer = this.upstream;
+    this.upstream.peer = this.client;
+    let clientDeflate: DeflateSide | null = null;
+    let upstreamDeflate: DeflateSide | null = null;
+    if (compression && !isWebSocketError(accepted)) {
+      const params = new Map(accepted.find((e) => e.name.toLowerCase() === 'permessage-deflate')!.params);
+      const bits = (name: string): number => {
+        const value = params.get(name);
+        return typeof value === 'string' && /^\d+$/.test(value) ? Number(value) : MAX_WINDOW_BITS;
+      };
+      // RFC 7692 §7.1: the client_* parameters describe how the client compresses, server_* the server.
+      clientDeflate = { windowBits: bits('client_max_window_bits'), noContextTakeover: params.has('client_no_context_takeover') };
+      upstreamDeflate = { windowBits: bits('server_max_window_bits'), noContextTakeover: params.has('server_no_context_takeover') };
+    }
+    const maxMessageSize = options.maxMessageSize ?? Defaults.maxMessageSize;
+    this.client.observer = new DirectionObserver(clientDeflate, maxMessageSize, () => this.updateFlow(this.client));
+    this.upstream.observer = new DirectionObserver(upstreamDeflate, maxMessageSize, () => this.updateFlow(this.upstream));
+  }
+
+  /** @internal Starts relaying; `clientHead`/`upstreamHead` are bytes that came with the handshakes. */
+  start(clientHead: Buffer | null, upstreamHead: Buffer | null): void {
+    for (const side of [this.client, this.upstream]) {
+      const socket = side.socket;
+      socket.setNoDelay(true);
+      socket.setTimeout(0);
+      socket.on('data', (chunk: Buffer) => this.onData(side, chunk));
+      socket.on('drain', () => {
+        side.needDrain = false;
+        this.updateFlow(side.peer);
+      });
+      socket.on('error', (err: Error) => this.onSocketError(side, err));
+      socket.on('close', () => this.onSocketClose(side));
+    }
+    // Bytes that came with the handshakes are relayed once the 'connection'
+    // listeners (even those awaiting the event) have attached their taps.
+    setImmediate(() => {
+      if (upstreamHead !== null && upstreamHead.length > 0) this.onData(this.upstream, upstreamHead);
+      if (clientHead !== null && clientHead.length > 0) this.onData(this.client, clientHead);
+      this.client.socket.resume();
+      this.upstream.socket.resume();
+    });
+  }
+
+  /** Bytes buffered by the proxy for this connection (sockets' write buffers and partial frames). */
+  get bufferedBytes(): number {
+    return (
+      this.client.socket.writableLength +
+      this.upstream.socket.writableLength +
+      this.client.splitter.bufferedBytes +
+      this.upstream.splitter.bufferedBytes
+    );
+  }
+
+  /**
+   * Observes one direction ('upstream': client -> server) at one layer without changing the
+   * traffic: 'bytes' yields the Buffers received (as sent on the wire, masked for 'upstream'),
+   * 'frames' the Frames relayed, unmasked (large frames in pieces, see lib/protocol/frame.ts),
+   * 'messages' ProxyMessage copies reassembled on the side (with permessage-deflate, inflated by a
+   * shadow inflate context, see ProxyMessage.compressed). Policy 'drop' (default) never slows the relay and counts its drops; 'block'
+   * pauses the source while the tap is full. The tap ends when the connection closes.
+   */
+  tap(layer: 'bytes', direction: ProxyDirection, options?: TapOptions): Tap<Buffer>;
+  tap(layer: 'frames', direction: ProxyDirection, options?: TapOptions): Tap<Frame>;
+  tap(layer: 'messages', direction: ProxyDirection, options?: TapOptions): Tap<ProxyMessage>;
+  tap(layer: ProxyTapLayer, direction: ProxyDirection, options: TapOptions = {}): Tap<unknown> {
+    const side = direction === 'upstream' ? this.client : this.upstream;
+    const tap = side.observer.tap(layer, options);
+    if (this.finished) process.nextTick(() => tap.push(null));
+    return tap;
+  }
+
+  /**
+   * Closes both sides with `code` (default 1001) and `reason`: each gets a close frame (after
+   * the frame under way, if any) and the sockets are destroyed if the closing handshake has not
+   * ended within closeTimeout.
+   */
+  close(code: number = CloseCode.GoingAway, reason = ''): void {
+    for (const side of [this.client, this.upstream]) {
+      if (!side.closeSent && side.writable) this.inject(side, closeFrameOf(code, reason), false);
+    }
+    this.armCloseTimer();
+  }
+
+  // ----- Relaying -----
+
+  private onData(source: Side, chunk: Buffer): void {
+    if (!source.reading) return;
+    // The client's bytes are unmasked in place below, so a bytes tap gets a copy of them.
+    source.observer.bytes(chunk, source.name === 'client');
+    const dest = source.peer.socket;
+    dest.cork();
+    const err = source.splitter.write(chunk);
+    dest.uncork();
+    if (err !== null) this.failSide(source, err);
+    this.updateFlow(source);
+  }
+
+  private onFrame(source: Side, frame: Frame): void {
+    // RFC 6455 §5.5.1: nothing is sent after a close frame; whatever follows is ignored.
+    if (source.closeFrom !== null) return;
+    source.observer.frame(frame);
+    const control = isControlOpcode(frame.opcode);
+    if (control && frame.opcode === Opcode.Close) {
+      this.onCloseFrame(source, frame);
+      return;
+    }
+    if (control && this.localPingPong) {
+      // RFC 6455 §5.5.2: "Upon receipt of a Ping frame, an endpoint MUST send a Pong frame in
+      // response ... with identical Application data".
+      if (frame.opcode === Opcode.Ping && !source.closeSent) this.inject(source, makeFrame(Opcode.Pong, Buffer.from(frame.payload)), false);
+      return;
+    }
+    this.relay(source.peer, frame);
+    if (isLastPiece(frame)) this.frames[source.name === 'client' ? 'upstream' : 'downstream']++;
+  }
+
+  /** Writes a relayed frame (or piece) to `dest`, unless a close already went to it. */
+  private relay(dest: Side, frame: Frame): void {
+    if (dest.closeSent && !dest.midFrame) return;
+    dest.write(frame);
+    if (isLastPiece(frame)) {
+      dest.midFrame = false;
+      this.flushQueue(dest);
+    } else {
+      dest.midFrame = true;
+    }
+  }
+
+  /** Sends a frame of our own to `dest`: now, or after the relayed frame under way. */
+  private inject(dest: Side, frame: Frame, end: boolean): void {
+    if (frame.opcode === Opcode.Close) {
+      if (dest.closeSent || dest.queued.some((f) => f.opcode === Opcode.Close)) return;
+    }
+    dest.queued.push(frame);
+    if (end) dest.endAfterQueue = true;
+    if (!dest.midFrame) this.flushQueue(dest);
+  }
+
+  private flushQueue(dest: Side): void {
+    while (dest.queued.length > 0 && !dest.midFrame) {
+      const frame = dest.queued.shift()!;
+      if (dest.closeSent) continue;
+      dest.write(frame);
+      if (frame.opcode === Opcode.Close) {
+        dest.closeSent = true;
+        this.afterCloseExchange(dest);
+      }
+    }
+    if (dest.endAfterQueue && dest.queued.length === 0) dest.socket.end();
+  }
+
+  private onCloseFrame(source: Side, frame: Frame): void {
+    const parsed = parseClosePayload(frame.payload);
+    source.closeFrom = isWebSocketError(parsed) ? { code: CloseCode.NoStatus, reason: '' } : { code: parsed.code, reason: parsed.reason };
+    this.armCloseTimer();
+    const dest = source.peer;
+    if (!dest.closeSent && dest.writable) {
+      // Relayed as is: the far side sees the same code and reason.
+      this.relay(dest, frame);
+      dest.closeSent = true;
+      this.afterCloseExchange(dest);
+    } else if (!source.closeSent) {
+      // The other side is closing or gone already: answer this close ourselves (RFC 6455 §5.5.1).
+      this.inject(source, closeFrameOf(source.closeFrom.code === CloseCode.NoStatus ? CloseCode.Normal : source.closeFrom.code, ''), false);
+    }
+    this.afterCloseExchange(source);
+  }
+
+  /**
+   * When close frames went both ways on a side: RFC 6455 §7.1.1, the server (us, toward the
+   * client) closes the TCP connection at once; toward the upstream we are the client and wait
+   * for the server to close it (its 'end' ends ours; the close timer bounds the wait).
+   */
+  private afterCloseExchange(side: Side): void {
+    if (side.closeFrom === null || !side.closeSent) return;
+    if (side.name === 'client') side.socket.end();
+  }
+
+  // ----- Flow control -----
+
+  /** Pauses `source` while its destination wants 'drain' or one of its blocking taps is full. */
+  private updateFlow(source: Side): void {
+    const hold = source.peer.needDrain || source.observer.blocked;
+    if (hold && !source.paused) {
+      source.paused = true;
+      source.socket.pause();
+    } else if (!hold && source.paused) {
+      source.paused = false;
+      source.socket.resume();
+    }
+  }
+
+  // ----- Failing and closing -----
+
+  /** A protocol error in what `source` sent: it gets a close with the error's code; the other side 1001 or 1014. */
+  private failSide(source: Side, err: WebSocketError): void {
+    this.reportError(err, source);
+    source.reading = false;
+    if (source.paused) {
+      source.paused = false;
+      source.socket.resume(); // its bytes are read and dropped until the socket closes
+    }
+    if (!source.closeSent && source.writable) this.inject(source, closeFrameOf(err.closeCode, err.message), true);
+    else source.socket.end();
+    const other = source.peer;
+    const code = source.name === 'upstream' ? CloseCode.BadGateway : CloseCode.GoingAway;
+    if (other.writable) this.inject(other, closeFrameOf(code, `${source.name} protocol error`), false);
+    this.armCloseTimer();
+  }
+
+  private onSocketError(side: Side, err: Error): void {
+    this.reportError(err, side);
+    if (side.name === 'upstream') side.goneCode = CloseCode.BadGateway;
+  }
+
+  private onSocketClose(side: Side): void {
+    side.closed = true;
+    side.queued = [];
+    const other = side.peer;
+    if (!other.closed) {
+      if (side.closeFrom === null && !other.closeSent && other.writable) {
+        // Gone without a close frame. A frame of it half relayed can never end: just end the other socket.
+        if (other.midFrame) other.socket.end();
+        else this.inject(other, closeFrameOf(side.goneCode, `${side.name} went away`), false);
+      } else if (side.closeFrom !== null && other.closeFrom !== null) {
+        other.socket.end();
+      }
+      this.armCloseTimer();
+      if (other.paused) {
+        other.paused = false;
+        other.socket.resume();
+      }
+      return;
+    }
+    this.finish();
+  }
+
+  private armCloseTimer(): void {
+    if (this.closeTimer !== null || this.finished) return;
+    this.closeTimer = setTimeout(() => {
+      this.client.socket.destroy();
+      this.upstream.socket.destroy();
+    }, this.closeTimeout);
+    this.closeTimer.unref();
+  }
+
+  private reportError(err: Error, side: Side): void {
+    if (this.error === null) this.error = err;
+    if (this.listenerCount('error') > 0) this.emit('error', err, side.name);
+  }
+
+  private finish(): void {
+    if (this.finished) return;
+    this.finished = true;
+    if (this.closeTimer !== null) clearTimeout(this.closeTimer);
+    this.client.observer.end();
+    this.upstream.observer.end();
+    const none: SideClose = { code: CloseCode.Abnormal, reason: '' };
+    this.emit('close', { client: this.client.closeFrom ?? none, upstream: this.upstream.closeFrom ?? none });
+  }
+}
