@@ -14,6 +14,7 @@ import { chromium, BrowserContext } from 'playwright-core';
 import { connect, makeFrame, Opcode, WebSocket } from '../lib';
 import { Demo, describeFrame, startDemo } from '../examples/demo';
 import { CHROMIUM_ARGS, findChromium, requirePeer } from './helpers/peers';
+import { killGroup } from './helpers/processes';
 
 const ROOT = path.resolve(__dirname, '..');
 
@@ -185,7 +186,7 @@ describe('demo (as npm start runs it, and compiled)', function () {
   const children: ChildProcess[] = [];
 
   afterEach(() => {
-    for (const child of children.splice(0)) child.kill('SIGKILL');
+    for (const child of children.splice(0)) killGroup(child);
   });
 
   const compiled = path.join(ROOT, 'dist', 'examples', 'demo.js');
@@ -195,7 +196,7 @@ describe('demo (as npm start runs it, and compiled)', function () {
   ] as const) {
     it(`serves the page and the chat (${label}); SIGINT exits 0`, async function () {
       if (label === 'compiled' && !fs.existsSync(compiled)) spawnSync('npm', ['run', 'build'], { cwd: ROOT, stdio: 'ignore' });
-      const child = spawn(command, [...args, '--port', '0'], { cwd: ROOT });
+      const child = spawn(command, [...args, '--port', '0'], { cwd: ROOT, detached: true });
       children.push(child);
       let out = '';
       child.stdout!.on('data', (d: Buffer) => (out += d.toString()));

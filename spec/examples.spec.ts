@@ -11,6 +11,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { Opcode, connect } from '../lib';
 import { clientClose, clientFrame, closeOf, decodeFrames, upgradeRequest } from './helpers/frames';
+import { killGroup } from './helpers/processes';
 import { readAll } from './helpers/sockets';
 
 const ROOT = path.resolve(__dirname, '..');
@@ -32,7 +33,9 @@ interface Run {
 }
 
 function run(command: string, args: string[]): Run {
-  const child = spawn(command, args, { cwd: ROOT, env: { ...process.env, TS_NODE_TRANSPILE_ONLY: '1' } });
+  // Its own process group: npx and npm start the program as a grandchild, which a kill of the
+  // child alone would leave running (holding our pipes open, so mocha could never exit).
+  const child = spawn(command, args, { cwd: ROOT, detached: true, env: { ...process.env, TS_NODE_TRANSPILE_ONLY: '1' } });
   let out = '';
   let err = '';
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
@@ -97,7 +100,7 @@ describe('examples', function () {
     if (built() === 0) throw new Error('the build did not produce dist/examples/file-transfer.js');
   });
   afterEach(() => {
-    for (const child of children.splice(0)) child.kill('SIGKILL');
+    for (const child of children.splice(0)) killGroup(child);
   });
 
   for (const [label, command, script] of [
