@@ -8,9 +8,13 @@
  *                               "opcode": 1, "data": "hello" }, ... ] }
  *
  * `time` is in seconds since the epoch (a float); `data` is the text for opcode 1 and base64 for
- * any other opcode. Custom fields start with "_" (HAR 1.2 §"Custom fields"); wspipe adds, when
- * they apply: `_webSocketClose` {client, upstream: {code, reason}} on the entry, and on a message
- * `_size` (its whole length) with `_truncated: true` when only the first bytes were kept.
+ * any other opcode. Playwright's recordHar (1.65) writes `time` in MILLISECONDS since the epoch
+ * instead (seen in its output); a time above 1e11 (the year 5138 in seconds, 1973 in
+ * milliseconds) is read as milliseconds (harTime()).
+ *
+ * Custom fields start with "_" (HAR 1.2 §"Custom fields"); wspipe adds, when they apply:
+ * `_webSocketClose` {client, upstream: {code, reason}} on the entry, and on a message `_size`
+ * (its whole length) with `_truncated: true` when only the first bytes were kept.
  *
  *   readHar / parseHar: text or file -> Har (structure checked) -> webSocketEntries()
  *   harEntry(): a captured connection -> one entry;  HarWriter: entries -> a file that is valid
@@ -380,6 +384,11 @@ export async function replayHar(source: Har | string, options: HarReplayOptions 
   );
 }
 
+/** A `_webSocketMessages` time in milliseconds since the epoch: seconds (Chrome), or milliseconds (Playwright). */
+export function harTime(time: number): number {
+  return time > 1e11 ? time : time * 1000;
+}
+
 /** An entry's 'send' messages as frame-log entries sent as messages. */
 function toEntries(e: HarEntry, index: number): FrameLogEntry[] {
   const out: FrameLogEntry[] = [];
@@ -388,7 +397,7 @@ function toEntries(e: HarEntry, index: number): FrameLogEntry[] {
     const payload = m.opcode === Opcode.Text ? Buffer.from(m.data, 'utf8') : Buffer.from(m.data, 'base64');
     const truncated = m._truncated === true;
     out.push({
-      t: new Date(m.time * 1000).toISOString(),
+      t: new Date(harTime(m.time)).toISOString(),
       dir: 'upstream',
       frame: makeFrame(m.opcode, payload),
       len: truncated && typeof m._size === 'number' ? m._size : payload.length,
