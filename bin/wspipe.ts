@@ -23,7 +23,8 @@ const COMMANDS: Readonly<Record<string, { module: string; summary: string }>> = 
   connect: { module: './commands/connect', summary: 'connect to a server: stdin lines become messages, messages go to stdout' },
   listen: { module: './commands/listen', summary: 'serve: echo, stdio, exec a command per connection, or broadcast' },
   proxy: { module: './commands/proxy', summary: 'relay connections to another server, showing or recording the traffic' },
-  replay: { module: './commands/replay', summary: 'play a recorded session back' },
+  replay: { module: './commands/replay', summary: 'play a recorded session back (a frame log or a HAR)' },
+  bridge: { module: './commands/bridge', summary: 'join a WebSocket and a TCP connection, both ways' },
 };
 
 const USAGE = `usage: wspipe <command> [options]
@@ -76,7 +77,8 @@ export async function main(argv: string[]): Promise<number> {
       process.stdout.write(USAGE);
       return 0;
     }
-    process.stderr.write(`${name === undefined ? 'wspipe: a command is required' : `wspipe: unknown command '${helpFor ?? name}'`}\n${USAGE}`);
+    const what = name === undefined ? 'a command is required' : `unknown command '${helpFor ?? name}'`;
+    process.stderr.write(`wspipe: ${what} (one of ${Object.keys(COMMANDS).join(', ')}; see 'wspipe --help')\n`);
     return 2;
   }
   const command = await load(entry.module);

@@ -153,11 +153,11 @@ describe('wspipe (command line)', function () {
       expect(run.stdout()).to.equal(`${pkg.version}\n`);
     });
 
-    it('an unknown command or none prints the usage on stderr and exits 2', async () => {
+    it('an unknown command or none says so in one line on stderr, naming the commands, and exits 2', async () => {
       for (const run of [wspipe(['frobnicate']), wspipe([])]) {
         expect(await run.exit).to.equal(2);
         expect(run.stdout()).to.equal('');
-        expect(run.stderr()).to.include('usage: wspipe <command>');
+        expect(run.stderr()).to.match(/^wspipe: (unknown command 'frobnicate'|a command is required) \(one of connect, listen, proxy, replay, bridge; see 'wspipe --help'\)\n$/);
       }
     });
 

@@ -17,22 +17,38 @@ import { connect, ReadyState, WebSocket } from '../../lib';
 export const help = `usage: wspipe connect [options] URL
 
 Opens a WebSocket connection to URL (ws:// or wss://). Each line of stdin is sent as a
-text message; each message received is written to stdout: text as one line, binary as a
-line "<binary N bytes>" (or as raw bytes with --binary). End of input (Ctrl-D) or Ctrl-C
-closes the connection with 1000 (a second Ctrl-C drops it at once).
+text message; each message received is written to stdout: text as one line (a message with
+line breaks stays one line: they are written as "\\n"), binary as a line "<binary N bytes>"
+(or as raw bytes with --binary). After the end of input (Ctrl-D), connect still prints what
+arrives, and closes with 1000 once the peer has been quiet for --quiet seconds (or at the
+--wait limit, or when the peer closes first). Ctrl-C closes at once (a second Ctrl-C drops
+the connection).
 
 options:
   -b, --binary           send stdin as binary messages, one per chunk read (chunk sizes are
                          whatever the pipe delivers, up to 64 KiB), and write received binary
                          messages to stdout as raw bytes
+      --json             write each received message as one JSON line:
+                         {"t": ISO time, "type": "text", "data": TEXT} or
+                         {"t": ..., "type": "binary", "base64": BYTES}
+      --one-message      send all of stdin as ONE message (text, or binary with --binary),
+                         print the first message received, and close
   -p, --subprotocol P    offer subprotocol P (repeatable, in order of preference)
   -H, --header 'N: V'    add a header to the opening handshake (repeatable)
+      --origin O         send Origin: O (as a browser does)
+      --no-deflate       do not offer permessage-deflate (offered by default)
+      --ping-interval S  send a ping after S seconds without traffic from the peer; a peer
+                         silent for S more seconds is taken for dead (exit 1)
       --insecure         accept any TLS certificate (self-signed, other host name)
       --ca FILE          trust the CA certificate(s) in FILE (PEM) for wss://
+      --cert FILE        client certificate (PEM) for wss:// (requires --key)
+      --key FILE         the client certificate's private key (PEM)
       --echo             send every received message back (stdin is not read); runs until
                          the peer closes or Ctrl-C
-  -q, --wait SECONDS     after the end of input, wait up to SECONDS for the peer's answers
-                         (and its close) before closing (default 0), like netcat's -q
+      --quiet SECONDS    after the end of input, close once nothing has come from the peer
+                         for SECONDS (default 1; 0 closes at once)
+  -q, --wait SECONDS     after the end of input, close after SECONDS at the latest (default:
+                         no limit but --quiet), like netcat's -q
   -h, --help             show this help
 
 exit status: 0 after a clean close (1000, 1001 or no status code), 1 when the connection
@@ -51,9 +67,9 @@ export enum ExitCode {
 /** Close codes after which connect exits 0: normal, going away, and no status code. */
 const CLEAN_CLOSE_CODES: ReadonlySet<number> = new Set([1000, 1001, 1005]);
 
-/** Prints `wspipe CMD: message` and a hint on stderr; returns ExitCode.Usage. */
+/** Prints one line, `wspipe CMD: message (see 'wspipe CMD --help')`, on stderr; returns ExitCode.Usage. */
 export function usageError(command: string, message: string): ExitCode {
-  process.stderr.write(`wspipe ${command}: ${message}\nTry 'wspipe ${command} --help'.\n`);
+  process.stderr.write(`wspipe ${command}: ${message} (see 'wspipe ${command} --help')\n`);
   return ExitCode.Usage;
 }
 
@@ -122,13 +138,27 @@ export function readMessages(
   });
 }
 
+/** A text message on one line: its line breaks (CRLF, LF or CR) are written as the two characters "\\n". */
+export function oneLine(text: string): string {
+  return text.replace(/\r\n|\n|\r/g, '\\n');
+}
+
+/** How received messages are written: lines (binary as a summary line, or raw bytes), or JSON lines. */
+export type OutputMode = 'lines' | 'raw' | 'json';
+
 /**
- * Writes one received message to `out`: text as a line, binary as raw bytes when `rawBinary`,
- * else as the line `<binary N bytes>`. Returns what out.write returned (false: wait for 'drain').
+ * Writes one received message to `out`: text as a line (oneLine), binary as raw bytes ('raw')
+ * or the line `<binary N bytes>`; in 'json' mode one JSON object per line, with `extra` fields
+ * (e.g. the client number). Returns what out.write returned (false: wait for 'drain').
  */
-export function writeMessage(out: NodeJS.WritableStream, data: string | Buffer, rawBinary: boolean): boolean {
-  if (typeof data === 'string') return out.write(`${data}\n`);
-  return out.write(rawBinary ? data : `<binary ${data.length} bytes>\n`);
+export function writeMessage(out: NodeJS.WritableStream, data: string | Buffer, mode: OutputMode | boolean, extra: Record<string, unknown> = {}): boolean {
+  const m: OutputMode = mode === true ? 'raw' : mode === false ? 'lines' : mode;
+  if (m === 'json') {
+    const record = typeof data === 'string' ? { t: new Date().toISOString(), ...extra, type: 'text', data } : { t: new Date().toISOString(), ...extra, type: 'binary', base64: data.toString('base64') };
+    return out.write(`${JSON.stringify(record)}\n`);
+  }
+  if (typeof data === 'string') return out.write(`${oneLine(data)}\n`);
+  return out.write(m === 'raw' ? data : `<binary ${data.length} bytes>\n`);
 }
 
 /** Parses repeated `-H 'Name: value'` options; returns an error message for a malformed one. */
@@ -164,6 +194,22 @@ function checkUrl(text: string): string | null {
   return null;
 }
 
+/** A number of seconds >= 0 from an option, or null when it is not one. */
+function seconds(text: string | undefined): number | null {
+  if (text === undefined) return null;
+  const value = Number(text);
+  return text.trim() === '' || !(value >= 0) || !Number.isFinite(value) ? null : value;
+}
+
+/** The failure of a connection, said plainly when it is a known mistake (TLS to a plain port). */
+export function explain(err: Error, url: string): string {
+  const code = (err as NodeJS.ErrnoException).code ?? '';
+  if (/wrong version number|WRONG_VERSION_NUMBER|packet length too long|unknown protocol/i.test(`${code} ${err.message}`)) {
+    return `the server does not speak TLS on this port (${code === '' ? 'wrong version number' : code}): is it ${url.replace(/^wss:/i, 'ws:')}?`;
+  }
+  return err.message;
+}
+
 export async function run(args: string[]): Promise<number> {
   let parsed;
   try {
@@ -172,12 +218,20 @@ export async function run(args: string[]): Promise<number> {
       allowPositionals: true,
       options: {
         binary: { type: 'boolean', short: 'b' },
+        json: { type: 'boolean' },
+        'one-message': { type: 'boolean' },
         subprotocol: { type: 'string', short: 'p', multiple: true },
         header: { type: 'string', short: 'H', multiple: true },
+        origin: { type: 'string' },
+        'no-deflate': { type: 'boolean' },
+        'ping-interval': { type: 'string' },
         insecure: { type: 'boolean' },
         ca: { type: 'string' },
+        cert: { type: 'string' },
+        key: { type: 'string' },
         echo: { type: 'boolean' },
-        wait: { type: 'string', short: 'q', default: '0' },
+        quiet: { type: 'string' },
+        wait: { type: 'string', short: 'q' },
         help: { type: 'boolean', short: 'h' },
       },
     });
@@ -193,61 +247,122 @@ export async function run(args: string[]): Promise<number> {
   const url = positionals[0]!;
   const badUrl = checkUrl(url);
   if (badUrl !== null) return usageError('connect', badUrl);
-  const wait = Number(values.wait);
-  if (values.wait!.trim() === '' || !(wait >= 0)) return usageError('connect', `bad --wait '${values.wait}' (seconds)`);
+  const wait = seconds(values.wait);
+  if (values.wait !== undefined && wait === null) return usageError('connect', `bad --wait '${values.wait}' (seconds)`);
+  const quiet = seconds(values.quiet ?? '1');
+  if (quiet === null) return usageError('connect', `bad --quiet '${values.quiet}' (seconds)`);
+  const ping = seconds(values['ping-interval']);
+  if (values['ping-interval'] !== undefined && (ping === null || ping === 0)) return usageError('connect', `bad --ping-interval '${values['ping-interval']}' (seconds, above 0)`);
+  if (values.echo === true && values['one-message'] === true) return usageError('connect', 'choose one of --echo and --one-message');
+  if (values.json === true && values.binary === true) return usageError('connect', 'choose one of --json and --binary');
+  if ((values.cert === undefined) !== (values.key === undefined)) return usageError('connect', '--cert and --key go together');
   const headers = parseHeaders(values.header ?? []);
   if (typeof headers === 'string') return usageError('connect', headers);
-  let ca: Buffer | undefined;
-  if (values.ca !== undefined) {
+  const files: { ca?: Buffer; cert?: Buffer; key?: Buffer } = {};
+  for (const name of ['ca', 'cert', 'key'] as const) {
+    const file = values[name];
+    if (file === undefined) continue;
     try {
-      ca = fs.readFileSync(values.ca);
+      files[name] = fs.readFileSync(file);
     } catch (err) {
-      return usageError('connect', `cannot read --ca: ${(err as Error).message}`);
+      return usageError('connect', `cannot read --${name}: ${(err as Error).message}`);
     }
   }
-  const tls = values.insecure === true ? { rejectUnauthorized: false, ca } : ca !== undefined ? { ca } : undefined;
-  const ws = connect(url, { protocols: values.subprotocol, headers, tls });
-  return session(ws, url, { binary: values.binary === true, echo: values.echo === true, waitMs: wait * 1000 });
+  const tls = values.insecure === true || Object.keys(files).length > 0 ? { ...files, ...(values.insecure === true ? { rejectUnauthorized: false } : {}) } : undefined;
+  const ws = connect(url, {
+    protocols: values.subprotocol,
+    headers,
+    tls,
+    origin: values.origin,
+    perMessageDeflate: values['no-deflate'] === true ? false : undefined,
+    heartbeat: ping === null ? undefined : { interval: ping * 1000, timeout: ping * 1000 },
+  });
+  return session(ws, url, {
+    binary: values.binary === true,
+    json: values.json === true,
+    echo: values.echo === true,
+    oneMessage: values['one-message'] === true,
+    waitMs: wait === null ? null : wait * 1000,
+    quietMs: values.wait !== undefined && values.quiet === undefined ? null : quiet * 1000,
+  });
 }
 
 interface SessionOptions {
   binary: boolean;
+  json: boolean;
   echo: boolean;
-  /** Milliseconds to wait after the end of input before closing. */
-  waitMs: number;
+  oneMessage: boolean;
+  /** After the end of input: close after this many ms at the latest (null: no limit). */
+  waitMs: number | null;
+  /** After the end of input: close once the peer was quiet this many ms (null: not on quiet). */
+  quietMs: number | null;
 }
 
 /** Runs one connection to its end; resolves with the exit status. */
-function session(ws: WebSocket, url: string, { binary, echo, waitMs }: SessionOptions): Promise<number> {
+function session(ws: WebSocket, url: string, o: SessionOptions): Promise<number> {
   const stdin = process.stdin;
   const stdout = process.stdout;
   const wsGate = new Gate(ws);
   const stdinGate = new Gate(stdin);
+  const mode: OutputMode = o.json ? 'json' : o.binary ? 'raw' : 'lines';
   let opened = false;
   let error: Error | null = null;
-  let lingering: NodeJS.Timeout | null = null;
+  let inputEnded = false;
+  let limit: NodeJS.Timeout | null = null;
+  let quiet: NodeJS.Timeout | null = null;
+  const closeNow = (): void => {
+    if (ws.readyState === ReadyState.OPEN) ws.close(1000);
+  };
+  /** After the end of input, every message from the peer restarts the quiet period. */
+  const armQuiet = (): void => {
+    if (!inputEnded || o.quietMs === null) return;
+    if (quiet !== null) clearTimeout(quiet);
+    quiet = setTimeout(closeNow, o.quietMs);
+  };
 
   ws.on('error', (err: Error) => {
     error ??= err;
   });
+  let received = 0;
   ws.on('data', (data: string | Buffer) => {
-    if (!writeMessage(stdout, data, binary)) wsGate.waitFor(stdout);
-    if (echo && ws.readyState === ReadyState.OPEN && !ws.send(data)) wsGate.waitFor(ws);
+    received++;
+    if (o.oneMessage && received > 1) return;
+    if (!writeMessage(stdout, data, mode)) wsGate.waitFor(stdout);
+    if (o.echo && ws.readyState === ReadyState.OPEN && !ws.send(data)) wsGate.waitFor(ws);
+    if (o.oneMessage) closeNow();
+    armQuiet();
   });
   stdout.on('error', () => ws.close(1000));
+  const afterInput = (): void => {
+    inputEnded = true;
+    if (o.oneMessage) return; // closes after the first answer
+    if (o.waitMs === 0 || o.quietMs === 0) {
+      closeNow();
+      return;
+    }
+    if (o.waitMs !== null) limit = setTimeout(closeNow, o.waitMs);
+    armQuiet();
+  };
   ws.once('open', () => {
     opened = true;
-    if (echo) return;
+    if (o.echo) return;
+    if (o.oneMessage) {
+      const chunks: Buffer[] = [];
+      stdin.on('data', (chunk: Buffer) => chunks.push(chunk));
+      stdin.on('end', () => {
+        const all = Buffer.concat(chunks);
+        if (ws.readyState === ReadyState.OPEN) ws.send(o.binary ? all : all.toString('utf8').replace(/\r?\n$/, ''), { binary: o.binary });
+        afterInput();
+      });
+      return;
+    }
     readMessages(
       stdin,
-      binary,
+      o.binary,
       (data) => {
         if (ws.readyState === ReadyState.OPEN && !ws.send(data)) stdinGate.waitFor(ws);
       },
-      () => {
-        if (waitMs === 0) ws.close(1000);
-        else lingering = setTimeout(() => ws.close(1000), waitMs);
-      },
+      afterInput,
     );
   });
 
@@ -267,9 +382,10 @@ function session(ws: WebSocket, url: string, { binary, echo, waitMs }: SessionOp
     };
     ws.once('close', (code: number, reason: string) => {
       stopSignals();
-      if (lingering !== null) clearTimeout(lingering);
+      if (limit !== null) clearTimeout(limit);
+      if (quiet !== null) clearTimeout(quiet);
       stdin.pause();
-      const why = error === null ? '' : `: ${error.message}`;
+      const why = error === null ? '' : `: ${explain(error, url)}`;
       if (!opened) {
         process.stderr.write(`wspipe connect: cannot connect to ${url}${why}\n`);
         resolve(ExitCode.Failure);

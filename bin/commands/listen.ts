@@ -15,7 +15,7 @@ import * as http from 'node:http';
 import * as https from 'node:https';
 import { parseArgs } from 'node:util';
 import { createServer, ReadyState, WebSocket, WebSocketServer } from '../../lib';
-import { ExitCode, Gate, onSignals, readMessages, usageError, writeMessage } from './connect';
+import { ExitCode, Gate, OutputMode, onSignals, readMessages, usageError, writeMessage } from './connect';
 
 export const help = `usage: wspipe listen --port N [options]
 
@@ -37,6 +37,10 @@ options:
       --port N           port to listen on (required)
       --host H           address to listen on (default 127.0.0.1)
   -b, --binary           binary messages in and out of stdio or the child (see above)
+      --json             stdio: write each message as one JSON line, {"t": ISO time,
+                         "client": N, "type": "text", "data": TEXT} or {..., "type":
+                         "binary", "base64": BYTES} (a text message with line breaks is
+                         otherwise one line, its breaks written as "\\n")
       --cert FILE        serve wss:// with this certificate (PEM; requires --key)
       --key FILE         the certificate's private key (PEM)
   -p, --subprotocol P    a subprotocol this server speaks (repeatable, in order of
@@ -48,7 +52,7 @@ the server cannot listen, 2 on a usage error.
 `;
 
 /** A connection handler: attaches to one open connection. */
-type Handler = (ws: WebSocket) => void;
+type Handler = (ws: WebSocket, id: number) => void;
 
 export async function run(args: string[]): Promise<number> {
   let parsed;
@@ -62,6 +66,7 @@ export async function run(args: string[]): Promise<number> {
         exec: { type: 'string' },
         broadcast: { type: 'boolean' },
         binary: { type: 'boolean', short: 'b' },
+        json: { type: 'boolean' },
         cert: { type: 'string' },
         key: { type: 'string' },
         subprotocol: { type: 'string', short: 'p', multiple: true },
@@ -82,6 +87,7 @@ export async function run(args: string[]): Promise<number> {
   const modes = [values.echo === true, values.exec !== undefined, values.broadcast === true].filter(Boolean).length;
   if (modes > 1) return usageError('listen', 'choose one of --echo, --exec and --broadcast');
   if ((values.cert === undefined) !== (values.key === undefined)) return usageError('listen', '--cert and --key go together');
+  if (values.json === true && (values.binary === true || modes > 0)) return usageError('listen', '--json is for the default stdio mode, without --binary');
   let credentials: { cert: Buffer; key: Buffer } | null = null;
   if (values.cert !== undefined && values.key !== undefined) {
     try {
@@ -110,7 +116,7 @@ export async function run(args: string[]): Promise<number> {
         ? execHandler(values.exec, binary)
         : values.broadcast === true
           ? broadcastHandler(wss)
-          : stdioHandler(wss, binary);
+          : stdioHandler(wss, values.json === true ? 'json' : binary ? 'raw' : 'lines');
 
   let next = 1;
   wss.on('connection', (ws: WebSocket, req: http.IncomingMessage) => {
@@ -119,7 +125,7 @@ export async function run(args: string[]): Promise<number> {
     log(`client #${id} connected from ${from}${ws.protocol === '' ? '' : ` (subprotocol ${ws.protocol})`}`);
     ws.on('error', (err: Error) => log(`client #${id}: ${err.message}`));
     ws.once('close', (code: number, reason: string) => log(`client #${id} closed: ${code}${reason === '' ? '' : ` ${reason}`}`));
-    handler(ws);
+    handler(ws, id);
   });
 
   return new Promise<number>((resolve) => {
@@ -164,7 +170,8 @@ function fanOut(targets: Iterable<WebSocket>, data: string | Buffer, gate: Gate,
 }
 
 /** stdio: every client's messages to stdout, stdin to every client. */
-function stdioHandler(wss: WebSocketServer, binary: boolean): Handler {
+function stdioHandler(wss: WebSocketServer, mode: OutputMode): Handler {
+  const binary = mode === 'raw';
   const stdinGate = new Gate(process.stdin);
   const NO_CLIENTS = 'no clients';
   stdinGate.hold(NO_CLIENTS);
@@ -174,10 +181,10 @@ function stdioHandler(wss: WebSocketServer, binary: boolean): Handler {
     (data) => fanOut(wss.clients, data, stdinGate),
     () => log('end of input; still serving (Ctrl-C stops)'),
   );
-  return (ws) => {
+  return (ws, id) => {
     const gate = new Gate(ws);
     ws.on('data', (data: string | Buffer) => {
-      if (!writeMessage(process.stdout, data, binary)) gate.waitFor(process.stdout);
+      if (!writeMessage(process.stdout, data, mode, { client: id })) gate.waitFor(process.stdout);
     });
     stdinGate.release(NO_CLIENTS);
     ws.once('close', () => {

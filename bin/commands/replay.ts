@@ -15,7 +15,7 @@ import { CloseCode } from '../../lib/protocol/constants';
 import { FrameLogDirection } from '../../lib/capture/frame-log';
 import { Har, parseHar, replayHar } from '../../lib/capture/har';
 import { ConnectionReplay, ReplayOptions, replay, replayAll } from '../../lib/capture/replay';
-import { ExitCode, usageError } from './connect';
+import { ExitCode, oneLine, usageError } from './connect';
 
 export const help = `usage: wspipe replay FILE [--to URL] [options]
 
@@ -144,11 +144,6 @@ export async function run(args: string[]): Promise<number> {
     return ExitCode.Failure;
   }
   return report(played, kind);
-}
-
-/** A text message on one line: its line breaks (CRLF, LF or CR) are shown as the two characters "\n". */
-export function oneLine(text: string): string {
-  return text.replace(/\r\n|\n|\r/g, '\\n');
 }
 
 function report(played: ConnectionReplay[], kind: string): number {

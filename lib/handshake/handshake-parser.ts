@@ -104,6 +104,9 @@ const SINGLE_VALUED = new Set([
   'proxy-authorization', 'referer', 'retry-after', 'server', 'user-agent',
 ]);
 
+/** The first byte of a TLS handshake record (RFC 8446 §5.1, ContentType handshake(22)); no HTTP head starts with it. */
+const TLS_HANDSHAKE_RECORD = 0x16;
+
 function invalid(detail: string): WebSocketError {
   return new WebSocketError('WS_ERR_INVALID_HANDSHAKE', detail);
 }
@@ -165,6 +168,11 @@ export class HandshakeParserCore {
 
     // Only the first maxHeaderSize - prev bytes of this chunk can belong to a head within the limit.
     const prev = this.size;
+    // A TLS record (content type 22, handshake) where an HTTP head must start: TLS to a plain
+    // port. Said at once instead of waiting for a head end that never comes.
+    if (prev === 0 && chunk[0] === TLS_HANDSHAKE_RECORD) {
+      return this.stop(invalid(this.role === 'server' ? 'a TLS handshake on a plain port (wss:// to a ws:// server?)' : 'the server answered with TLS (use wss://)'));
+    }
     const take = Math.min(chunk.length, this.maxHeaderSize - prev);
     let window: Buffer;
     if (prev === 0) {

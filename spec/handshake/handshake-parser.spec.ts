@@ -355,6 +355,20 @@ describe('HandshakeParserCore', () => {
     });
   });
 
+  describe('TLS on a plain port (RFC 8446 §5.1: a handshake record starts with 22)', () => {
+    // The first bytes of a TLS 1.2/1.3 ClientHello record: handshake(22), legacy version 3.1, length.
+    const clientHello = Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03]);
+    for (const role of ['server', 'client'] as const) {
+      it(`${role} role: refused at the first chunk, without waiting for a head end`, () => {
+        const core = new HandshakeParserCore({ role }, { onHead: () => expect.fail('no head'), onData: () => expect.fail('no data') });
+        const err = core.write(clientHello);
+        expect(err).to.be.instanceOf(WebSocketError);
+        expect(err!.code).to.equal('WS_ERR_INVALID_HANDSHAKE');
+        expect(err!.message).to.match(role === 'server' ? /TLS handshake on a plain port/ : /answered with TLS/);
+      });
+    }
+  });
+
   describe('limits', () => {
     const size = 300;
     it(`accepts a head of exactly maxHeaderSize bytes, in every chunking`, () => {
