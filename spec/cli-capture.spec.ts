@@ -137,7 +137,7 @@ describe('wspipe proxy and replay: capture', function () {
     expect(proxy.stdout()).to.match(/"abcd" \(truncated: 4 of 8 bytes shown\)/);
     const bad = wspipe(['proxy', '--port', '0', '--to', url, '--log-max', 'lots']);
     expect(await bad.closed).to.equal(2);
-    expect(bad.stderr().split('\n')[0]).to.equal('wspipe proxy: --log-max must be a number of bytes');
+    expect(bad.stderr()).to.equal("wspipe proxy: --log-max must be a number of bytes (see 'wspipe proxy --help')\n");
   });
 
   it('--har writes one entry per connection, valid HAR 1.2 after SIGINT; replay FILE.har plays its sent messages', async () => {
