@@ -1,7 +1,8 @@
 /**
  * `wspipe proxy --port N --to URL`: a frame-level relay (lib/proxy/proxy.ts) that can show each frame
  * (--print), record the traffic as an NDJSON frame log (--tap FILE, lib/capture/frame-log.ts) and
- * as HAR (--har FILE, lib/capture/har.ts).
+ * as HAR (--har FILE, lib/capture/har.ts), and show it live in a web page (--ui PORT,
+ * lib/capture/inspector.ts).
  *
  *   client ──► proxy ──► upstream (--to)
  *                │ frames taps (policy 'block': the log is complete; a slow disk slows the relay)
@@ -14,6 +15,7 @@ import { parseArgs } from 'node:util';
 import { CapturedClose, CapturedMessage, ConnectionCapture } from '../../lib/capture/capture';
 import { FrameLogRecord, formatFrameLogRecord } from '../../lib/capture/frame-log';
 import { HarWebSocketMessage, HarWriter, harEntry, harMessage } from '../../lib/capture/har';
+import { Inspector } from '../../lib/capture/inspector';
 import { headerValue } from '../../lib/handshake/handshake';
 import { ForwardedMode } from '../../lib/proxy/forwarded';
 import { ProxyConnection, createProxy } from '../../lib/proxy/proxy';
@@ -38,6 +40,9 @@ options:
       --har FILE        write FILE as HAR 1.2: one entry per connection (the handshake as
                         request and response, the messages in _webSocketMessages), added
                         when the connection closes; the file is valid JSON between entries
+      --ui PORT         serve the live inspector on http://127.0.0.1:PORT/ (0 picks a port;
+                        the address is printed on stderr): connections and messages as they
+                        pass, a filter, pause, and HAR export (see docs/capture.md)
       --print           print one readable line per frame to stdout, with the connection
                         number (#N)
       --log-max N       most payload bytes kept per frame and per message in the log, the
@@ -73,6 +78,7 @@ export async function run(args: string[]): Promise<number> {
         'log-max': { type: 'string' },
         'local-ping': { type: 'boolean', default: false },
         har: { type: 'string' },
+        ui: { type: 'string' },
         'no-deflate': { type: 'boolean', default: false },
         forwarded: { type: 'string', default: 'both' },
         'trust-forwarded': { type: 'boolean', default: false },
@@ -99,6 +105,7 @@ export async function run(args: string[]): Promise<number> {
   if (target.protocol !== 'ws:' && target.protocol !== 'wss:') return usageError('proxy', `unsupported scheme '${target.protocol}' (use ws:// or wss://)`);
   const logMax = o['log-max'] === undefined ? undefined : Number(o['log-max']);
   if (logMax !== undefined && (!/^\d+$/.test(o['log-max']!) || !Number.isSafeInteger(logMax))) return usageError('proxy', '--log-max must be a number of bytes');
+  if (o.ui !== undefined && (!/^\d+$/.test(o.ui) || Number(o.ui) > 65535)) return usageError('proxy', `bad --ui port '${o.ui}'`);
   if (!FORWARDED_MODES.has(o.forwarded)) return usageError('proxy', `unknown --forwarded '${o.forwarded}' (both, x-forwarded, forwarded or none)`);
 
   let file: fs.WriteStream | null = null;
@@ -126,6 +133,20 @@ export async function run(args: string[]): Promise<number> {
     }
   }
 
+  let inspector: Inspector | null = null;
+  if (o.ui !== undefined) {
+    inspector = new Inspector({ port: Number(o.ui) });
+    try {
+      const at = await inspector.listen();
+      process.stderr.write(`wspipe proxy: inspector on http://127.0.0.1:${at.port}/\n`);
+    } catch (err) {
+      process.stderr.write(`wspipe proxy: cannot serve the inspector on 127.0.0.1:${o.ui}: ${(err as Error).message}\n`);
+      file?.end();
+      har?.close();
+      return ExitCode.Failure;
+    }
+  }
+
   const proxy = createProxy({
     target: o.to,
     stripDeflate: o['no-deflate'],
@@ -144,6 +165,7 @@ export async function run(args: string[]): Promise<number> {
     process.stderr.write(`wspipe proxy: cannot listen on ${o.host}:${o.port}: ${listened.message}\n`);
     file?.end();
     har?.close();
+    inspector?.close();
     return ExitCode.Failure;
   }
   proxy.on('error', (err: Error) => process.stderr.write(`wspipe proxy: ${err.message}\n`));
@@ -161,7 +183,7 @@ export async function run(args: string[]): Promise<number> {
     conn.on('close', ({ client, upstream }: { client: { code: number }; upstream: { code: number } }) => {
       process.stderr.write(`wspipe proxy: connection ${id} closed (client ${client.code}, upstream ${upstream.code})\n`);
     });
-    if (file !== null || o.print || har !== null) record(conn, id, { file, print: o.print, har, maxLoggedPayload: logMax });
+    if (file !== null || o.print || har !== null || inspector !== null) record(conn, id, { file, print: o.print, har, inspector, maxLoggedPayload: logMax });
   });
 
   await new Promise<void>((resolve) => {
@@ -172,6 +194,7 @@ export async function run(args: string[]): Promise<number> {
     });
   });
   if (file !== null) await new Promise<void>((resolve) => file!.end(() => resolve()));
+  if (inspector !== null) await new Promise<void>((resolve) => inspector!.close(resolve));
   if (har !== null) {
     // Connections closed by the shutdown are written as their captures end.
     await Promise.all([...capturing]);
@@ -190,6 +213,7 @@ interface RecordTo {
   file: fs.WriteStream | null;
   print: boolean;
   har: HarWriter | null;
+  inspector: Inspector | null;
   maxLoggedPayload: number | undefined;
 }
 
@@ -211,6 +235,7 @@ function record(conn: ProxyConnection, id: number, to: RecordTo): void {
       if (to.print && !process.stdout.write(`${formatFrameLogRecord(r)}\n`)) holdUntilDrain(process.stdout);
     });
   }
+  to.inspector?.add(capture);
   const har = to.har;
   if (har === null) return;
   const messages: HarWebSocketMessage[] = [];
