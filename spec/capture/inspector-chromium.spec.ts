@@ -2,11 +2,12 @@
  * The live inspector (`wspipe proxy --ui PORT`) in headless Chromium: connections and messages
  * appear as they pass (JSON pretty-printed, binary as hex), the filter narrows the messages,
  * pause freezes the view, the exported HAR parses and passes the HAR 1.2 check, and the feed
- * refuses another page's origin. Screenshots go to docs/img/inspector.png.
+ * refuses another page's origin. Screenshots: docs/img/inspector.png with WSPIPE_SCREENSHOTS=1.
  */
 import { expect } from 'chai';
 import { once } from 'node:events';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { Browser, chromium, Page } from 'playwright-core';
 import { connect, createServer, WebSocket, WebSocketServer } from '../../lib';
@@ -15,7 +16,8 @@ import { CHROMIUM_ARGS, findChromium, requirePeer } from '../helpers/peers';
 import { ensureBuilt, killAll, listeningPort, Running, waitFor, wspipe } from '../helpers/cli';
 
 const LOCAL = '127.0.0.1';
-const SHOTS = path.join(__dirname, '..', '..', 'docs', 'img');
+/** Screenshots: into docs/img with WSPIPE_SCREENSHOTS=1 (to update the docs), else a temporary directory. */
+const SHOTS = process.env.WSPIPE_SCREENSHOTS === '1' ? path.join(__dirname, '..', '..', 'docs', 'img') : fs.mkdtempSync(path.join(os.tmpdir(), 'wspipe-inspector-'));
 
 describe('inspector (wspipe proxy --ui) in Chromium', function () {
   this.timeout(90000);
@@ -82,6 +84,7 @@ describe('inspector (wspipe proxy --ui) in Chromium', function () {
     expect(shown.some((r) => r.startsWith('↑') && r.includes('"user": "ada"'))).to.equal(true); // JSON pretty-printed
     expect(shown.some((r) => r.startsWith('↓') && r.includes('000000 00 01 62 69 6e 61 72 79 ff'))).to.equal(true); // hex
     await page.screenshot({ path: path.join(SHOTS, 'inspector.png') });
+    expect(fs.statSync(path.join(SHOTS, 'inspector.png')).size).to.be.above(10000);
 
     // The filter: a substring, then a regular expression.
     await page.fill('#filter', 'ada');
