@@ -1,10 +1,12 @@
 /**
- * The fused inbound chain (Receiver, used by WebSocket) and the same stages composed with pipe()
- * must give the same output for the same input: messages, control events, reply bytes, error.
+ * The fused inbound chain (Receiver, used by WebSocket), the same stages composed with pipe(),
+ * and a whole composed pipeline (composePipeline, lib/compose/pipeline.ts) with a pass-through
+ * stage of our own inserted after the splitter must give the same output for the same input:
+ * messages, control events, reply bytes, error.
  */
 import { expect } from 'chai';
 import { once } from 'node:events';
-import { Readable } from 'readable-stream';
+import { Duplex, Readable, Transform } from 'readable-stream';
 import {
   ControlFrameResponder,
   FragmentAssembler,
@@ -19,6 +21,8 @@ import {
   applyMask,
 } from '../lib';
 import { Receiver } from '../lib/connection/receiver';
+import { composePipeline } from '../lib/compose/pipeline';
+import { upgradeRequest } from './helpers/frames';
 import { someChunkings } from './helpers/chunks';
 
 interface Outcome {
@@ -110,6 +114,39 @@ async function piped(chunks: Buffer[]): Promise<Outcome> {
   return out;
 }
 
+/** A pass-through stage, as a user would insert one. */
+function passThrough(): Transform {
+  return new Transform({ objectMode: true, transform: (value: unknown, _enc, cb) => cb(null, value) });
+}
+
+/** The chunks through composePipeline (server role) on an in-memory transport, after an opening handshake. */
+async function composed(chunks: Buffer[]): Promise<Outcome> {
+  const out: Outcome = { messages: [], events: [], replies: '', error: null };
+  const written: Buffer[] = [];
+  const transport = new Duplex({
+    read() {},
+    write(chunk: Buffer, _enc: BufferEncoding, cb: () => void) {
+      written.push(Buffer.from(chunk));
+      cb();
+    },
+  });
+  const pipeline = composePipeline(transport, { role: 'server', insert: { afterSplitter: passThrough() } });
+  pipeline.on('ping', (p: Buffer) => out.events.push(`ping:${p.toString('hex')}`));
+  pipeline.on('pong', (p: Buffer) => out.events.push(`pong:${p.toString('hex')}`));
+  pipeline.on('error', (err: WebSocketError) => (out.error ??= err.code));
+  pipeline.on('data', (m: Message) => out.messages.push(describeMessage(m)));
+  pipeline.once('open', () => pipeline.stages.responder!.on('peerclose', (code: number, reason: string) => out.events.push(`close:${code}:${reason}`)));
+  // Every case ends in a close (received or failing), after which the server ends the transport.
+  const ended = once(transport, 'finish');
+  transport.push(upgradeRequest('127.0.0.1'));
+  for (const chunk of chunks) transport.push(Buffer.from(chunk));
+  await ended;
+  const bytes = Buffer.concat(written);
+  out.replies = bytes.subarray(bytes.indexOf('\r\n\r\n') + 4).toString('hex');
+  transport.destroy();
+  return out;
+}
+
 const closePayload = Buffer.from([0x03, 0xe8, 0x62, 0x79, 0x65]); // 1000 "bye"
 
 const CASES: Array<[string, Buffer]> = [
@@ -132,7 +169,7 @@ const CASES: Array<[string, Buffer]> = [
   ['an invalid close code', frame(Opcode.Close, Buffer.from([0x03, 0xed]))],
 ];
 
-describe('fused connection and pipe() composition give identical output', () => {
+describe('fused connection, pipe() composition and composePipeline give identical output', () => {
   for (const [title, input] of CASES) {
     describe(title, () => {
       for (const { name, chunks } of someChunkings(input, [1, 5, 1000])) {
@@ -140,6 +177,7 @@ describe('fused connection and pipe() composition give identical output', () => 
           const a = fused(chunks);
           const b = await piped(chunks);
           expect(b).to.deep.equal(a);
+          expect(await composed(chunks)).to.deep.equal(a);
           expect(a.replies).to.not.equal(''); // every case ends with a close frame sent back
         });
       }

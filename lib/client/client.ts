@@ -5,8 +5,8 @@
  */
 import type * as tls from 'node:tls';
 import { WebSocketError, isWebSocketError } from '../protocol/errors';
-import { type ExtensionOffer, buildClientRequest, formatExtensions, generateKey, validateUpgradeResponse } from '../handshake/handshake';
-import { PerMessageDeflateOptions, acceptDeflateResponse, buildDeflateOffer, checkDeflateOptions, deflateSides } from '../deflate/permessage-deflate';
+import type { PerMessageDeflateOptions } from '../deflate/permessage-deflate';
+import { type ClientOpening, openAsClient } from '../compose/opening';
 import type { UpgradeResponse } from '../handshake/handshake-parser';
 import { discard, dial } from './dial';
 import { Transport, WebSocket, WebSocketOptions } from '../connection/websocket';
@@ -57,31 +57,24 @@ export function connect(url: string | URL, options: ClientOptions = {}): WebSock
   } catch (cause) {
     return refuse(`invalid URL ${String(url)}: ${(cause as Error).message}`);
   }
-  const key = generateKey();
-  const protocols = options.protocols ?? [];
   const deflateOptions: PerMessageDeflateOptions | null =
     options.perMessageDeflate === false ? null : options.perMessageDeflate === true || options.perMessageDeflate === undefined ? {} : options.perMessageDeflate;
-  let offered: ExtensionOffer[] = [];
-  let request: string;
+  let opening: ClientOpening;
   try {
-    if (deflateOptions !== null) {
-      checkDeflateOptions(deflateOptions, 'client');
-      offered = [buildDeflateOffer(deflateOptions)];
-    }
     // Built before connecting: a value that cannot go in a header fails here, with nothing sent.
-    request = buildClientRequest({
+    opening = openAsClient({
       host: target.host,
       path: `${target.pathname}${target.search}`,
-      key,
-      protocols,
+      protocols: options.protocols,
       origin: options.origin,
       headers: options.headers,
-      extensions: offered.length === 0 ? undefined : formatExtensions(offered),
+      perMessageDeflate: deflateOptions ?? false,
     });
   } catch (cause) {
-    return refuse((cause as Error).message);
+    process.nextTick(() => ws.abortHandshake(cause as WebSocketError));
+    return ws;
   }
-  const handshake = dial(target, request, options, (result) => {
+  const handshake = dial(target, opening.request, options, (result) => {
     if (!result.ok) {
       const { reason, error } = result;
       if (reason === 'timeout') ws.abortHandshake(new WebSocketError('WS_ERR_HANDSHAKE_TIMEOUT'));
@@ -90,21 +83,17 @@ export function connect(url: string | URL, options: ClientOptions = {}): WebSock
       return;
     }
     const { socket, response, head } = result;
-    const refuse101 = (err: WebSocketError): void => {
+    const agreed = opening.check(response);
+    if (isWebSocketError(agreed)) {
       discard(socket);
-      ws.abortHandshake(err);
-    };
-    const checked = validateUpgradeResponse(response, { key, protocols, extensions: offered });
-    if (isWebSocketError(checked)) return refuse101(checked);
-    // permessage-deflate: an answer we cannot accept fails the connection (RFC 7692 §5, §7.1).
-    const deflateAgreement = deflateOptions === null ? null : acceptDeflateResponse(checked.extensions, deflateOptions);
-    if (isWebSocketError(deflateAgreement)) return refuse101(deflateAgreement);
+      ws.abortHandshake(agreed);
+      return;
+    }
     ws.emit('upgrade', response);
-    // Only permessage-deflate is ever offered, so validateUpgradeResponse has refused any other.
     ws.attach(socket as Transport, head, {
-      protocol: checked.protocol ?? '',
-      extensions: deflateAgreement === null ? '' : formatExtensions([deflateAgreement.response]),
-      deflate: deflateAgreement === null ? undefined : { sides: deflateSides(deflateAgreement, 'client'), options: deflateOptions! },
+      protocol: agreed.protocol,
+      extensions: agreed.extensions,
+      deflate: agreed.deflate === null ? undefined : { sides: agreed.deflate, options: deflateOptions! },
     });
     socket.resume();
   });
