@@ -30,7 +30,7 @@ import { Buffer } from 'node:buffer';
 import { Transform } from 'readable-stream';
 import { constants as zlibConstants, createDeflateRaw, type DeflateRaw } from 'node:zlib';
 import { Opcode, isControlOpcode } from '../protocol/constants';
-import { WebSocketError } from '../protocol/errors';
+import { WebSocketError, invalidArgument } from '../protocol/errors';
 import { type Frame, makeFrame } from '../protocol/frame';
 import {
   DEFLATE_TRAILER,
@@ -112,7 +112,7 @@ export class DeflaterCore {
     this.handler = handler;
     const bits = options.windowBits ?? MAX_WINDOW_BITS;
     if (!Number.isInteger(bits) || bits < MIN_DEFLATE_WINDOW_BITS || bits > MAX_WINDOW_BITS) {
-      throw new RangeError(`Deflater windowBits must be 9-15 (zlib cannot compress with 8), got ${bits}`);
+      throw invalidArgument(`Deflater windowBits must be 9-15 (zlib cannot compress with 8), got ${bits}`, RangeError);
     }
     this.windowBits = bits;
     this.noContextTakeover = options.noContextTakeover === true;

@@ -17,7 +17,7 @@
  * inflate with at least 9 bits, which also decodes a peer that says 8 but (like Node) uses 9.
  */
 import { Buffer } from 'node:buffer';
-import { WebSocketError } from '../protocol/errors';
+import { WebSocketError, invalidArgument } from '../protocol/errors';
 import type { Frame } from '../protocol/frame';
 import type { ExtensionOffer } from '../handshake/handshake';
 
@@ -183,12 +183,12 @@ function parseParams(element: ExtensionOffer, response: boolean): Params | strin
 
 function checkBits(name: string, value: number | undefined, min: number): void {
   if (value !== undefined && (!Number.isInteger(value) || value < min || value > MAX_WINDOW_BITS)) {
-    throw new RangeError(`perMessageDeflate.${name} must be an integer from ${min} to ${MAX_WINDOW_BITS}, got ${value}`);
+    throw invalidArgument(`perMessageDeflate.${name} must be an integer from ${min} to ${MAX_WINDOW_BITS}, got ${value}`, RangeError);
   }
 }
 
 /**
- * Checks options for `role`; throws a RangeError for a value out of range. The window we
+ * Checks options for `role`; throws a RangeError (code WS_ERR_INVALID_ARGUMENT) for a value out of range. The window we
  * compress with must be 9-15 (see the module comment); the one we inflate with 8-15.
  */
 export function checkDeflateOptions(options: PerMessageDeflateOptions, role: 'server' | 'client'): void {
@@ -196,15 +196,15 @@ export function checkDeflateOptions(options: PerMessageDeflateOptions, role: 'se
   checkBits('serverMaxWindowBits', options.serverMaxWindowBits, server ? MIN_DEFLATE_WINDOW_BITS : MIN_WINDOW_BITS);
   checkBits('clientMaxWindowBits', options.clientMaxWindowBits, server ? MIN_WINDOW_BITS : MIN_DEFLATE_WINDOW_BITS);
   const { threshold, level, memLevel, maxConcurrency } = options;
-  if (threshold !== undefined && !(threshold >= 0)) throw new RangeError(`perMessageDeflate.threshold must be >= 0, got ${threshold}`);
+  if (threshold !== undefined && !(threshold >= 0)) throw invalidArgument(`perMessageDeflate.threshold must be >= 0, got ${threshold}`, RangeError);
   if (level !== undefined && (!Number.isInteger(level) || level < -1 || level > 9)) {
-    throw new RangeError(`perMessageDeflate.level must be an integer from -1 to 9, got ${level}`);
+    throw invalidArgument(`perMessageDeflate.level must be an integer from -1 to 9, got ${level}`, RangeError);
   }
   if (memLevel !== undefined && (!Number.isInteger(memLevel) || memLevel < 1 || memLevel > 9)) {
-    throw new RangeError(`perMessageDeflate.memLevel must be an integer from 1 to 9, got ${memLevel}`);
+    throw invalidArgument(`perMessageDeflate.memLevel must be an integer from 1 to 9, got ${memLevel}`, RangeError);
   }
   if (maxConcurrency !== undefined && (!Number.isInteger(maxConcurrency) || maxConcurrency < 1)) {
-    throw new RangeError(`perMessageDeflate.maxConcurrency must be a positive integer, got ${maxConcurrency}`);
+    throw invalidArgument(`perMessageDeflate.maxConcurrency must be a positive integer, got ${maxConcurrency}`, RangeError);
   }
 }
 

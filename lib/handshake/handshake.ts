@@ -5,7 +5,8 @@
  * shape) and the built heads are strings for the caller to write as UTF-8.
  *
  * Validation failures are returned, never thrown, as a WebSocketError whose `status` (when it
- * has one) is the HTTP status for buildRejectResponse. Builders throw a TypeError for values
+ * has one) is the HTTP status for buildRejectResponse. Builders throw a TypeError (code
+ * WS_ERR_INVALID_ARGUMENT, see invalidArgument in lib/protocol/errors.ts) for values
  * that cannot go in a header (CR, LF or another control character: header injection), because
  * that is a programming error, not a peer's fault.
  */
@@ -13,7 +14,7 @@ import { Buffer } from 'node:buffer';
 import * as crypto from 'node:crypto';
 import { STATUS_CODES } from 'node:http';
 import { WEBSOCKET_GUID, WEBSOCKET_VERSION } from '../protocol/constants';
-import { WebSocketError } from '../protocol/errors';
+import { WebSocketError, invalidArgument } from '../protocol/errors';
 import type { HeaderMap } from './handshake-parser';
 export type { HeaderMap, UpgradeRequest, UpgradeResponse } from './handshake-parser';
 import { randomBytes } from '../protocol/mask';
@@ -263,12 +264,12 @@ export function parseExtensions(header: string): ExtensionOffer[] | WebSocketErr
 export function formatExtensions(list: readonly ExtensionOffer[]): string {
   return list
     .map(({ name, params }) => {
-      if (!TOKEN.test(name)) throw new TypeError(`Invalid extension name: ${JSON.stringify(name)}`);
+      if (!TOKEN.test(name)) throw invalidArgument(`Invalid extension name: ${JSON.stringify(name)}`);
       let text = name;
       for (const [param, value] of params) {
-        if (!TOKEN.test(param)) throw new TypeError(`Invalid extension parameter name: ${JSON.stringify(param)}`);
+        if (!TOKEN.test(param)) throw invalidArgument(`Invalid extension parameter name: ${JSON.stringify(param)}`);
         if (value !== true && !TOKEN.test(value)) {
-          throw new TypeError(`Invalid value for extension parameter ${param}: ${JSON.stringify(value)}`);
+          throw invalidArgument(`Invalid value for extension parameter ${param}: ${JSON.stringify(value)}`);
         }
         text += value === true ? `; ${param}` : `; ${param}=${value}`;
       }
@@ -385,7 +386,7 @@ const DEL = 0x7f;
 function checkValue(name: string, value: string): string {
   for (let i = 0; i < value.length; i++) {
     const c = value.charCodeAt(i);
-    if ((c < SPACE && c !== HTAB) || c === DEL) throw new TypeError(`Invalid character in the value of header ${name}`);
+    if ((c < SPACE && c !== HTAB) || c === DEL) throw invalidArgument(`Invalid character in the value of header ${name}`);
   }
   return value;
 }
@@ -395,8 +396,8 @@ function formatHeaders(headers: ExtraHeaders | undefined, reserved: ReadonlySet<
   if (headers === undefined) return '';
   let text = '';
   for (const name of Object.keys(headers)) {
-    if (!TOKEN.test(name)) throw new TypeError(`Invalid header name: ${JSON.stringify(name)}`);
-    if (reserved.has(name.toLowerCase())) throw new TypeError(`Header ${name} is set by the handshake itself`);
+    if (!TOKEN.test(name)) throw invalidArgument(`Invalid header name: ${JSON.stringify(name)}`);
+    if (reserved.has(name.toLowerCase())) throw invalidArgument(`Header ${name} is set by the handshake itself`);
     const value = headers[name]!;
     for (const one of typeof value === 'string' ? [value] : value) text += `${name}: ${checkValue(name, one)}\r\n`;
   }
@@ -425,7 +426,7 @@ export function buildAcceptResponse(options: {
     'Connection: Upgrade\r\n' +
     `Sec-WebSocket-Accept: ${acceptKey(options.key)}\r\n`;
   if (options.protocol !== undefined) {
-    if (!TOKEN.test(options.protocol)) throw new TypeError(`Invalid subprotocol: ${JSON.stringify(options.protocol)}`);
+    if (!TOKEN.test(options.protocol)) throw invalidArgument(`Invalid subprotocol: ${JSON.stringify(options.protocol)}`);
     text += `Sec-WebSocket-Protocol: ${options.protocol}\r\n`;
   }
   if (options.extensions !== undefined && options.extensions !== '') {
@@ -447,7 +448,7 @@ export function buildRejectResponse(
   status: number,
   options: { message?: string | undefined; headers?: ExtraHeaders | undefined } = {},
 ): string {
-  if (!Number.isInteger(status) || status < 100 || status > 599) throw new TypeError(`Invalid HTTP status: ${status}`);
+  if (!Number.isInteger(status) || status < 100 || status > 599) throw invalidArgument(`Invalid HTTP status: ${status}`);
   const reason = STATUS_CODES[status] ?? 'Unknown';
   const body = options.message ?? reason;
   const extra = options.headers ?? {};
@@ -480,8 +481,8 @@ export function buildClientRequest(options: {
   origin?: string | undefined;
   headers?: ExtraHeaders | undefined;
 }): string {
-  if (!ORIGIN_FORM.test(options.path)) throw new TypeError(`Invalid request path: ${JSON.stringify(options.path)}`);
-  if (!HOST.test(options.host)) throw new TypeError(`Invalid host: ${JSON.stringify(options.host)}`);
+  if (!ORIGIN_FORM.test(options.path)) throw invalidArgument(`Invalid request path: ${JSON.stringify(options.path)}`);
+  if (!HOST.test(options.host)) throw invalidArgument(`Invalid host: ${JSON.stringify(options.host)}`);
   let text =
     `GET ${options.path} HTTP/1.1\r\n` +
     `Host: ${options.host}\r\n` +
@@ -492,8 +493,8 @@ export function buildClientRequest(options: {
   const protocols = options.protocols ?? [];
   for (let i = 0; i < protocols.length; i++) {
     const protocol = protocols[i]!;
-    if (!TOKEN.test(protocol)) throw new TypeError(`Invalid subprotocol: ${JSON.stringify(protocol)}`);
-    if (protocols.indexOf(protocol) !== i) throw new TypeError(`Repeated subprotocol: ${protocol}`);
+    if (!TOKEN.test(protocol)) throw invalidArgument(`Invalid subprotocol: ${JSON.stringify(protocol)}`);
+    if (protocols.indexOf(protocol) !== i) throw invalidArgument(`Repeated subprotocol: ${protocol}`);
   }
   if (protocols.length > 0) text += `Sec-WebSocket-Protocol: ${protocols.join(', ')}\r\n`;
   if (options.extensions !== undefined && options.extensions !== '') {

@@ -70,3 +70,17 @@ export class WebSocketError extends Error {
 export function isWebSocketError(err: unknown): err is WebSocketError {
   return err instanceof Error && err.name === 'WebSocketError' && typeof (err as WebSocketError).closeCode === 'number';
 }
+
+/** An application's invalid argument: a TypeError or RangeError carrying a `code`, as Node's own are. */
+export type ArgumentError = (TypeError | RangeError) & { readonly code: 'WS_ERR_INVALID_ARGUMENT' };
+
+/**
+ * The error thrown at the call for an invalid argument of the application (never for a peer's
+ * input, which is a WebSocketError): `Kind` (TypeError by default, RangeError for a value out
+ * of range) with `code` WS_ERR_INVALID_ARGUMENT, as Node throws ERR_INVALID_ARG_TYPE.
+ */
+export function invalidArgument(message: string, Kind: TypeErrorConstructor | RangeErrorConstructor = TypeError): ArgumentError {
+  const err = new Kind(message) as ArgumentError;
+  Object.defineProperty(err, 'code', { value: 'WS_ERR_INVALID_ARGUMENT', enumerable: true });
+  return err;
+}

@@ -595,3 +595,58 @@ describe('validateUpgradeResponse (RFC 6455 §4.1, client side)', () => {
     );
   });
 });
+
+describe('errors: a peer\'s bad input is a WebSocketError, an application\'s bad argument throws with a code', () => {
+  const headerMap = fc.dictionary(
+    fc.constantFrom('upgrade', 'connection', 'sec-websocket-key', 'sec-websocket-version', 'sec-websocket-protocol', 'sec-websocket-extensions', 'sec-websocket-accept', 'host', 'origin'),
+    fc.oneof(fc.string(), fc.array(fc.string(), { maxLength: 3 })),
+  );
+
+  it('validateUpgradeRequest, validateUpgradeResponse and parseExtensions never throw on what a peer sends (fast-check)', () => {
+    fc.assert(
+      fc.property(headerMap, fc.string(), fc.string(), fc.integer({ min: 100, max: 599 }), (headers, method, url, status) => {
+        const req = validateUpgradeRequest({ method, httpVersion: url === '' ? '1.0' : '1.1', headers: headers as HeaderMap });
+        expect(req instanceof WebSocketError || typeof req === 'object').to.equal(true);
+        const offer = { key: RFC_KEY, protocols: ['chat'], extensions: [{ name: 'permessage-deflate', params: [] }] };
+        const res = validateUpgradeResponse({ statusCode: status, statusMessage: '', headers: headers as HeaderMap }, offer);
+        expect(res instanceof WebSocketError || typeof res === 'object').to.equal(true);
+        for (const value of Object.values(headers)) {
+          for (const one of typeof value === 'string' ? [value] : value) {
+            const parsed = parseExtensions(one);
+            expect(parsed instanceof WebSocketError || Array.isArray(parsed)).to.equal(true);
+          }
+        }
+      }),
+      { numRuns: 500 },
+    );
+  });
+
+  it('the HandshakeParser core returns a WebSocketError for any bytes, never throws (fast-check)', () => {
+    fc.assert(
+      fc.property(fc.constantFrom<'server' | 'client'>('server', 'client'), fc.array(fc.uint8Array({ maxLength: 64 }), { maxLength: 8 }), (role, chunks) => {
+        const core = new HandshakeParserCore({ role, maxHeaderSize: 256 }, { onHead: () => {}, onData: () => {} });
+        for (const chunk of chunks) {
+          const err = core.write(Buffer.from(chunk));
+          expect(err === null || err instanceof WebSocketError).to.equal(true);
+        }
+      }),
+      { numRuns: 500 },
+    );
+  });
+
+  it('the builders throw a TypeError with the code WS_ERR_INVALID_ARGUMENT for values the application passed', () => {
+    const calls: Array<() => unknown> = [
+      () => buildAcceptResponse({ key: RFC_KEY, protocol: 'chat\r\nX-Evil: 1' }),
+      () => buildAcceptResponse({ key: RFC_KEY, headers: { 'X-A': 'a\r\nb' } }),
+      () => buildAcceptResponse({ key: RFC_KEY, headers: { Upgrade: 'x' } }),
+      () => buildRejectResponse(40),
+      () => buildClientRequest({ host: 'a b', path: '/', key: RFC_KEY }),
+      () => buildClientRequest({ host: 'h', path: 'x', key: RFC_KEY }),
+      () => buildClientRequest({ host: 'h', path: '/', key: RFC_KEY, protocols: ['a', 'a'] }),
+      () => formatExtensions([{ name: 'a b', params: [] }]),
+    ];
+    for (const call of calls) {
+      expect(call).to.throw(TypeError).with.property('code', 'WS_ERR_INVALID_ARGUMENT');
+    }
+  });
+});
