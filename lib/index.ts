@@ -53,5 +53,8 @@ export type { ReceiverOptions, Role } from './connection/receiver';
 export type { SenderOptions } from './connection/sender';
 export { WebSocketServer, createServer } from './server/server';
 export type { ServerOptions, VerifyResult } from './server/server';
+// The stages built onto a socket in one call, with stages inserted, replaced and tapped by name.
+export { ComposedPipeline, composePipeline, PIPELINE_POINTS, REPLACEABLE_STAGES } from './compose/pipeline';
+export type { PipelineOptions, PipelinePoint, PipelineTransport, ReplaceableStage, StageStream, OutboundMessage } from './compose/pipeline';
 export { connect } from './client/client';
 export type { ClientOptions } from './client/client';
