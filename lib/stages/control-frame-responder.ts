@@ -56,8 +56,9 @@ export class ControlFrameResponderCore {
   error: WebSocketError | null = null;
   /** CLOSE_RECEIVED, CLOSE_SENT, AUTO_PONG. */
   private flags: number;
-  /** The peer's close code (1005 when it sent none), once its close came; what answerClose() echoes. */
+  /** The peer's close code (1005 when it sent none) and reason, once its close came; what answerClose() echoes. */
   private peerCode = 0;
+  private peerReason = '';
   private readonly handler: ControlFrameResponderHandler;
 
   constructor(options: ControlFrameResponderOptions, handler: ControlFrameResponderHandler) {
@@ -152,15 +153,16 @@ export class ControlFrameResponderCore {
    * Answers the peer's close (RFC 6455 §5.5.1: "If an endpoint receives a Close frame and did not
    * previously send a Close frame, the endpoint MUST send a Close frame in response. (When sending
    * a Close frame in response, the endpoint typically echos the status code it received.)"): the
-   * echo of its code. 1005 means the peer sent no code, and never goes on the wire: the echo is
-   * then empty too. Does nothing before the peer's close, once a close was sent, or after an
+   * echo of its code and its reason, as ws, python-websockets and Chromium send (the reason was
+   * checked on receipt: valid UTF-8, at most 123 bytes). 1005 means the peer sent no code, and
+   * never goes on the wire: the echo is then empty too. Does nothing before the peer's close, once a close was sent, or after an
    * error. The core calls it itself unless the handler's onClose returned true.
    */
   answerClose(): void {
     if ((this.flags & (CLOSE_RECEIVED | CLOSE_SENT)) !== CLOSE_RECEIVED || this.error !== null) return;
     this.flags |= CLOSE_SENT;
     const code = this.peerCode === CloseCode.NoStatus ? undefined : this.peerCode;
-    this.handler.onReply(makeFrame(Opcode.Close, encodeClosePayload(code)));
+    this.handler.onReply(makeFrame(Opcode.Close, encodeClosePayload(code, code === undefined ? undefined : this.peerReason)));
   }
 
   private receiveClose(payload: Buffer): void {
@@ -171,6 +173,7 @@ export class ControlFrameResponderCore {
     }
     this.flags |= CLOSE_RECEIVED;
     this.peerCode = parsed.code;
+    this.peerReason = parsed.reason;
     if (this.handler.onClose(parsed.code, parsed.reason) !== true) this.answerClose();
   }
 }

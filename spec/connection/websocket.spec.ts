@@ -126,12 +126,12 @@ describe('WebSocket (fused connection)', () => {
       ws.terminate();
     });
 
-    it('echoes a close frame with its code, closes TCP first, and reports the code', async () => {
+    it('echoes a close frame with its code and reason, closes TCP first, and reports the code', async () => {
       const { ws, peer } = await serverSide();
       const closing = closed(ws);
       peer.write(clientFrame(0x88, closePayload(1000, 'bye')));
       const bytes = await readAll(peer);
-      expect(bytes).to.deep.equal(Buffer.concat([hex('88 02'), closePayload(1000)]));
+      expect(bytes).to.deep.equal(Buffer.concat([hex('88 05'), closePayload(1000, 'bye')]));
       expect(await closing).to.deep.equal([1000, 'bye']);
       expect(ws.readyState).to.equal(WebSocket.CLOSED);
     });

@@ -419,11 +419,11 @@ describe('proxy', function () {
       const proxyClosed = once(c, 'close') as Promise<[{ client: { code: number; reason: string }; upstream: { code: number } }]>;
       client.close(4001, 'client says bye');
       expect(await upstreamClosed).to.deep.equal([4001, 'client says bye']);
-      // Our server echoes the code without the reason; the proxy relays the echo as it is.
-      expect(await clientClosed).to.deep.equal([4001, '']);
+      // Our server echoes the code and the reason; the proxy relays the echo as it is.
+      expect(await clientClosed).to.deep.equal([4001, 'client says bye']);
       const [info] = await proxyClosed;
       expect(info.client).to.deep.equal({ code: 4001, reason: 'client says bye' });
-      expect(info.upstream).to.deep.equal({ code: 4001, reason: '' });
+      expect(info.upstream).to.deep.equal({ code: 4001, reason: 'client says bye' });
     });
 
     it('relays close codes and reasons upstream -> client', async () => {

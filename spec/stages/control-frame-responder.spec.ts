@@ -131,13 +131,13 @@ describe('ControlFrameResponder', () => {
   });
 
   describe('closing handshake (§5.5.1, §7)', () => {
-    it('echoes the code of the peer close and reports code and reason', () => {
+    it('echoes the code and reason of the peer close and reports code and reason', () => {
       const { core, events, replies } = setup();
       expect(core.write(closeFrame(codePayload(1001, Buffer.from('bye'))))).to.equal(null);
       expect(events[0]).to.deep.equal(['close', 1001, 'bye']);
       expect(replies()).to.have.length(1);
       expectCloseReply(replies()[0], 1001);
-      expect(replies()[0]!.payload.length).to.equal(2);
+      expect(replies()[0]!.payload).to.deep.equal(codePayload(1001, Buffer.from('bye')));
       expect(core.closeReceived).to.equal(true);
       expect(core.closeSent).to.equal(true);
     });
