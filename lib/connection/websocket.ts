@@ -888,7 +888,10 @@ export class WebSocket extends Duplex implements ReceiverHandler {
   }
 
   private onTransportError(err: Error): void {
-    this.reportError(err);
+    // Once close frames went both ways the connection is closed cleanly (RFC 6455 §7.1.4); what
+    // TCP does after that (a reset from a peer that hangs up with our bytes unread, as Autobahn's
+    // server does) is not an error of the connection.
+    if (!this.has(Flag.CloseSent) || !this.has(Flag.CloseReceived)) this.reportError(err);
     this.transport?.destroy();
   }
 
