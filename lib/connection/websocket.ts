@@ -945,8 +945,8 @@ export class WebSocket extends Duplex implements ReceiverHandler {
    * socket is full, or zlib still has the message, the usual path would keep the write in
    * progress until 'drain' (or until the message is out), and later writes queue behind it; so
    * the Writable is handed a write that only waits for that (SentAhead), and counts it as the
-   * usual path would. A message the sender refuses is dropped as the usual path drops it (its
-   * writer gave no callback to hear why). Returns what the usual path's super.write() would
+   * usual path would. A message the sender refuses is dropped and its error reported as 'error'
+   * (its writer gave no callback to hear why). Returns what the usual path's super.write() would
    * (write() then applies the byte mark to either).
    */
   private sendAtOnce(message: Message): boolean {
@@ -955,8 +955,10 @@ export class WebSocket extends Duplex implements ReceiverHandler {
     let refused = false;
     try {
       flowing = sender.sendMessage(message);
-    } catch {
+    } catch (err) {
+      // Its writer gave no callback to hear why: 'error' does (as for the usual path, see refuse()).
       refused = true;
+      this.reportError(err as Error);
     }
     // (writableIdle again: whatever the transport ran while writing may have corked or ended this stream.)
     if (!refused && (!flowing || sender.pending) && writableIdle(this)) return super.write(new SentAhead(flowing));
@@ -989,6 +991,9 @@ export class WebSocket extends Duplex implements ReceiverHandler {
     try {
       flowing = messages.length === 1 ? this.sender!.sendMessage(messages[0]!) : this.sender!.sendMessages(messages);
     } catch (err) {
+      // The sender refused (not the connection's state): a writer's callback hears of it through
+      // `unsent`, and 'error' too, as a Writable reports a failed write both ways.
+      this.reportError(err as Error);
       this.refuse(messages, err as Error, callback);
       return;
     }
