@@ -1047,7 +1047,23 @@ export class WebSocket extends Duplex implements ReceiverHandler {
 
   /** The MessageWritable side (made per message stream): one part of a streamed message. */
   private partSink(): PartSink {
-    return { sendPart: (owner, data, fin, callback) => this.sendPart(owner, data, fin, callback) };
+    return {
+      sendPart: (owner, data, fin, callback) => this.sendPart(owner, data, fin, callback),
+      abortPart: (owner, cause) => this.abortPart(owner, cause),
+    };
+  }
+
+  /**
+   * A MessageWritable destroyed before its end. Begun on the wire, its message can only end by
+   * failing the connection (RFC 6455 §7.1.7): close 1011, one 'error' whose cause is the
+   * stream's. Not begun: the outbound side is simply given back.
+   */
+  private abortPart(owner: MessageWritable, cause: Error | null): void {
+    const open = this.extras !== null && this.extras.outboundOwner === owner;
+    this.releaseOutbound(owner);
+    if (!open || !owner.started || this.state === ReadyState.CLOSED) return;
+    const detail = cause === null ? 'the message stream was destroyed' : cause.message;
+    this.failConnection(new WebSocketError('WS_ERR_MESSAGE_ABORTED', detail, { cause }));
   }
 
   private sendPart(owner: MessageWritable, data: Buffer, fin: boolean, callback: WriteCallback): void {
@@ -1116,6 +1132,9 @@ export class WebSocket extends Duplex implements ReceiverHandler {
   /** RFC 6455 §7.1.7: send a close frame with the error's code, then close the transport. */
   private failConnection(err: WebSocketError): void {
     this.reportError(err);
+    // Everything the peer sends from now on is discarded (the receiver keeps this first error
+    // and reads nothing after it), so that nothing reports it a second time.
+    this.receiver?.splitter.fail(err);
     this.abortInboundStream(err);
     // 'close' reports our code, unless the peer's close came first.
     if (!this.has(Flag.CloseReceived)) this.closingState().code = err.closeCode;

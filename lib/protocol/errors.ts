@@ -40,6 +40,7 @@ export const ERROR_TABLE = {
   WS_ERR_CONNECTION_LOST: { closeCode: CloseCode.Abnormal, message: 'Connection closed without a close frame' },
   WS_ERR_INVALID_STATE: { closeCode: CloseCode.InternalError, message: 'WebSocket is not open' },
   WS_ERR_INVALID_ARGUMENT: { closeCode: CloseCode.InternalError, message: 'Invalid argument' },
+  WS_ERR_MESSAGE_ABORTED: { closeCode: CloseCode.InternalError, message: 'A streamed message was aborted before its end' },
   WS_ERR_BUFFER_FULL: { closeCode: CloseCode.PolicyViolation, message: 'Outbound buffer over its limit' },
   WS_ERR_PEER_UNRESPONSIVE: { closeCode: CloseCode.Abnormal, message: 'No pong (or any data) from the peer before the heartbeat deadline' },
 } as const satisfies Record<string, { closeCode: CloseCode; message: string; status?: number }>;
@@ -57,9 +58,10 @@ export class WebSocketError extends Error {
   readonly closeCode: CloseCode;
   readonly status: number | undefined;
 
-  constructor(code: WebSocketErrorCode, detail?: string) {
+  /** `options.cause`: the error that led to this one (Error.cause). */
+  constructor(code: WebSocketErrorCode, detail?: string, options?: { cause?: unknown }) {
     const entry: { closeCode: CloseCode; message: string; status?: number } = ERROR_TABLE[code];
-    super(detail === undefined ? entry.message : `${entry.message}: ${detail}`);
+    super(detail === undefined ? entry.message : `${entry.message}: ${detail}`, options);
     this.code = code;
     this.closeCode = entry.closeCode;
     this.status = entry.status;

@@ -54,6 +54,13 @@ export class MessageReadable extends Readable {
 /** What the connection does for a MessageWritable: send one part, and call back when it may send more. */
 export interface PartSink {
   sendPart(owner: MessageWritable, data: Buffer, fin: boolean, callback: (err?: Error | null) => void): void;
+  /**
+   * The stream was destroyed before its final part went out (its source failed, or it was
+   * destroyed by hand): `cause` is its error, or null. A message already begun on the wire can
+   * only end by failing the connection (its peer would wait for the rest for ever); one not begun
+   * just gives the outbound side back.
+   */
+  abortPart?(owner: MessageWritable, cause: Error | null): void;
 }
 
 export interface MessageWritableOptions {
@@ -67,6 +74,8 @@ export class MessageWritable extends Writable {
   readonly binary: boolean;
   /** @internal Whether the first part has been sent. */
   started = false;
+  /** Whether the final part has been sent (the message is complete on the wire). */
+  private finished = false;
   private readonly sink: PartSink;
 
   /** @internal Created by WebSocket.createMessageStream(). */
@@ -85,6 +94,14 @@ export class MessageWritable extends Writable {
   }
 
   override _final(callback: (err?: Error | null) => void): void {
-    this.sink.sendPart(this, Buffer.alloc(0), true, callback);
+    this.sink.sendPart(this, Buffer.alloc(0), true, (err) => {
+      if (err === undefined || err === null) this.finished = true;
+      callback(err);
+    });
+  }
+
+  override _destroy(err: Error | null, callback: (error: Error | null) => void): void {
+    if (!this.finished) this.sink.abortPart?.(this, err);
+    callback(err);
   }
 }

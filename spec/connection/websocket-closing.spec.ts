@@ -152,7 +152,7 @@ describe('WebSocket closing and failing (issue 18)', function () {
       peer.end(wireFrame({ opcode: OP_CLOSE, payload: close.payload, mask: Buffer.from([1, 2, 3, 4]) }));
       const { code } = await closing;
       expect(code).to.equal(1011);
-      expect(errors).to.have.length(1);
+      expect(errors.length).to.equal(1);
       expect((errors[0] as WebSocketError).code).to.equal('WS_ERR_MESSAGE_ABORTED');
       expect((errors[0] as WebSocketError).closeCode).to.equal(1011);
       expect(errors[0]!.cause).to.equal(cause);
