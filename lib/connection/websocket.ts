@@ -7,8 +7,9 @@
  *   write()/send() --messages--> Sender (framer > masker > serializer) --bytes--> socket
  *
  * Reading side: text messages come out as strings, binary ones as Buffers. When the reader
- * stops reading, push() returns false and the socket is paused, so TCP's window closes on the
- * peer. Writing side: a string is sent as a text message, a Buffer or Uint8Array as a binary
+ * stops reading, the socket is still read (so that pings are answered and the peer's close is
+ * seen) until the unread data reach memoryBudget; then it is paused, so TCP's window closes on
+ * the peer. Writing side: a string is sent as a text message, a Buffer or Uint8Array as a binary
  * one; write() returns false while the socket's buffer is over its mark, and 'drain' follows.
  *
  * Errors: a protocol violation by the peer sends a close frame with the matching code, emits
@@ -59,7 +60,11 @@ export enum ReadyState {
 export interface WebSocketOptions extends ReceiverOptions, SenderOptions {
   /** Milliseconds to wait for the closing handshake (and then the TCP close) before destroying the socket. Default 5000. */
   closeTimeout?: number;
-  /** How many messages the readable side buffers before the socket is paused. Default 16. */
+  /**
+   * The readable side's highWaterMark, in messages (what pipe() and read() go by). Default 16.
+   * A full reader does not stop reading from the socket by itself: pings and the peer's close
+   * must still be read and answered; the memoryBudget stops it.
+   */
   readableHighWaterMark?: number;
   /**
    * Bytes waiting to be sent (bufferedAmount) at which write() and send() return false, until
@@ -193,6 +198,8 @@ class Closing {
   reason = '';
   /** Close arguments given to close() while writes were still queued (sent from _final). */
   pending: { code?: number; reason?: string } | null = null;
+  /** Answers the peer's close if the reader has not read up to it in half of closeTimeout. */
+  answerTimer: NodeJS.Timeout | null = null;
 }
 
 /**
@@ -689,6 +696,8 @@ export class WebSocket extends Duplex implements ReceiverHandler {
    * only more reading can complete.
    */
   private budgetHoldsReading(): boolean {
+    // Our close is sent: only the peer's close matters now; it must be found (see pushOrPause).
+    if (this.has(Flag.CloseSent)) return false;
     const releasable = this.unreadBytes + this.bufferedAmount;
     return releasable > 0 && releasable + (this.receiver?.assembler.bufferedBytes ?? 0) >= this.memoryBudget;
   }
@@ -787,30 +796,27 @@ export class WebSocket extends Duplex implements ReceiverHandler {
     if (piece.last) {
       stream.push(null);
       extras.inboundStream = null;
-      // An ended stream never asks for more: if its full buffer paused the socket, later bytes
-      // (the next message, the peer's close) must not wait for it. Its unread bytes still count
-      // against the memory budget; a full readable side keeps the socket paused.
-      if (this.has(Flag.PausedByUs) && this.readableLength < this.readableHighWaterMark) this.resumeTransport();
     }
   }
 
   /**
-   * Pushes into a readable; when it is full, pauses the transport until it asks for more.
-   * What stays buffered counts as unread (a value handed to a 'data' listener at once does not).
+   * Pushes into a readable. What stays buffered counts as unread (a value handed to a 'data'
+   * listener at once does not), against the memory budget. A full reader does not pause the
+   * transport by itself: reading goes on, so that pings and the peer's close are still read and
+   * answered, until the unread data reach the memory budget (see budgetHoldsReading). That bounds
+   * what a connection holds for a reader that does not read; TCP slows the peer from there.
+   * Once our close is sent, data that would take the connection past its budget are discarded:
+   * the application chose to close, and only the peer's close is still awaited.
    */
   private pushOrPause(readable: Readable | Duplex, value: Buffer | string | MessageReadable): void {
-    let room: boolean;
-    if (emitIfFlowing(readable, value)) {
-      // Handed to 'data' at once, never buffered (see emitIfFlowing): push()'s answer would
-      // only be false if a listener ended the stream or the buffer filled meanwhile.
-      const length = readable.readableLength;
-      room = (length === 0 || length < readable.readableHighWaterMark) && !(readable === this && this.has(Flag.ReadableDone));
-    } else {
-      const before = readable.readableLength;
-      room = readable.push(value);
-      if (readable.readableLength > before) this.unreadBytes += unreadSize(value);
+    if (emitIfFlowing(readable, value)) return;
+    if (this.has(Flag.CloseSent) && this.heldBytes + unreadSize(value) > this.memoryBudget) return;
+    const before = readable.readableLength;
+    readable.push(value);
+    if (readable.readableLength > before) {
+      this.unreadBytes += unreadSize(value);
+      if (this.budgetHoldsReading()) this.holdReading(Flag.PausedForBudget);
     }
-    if (!room && this.holdReading(Flag.PausedByUs)) this.receiver?.pauseInflate();
   }
 
   private resumeTransport(): void {
@@ -842,6 +848,10 @@ export class WebSocket extends Duplex implements ReceiverHandler {
       if (this.readableLength > 0 && this.readableFlowing !== null && !this.writableEnded) {
         this.setFlag(Flag.AnswerAfterReader, true);
         this.once('end', () => this.answerPeerClose());
+        // A reader that stopped for good must not hang the handshake: half of closeTimeout
+        // later the close is answered anyway (what it has not read stays readable).
+        closing.answerTimer = setTimeout(() => this.answerPeerClose(), (this.options.closeTimeout ?? Defaults.closeTimeout) / 2);
+        closing.answerTimer.unref?.();
         return true;
       }
       if (this.writableLength > 0) {
@@ -856,6 +866,7 @@ export class WebSocket extends Duplex implements ReceiverHandler {
 
   /** Ends the writable side: _final answers the peer's close after the writes queued (or sends the application's close). */
   private answerPeerClose(): void {
+    this.clearAnswerTimer();
     this.setFlag(Flag.AnswerAfterReader, false);
     if (!this.writableEnded) this.end();
   }
@@ -868,6 +879,8 @@ export class WebSocket extends Duplex implements ReceiverHandler {
     if (frame.opcode === Opcode.Close) {
       this.setFlag(Flag.CloseSent, true);
       if (this.state === ReadyState.OPEN) this.state = ReadyState.CLOSING;
+      // Reading no longer waits for the budget: read on to the peer's close.
+      this.releaseReading(Flag.PausedForBudget);
       this.closingHandshakeDone();
     }
   }
@@ -1206,6 +1219,13 @@ export class WebSocket extends Duplex implements ReceiverHandler {
     closing.timer.unref?.();
   }
 
+  private clearAnswerTimer(): void {
+    const closing = this.closing;
+    if (closing === null || closing.answerTimer === null) return;
+    clearTimeout(closing.answerTimer);
+    closing.answerTimer = null;
+  }
+
   private endReadable(): void {
     if (this.has(Flag.ReadableDone)) return;
     this.setFlag(Flag.ReadableDone, true);
@@ -1227,6 +1247,7 @@ export class WebSocket extends Duplex implements ReceiverHandler {
       clearTimeout(closing.timer);
       closing.timer = null;
     }
+    this.clearAnswerTimer();
     if (this.liveness !== null) {
       clearInterval(this.liveness.timer);
       this.liveness = null;

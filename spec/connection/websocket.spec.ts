@@ -386,8 +386,9 @@ describe('WebSocket (fused connection)', () => {
   });
 
   describe('backpressure', () => {
-    it('pauses the socket when the reader does not read, and resumes when it does', async () => {
-      const { ws, peer } = await serverSide({ readableHighWaterMark: 2 });
+    it('pauses the socket at the memory budget when the reader does not read, and resumes when it does', async () => {
+      // Ten 'Hello's unread are 50 bytes: over a 30-byte budget.
+      const { ws, peer } = await serverSide({ readableHighWaterMark: 2, memoryBudget: 30 });
       const transport = (ws as unknown as { transport: net.Socket }).transport;
       for (let i = 0; i < 10; i++) peer.write(MASKED_HELLO);
       await new Promise((r) => setTimeout(r, 50));
