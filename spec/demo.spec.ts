@@ -122,7 +122,7 @@ describe('demo', function () {
       const welcome = JSON.stringify({ type: 'welcome', name: 'tab 1' });
       expect(lines).to.include(`chat#1 -> text ${welcome.length} B ${JSON.stringify(welcome)}`);
       expect(lines).to.include('chat#1 <- close 5 B 1000 "bye"');
-      expect(lines).to.include('chat#1 -> close 2 B 1000'); // the echo: the code, no reason
+      expect(lines).to.include('chat#1 -> close 5 B 1000 "bye"'); // the echo: the code and the reason
     });
   });
 

@@ -158,8 +158,8 @@ describe('interop with chromium', function () {
         const reason = 'bye from the page: é€😀';
         const result = await runCase<{ close: CloseInfo }>(page, 'pageCloses', { id, code: 4001, reason });
         // RFC 6455 §5.5.1: the endpoint answering a close "typically echos the status code it
-        // received"; our echo carries the code only, so the page's CloseEvent has no reason.
-        expect(result.close).to.deep.equal({ code: 4001, reason: '', wasClean: true });
+        // received"; our echo carries the reason too, so the page's CloseEvent has it.
+        expect(result.close).to.deep.equal({ code: 4001, reason, wasClean: true });
         expect(await (await server.connection(id)).closed).to.deep.equal({ code: 4001, reason });
       });
 

@@ -1,0 +1,472 @@
+/**
+ * ConnectionCore: one WebSocket connection's protocol decisions above the frames, without I/O.
+ * No socket, no timer, no stream: time is passed in (`now`, in ms), and every decision comes
+ * out through the handler, synchronously. WebSocket (the fused Duplex), a proxy relay or a
+ * composed pipeline drives one and does the I/O it asks for.
+ *
+ *   in                                          out (ConnectionCoreHandler)
+ *   ------------------------------------------  ------------------------------------------------
+ *   receive(message | control frame, now)       onMessage / onPing / onPong / onPeerClose
+ *   close(code, reason, now)   (application)    sendFrame(frame)      pong, close, heartbeat ping
+ *   fail(err, now)             (any layer)      onError(err)          once, never after a clean close
+ *   transportError(err)                         endTransport()        half-close (handshake done, failed)
+ *   transportClosed()                           destroyTransport()    close timeout, dead peer
+ *   tick(now)                  (at deadline)    setReading(on)        hold / resume reading
+ *   hold(reason) / release(reason)              onClosed(code, reason, clean)
+ *   unread(+-bytes)            (memory budget)
+ *
+ * What it owns:
+ * - The closing handshake (RFC 6455 §5.5.1, §7.1): closeSent / closeReceived, the peer's code
+ *   and reason, the echo (code AND reason, as ws, python-websockets and Chromium do), who closes
+ *   TCP (§7.1.1: the server, at once once close frames went both ways; the client waits for it),
+ *   and what 'close' reports (§7.1.5: the code of the close received, 1005 if it had none, 1006
+ *   without one; our own code when we failed first).
+ * - Failing (§7.1.7): one error, a close frame with its closeCode and its code as reason (when
+ *   that code may be on the wire), and all later input discarded. A TCP error once the
+ *   handshake completed is not an error.
+ * - Liveness as deadlines: `deadline` is the next time tick() has something to do (heartbeat
+ *   ping, heartbeat timeout, idle timeout, close timeout), Infinity for none; the adapter arms
+ *   one timer for it after each call.
+ * - Reading holds and the memory budget: reading stops while any reason holds it (the budget,
+ *   unanswered replies, an inflater at work, a blocking tap, an external budget) and resumes once
+ *   none does; setReading() reports the transitions only. The budget counts received data not
+ *   read yet (unread()), what is being assembled and what waits to be sent (the adapter's
+ *   `sizes`): reading waits while that reaches memoryBudget and some of it goes away without
+ *   reading more; once our close is sent it never waits (the peer's close must be found).
+ * - Outbound ordering of streamed messages: claim(owner) / finish(owner): one streamed message
+ *   owns the data side at a time; the others (and plain sends) wait their turn; control frames
+ *   never wait (the adapter's sender writes whole frames, so they fall between fragments).
+ */
+import { Buffer } from 'node:buffer';
+import { CloseCode, Defaults, Opcode, isValidWireCloseCode } from '../protocol/constants';
+import { WebSocketError } from '../protocol/errors';
+import { type Frame, type Inbound, type Message, isMessage, makeFrame } from '../protocol/frame';
+import { checkCloseArgs, encodeClosePayload, parseClosePayload } from '../protocol/close';
+import type { Role } from './receiver';
+
+/** Why reading from the transport is held: bits, any one holds it. */
+export enum ReadHold {
+  /** Received and unsent data reach memoryBudget. */
+  Budget = 1 << 0,
+  /** Our replies (pongs) wait for the transport to drain. */
+  Replies = 1 << 1,
+  /** permessage-deflate: received frames wait to be inflated. */
+  Inflate = 1 << 2,
+  /** A blocking tap, or another reader of the adapter's, is full. */
+  Reader = 1 << 3,
+  /** Something outside the connection (a server-wide budget) asked to hold. */
+  External = 1 << 4,
+}
+
+/** The connection's state, as the browser API numbers it. */
+export enum CoreState {
+  Open = 1,
+  Closing = 2,
+  Closed = 3,
+}
+
+export interface ConnectionCoreOptions {
+  role: Role;
+  /** Answer pings with pongs (RFC 6455 §5.5.2). Default true. */
+  autoPong?: boolean;
+  /** ms from the start of the closing handshake to destroyTransport(). Default Defaults.closeTimeout. */
+  closeTimeout?: number;
+  /** Ping after `interval` ms without anything from the peer; dead after `timeout` ms more. Default off. */
+  heartbeat?: { interval: number; timeout: number };
+  /** Close with 1001 after this many ms without traffic either way. Default off. */
+  idleTimeout?: number;
+  /** Bytes held (see heldBytes) at which reading stops. Default Defaults.memoryBudget. */
+  memoryBudget?: number;
+}
+
+/** What the core asks of its adapter. Every method is called synchronously from a core call. */
+export interface ConnectionCoreHandler {
+  /** A data message from the peer (never after its close, never after a failure). */
+  onMessage(message: Message): void;
+  onPing(payload: Buffer): void;
+  onPong(payload: Buffer): void;
+  /**
+   * The peer's close frame (code 1005 when it had none). Return true to answer it later with
+   * answerClose() (after data still to send, RFC 6455 §5.5.1); otherwise it is answered now.
+   */
+  onPeerClose(code: number, reason: string): boolean | void;
+  /** A frame to send now, unmasked, whole (pong, close, heartbeat ping). */
+  sendFrame(frame: Frame): void;
+  /** The connection's first error (never one after a completed closing handshake). */
+  onError(err: Error): void;
+  /** Close our side of the transport (FIN): the handshake completed (server), or we failed. */
+  endTransport(): void;
+  /** Destroy the transport now: close timeout, a dead peer. */
+  destroyTransport(): void;
+  /** Reading from the transport should stop (false) or start again (true). */
+  setReading(on: boolean): void;
+  /** The transport is gone: what 'close' reports, and whether the closing handshake completed. */
+  onClosed(code: number, reason: string, clean: boolean): void;
+}
+
+/** Sizes only the adapter knows (what waits to be sent, what is being assembled), for the budget. */
+export interface BudgetSizes {
+  /** Bytes accepted for sending that the transport has not taken yet (bufferedAmount). */
+  unsent(): number;
+  /** Bytes of the message being assembled. */
+  assembling(): number;
+}
+
+const NO_SIZES: BudgetSizes = { unsent: () => 0, assembling: () => 0 };
+
+// Bits of `flags`.
+const CLOSE_SENT = 1;
+const CLOSE_RECEIVED = 2;
+const FAILED = 4;
+const AUTO_PONG = 8;
+const ANSWER_LATER = 16;
+
+/** See the module comment. */
+export class ConnectionCore {
+  state: CoreState = CoreState.Open;
+  /** The first error (ours or the peer's), or null. */
+  error: Error | null = null;
+  /** What 'close' reports (see the module comment). */
+  closeCode: number = CloseCode.Abnormal;
+  closeReason = '';
+  /** Bytes of received data handed to buffers and not read yet (see unread()). */
+  unreadBytes = 0;
+  /** ReadHold bits now holding reading. */
+  holds = 0;
+  private flags: number;
+  private readonly role: Role;
+  private readonly options: ConnectionCoreOptions;
+  private readonly handler: ConnectionCoreHandler;
+  private sizes: BudgetSizes = NO_SIZES;
+  // Deadlines and the times they are measured from (ms; Infinity: none).
+  private closeBy = Infinity;
+  private lastReceived: number;
+  private lastActivity: number;
+  private pingSentAt = 0;
+  /** The streamed message that owns the data side, and who waits for it. */
+  private owner: object | null = null;
+  private waiting: Array<() => void> | null = null;
+
+  constructor(options: ConnectionCoreOptions, handler: ConnectionCoreHandler, now = 0) {
+    this.role = options.role;
+    this.options = options;
+    this.handler = handler;
+    this.flags = (options.autoPong ?? true) ? AUTO_PONG : 0;
+    this.lastReceived = this.lastActivity = now;
+  }
+
+  get closeSent(): boolean {
+    return (this.flags & CLOSE_SENT) !== 0;
+  }
+
+  get closeReceived(): boolean {
+    return (this.flags & CLOSE_RECEIVED) !== 0;
+  }
+
+  /** Close frames went both ways (RFC 6455 §7.1.4: the closing handshake is complete). */
+  get handshakeDone(): boolean {
+    return (this.flags & (CLOSE_SENT | CLOSE_RECEIVED)) === (CLOSE_SENT | CLOSE_RECEIVED);
+  }
+
+  /** The peer's close waits for answerClose() (onPeerClose returned true). */
+  get answerPending(): boolean {
+    return (this.flags & ANSWER_LATER) !== 0 && !this.closeSent;
+  }
+
+  // ----- Inbound -----
+
+  /**
+   * Takes one message or control frame from the peer (the receiver's output). Returns the
+   * error that failed the connection, or null. Everything after the peer's close (§1.4: it
+   * sends nothing after it) and after a failure is discarded.
+   */
+  receive(value: Inbound, now: number): WebSocketError | null {
+    this.lastReceived = this.lastActivity = now;
+    if ((this.flags & (FAILED | CLOSE_RECEIVED)) !== 0) return null;
+    if (isMessage(value)) {
+      this.handler.onMessage(value);
+      return null;
+    }
+    switch (value.opcode) {
+      case Opcode.Ping:
+        this.handler.onPing(value.payload);
+        // §5.5.2: "Upon receipt of a Ping frame, an endpoint MUST send a Pong frame in response";
+        // §5.5.3: with identical "Application data" (copied: the ping's buffer went to the app).
+        if ((this.flags & (AUTO_PONG | CLOSE_SENT)) === AUTO_PONG) this.handler.sendFrame(makeFrame(Opcode.Pong, Buffer.from(value.payload)));
+        return null;
+      case Opcode.Pong:
+        this.pingSentAt = 0;
+        this.handler.onPong(value.payload);
+        return null;
+      case Opcode.Close:
+        return this.receiveClose(value.payload, now);
+      default:
+        return null;
+    }
+  }
+
+  /** Bytes (of any frame) came from the peer: the heartbeat and idle clocks restart. */
+  received(now: number): void {
+    this.lastReceived = this.lastActivity = now;
+  }
+
+  /** The application sent something: the idle clock restarts. */
+  sent(now: number): void {
+    this.lastActivity = now;
+  }
+
+  private receiveClose(payload: Buffer, now: number): WebSocketError | null {
+    const parsed = parseClosePayload(payload);
+    if (parsed instanceof WebSocketError) {
+      this.fail(parsed, now);
+      return parsed;
+    }
+    this.flags |= CLOSE_RECEIVED;
+    this.closeCode = parsed.code;
+    this.closeReason = parsed.reason;
+    this.startClosing(now);
+    if (this.closeSent) {
+      this.handshakeCompleted();
+      return null;
+    }
+    if (this.handler.onPeerClose(parsed.code, parsed.reason) === true) this.flags |= ANSWER_LATER;
+    else this.answerClose(now);
+    return null;
+  }
+
+  /**
+   * Answers the peer's close (§5.5.1: "the endpoint typically echos the status code it
+   * received"): its code and reason; an empty close when it had no code (1005 never goes on the
+   * wire). Does nothing before the peer's close or once a close was sent.
+   */
+  answerClose(now: number): void {
+    if (!this.closeReceived || this.closeSent) return;
+    const code = this.closeCode === CloseCode.NoStatus ? undefined : this.closeCode;
+    this.sendClose(code, code === undefined ? undefined : this.closeReason, now);
+  }
+
+  // ----- From the application -----
+
+  /**
+   * Starts the closing handshake (§7.1.2): sends a close with `code` and `reason`. Throws
+   * WS_ERR_INVALID_ARGUMENT for arguments the RFC forbids (checkCloseArgs). Once a close was
+   * sent, does nothing. After the peer's close, it is the answer.
+   */
+  close(code: number | undefined, reason: string | undefined, now: number): void {
+    const invalid = checkCloseArgs(code, reason);
+    if (invalid !== null) throw invalid;
+    if (this.closeSent || this.state === CoreState.Closed) return;
+    this.sendClose(code, reason, now);
+  }
+
+  /**
+   * Fails the connection (§7.1.7): reports `err` once, sends a close carrying err.closeCode and
+   * err.code as reason (unless a close was sent, or the code may not be on the wire: 1006),
+   * discards all later input, and closes our side of the transport.
+   */
+  fail(err: WebSocketError, now: number): void {
+    if ((this.flags & FAILED) !== 0 || this.state === CoreState.Closed) return;
+    this.flags |= FAILED;
+    this.report(err);
+    if (!this.closeReceived) this.closeCode = err.closeCode;
+    if (!this.closeSent) {
+      this.flags |= CLOSE_SENT;
+      if (isValidWireCloseCode(err.closeCode)) this.handler.sendFrame(makeFrame(Opcode.Close, encodeClosePayload(err.closeCode, err.code)));
+    }
+    this.startClosing(now);
+    this.release(ReadHold.Budget);
+    this.handler.endTransport();
+  }
+
+  private sendClose(code: number | undefined, reason: string | undefined, now: number): void {
+    this.flags |= CLOSE_SENT;
+    this.handler.sendFrame(makeFrame(Opcode.Close, encodeClosePayload(code, reason)));
+    this.startClosing(now);
+    // Only the peer's close is awaited now: reading never waits for the budget again.
+    this.release(ReadHold.Budget);
+    if (this.closeReceived) this.handshakeCompleted();
+  }
+
+  private startClosing(now: number): void {
+    if (this.state === CoreState.Open) this.state = CoreState.Closing;
+    if (this.closeBy === Infinity) this.closeBy = now + (this.options.closeTimeout ?? Defaults.closeTimeout);
+  }
+
+  /** §7.1.1: "the server MUST close the underlying TCP connection immediately"; the client waits for it. */
+  private handshakeCompleted(): void {
+    if (this.role === 'server') this.handler.endTransport();
+  }
+
+  // ----- From the transport -----
+
+  /** The transport failed. Not an error once the closing handshake completed (a reset after it). */
+  transportError(err: Error): void {
+    if (!this.handshakeDone) this.report(err);
+  }
+
+  /** The transport is gone: reports 'close' once. */
+  transportClosed(): void {
+    if (this.state === CoreState.Closed) return;
+    this.state = CoreState.Closed;
+    this.closeBy = Infinity;
+    this.waiting = null;
+    this.owner = null;
+    this.handler.onClosed(this.closeCode, this.closeReason, this.handshakeDone && (this.flags & FAILED) === 0);
+  }
+
+  private report(err: Error): void {
+    if (this.error !== null) return;
+    this.error = err;
+    this.handler.onError(err);
+  }
+
+  // ----- Time -----
+
+  /** The next time (ms) tick() has something to do; Infinity for none. */
+  get deadline(): number {
+    if (this.state === CoreState.Closed) return Infinity;
+    let next = this.closeBy;
+    if (this.state === CoreState.Open) {
+      const heartbeat = this.options.heartbeat;
+      if (heartbeat !== undefined) {
+        next = Math.min(next, this.pingSentAt !== 0 ? this.pingSentAt + heartbeat.timeout : this.lastReceived + heartbeat.interval);
+      }
+      const idle = this.options.idleTimeout;
+      if (idle !== undefined) next = Math.min(next, this.lastActivity + idle);
+    }
+    return next;
+  }
+
+  /** Does what is due at `now`: the close timeout, the heartbeat, the idle timeout. */
+  tick(now: number): void {
+    if (this.state === CoreState.Closed) return;
+    if (now >= this.closeBy) {
+      this.closeBy = Infinity;
+      this.handler.destroyTransport();
+      return;
+    }
+    if (this.state !== CoreState.Open) return;
+    // While we hold reading, the peer's silence proves nothing (its pong may be waiting).
+    if (this.holds !== 0) this.lastReceived = now;
+    const heartbeat = this.options.heartbeat;
+    if (heartbeat !== undefined) {
+      if (this.pingSentAt !== 0 && this.lastReceived >= this.pingSentAt) this.pingSentAt = 0;
+      if (this.pingSentAt !== 0 && now - this.pingSentAt >= heartbeat.timeout) {
+        this.report(new WebSocketError('WS_ERR_PEER_UNRESPONSIVE', `no answer within ${heartbeat.timeout} ms`));
+        this.handler.destroyTransport();
+        return;
+      }
+      if (this.pingSentAt === 0 && now - this.lastReceived >= heartbeat.interval) {
+        this.pingSentAt = now;
+        this.handler.sendFrame(makeFrame(Opcode.Ping, Buffer.alloc(0)));
+      }
+    }
+    const idle = this.options.idleTimeout;
+    // Idleness is policy, not an error: the close reason says it.
+    if (idle !== undefined && now - this.lastActivity >= idle) this.close(CloseCode.GoingAway, 'idle timeout', now);
+  }
+
+  // ----- Reading holds and the memory budget -----
+
+  /** Where the budget finds what waits to be sent and what is being assembled. */
+  measure(sizes: BudgetSizes): void {
+    this.sizes = sizes;
+  }
+
+  get memoryBudget(): number {
+    return this.options.memoryBudget ?? Defaults.memoryBudget;
+  }
+
+  /** Bytes held against memoryBudget: unread data, the message being assembled, unsent data. */
+  get heldBytes(): number {
+    return this.unreadBytes + this.sizes.assembling() + this.sizes.unsent();
+  }
+
+  /** `reason` holds reading (setReading(false) if nothing held it). */
+  hold(reason: ReadHold): void {
+    if ((this.holds & reason) !== 0) return;
+    const was = this.holds;
+    this.holds |= reason;
+    if (was === 0) this.handler.setReading(false);
+  }
+
+  /** `reason` no longer holds reading (setReading(true) if nothing else holds it). */
+  release(reason: ReadHold): void {
+    if ((this.holds & reason) === 0) return;
+    this.holds &= ~reason;
+    if (this.holds === 0 && this.state !== CoreState.Closed) this.handler.setReading(true);
+  }
+
+  /** Received data went into a buffer (+bytes) or left it (-bytes); the budget is checked. */
+  unread(bytes: number): void {
+    this.unreadBytes += bytes;
+    this.checkBudget();
+  }
+
+  /**
+   * Whether data of `bytes` received now should be discarded instead of kept: only once our
+   * close is sent and keeping it would take the connection past its budget.
+   */
+  discards(bytes: number): boolean {
+    return this.closeSent && this.heldBytes + bytes > this.memoryBudget;
+  }
+
+  /**
+   * Holds or releases reading for the budget: held while what is held reaches memoryBudget and
+   * part of it goes away without reading more (not for a message being assembled alone, which
+   * only more reading can complete), never once our close is sent.
+   */
+  checkBudget(): void {
+    const releasable = this.unreadBytes + this.sizes.unsent();
+    if (!this.closeSent && releasable > 0 && releasable + this.sizes.assembling() >= this.memoryBudget) this.hold(ReadHold.Budget);
+    else this.release(ReadHold.Budget);
+  }
+
+  // ----- Outbound ordering of streamed messages -----
+
+  /**
+   * Runs `send` once `owner` may send data frames: at once when no other streamed message owns
+   * the data side (null: a plain message, which never takes it), else when its message ends.
+   * Returns whether it ran at once.
+   */
+  whenSendable(owner: object | null, send: () => void): boolean {
+    if (this.owner === null || this.owner === owner) {
+      send();
+      return true;
+    }
+    (this.waiting ??= []).push(() => this.whenSendable(owner, send));
+    return false;
+  }
+
+  /** `owner`'s streamed message has begun: data frames of others wait until finish(owner). */
+  claim(owner: object): void {
+    if (this.owner === null) this.owner = owner;
+  }
+
+  /** The streamed message that owns the data side, or null. */
+  get outboundOwner(): object | null {
+    return this.owner;
+  }
+
+  /** Whether sends wait for a streamed message. */
+  get sendsWaiting(): boolean {
+    return this.waiting !== null;
+  }
+
+  /** `owner`'s message has ended (or failed): the sends waiting for it go, in order. */
+  finish(owner: object): void {
+    if (this.owner !== owner) return;
+    this.owner = null;
+    const waiting = this.waiting;
+    this.waiting = null;
+    if (waiting !== null) for (const task of waiting) task();
+  }
+
+  /** Takes every send still waiting (the connection closed: the adapter settles them). */
+  takeWaiting(): Array<() => void> {
+    const waiting = this.waiting ?? [];
+    this.waiting = null;
+    this.owner = null;
+    return waiting;
+  }
+}
