@@ -65,8 +65,8 @@ export enum CoreState {
   Closed = 3,
 }
 
+/** The options the core reads (WebSocketOptions has them all, so a WebSocket passes its own). */
 export interface ConnectionCoreOptions {
-  role: Role;
   /** Answer pings with pongs (RFC 6455 §5.5.2). Default true. */
   autoPong?: boolean;
   /** ms from the start of the closing handshake to destroyTransport(). Default Defaults.closeTimeout. */
@@ -100,19 +100,16 @@ export interface ConnectionCoreHandler {
   destroyTransport(): void;
   /** Reading from the transport should stop (false) or start again (true). */
   setReading(on: boolean): void;
-  /** The transport is gone: what 'close' reports, and whether the closing handshake completed. */
+  /**
+   * The transport is gone: what 'close' reports, and whether the closing handshake completed.
+   * (WebSocket emits 'close' itself once it has settled its callbacks, from the core's fields.)
+   */
   onClosed(code: number, reason: string, clean: boolean): void;
+  /** For the memory budget: bytes accepted for sending that the transport has not taken (bufferedAmount). */
+  unsentBytes(): number;
+  /** For the memory budget: bytes of the message being assembled. */
+  assemblingBytes(): number;
 }
-
-/** Sizes only the adapter knows (what waits to be sent, what is being assembled), for the budget. */
-export interface BudgetSizes {
-  /** Bytes accepted for sending that the transport has not taken yet (bufferedAmount). */
-  unsent(): number;
-  /** Bytes of the message being assembled. */
-  assembling(): number;
-}
-
-const NO_SIZES: BudgetSizes = { unsent: () => 0, assembling: () => 0 };
 
 // Bits of `flags`.
 const CLOSE_SENT = 1;
@@ -120,6 +117,7 @@ const CLOSE_RECEIVED = 2;
 const FAILED = 4;
 const AUTO_PONG = 8;
 const ANSWER_LATER = 16;
+const SERVER = 32;
 
 /** See the module comment. */
 export class ConnectionCore {
@@ -134,25 +132,27 @@ export class ConnectionCore {
   /** ReadHold bits now holding reading. */
   holds = 0;
   private flags: number;
-  private readonly role: Role;
   private readonly options: ConnectionCoreOptions;
   private readonly handler: ConnectionCoreHandler;
-  private sizes: BudgetSizes = NO_SIZES;
-  // Deadlines and the times they are measured from (ms; Infinity: none).
-  private closeBy = Infinity;
+  /** The time last passed in (ms): what receive() without a time (from a receiver) goes by. */
+  private now: number;
+  /** When the peer was last heard from, and when the application last sent (ms). */
   private lastReceived: number;
-  private lastActivity: number;
+  private lastSent: number;
+  /** When the heartbeat ping went out, 0 when none is outstanding. */
   private pingSentAt = 0;
+  /** When the closing handshake must be over (ms; Infinity: not closing). */
+  private closeBy = Infinity;
   /** The streamed message that owns the data side, and who waits for it. */
   private owner: object | null = null;
   private waiting: Array<() => void> | null = null;
 
-  constructor(options: ConnectionCoreOptions, handler: ConnectionCoreHandler, now = 0) {
-    this.role = options.role;
+  /** `now`: the time (ms) the connection opens at. */
+  constructor(role: Role, options: ConnectionCoreOptions, handler: ConnectionCoreHandler, now = 0) {
     this.options = options;
     this.handler = handler;
-    this.flags = (options.autoPong ?? true) ? AUTO_PONG : 0;
-    this.lastReceived = this.lastActivity = now;
+    this.flags = ((options.autoPong ?? true) ? AUTO_PONG : 0) | (role === 'server' ? SERVER : 0);
+    this.now = this.lastReceived = this.lastSent = now;
   }
 
   get closeSent(): boolean {
@@ -180,8 +180,8 @@ export class ConnectionCore {
    * error that failed the connection, or null. Everything after the peer's close (§1.4: it
    * sends nothing after it) and after a failure is discarded.
    */
-  receive(value: Inbound, now: number): WebSocketError | null {
-    this.lastReceived = this.lastActivity = now;
+  receive(value: Inbound, now?: number): WebSocketError | null {
+    if (now !== undefined) this.now = this.lastReceived = now;
     if ((this.flags & (FAILED | CLOSE_RECEIVED)) !== 0) return null;
     if (isMessage(value)) {
       this.handler.onMessage(value);
@@ -205,17 +205,20 @@ export class ConnectionCore {
     }
   }
 
-  /** Bytes (of any frame) came from the peer: the heartbeat and idle clocks restart. */
+  /**
+   * Bytes came from the peer at `now` (called per read, before they are parsed): the heartbeat
+   * and idle clocks restart, and what receive() gets from them without a time happened then.
+   */
   received(now: number): void {
-    this.lastReceived = this.lastActivity = now;
+    this.now = this.lastReceived = now;
   }
 
-  /** The application sent something: the idle clock restarts. */
+  /** The application sent something at `now`: the idle clock restarts. */
   sent(now: number): void {
-    this.lastActivity = now;
+    this.lastSent = now;
   }
 
-  private receiveClose(payload: Buffer, now: number): WebSocketError | null {
+  private receiveClose(payload: Buffer, now: number | undefined): WebSocketError | null {
     const parsed = parseClosePayload(payload);
     if (parsed instanceof WebSocketError) {
       this.fail(parsed, now);
@@ -239,7 +242,7 @@ export class ConnectionCore {
    * received"): its code and reason; an empty close when it had no code (1005 never goes on the
    * wire). Does nothing before the peer's close or once a close was sent.
    */
-  answerClose(now: number): void {
+  answerClose(now?: number): void {
     if (!this.closeReceived || this.closeSent) return;
     const code = this.closeCode === CloseCode.NoStatus ? undefined : this.closeCode;
     this.sendClose(code, code === undefined ? undefined : this.closeReason, now);
@@ -253,6 +256,7 @@ export class ConnectionCore {
    * sent, does nothing. After the peer's close, it is the answer.
    */
   close(code: number | undefined, reason: string | undefined, now: number): void {
+    this.now = now;
     const invalid = checkCloseArgs(code, reason);
     if (invalid !== null) throw invalid;
     if (this.closeSent || this.state === CoreState.Closed) return;
@@ -264,10 +268,11 @@ export class ConnectionCore {
    * err.code as reason (unless a close was sent, or the code may not be on the wire: 1006),
    * discards all later input, and closes our side of the transport.
    */
-  fail(err: WebSocketError, now: number): void {
+  fail(err: WebSocketError, now?: number): void {
+    if (now !== undefined) this.now = now;
     if ((this.flags & FAILED) !== 0 || this.state === CoreState.Closed) return;
     this.flags |= FAILED;
-    this.report(err);
+    this.reportError(err);
     if (!this.closeReceived) this.closeCode = err.closeCode;
     if (!this.closeSent) {
       this.flags |= CLOSE_SENT;
@@ -278,7 +283,7 @@ export class ConnectionCore {
     this.handler.endTransport();
   }
 
-  private sendClose(code: number | undefined, reason: string | undefined, now: number): void {
+  private sendClose(code: number | undefined, reason: string | undefined, now: number | undefined): void {
     this.flags |= CLOSE_SENT;
     this.handler.sendFrame(makeFrame(Opcode.Close, encodeClosePayload(code, reason)));
     this.startClosing(now);
@@ -287,21 +292,47 @@ export class ConnectionCore {
     if (this.closeReceived) this.handshakeCompleted();
   }
 
-  private startClosing(now: number): void {
+  /**
+   * The closing handshake begins before our close frame can go out (the application closed
+   * while messages still wait to be sent; close() or answerClose() follows): CLOSING, and the
+   * close timeout runs from `now`.
+   */
+  beginClose(now: number): void {
+    this.now = now;
+    if (this.state !== CoreState.Closed) this.startClosing(now);
+  }
+
+  /**
+   * CLOSING, and the close timeout runs from `now`. Without a time (a close frame that came
+   * through receive() without one) the deadline is fixed by the next settle(now).
+   */
+  private startClosing(now: number | undefined): void {
     if (this.state === CoreState.Open) this.state = CoreState.Closing;
-    if (this.closeBy === Infinity) this.closeBy = now + (this.options.closeTimeout ?? Defaults.closeTimeout);
+    if (this.closeBy === Infinity) this.closeBy = now === undefined ? NaN : now + this.closeTimeout;
+  }
+
+  private get closeTimeout(): number {
+    return this.options.closeTimeout ?? Defaults.closeTimeout;
+  }
+
+  /**
+   * Passes the time in for a deadline that started without one (see startClosing): the
+   * adapter calls it before reading `deadline` after a receive() without a time.
+   */
+  settle(now: number): void {
+    if (Number.isNaN(this.closeBy)) this.closeBy = now + this.closeTimeout;
   }
 
   /** §7.1.1: "the server MUST close the underlying TCP connection immediately"; the client waits for it. */
   private handshakeCompleted(): void {
-    if (this.role === 'server') this.handler.endTransport();
+    if ((this.flags & SERVER) !== 0) this.handler.endTransport();
   }
 
   // ----- From the transport -----
 
   /** The transport failed. Not an error once the closing handshake completed (a reset after it). */
   transportError(err: Error): void {
-    if (!this.handshakeDone) this.report(err);
+    if (!this.handshakeDone) this.reportError(err);
   }
 
   /** The transport is gone: reports 'close' once. */
@@ -309,14 +340,12 @@ export class ConnectionCore {
     if (this.state === CoreState.Closed) return;
     this.state = CoreState.Closed;
     this.closeBy = Infinity;
-    this.waiting = null;
-    this.owner = null;
     this.handler.onClosed(this.closeCode, this.closeReason, this.handshakeDone && (this.flags & FAILED) === 0);
   }
 
-  private report(err: Error): void {
-    if (this.error !== null) return;
-    this.error = err;
+  /** Reports an error of the connection (onError); `error` keeps the first. */
+  reportError(err: Error): void {
+    if (this.error === null) this.error = err;
     this.handler.onError(err);
   }
 
@@ -325,14 +354,14 @@ export class ConnectionCore {
   /** The next time (ms) tick() has something to do; Infinity for none. */
   get deadline(): number {
     if (this.state === CoreState.Closed) return Infinity;
-    let next = this.closeBy;
+    let next = Number.isNaN(this.closeBy) ? this.now + this.closeTimeout : this.closeBy;
     if (this.state === CoreState.Open) {
       const heartbeat = this.options.heartbeat;
       if (heartbeat !== undefined) {
         next = Math.min(next, this.pingSentAt !== 0 ? this.pingSentAt + heartbeat.timeout : this.lastReceived + heartbeat.interval);
       }
       const idle = this.options.idleTimeout;
-      if (idle !== undefined) next = Math.min(next, this.lastActivity + idle);
+      if (idle !== undefined) next = Math.min(next, Math.max(this.lastReceived, this.lastSent) + idle);
     }
     return next;
   }
@@ -340,6 +369,8 @@ export class ConnectionCore {
   /** Does what is due at `now`: the close timeout, the heartbeat, the idle timeout. */
   tick(now: number): void {
     if (this.state === CoreState.Closed) return;
+    this.now = now;
+    this.settle(now);
     if (now >= this.closeBy) {
       this.closeBy = Infinity;
       this.handler.destroyTransport();
@@ -352,7 +383,7 @@ export class ConnectionCore {
     if (heartbeat !== undefined) {
       if (this.pingSentAt !== 0 && this.lastReceived >= this.pingSentAt) this.pingSentAt = 0;
       if (this.pingSentAt !== 0 && now - this.pingSentAt >= heartbeat.timeout) {
-        this.report(new WebSocketError('WS_ERR_PEER_UNRESPONSIVE', `no answer within ${heartbeat.timeout} ms`));
+        this.reportError(new WebSocketError('WS_ERR_PEER_UNRESPONSIVE', `no answer within ${heartbeat.timeout} ms`));
         this.handler.destroyTransport();
         return;
       }
@@ -363,15 +394,10 @@ export class ConnectionCore {
     }
     const idle = this.options.idleTimeout;
     // Idleness is policy, not an error: the close reason says it.
-    if (idle !== undefined && now - this.lastActivity >= idle) this.close(CloseCode.GoingAway, 'idle timeout', now);
+    if (idle !== undefined && now - Math.max(this.lastReceived, this.lastSent) >= idle) this.close(CloseCode.GoingAway, 'idle timeout', now);
   }
 
   // ----- Reading holds and the memory budget -----
-
-  /** Where the budget finds what waits to be sent and what is being assembled. */
-  measure(sizes: BudgetSizes): void {
-    this.sizes = sizes;
-  }
 
   get memoryBudget(): number {
     return this.options.memoryBudget ?? Defaults.memoryBudget;
@@ -379,7 +405,7 @@ export class ConnectionCore {
 
   /** Bytes held against memoryBudget: unread data, the message being assembled, unsent data. */
   get heldBytes(): number {
-    return this.unreadBytes + this.sizes.assembling() + this.sizes.unsent();
+    return this.unreadBytes + this.handler.assemblingBytes() + this.handler.unsentBytes();
   }
 
   /** `reason` holds reading (setReading(false) if nothing held it). */
@@ -400,7 +426,7 @@ export class ConnectionCore {
   /** Received data went into a buffer (+bytes) or left it (-bytes); the budget is checked. */
   unread(bytes: number): void {
     this.unreadBytes += bytes;
-    this.checkBudget();
+    if (bytes > 0 || (this.holds & ReadHold.Budget) !== 0) this.checkBudget();
   }
 
   /**
@@ -417,8 +443,8 @@ export class ConnectionCore {
    * only more reading can complete), never once our close is sent.
    */
   checkBudget(): void {
-    const releasable = this.unreadBytes + this.sizes.unsent();
-    if (!this.closeSent && releasable > 0 && releasable + this.sizes.assembling() >= this.memoryBudget) this.hold(ReadHold.Budget);
+    const releasable = this.unreadBytes + this.handler.unsentBytes();
+    if (!this.closeSent && releasable > 0 && releasable + this.handler.assemblingBytes() >= this.memoryBudget) this.hold(ReadHold.Budget);
     else this.release(ReadHold.Budget);
   }
 
@@ -446,6 +472,11 @@ export class ConnectionCore {
   /** The streamed message that owns the data side, or null. */
   get outboundOwner(): object | null {
     return this.owner;
+  }
+
+  /** Data may be sent now without waiting: open, no close sent, no streamed message holding the data side, nobody waiting. */
+  get sendable(): boolean {
+    return this.state === CoreState.Open && (this.flags & CLOSE_SENT) === 0 && this.owner === null && this.waiting === null;
   }
 
   /** Whether sends wait for a streamed message. */

@@ -4,7 +4,7 @@
  * reading holds, the memory budget, outbound ordering).
  */
 import { expect } from 'chai';
-import { ConnectionCore, ConnectionCoreHandler, ConnectionCoreOptions, CoreState, ReadHold } from '../../lib/connection/connection-core';
+import { ConnectionCore, type ConnectionCoreHandler, type ConnectionCoreOptions, CoreState, ReadHold } from '../../lib/connection/connection-core';
 import { Opcode } from '../../lib/protocol/constants';
 import { WebSocketError } from '../../lib/protocol/errors';
 import { type Frame, type Message, makeFrame } from '../../lib/protocol/frame';
@@ -27,7 +27,14 @@ function described(frame: Frame): Call {
   return [frame.opcode === Opcode.Ping ? 'ping' : frame.opcode === Opcode.Pong ? 'pong' : `op${frame.opcode}`, frame.payload.toString()];
 }
 
-function setup(options: Partial<ConnectionCoreOptions> = {}, answerLater = false): { core: ConnectionCore; calls: Call[]; sent: () => Call[] } {
+/** What the budget sees besides unread data: set by the specs. */
+const sizes = { unsent: 0, assembling: 0 };
+
+function setup(
+  options: ConnectionCoreOptions & { role?: 'server' | 'client' } = {},
+  answerLater = false,
+): { core: ConnectionCore; calls: Call[]; sent: () => Call[] } {
+  sizes.unsent = sizes.assembling = 0;
   const calls: Call[] = [];
   const handler: ConnectionCoreHandler = {
     onMessage: (m: Message) => calls.push(['message', m.data.toString()]),
@@ -43,8 +50,10 @@ function setup(options: Partial<ConnectionCoreOptions> = {}, answerLater = false
     destroyTransport: () => calls.push(['destroy']),
     setReading: (on) => calls.push(['reading', on]),
     onClosed: (code, reason, clean) => calls.push(['closed', code, reason, clean]),
+    unsentBytes: () => sizes.unsent,
+    assemblingBytes: () => sizes.assembling,
   };
-  const core = new ConnectionCore({ role: 'server', closeTimeout: 1000, ...options }, handler, 0);
+  const core = new ConnectionCore(options.role ?? 'server', { closeTimeout: 1000, ...options }, handler, 0);
   const sent = (): Call[] => calls.filter((c) => c[0] === 'send').map((c) => c.slice(1) as Call);
   return { core, calls, sent };
 }
@@ -131,6 +140,15 @@ describe('ConnectionCore', () => {
       expect(calls.slice(1)).to.deep.equal([['end']]);
       core.transportClosed();
       expect(calls.at(-1)).to.deep.equal(['closed', 1001, 'going', true]);
+    });
+
+    it('a close received without a time starts the close timeout at the next settle(now)', () => {
+      const { core } = setup();
+      core.receive(close(1000));
+      core.settle(300);
+      expect(core.deadline).to.equal(1300);
+      core.settle(400);
+      expect(core.deadline).to.equal(1300);
     });
 
     it('a second close() sends nothing; invalid arguments throw WS_ERR_INVALID_ARGUMENT at the call', () => {
@@ -284,8 +302,6 @@ describe('ConnectionCore', () => {
 
     it('holds at the budget while unread data can go away, and resumes once read', () => {
       const { core, calls } = setup({ memoryBudget: 100 });
-      let assembling = 0;
-      core.measure({ unsent: () => 0, assembling: () => assembling });
       core.unread(60);
       expect(calls).to.deep.equal([]);
       core.unread(40);
@@ -295,7 +311,18 @@ describe('ConnectionCore', () => {
       expect(calls.at(-1)).to.deep.equal(['reading', true]);
       // A message being assembled alone never holds reading (only more reading completes it).
       core.unread(-50);
-      assembling = 500;
+      sizes.assembling = 500;
+      core.checkBudget();
+      expect(calls.at(-1)).to.deep.equal(['reading', true]);
+    });
+
+    it('unsent data count too, and reading resumes as the transport takes them', () => {
+      const { core, calls } = setup({ memoryBudget: 100 });
+      core.unread(10);
+      sizes.unsent = 95;
+      core.checkBudget();
+      expect(calls).to.deep.equal([['reading', false]]);
+      sizes.unsent = 0;
       core.checkBudget();
       expect(calls.at(-1)).to.deep.equal(['reading', true]);
     });
@@ -313,6 +340,18 @@ describe('ConnectionCore', () => {
   });
 
   describe('outbound ordering of streamed messages', () => {
+    it('sendable: open, no close sent, no streamed message holding or waited for', () => {
+      const { core } = setup();
+      expect(core.sendable).to.equal(true);
+      const a = {};
+      core.claim(a);
+      expect(core.sendable).to.equal(false);
+      core.finish(a);
+      expect(core.sendable).to.equal(true);
+      core.close(1000, '', 1);
+      expect(core.sendable).to.equal(false);
+    });
+
     it('one streamed message owns the data side; other sends wait, in order, until it finishes', () => {
       const { core } = setup();
       const order: string[] = [];
