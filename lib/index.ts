@@ -58,3 +58,11 @@ export { ComposedPipeline, composePipeline, PIPELINE_POINTS, REPLACEABLE_STAGES 
 export type { PipelineOptions, PipelinePoint, PipelineTransport, ReplaceableStage, StageStream, OutboundMessage } from './compose/pipeline';
 export { connect } from './client/client';
 export type { ClientOptions } from './client/client';
+// Fan-out: topics, bounded per-subscriber delivery, adapters to other processes (docs/fanout.md).
+export { FanoutHub } from './fanout/hub';
+export type { FanoutOptions, PublishOptions, BroadcastOptions, HubCounters } from './fanout/hub';
+export { DeliveryQueue, FanoutDefaults } from './fanout/queue';
+export type { DeliverySink, FanoutCounters, OverflowPolicy, SubscriptionOptions } from './fanout/queue';
+export { LocalBus, localAdapter, encodeEnvelope, decodeEnvelope } from './fanout/adapter';
+export type { AdapterEvent, AdapterMessage, AdapterNode, FanoutAdapter } from './fanout/adapter';
+export { FanoutChannels } from './fanout/channels';

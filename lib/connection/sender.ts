@@ -88,6 +88,8 @@ export class Sender implements MessageFramerHandler, FrameSerializerHandler {
   private flowing = true;
   /** Taps on the outbound side, if any. */
   taps: SenderTaps | null = null;
+  /** permessage-deflate's sending parameters, when negotiated and allowed to compress (null: messages go uncompressed). */
+  readonly compression: { side: NonNullable<DeflateSides['deflate']>; options: PerMessageDeflateOptions } | null;
 
   /** `deflate`: permessage-deflate's sending parameters (deflateSides(...).deflate) and options, when negotiated. */
   constructor(
@@ -97,6 +99,7 @@ export class Sender implements MessageFramerHandler, FrameSerializerHandler {
     deflate?: { side: NonNullable<DeflateSides['deflate']>; options: PerMessageDeflateOptions },
   ) {
     this.serializer = new FrameSerializerCore({}, this);
+    this.compression = deflate ?? null;
     // Slots only where the write callback means "the bytes are gone": a socket (TCP or TLS)
     // copies them into the kernel (or the TLS record) before calling back; another Writable may
     // keep the chunk itself.
@@ -231,6 +234,23 @@ export class Sender implements MessageFramerHandler, FrameSerializerHandler {
     const err = this.framer.writePart(data, binary, fin);
     this.socket.uncork();
     if (err !== null) throw err;
+    return this.flowing;
+  }
+
+  /**
+   * Writes frames encoded already (fan-out: one publish's frame, shared by every subscriber) as
+   * they are, in one corked write; returns false when the socket asks the writer to wait for
+   * 'drain'. The caller sees to their order against messages (nothing pending in zlib).
+   */
+  sendBytes(buffers: readonly Buffer[]): boolean {
+    this.flowing = true;
+    if (buffers.length === 1) {
+      this.onData(buffers[0]!);
+      return this.flowing;
+    }
+    this.socket.cork();
+    for (const chunk of buffers) this.onData(chunk);
+    this.socket.uncork();
     return this.flowing;
   }
 

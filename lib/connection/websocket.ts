@@ -34,6 +34,7 @@ import type { DeflateSides, PerMessageDeflateOptions } from '../deflate/permessa
 import { makeFrame } from '../protocol/frame';
 import { Opcode } from '../protocol/constants';
 import { encodeClosePayload } from '../protocol/close';
+import type { FanoutCounters, SubscriptionOptions, TopicHost } from './topics';
 
 /** The underlying transport: a net.Socket, a tls.TLSSocket, or any Duplex of bytes. */
 export interface Transport extends ByteSink {
@@ -106,6 +107,8 @@ export interface WebSocketOptions extends ReceiverOptions, SenderOptions {
    * that message, its callback gets WS_ERR_BUFFER_FULL, and the connection stays open.
    */
   outboundOverflow?: 'error' | 'drop';
+  /** @internal Set by the server: the fan-out hub that keeps this connection's topics (lib/fanout/). */
+  topicHost?: TopicHost;
 }
 
 /** What the opening handshake settled. */
@@ -574,6 +577,71 @@ export class WebSocket extends Duplex implements ReceiverHandler {
     return flowing;
   }
 
+  // ----- Topics (fan-out): kept by the server's hub, see lib/fanout/ -----
+
+  private get topicHost(): TopicHost {
+    const host = this.options.topicHost;
+    if (host === undefined) throw new WebSocketError('WS_ERR_INVALID_STATE', 'topics are kept by a server: this connection has none');
+    return host;
+  }
+
+  /**
+   * Subscribes this connection to `topic`: what the server publishes to it is sent here, framed
+   * once for all subscribers. `options` bound what may wait for this subscriber (limit, policy);
+   * subscribing again replaces them. Server connections only.
+   */
+  subscribe(topic: string, options?: SubscriptionOptions): void {
+    this.topicHost.subscribe(this, topic, options);
+  }
+
+  /** Unsubscribes from `topic` (its queued messages are dropped); false if not subscribed. */
+  unsubscribe(topic: string): boolean {
+    return this.topicHost.unsubscribe(this, topic);
+  }
+
+  isSubscribed(topic: string): boolean {
+    return this.options.topicHost?.isSubscribed(this, topic) ?? false;
+  }
+
+  /** The topics this connection is subscribed to. */
+  get topics(): string[] {
+    return this.options.topicHost?.topics(this) ?? [];
+  }
+
+  /** This connection's fan-out counters (delivered, dropped, evicted, coalesced, closed, queuedBytes). */
+  get fanoutCounters(): FanoutCounters {
+    return this.topicHost.counters(this);
+  }
+
+  /**
+   * @internal Fan-out: writes frames encoded already (a published message's header and payload,
+   * the same Buffers for every subscriber) after everything sent before, never inside a message
+   * being streamed out. Returns true when they went to the transport and it has room; false
+   * when the caller should wait: `onRoom` is then called once they are out and there is room
+   * (or with an error, when the connection can no longer send them).
+   */
+  sendFrameBytes(buffers: readonly Buffer[], bytes: number, onRoom: WriteCallback): boolean {
+    if (this.has(Flag.CloseSent) || this.state !== ReadyState.OPEN) {
+      const err = new WebSocketError('WS_ERR_INVALID_STATE', `readyState is ${ReadyState[this.state]}`);
+      process.nextTick(onRoom, err);
+      return false;
+    }
+    if (this.sendableAtOnce()) {
+      const flowing = this.sender!.sendBytes(buffers);
+      if (!flowing) (this.more().drainWaiters ??= []).push(onRoom);
+      return flowing;
+    }
+    const chunk = new PreFramed(buffers, bytes);
+    this.queuedBytes += bytes;
+    super.write(chunk, (err?: Error | null) => onRoom(err ?? chunk.error));
+    return false;
+  }
+
+  /** @internal Fan-out: how this connection compresses what it sends (permessage-deflate), or null. */
+  get outboundCompression(): Sender['compression'] {
+    return this.sender === null ? null : this.sender.compression;
+  }
+
   /** Sends a ping; the peer answers with a pong carrying the same payload (at most 125 bytes). */
   ping(payload: string | Buffer = Buffer.alloc(0)): void {
     this.sendControl(Opcode.Ping, payload);
@@ -627,16 +695,49 @@ export class WebSocket extends Duplex implements ReceiverHandler {
     return value;
   }
 
-  override _write(message: Message | SentAhead, _enc: BufferEncoding, callback: WriteCallback): void {
+  override _write(message: Message | SentAhead | PreFramed, _enc: BufferEncoding, callback: WriteCallback): void {
     if (message instanceof SentAhead) this.settle(message.flowing, callback);
+    else if (message instanceof PreFramed) this.whenSendable(null, () => this.sendPreFramed(message, callback));
     else this.dispatch([message], callback);
   }
 
-  override _writev(chunks: Array<{ chunk: Message }>, callback: WriteCallback): void {
-    this.dispatch(
+  override _writev(chunks: Array<{ chunk: Message | PreFramed }>, callback: WriteCallback): void {
+    this.dispatchInOrder(
       chunks.map((c) => c.chunk),
+      0,
       callback,
     );
+  }
+
+  /** _writev of messages and pre-framed bytes mixed: each run in turn, the next once the one before is out. */
+  private dispatchInOrder(items: Array<Message | PreFramed>, from: number, callback: WriteCallback): void {
+    if (from >= items.length) {
+      callback();
+      return;
+    }
+    const first = items[from]!;
+    let to = from + 1;
+    const next = (err?: Error | null): void => (err ? callback(err) : this.dispatchInOrder(items, to, callback));
+    if (first instanceof PreFramed) {
+      this.whenSendable(null, () => this.sendPreFramed(first, next));
+      return;
+    }
+    while (to < items.length && !(items[to] instanceof PreFramed)) to++;
+    if (from === 0 && to === items.length) this.dispatch(items as Message[], callback);
+    else this.dispatch(items.slice(from, to) as Message[], next);
+  }
+
+  /** Writes pre-framed bytes that waited in the Writable (see sendFrameBytes). */
+  private sendPreFramed(chunk: PreFramed, callback: WriteCallback): void {
+    this.queuedBytes -= chunk.bytes;
+    const refused = this.cannotSend();
+    if (refused !== null) {
+      chunk.error = refused;
+      callback();
+      this.maybeBytesDrain();
+      return;
+    }
+    this.afterSend(this.sender!.sendBytes(chunk.buffers), callback);
   }
 
   override _final(callback: WriteCallback): void {
@@ -1306,6 +1407,15 @@ function ignore(): void {}
  */
 class SentAhead {
   constructor(readonly flowing: boolean) {}
+}
+
+/** Fan-out: frames encoded already, waiting in the Writable behind earlier writes (see sendFrameBytes). */
+class PreFramed {
+  error: Error | null = null;
+  constructor(
+    readonly buffers: readonly Buffer[],
+    readonly bytes: number,
+  ) {}
 }
 
 /** Encodes a close frame (used by stages and specs that build the bytes of a close by hand). */

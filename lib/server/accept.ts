@@ -240,10 +240,17 @@ export abstract class UpgradeListener extends EventEmitter {
     this.closed = true;
     this.httpServer?.removeListener('upgrade', this.onHttpUpgrade);
     const parts = { handshaking: this.pendingSockets(), open: this.openConnections(), reason: this.closeReason, listener: this.netServer };
-    shutDown(parts, () => {
-      this.emit('close');
-      callback?.();
-    });
+    shutDown(parts, () =>
+      this.afterShutdown(() => {
+        this.emit('close');
+        callback?.();
+      }),
+    );
+  }
+
+  /** Called once every connection has closed, before 'close': a subclass releases what it still holds, then calls `done`. */
+  protected afterShutdown(done: () => void): void {
+    done();
   }
 
   /**

@@ -22,6 +22,8 @@ import {
 import { ListenOptions, UpgradeListener, onEarlyError } from './accept';
 import { PerMessageDeflateOptions, acceptDeflateOffer, checkDeflateOptions, deflateSides } from '../deflate/permessage-deflate';
 import { Transport, WebSocket, WebSocketOptions } from '../connection/websocket';
+import { FanoutHub, type BroadcastOptions, type FanoutOptions, type HubCounters, type PublishOptions } from '../fanout/hub';
+import type { AdapterEvent, FanoutAdapter } from '../fanout/adapter';
 
 /** What a verifyClient hook answers: accept, refuse with 401, or refuse with a status. */
 export type VerifyResult = boolean | { status: number; message?: string; headers?: Record<string, string> };
@@ -58,6 +60,14 @@ export interface ServerOptions extends WebSocketOptions, ListenOptions {
    * Browsers offer it on every connection, so turning it on takes effect at once.
    */
   perMessageDeflate?: boolean | PerMessageDeflateOptions;
+  /**
+   * Carries published messages to the servers of other processes through a broker (see
+   * docs/fanout.md): `redisAdapter({ url })` from 'wspipe/redis', or `localAdapter(bus)` for
+   * servers of one process. Default: a local adapter of its own (topics stay in this server).
+   */
+  adapter?: FanoutAdapter;
+  /** Fan-out (topics, broadcast) settings: default subscription limit and policy; see FanoutOptions. */
+  fanout?: FanoutOptions;
 }
 
 export interface WebSocketServerEvents {
@@ -70,6 +80,10 @@ export interface WebSocketServerEvents {
    */
   rejected: (err: WebSocketError, req: UpgradeRequest | null, status: number) => void;
   close: () => void;
+  /** Messages another node published never arrived (at-most-once delivery through the adapter). */
+  lost: (info: { origin: string; topic: string; count: number }) => void;
+  /** The adapter's broker connection went down ('down'), came back ('up'), or failed ('error'). */
+  adapter: (event: AdapterEvent) => void;
 }
 
 /** RFC 9110 §15.6.4: the server is shutting down (close() was called). */
@@ -80,12 +94,59 @@ export class WebSocketServer extends UpgradeListener {
   /** The open connections. */
   readonly clients = new Set<WebSocket>();
   private readonly options: ServerOptions;
+  /** Topics: subscriptions, bounded delivery, and the adapter to other nodes. */
+  private readonly hub: FanoutHub;
+  /** What each connection is made with: the options, plus the hub that keeps its topics. */
+  private readonly connectionOptions: WebSocketOptions;
 
   constructor(options: ServerOptions = {}, onListening?: () => void) {
     // An invalid permessage-deflate option is a programming error: thrown here, not per connection.
     if (typeof options.perMessageDeflate === 'object') checkDeflateOptions(options.perMessageDeflate, 'server');
     super(options, 'server shutting down', onListening);
     this.options = options;
+    this.hub = new FanoutHub(options.adapter, options.fanout, {
+      lost: (info) => this.emit('lost', info),
+      adapter: (event) => this.emit('adapter', event),
+    });
+    this.connectionOptions = { ...options, topicHost: this.hub };
+  }
+
+  /**
+   * Sends `data` to every connection subscribed to `topic` (ws.subscribe), here and, through the
+   * adapter, on the other nodes: framed once for all of them; each subscriber's queue is bounded
+   * by its subscription's limit and policy, so the call never waits for a slow one. `except`
+   * skips connections of this server (e.g. the sender). Returns the number of local subscribers.
+   */
+  publish(topic: string, data: string | Buffer | Uint8Array, options?: PublishOptions): number {
+    return this.hub.publish(topic, data, options);
+  }
+
+  /** Sends `data` to every open connection of this server (those `filter` accepts), framed once. Returns how many. */
+  broadcast(data: string | Buffer | Uint8Array, options?: BroadcastOptions): number {
+    return this.hub.broadcast(this.clients, data, options);
+  }
+
+  /** Fan-out counters summed over this server's connections, plus published, received and lost. */
+  get fanoutCounters(): HubCounters {
+    return this.hub.hubCounters();
+  }
+
+  /** How many connections of this server subscribe to `topic`. */
+  subscriberCount(topic: string): number {
+    return this.hub.subscriberCount(topic);
+  }
+
+  /** This server's id as a fan-out node (the origin of what it publishes through the adapter). */
+  get nodeId(): string {
+    return this.hub.id;
+  }
+
+  /** Every connection has closed: the adapter's broker connection goes last, before 'close'. */
+  protected override afterShutdown(done: () => void): void {
+    this.hub.close().then(done, (err: unknown) => {
+      this.emit('adapter', { event: 'error', error: err instanceof Error ? err : new Error(String(err)) });
+      done();
+    });
   }
 
   /**
@@ -232,7 +293,7 @@ export class WebSocketServer extends UpgradeListener {
     const extensions = deflateAgreement === null ? '' : formatExtensions([deflateAgreement.response]);
     socket.write(buildAcceptResponse({ key: info.key, protocol, extensions }));
     socket.removeListener('error', onEarlyError);
-    const ws = new WebSocket('server', this.options);
+    const ws = new WebSocket('server', this.connectionOptions);
     ws.attach(socket as Transport, head, {
       protocol: protocol ?? '',
       extensions,
