@@ -25,7 +25,8 @@ export interface AdapterMessage {
 }
 
 /** What an adapter reports of its broker connection. */
-export type AdapterEvent = { event: 'down' } | { event: 'up' } | { event: 'error'; error: Error };
+/** 'up' may say how many of this node's messages could not be published while the broker was away (`unsent`). */
+export type AdapterEvent = { event: 'down' } | { event: 'up'; unsent?: number } | { event: 'error'; error: Error };
 
 /** The node (hub) an adapter serves. */
 export interface AdapterNode {

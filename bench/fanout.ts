@@ -1,0 +1,365 @@
+/**
+ * `npm run bench:fanout`: one publisher, many subscribers on loopback; our topics
+ * (`server.publish`) against the ws way (`for (const c of wss.clients) c.send(data)`), side by
+ * side in one run. Prints a Markdown table (and writes it to bench/results/fanout.md).
+ *
+ * Each case and each server is a fresh pair of processes: the server pinned to CPU 0, the
+ * subscribers (raw TCP clients that only count frames, so that they cost little) to CPU 1
+ * (taskset). The server publishes one message per turn of its event loop (setImmediate), the
+ * same pacing for both. Figures:
+ * - deliveries/s: messages received by the reading subscribers, over the time from the first
+ *   publish to the last of them received;
+ * - server CPU per delivery (user + system, µs);
+ * - the server's peak RSS (maxRSS) and its growth over the RSS with every client connected.
+ * Cases with stalled subscribers: 10 % of them pause their socket after the handshake; ours
+ * subscribes everyone with { limit: 256 KiB, policy: 'drop-oldest' }. Deflate cases: every
+ * client offers permessage-deflate with server_no_context_takeover; the messages are JSON-like
+ * and compressible (the clients count compressed frames, they do not inflate).
+ *
+ * BENCH_FANOUT_QUICK=1 runs smaller cases (a smoke test). Runs as compiled JS (dist/bench).
+ */
+import { ChildProcess, fork } from 'node:child_process';
+import { performance } from 'node:perf_hooks';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
+
+const SERVER_CPU = '0';
+const CLIENT_CPU = '1';
+const QUICK = process.env.BENCH_FANOUT_QUICK === '1';
+const KiB = 1024;
+const STALLED_LIMIT = 256 * KiB;
+
+type Impl = 'ws' | 'ours';
+
+interface Case {
+  label: string;
+  subscribers: number;
+  size: number;
+  messages: number;
+  stalled: number;
+  deflate: boolean;
+}
+
+const CASES: Case[] = QUICK
+  ? [
+      { label: '64 B, 200 subscribers', subscribers: 200, size: 64, messages: 100, stalled: 0, deflate: false },
+      { label: '16 KiB, 200 subscribers, 10 % stalled', subscribers: 200, size: 16 * KiB, messages: 100, stalled: 20, deflate: false },
+      { label: '16 KiB deflate, 200 subscribers', subscribers: 200, size: 16 * KiB, messages: 20, stalled: 0, deflate: true },
+    ]
+  : [
+      { label: '64 B, 1 000 subscribers', subscribers: 1000, size: 64, messages: 1000, stalled: 0, deflate: false },
+      { label: '64 B, 10 000 subscribers', subscribers: 10_000, size: 64, messages: 200, stalled: 0, deflate: false },
+      { label: '16 KiB, 1 000 subscribers', subscribers: 1000, size: 16 * KiB, messages: 150, stalled: 0, deflate: false },
+      { label: '16 KiB, 10 000 subscribers', subscribers: 10_000, size: 16 * KiB, messages: 15, stalled: 0, deflate: false },
+      { label: '64 B, 1 000 subscribers, 10 % stalled', subscribers: 1000, size: 64, messages: 1000, stalled: 100, deflate: false },
+      { label: '16 KiB, 1 000 subscribers, 10 % stalled', subscribers: 1000, size: 16 * KiB, messages: 400, stalled: 100, deflate: false },
+      { label: '16 KiB deflate (no context takeover), 1 000 subscribers', subscribers: 1000, size: 16 * KiB, messages: 60, stalled: 0, deflate: true },
+    ];
+
+/** A compressible payload of `size` bytes (JSON-like records) or random-ish bytes. */
+function payload(size: number, compressible: boolean): Buffer {
+  if (!compressible) {
+    const b = Buffer.allocUnsafe(size);
+    for (let i = 0; i < size; i++) b[i] = (i * 7919) & 0xff;
+    return b;
+  }
+  let text = '';
+  for (let i = 0; text.length < size; i++) text += JSON.stringify({ id: i, user: `user${i % 97}`, price: (i * 13) % 1000, side: i % 2 ? 'buy' : 'sell' });
+  return Buffer.from(text.slice(0, size));
+}
+
+// ----- Server role -----
+
+interface RunResult {
+  cpuMicros: number;
+  rssBefore: number;
+  maxRss: number;
+  dropped: number;
+}
+
+function serverRole(): void {
+  const impl = process.env.IMPL as Impl;
+  const deflate = process.env.DEFLATE === '1';
+  let publish: (data: Buffer) => void;
+  let stats = (): number => 0;
+  let port = 0;
+  const listening = (p: number): void => {
+    port = p;
+    process.send!({ type: 'listening', port });
+  };
+  if (impl === 'ws') {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { WebSocketServer } = require('ws') as typeof import('ws');
+    const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: deflate ? { serverNoContextTakeover: true, threshold: 0 } : false });
+    wss.on('connection', (c) => c.on('error', () => {}));
+    wss.on('listening', () => listening((wss.address() as net.AddressInfo).port));
+    publish = (data) => {
+      for (const c of wss.clients) c.send(data);
+    };
+  } else {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { createServer } = require('../lib') as typeof import('../lib');
+    const server = createServer({
+      host: '127.0.0.1',
+      port: 0,
+      perMessageDeflate: deflate ? { serverNoContextTakeover: true, threshold: 0 } : false,
+      fanout: { defaults: { limit: STALLED_LIMIT, policy: 'drop-oldest' } },
+    });
+    server.on('connection', (ws) => {
+      ws.on('error', () => {});
+      ws.subscribe('t');
+    });
+    server.on('listening', () => listening(server.address()!.port));
+    publish = (data) => void server.publish('t', data);
+    stats = () => {
+      const c = server.fanoutCounters;
+      return c.dropped + c.evicted;
+    };
+  }
+  let cpuStart: NodeJS.CpuUsage | null = null;
+  let rssBefore = 0;
+  process.on('message', (m: { cmd: string; size: number; messages: number; deflate: boolean }) => {
+    if (m.cmd === 'run') {
+      const data = payload(m.size, m.deflate);
+      rssBefore = process.memoryUsage().rss;
+      cpuStart = process.cpuUsage();
+      let sent = 0;
+      const next = (): void => {
+        publish(data);
+        if (++sent < m.messages) setImmediate(next);
+      };
+      next();
+    } else if (m.cmd === 'stop') {
+      const cpu = process.cpuUsage(cpuStart ?? undefined);
+      const result: RunResult = { cpuMicros: cpu.user + cpu.system, rssBefore, maxRss: process.resourceUsage().maxRSS * 1024, dropped: stats() };
+      process.send!({ type: 'result', result }, () => process.exit(0));
+    }
+  });
+  void port;
+}
+
+// ----- Clients role -----
+
+function clientsRole(): void {
+  const port = Number(process.env.PORT);
+  const total = Number(process.env.SUBSCRIBERS);
+  const stalled = Number(process.env.STALLED);
+  const deflate = process.env.DEFLATE === '1';
+  const ext = deflate ? 'Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; client_no_context_takeover\r\n' : '';
+  const request = Buffer.from(
+    `GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n${ext}\r\n`,
+  );
+  let received = 0;
+  let lastAt = 0;
+  const sockets: net.Socket[] = [];
+
+  /** Counts whole data messages in the frames of one connection (server frames: never masked). */
+  function counter(): (chunk: Buffer) => void {
+    const head = Buffer.alloc(10);
+    let headLength = 0;
+    let skip = 0;
+    let countAtEnd = false;
+    return (chunk) => {
+      let i = 0;
+      while (i < chunk.length) {
+        if (skip > 0) {
+          const n = Math.min(skip, chunk.length - i);
+          skip -= n;
+          i += n;
+          if (skip === 0 && countAtEnd) {
+            received++;
+            lastAt = performance.timeOrigin + performance.now();
+          }
+          continue;
+        }
+        head[headLength++] = chunk[i++]!;
+        if (headLength < 2) continue;
+        const len7 = head[1]! & 0x7f;
+        const need = len7 === 126 ? 4 : len7 === 127 ? 10 : 2;
+        if (headLength < need) continue;
+        const length = len7 === 126 ? head.readUInt16BE(2) : len7 === 127 ? head.readUInt32BE(6) : len7;
+        const data = (head[0]! & 0x0f) < 8;
+        countAtEnd = data && (head[0]! & 0x80) !== 0;
+        headLength = 0;
+        skip = length;
+        if (skip === 0 && countAtEnd) {
+          received++;
+          lastAt = performance.timeOrigin + performance.now();
+        }
+      }
+    };
+  }
+
+  function open(index: number): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const socket = net.connect(port, '127.0.0.1');
+      socket.setNoDelay(true);
+      let head = Buffer.alloc(0);
+      const count = counter();
+      const onData = (chunk: Buffer): void => {
+        head = Buffer.concat([head, chunk]);
+        const end = head.indexOf('\r\n\r\n');
+        if (end === -1) return;
+        if (!head.subarray(0, 12).toString().includes('101')) {
+          reject(new Error(`handshake refused: ${head.toString()}`));
+          return;
+        }
+        socket.removeListener('data', onData);
+        const rest = head.subarray(end + 4);
+        if (index < stalled) {
+          socket.pause();
+        } else {
+          socket.on('data', count);
+          if (rest.length > 0) count(rest);
+        }
+        resolve();
+      };
+      socket.on('data', onData);
+      socket.on('error', reject);
+      socket.on('connect', () => socket.write(request));
+      sockets.push(socket);
+    });
+  }
+
+  void (async () => {
+    for (let i = 0; i < total; i += 250) {
+      const batch: Array<Promise<void>> = [];
+      for (let j = i; j < Math.min(total, i + 250); j++) batch.push(open(j));
+      await Promise.all(batch);
+    }
+    process.send!({ type: 'connected' });
+  })().catch((err: Error) => {
+    process.send!({ type: 'failed', error: err.message });
+  });
+  process.on('message', (m: { cmd: string }) => {
+    if (m.cmd === 'progress') process.send!({ type: 'progress', received, lastAt });
+    if (m.cmd === 'stop') {
+      for (const s of sockets) s.destroy();
+      process.exit(0);
+    }
+  });
+}
+
+// ----- Main -----
+
+const SELF = __filename;
+
+function child(role: string, cpu: string, env: Record<string, string>): ChildProcess {
+  return fork(SELF, [role], {
+    execPath: 'taskset',
+    execArgv: ['-c', cpu, process.execPath],
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+}
+
+function next<T extends { type: string }>(proc: ChildProcess, type: string, timeoutMs = 120_000): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no ${type} within ${timeoutMs} ms`)), timeoutMs);
+    const onMessage = (m: T): void => {
+      if (m.type === 'failed') {
+        clearTimeout(timer);
+        proc.removeListener('message', onMessage);
+        reject(new Error(JSON.stringify(m)));
+      }
+      if (m.type !== type) return;
+      clearTimeout(timer);
+      proc.removeListener('message', onMessage);
+      resolve(m);
+    };
+    proc.on('message', onMessage);
+  });
+}
+
+interface Figures {
+  deliveriesPerSecond: number;
+  cpuPerDelivery: number;
+  maxRss: number;
+  rssGrowth: number;
+  delivered: number;
+  expected: number;
+  discarded: number;
+}
+
+async function runCase(c: Case, impl: Impl): Promise<Figures> {
+  const deflate = c.deflate ? '1' : '0';
+  const server = child('server', SERVER_CPU, { IMPL: impl, DEFLATE: deflate });
+  const { port } = await next<{ type: string; port: number }>(server, 'listening');
+  const clients = child('clients', CLIENT_CPU, { PORT: String(port), SUBSCRIBERS: String(c.subscribers), STALLED: String(c.stalled), DEFLATE: deflate });
+  await next(clients, 'connected', 180_000);
+  // Let the server settle (the last handshakes, the clients' set) before measuring.
+  await new Promise((r) => setTimeout(r, 300));
+  const expected = (c.subscribers - c.stalled) * c.messages;
+  const start = performance.timeOrigin + performance.now();
+  server.send({ cmd: 'run', size: c.size, messages: c.messages, deflate: c.deflate });
+  let progress = { received: 0, lastAt: start };
+  let unchangedSince = Date.now();
+  for (;;) {
+    await new Promise((r) => setTimeout(r, 50));
+    clients.send({ cmd: 'progress' });
+    const p = await next<{ type: string; received: number; lastAt: number }>(clients, 'progress');
+    if (p.received !== progress.received) unchangedSince = Date.now();
+    progress = p;
+    if (p.received >= expected || Date.now() - unchangedSince > 3000) break;
+  }
+  const resultAt = next<{ type: string; result: RunResult }>(server, 'result');
+  server.send({ cmd: 'stop' });
+  const { result } = await resultAt;
+  clients.send({ cmd: 'stop' });
+  await Promise.all([server, clients].map((p) => (p.exitCode !== null ? null : new Promise((r) => p.once('close', r)))));
+  const seconds = (progress.lastAt - start) / 1000;
+  return {
+    deliveriesPerSecond: progress.received / seconds,
+    cpuPerDelivery: result.cpuMicros / Math.max(1, progress.received),
+    maxRss: result.maxRss,
+    rssGrowth: result.maxRss - result.rssBefore,
+    delivered: progress.received,
+    expected,
+    discarded: result.dropped,
+  };
+}
+
+const fmt = (n: number, digits = 0): string => n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
+const mib = (n: number): string => `${fmt(n / (1024 * 1024), 1)} MiB`;
+
+async function main(): Promise<void> {
+  const began = Date.now();
+  const lines: string[] = [];
+  lines.push(`# Fan-out: one publisher, many subscribers (${new Date().toISOString().slice(0, 10)})`, '');
+  lines.push(
+    `Node ${process.version}, ${os.cpus()[0]?.model ?? 'unknown CPU'}, ${os.cpus().length} CPUs (shared with other work while measured); server on CPU ${SERVER_CPU}, subscribers on CPU ${CLIENT_CPU}.`,
+    `ours: server.publish(topic, data), subscribers { limit: 256 KiB, policy: 'drop-oldest' }; ws: for (const c of wss.clients) c.send(data). One run per cell.`,
+    '',
+    '| case | server | deliveries/s | ratio | CPU µs/delivery | peak RSS | RSS growth | delivered / expected | discarded (ours) |',
+    '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+  );
+  for (const c of CASES) {
+    const figures: Partial<Record<Impl, Figures>> = {};
+    for (const impl of ['ws', 'ours'] as Impl[]) {
+      process.stderr.write(`${c.label}: ${impl}...\n`);
+      figures[impl] = await runCase(c, impl);
+    }
+    for (const impl of ['ws', 'ours'] as Impl[]) {
+      const f = figures[impl]!;
+      const ratio = impl === 'ours' ? `${fmt(f.deliveriesPerSecond / figures.ws!.deliveriesPerSecond, 2)}x` : '1.00x';
+      lines.push(
+        `| ${c.label} | ${impl} | ${fmt(f.deliveriesPerSecond)} | ${ratio} | ${fmt(f.cpuPerDelivery, 2)} | ${mib(f.maxRss)} | ${mib(f.rssGrowth)} | ${fmt(f.delivered)} / ${fmt(f.expected)} | ${impl === 'ours' ? fmt(f.discarded) : '-'} |`,
+      );
+    }
+  }
+  lines.push('', `Whole run: ${fmt((Date.now() - began) / 1000, 1)} s.`);
+  const table = lines.join('\n');
+  console.log(table);
+  if (!QUICK) fs.writeFileSync(path.join(__dirname, '..', '..', 'bench', 'results', 'fanout.md'), `${table}\n`);
+}
+
+const role = process.argv[2];
+if (role === 'server') serverRole();
+else if (role === 'clients') clientsRole();
+else
+  main().catch((err: unknown) => {
+    console.error(err);
+    process.exit(1);
+  });
