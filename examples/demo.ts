@@ -3,7 +3,8 @@
  * endpoints composed onto it by hand (noServer + handleUpgrade, routed by path):
  *
  *   GET /           the page (examples/demo/page.ts)
- *   /chat           every text message goes to every open tab (a broadcast)
+ *   /chat           every text message goes to every tab of the same room (a topic:
+ *                   /chat?room=NAME, default 'lobby'; the page takes the room from #NAME)
  *   /upload         one file as ONE binary message, streamed (streamMessages): hashed as its
  *                   pieces arrive, progress acknowledged about every 1%, size and sha256 at the end
  *
@@ -86,24 +87,35 @@ function sendJson(ws: WebSocket, value: object): void {
   if (ws.readyState === ReadyState.OPEN) ws.send(JSON.stringify(value));
 }
 
-/** /chat: names each tab, relays every line to every tab, announces arrivals and departures. */
+/** The room a /chat request asks for (?room=NAME), 'lobby' by default. */
+function roomOf(req: UpgradeRequest): string {
+  const room = new URL(req.url ?? '/', 'http://demo').searchParams.get('room');
+  return room === null || room === '' ? 'lobby' : room.slice(0, 64);
+}
+
+/**
+ * /chat: names each tab and subscribes it to its room's topic; each line is published to the
+ * room once (framed once for all its tabs, see docs/fanout.md); arrivals and departures too.
+ */
 function chatServer(log: (line: string) => void): WebSocketServer {
   const chat = createServer({ noServer: true, maxMessageSize: MAX_CHAT_MESSAGE });
   let tabs = 0;
-  const toAll = (value: object): void => {
-    for (const client of chat.clients) sendJson(client, value);
-  };
-  chat.on('connection', (ws: WebSocket) => {
+  chat.on('connection', (ws: WebSocket, req: UpgradeRequest) => {
     const name = `tab ${++tabs}`;
+    const topic = `room:${roomOf(req)}`;
+    const toRoom = (value: object): void => void chat.publish(topic, JSON.stringify(value));
     printFrames(ws, `chat#${tabs}`, log);
     ws.on('error', () => {}); // the close code says it all (see the frame lines)
-    sendJson(ws, { type: 'welcome', name });
-    toAll({ type: 'presence', text: `${name} joined`, online: chat.clients.size });
+    sendJson(ws, { type: 'welcome', name, room: roomOf(req) });
+    // A tab that cannot keep up loses the oldest lines rather than growing the server.
+    ws.subscribe(topic, { limit: 256 * 1024, policy: 'drop-oldest' });
+    toRoom({ type: 'presence', text: `${name} joined`, online: chat.subscriberCount(topic) });
     ws.on('message', (data: string | Buffer, isBinary: boolean) => {
       if (isBinary) ws.close(1003, 'text only');
-      else toAll({ type: 'chat', from: name, text: data });
+      else toRoom({ type: 'chat', from: name, text: data });
     });
-    ws.once('close', () => toAll({ type: 'presence', text: `${name} left`, online: chat.clients.size }));
+    // (The connection has left its topics by now: its subscriptions end with it.)
+    ws.once('close', () => toRoom({ type: 'presence', text: `${name} left`, online: chat.subscriberCount(topic) }));
   });
   return chat;
 }

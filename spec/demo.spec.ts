@@ -86,11 +86,11 @@ describe('demo', function () {
       const b = await peer(`${wsBase}/chat`);
       await waitFor(() => a.got.length === 3 && b.got.length === 2, 'welcomes and presence');
       expect(a.got).to.deep.equal([
-        { type: 'welcome', name: 'tab 1' },
+        { type: 'welcome', name: 'tab 1', room: 'lobby' },
         { type: 'presence', text: 'tab 1 joined', online: 1 },
         { type: 'presence', text: 'tab 2 joined', online: 2 },
       ]);
-      expect(b.got[0]).to.deep.equal({ type: 'welcome', name: 'tab 2' });
+      expect(b.got[0]).to.deep.equal({ type: 'welcome', name: 'tab 2', room: 'lobby' });
       a.ws.send('héllo from 1');
       await waitFor(() => a.got.length === 4 && b.got.length === 3, 'the chat line');
       expect(a.got[3]).to.deep.equal({ type: 'chat', from: 'tab 1', text: 'héllo from 1' });
@@ -98,6 +98,20 @@ describe('demo', function () {
       b.ws.close(1000);
       await waitFor(() => a.got.length === 5, 'the departure');
       expect(a.got[4]).to.deep.equal({ type: 'presence', text: 'tab 2 left', online: 1 });
+    });
+
+    it('keeps each room (?room=NAME, a topic) to itself', async () => {
+      const a = await peer(`${wsBase}/chat?room=red`);
+      const b = await peer(`${wsBase}/chat?room=blue`);
+      const c = await peer(`${wsBase}/chat?room=red`);
+      await waitFor(() => a.got.length === 3 && b.got.length === 2 && c.got.length === 2, 'welcomes and presence');
+      expect(b.got[0]).to.deep.equal({ type: 'welcome', name: 'tab 2', room: 'blue' });
+      b.ws.send('in blue');
+      c.ws.send('in red');
+      await waitFor(() => a.got.length === 4 && c.got.length === 3 && b.got.length === 3, 'the lines');
+      expect(a.got[3]).to.deep.equal({ type: 'chat', from: 'tab 3', text: 'in red' });
+      expect(b.got[2]).to.deep.equal({ type: 'chat', from: 'tab 2', text: 'in blue' });
+      expect(c.got[2]).to.deep.equal({ type: 'chat', from: 'tab 3', text: 'in red' });
     });
 
     it('closes with 1003 on a binary message and 1009 on a line over 16 KiB', async () => {
@@ -119,8 +133,8 @@ describe('demo', function () {
       await a.closed;
       await waitFor(() => lines.some((l) => l.startsWith('chat#1 -> close')), 'the close lines');
       expect(lines).to.include(`chat#1 <- text ${long.length} B "${long.slice(0, 40)}..."`);
-      const welcome = JSON.stringify({ type: 'welcome', name: 'tab 1' });
-      expect(lines).to.include(`chat#1 -> text ${welcome.length} B ${JSON.stringify(welcome)}`);
+      const welcome = JSON.stringify({ type: 'welcome', name: 'tab 1', room: 'lobby' });
+      expect(lines).to.include(`chat#1 -> text ${welcome.length} B ${JSON.stringify(`${welcome.slice(0, 40)}...`)}`);
       expect(lines).to.include('chat#1 <- close 5 B 1000 "bye"');
       expect(lines).to.include('chat#1 -> close 5 B 1000 "bye"'); // the echo: the code and the reason
     });

@@ -3,7 +3,8 @@
  * it too. It speaks two small protocols over the browser's own WebSocket:
  *
  *   /chat    page -> server: a text message per chat line
- *            server -> page: JSON {type:'welcome', name} | {type:'chat', from, text}
+ *            (/chat?room=NAME: the room, a topic on the server; the page takes it from #NAME)
+ *            server -> page: JSON {type:'welcome', name, room} | {type:'chat', from, text}
  *                                 | {type:'presence', text, online}
  *   /upload  page -> server: JSON {name, size} (text), then the file as ONE binary message
  *            server -> page: JSON {type:'progress', received} (about every 1%)
@@ -71,7 +72,9 @@ function mib(n) { return (n / 1048576).toFixed(n < 1048576 ? 3 : 1) + ' MiB'; }
 
 // ----- chat -----
 var myName = '';
-var chat = new WebSocket(base + '/chat');
+// The room is the page's #fragment (a topic on the server), 'lobby' without one.
+var room = location.hash.length > 1 ? decodeURIComponent(location.hash.slice(1)) : '';
+var chat = new WebSocket(base + '/chat' + (room === '' ? '' : '?room=' + encodeURIComponent(room)));
 function addLine(from, text, mine) {
   var line = document.createElement('div');
   if (from === null) {
@@ -90,7 +93,7 @@ function addLine(from, text, mine) {
 }
 chat.onmessage = function (event) {
   var m = JSON.parse(event.data);
-  if (m.type === 'welcome') { myName = m.name; $('me').textContent = 'you are ' + m.name; }
+  if (m.type === 'welcome') { myName = m.name; $('me').textContent = 'you are ' + m.name + ' in room ' + m.room; }
   else if (m.type === 'chat') addLine(m.from, m.text, m.from === myName);
   else if (m.type === 'presence') addLine(null, m.text + ' (' + m.online + ' online)');
 };

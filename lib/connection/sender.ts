@@ -241,9 +241,11 @@ export class Sender implements MessageFramerHandler, FrameSerializerHandler {
    * Writes frames encoded already (fan-out: one publish's frame, shared by every subscriber) as
    * they are, in one corked write; returns false when the socket asks the writer to wait for
    * 'drain'. The caller sees to their order against messages (nothing pending in zlib).
+   * `frames` are what the bytes encode, for the frames tap.
    */
-  sendBytes(buffers: readonly Buffer[]): boolean {
+  sendBytes(buffers: readonly Buffer[], frames: readonly Frame[] | null = null): boolean {
     this.flowing = true;
+    if (frames !== null && this.taps !== null) for (const frame of frames) if (!this.taps.frame(frame)) this.flowing = false;
     if (buffers.length === 1) {
       this.onData(buffers[0]!);
       return this.flowing;

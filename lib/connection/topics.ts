@@ -8,7 +8,8 @@ import type { WebSocket } from './websocket';
 /**
  * What a subscription does when its subscriber cannot keep up (its queue plus the bytes the
  * connection holds already would pass the limit):
- * - 'drop-oldest': evict the subscription's oldest queued messages to make room;
+ * - 'drop-oldest': evict the subscription's oldest queued messages to make room (the newest is
+ *   always kept, unless it alone is over the limit);
  * - 'drop-newest': discard the arriving message;
  * - 'coalesce': keep only the latest queued message per key (publish's `key`, default the topic),
  *   then evict the oldest other keys if still over;
@@ -46,4 +47,6 @@ export interface TopicHost {
   isSubscribed(ws: WebSocket, topic: string): boolean;
   topics(ws: WebSocket): string[];
   counters(ws: WebSocket): FanoutCounters;
+  /** The connection is about to send something of its own: published frames it holds go first. */
+  beforeSend(ws: WebSocket): void;
 }

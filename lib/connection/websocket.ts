@@ -559,6 +559,8 @@ export class WebSocket extends Duplex implements ReceiverHandler {
       return false;
     }
     if (this.liveness !== null) this.liveness.lastActivity = Date.now();
+    // Fan-out: frames published to this connection earlier in this turn go first.
+    this.options.topicHost?.beforeSend(this);
     let flowing: boolean;
     if (a === undefined && b === undefined && this.sendableAtOnce()) {
       flowing = this.sendAtOnce(message);
@@ -618,9 +620,10 @@ export class WebSocket extends Duplex implements ReceiverHandler {
    * the same Buffers for every subscriber) after everything sent before, never inside a message
    * being streamed out. Returns true when they went to the transport and it has room; false
    * when the caller should wait: `onRoom` is then called once they are out and there is room
-   * (or with an error, when the connection can no longer send them).
+   * (or with an error, when the connection can no longer send them). `tapped` (the frame and
+   * the message the bytes encode) is what taps see of them, made only when a tap watches.
    */
-  sendFrameBytes(buffers: readonly Buffer[], bytes: number, onRoom: WriteCallback): boolean {
+  sendFrameBytes(buffers: readonly Buffer[], bytes: number, onRoom: WriteCallback, tapped?: () => Array<{ frame: Frame; message: Message }>): boolean {
     if (this.has(Flag.CloseSent) || this.state !== ReadyState.OPEN) {
       const err = new WebSocketError('WS_ERR_INVALID_STATE', `readyState is ${ReadyState[this.state]}`);
       process.nextTick(onRoom, err);
@@ -631,7 +634,7 @@ export class WebSocket extends Duplex implements ReceiverHandler {
       if (!flowing) (this.more().drainWaiters ??= []).push(onRoom);
       return flowing;
     }
-    const chunk = new PreFramed(buffers, bytes);
+    const chunk = new PreFramed(buffers, bytes, this.tapPoints === null || tapped === undefined ? null : tapped());
     this.queuedBytes += bytes;
     super.write(chunk, (err?: Error | null) => onRoom(err ?? chunk.error));
     return false;
@@ -668,6 +671,7 @@ export class WebSocket extends Duplex implements ReceiverHandler {
       this.transport?.destroy();
       return;
     }
+    this.options.topicHost?.beforeSend(this);
     this.closingState().pending = { code, reason };
     this.setFlag(Flag.AnswerAfterReader, false);
     this.state = ReadyState.CLOSING;
@@ -737,7 +741,10 @@ export class WebSocket extends Duplex implements ReceiverHandler {
       this.maybeBytesDrain();
       return;
     }
-    this.afterSend(this.sender!.sendBytes(chunk.buffers), callback);
+    const tapped = chunk.tapped;
+    let flowing = this.sender!.sendBytes(chunk.buffers, tapped === null ? null : tapped.map((t) => t.frame));
+    if (tapped !== null && this.tapPoints !== null) for (const t of tapped) if (!this.tapPoints.out.messages.offer(t.message)) flowing = false;
+    this.afterSend(flowing, callback);
   }
 
   override _final(callback: WriteCallback): void {
@@ -1181,6 +1188,7 @@ export class WebSocket extends Duplex implements ReceiverHandler {
   }
 
   private sendPart(owner: MessageWritable, data: Buffer, fin: boolean, callback: WriteCallback): void {
+    if (!owner.started) this.options.topicHost?.beforeSend(this);
     this.whenSendable(owner, () => {
       const refused = this.cannotSend();
       if (refused !== null) {
@@ -1415,6 +1423,8 @@ class PreFramed {
   constructor(
     readonly buffers: readonly Buffer[],
     readonly bytes: number,
+    /** What taps see of these bytes (null when no tap watches). */
+    readonly tapped: Array<{ frame: Frame; message: Message }> | null,
   ) {}
 }
 

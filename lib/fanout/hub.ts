@@ -16,6 +16,7 @@ import { randomUUID } from 'node:crypto';
 import { CloseCode } from '../protocol/constants';
 import { WebSocketError } from '../protocol/errors';
 import { ReadyState, type WebSocket } from '../connection/websocket';
+import type { Frame, Message } from '../protocol/frame';
 import type { FanoutCounters, SubscriptionOptions, TopicHost } from '../connection/topics';
 import { DeliveryQueue, DeliverySink, Discard, Subscription, emptyCounters, subscriptionSettings } from './queue';
 import { Compression, Publication } from './publication';
@@ -81,6 +82,14 @@ function checkTopic(topic: unknown): asserts topic is string {
   if (typeof topic !== 'string') throw new WebSocketError('WS_ERR_INVALID_ARGUMENT', 'a topic is a string');
 }
 
+/**
+ * Frames handed to one subscriber within one turn of the event loop go out together at its end
+ * (one socket write for a burst of publishes, instead of one each), up to this many bytes.
+ */
+const BATCH_BYTES = 16 * 1024;
+
+type Tapped = { frame: Frame; message: Message };
+
 /** One connection's side of fan-out: the sink of its DeliveryQueue. */
 class Subscriber implements DeliverySink<Publication> {
   readonly queue: DeliveryQueue<Publication>;
@@ -92,6 +101,11 @@ class Subscriber implements DeliverySink<Publication> {
     if (err === null || err === undefined) this.queue.drained();
   };
 
+  /** Frames of this turn not written yet (see BATCH_BYTES), their size, and what taps would see of them. */
+  private batch: Buffer[] | null = null;
+  private batchBytes = 0;
+  private batchTaps: Array<() => Tapped> = [];
+
   constructor(
     readonly ws: WebSocket,
     private readonly hub: FanoutHub,
@@ -100,18 +114,45 @@ class Subscriber implements DeliverySink<Publication> {
   }
 
   write(p: Publication): boolean {
-    const ws = this.ws;
-    const c: Compression | null = ws.outboundCompression;
-    if (c === null || !p.compressible(c)) return ws.sendFrameBytes(p.plain(), p.size, this.onRoom);
-    if (c.side.noContextTakeover) return ws.sendFrameBytes(p.deflated(c), p.size, this.onRoom);
-    if (this.hub.contextTakeover === 'plain') return ws.sendFrameBytes(p.plain(), p.size, this.onRoom);
+    const c: Compression | null = this.ws.outboundCompression;
+    if (c === null || !p.compressible(c)) return this.add(p.plain(), p.size, p.tappedPlain);
+    if (c.side.noContextTakeover) return this.add(p.deflated(c), p.size, p.tappedDeflated(c));
+    if (this.hub.contextTakeover === 'plain') return this.add(p.plain(), p.size, p.tappedPlain);
     // Through the connection's own compressor: one message in flight at a time.
-    ws.send(p.data, { binary: p.binary }, this.onRoom);
+    this.flush();
+    this.ws.send(p.data, { binary: p.binary }, this.onRoom);
     return false;
   }
 
+  /** Adds a frame to this turn's batch: true while the batch is small (it goes at the turn's end). */
+  private add(bytes: Buffer[], size: number, tapped: () => Tapped): boolean {
+    if (this.batch === null) {
+      this.batch = [];
+      this.hub.flushLater(this);
+    }
+    for (const b of bytes) this.batch.push(b);
+    this.batchBytes += size;
+    this.batchTaps.push(tapped);
+    return this.batchBytes < BATCH_BYTES || this.flush();
+  }
+
+  /** Writes this turn's batch (in one write); false when the connection is full (the queue then waits for onRoom). */
+  flush(): boolean {
+    const batch = this.batch;
+    if (batch === null) return true;
+    const bytes = this.batchBytes;
+    const taps = this.batchTaps;
+    this.batch = null;
+    this.batchBytes = 0;
+    this.batchTaps = [];
+    const tapped = taps.length === 1 ? (): Tapped[] => [taps[0]!()] : (): Tapped[] => taps.map((t) => t());
+    const sent = this.ws.sendFrameBytes(batch, bytes, this.onRoom, tapped);
+    if (!sent) this.queue.blocked();
+    return sent;
+  }
+
   buffered(): number {
-    return this.ws.bufferedAmount;
+    return this.ws.bufferedAmount + this.batchBytes;
   }
 
   overflow(sub: Subscription<Publication>): void {
@@ -205,6 +246,11 @@ export class FanoutHub implements TopicHost {
     return subscriber === undefined ? emptyCounters() : { ...subscriber.queue.counters };
   }
 
+  beforeSend(ws: WebSocket): void {
+    if (this.toFlush.length === 0) return;
+    this.subscribers.get(ws)?.flush();
+  }
+
   // ----- The server's side -----
 
   /** Server-wide counters (a copy). */
@@ -271,6 +317,21 @@ export class FanoutHub implements TopicHost {
   }
 
   // ----- Inside -----
+
+  /** Subscribers with frames batched in this turn, written at its end (a microtask). */
+  private toFlush: Subscriber[] = [];
+
+  /** @internal `subscriber` has a batch to write at the end of this turn. */
+  flushLater(subscriber: Subscriber): void {
+    if (this.toFlush.length === 0) queueMicrotask(this.flushAll);
+    this.toFlush.push(subscriber);
+  }
+
+  private readonly flushAll = (): void => {
+    const list = this.toFlush;
+    this.toFlush = [];
+    for (const subscriber of list) subscriber.flush();
+  };
 
   private readonly onClose = ((hub: FanoutHub) =>
     function (this: WebSocket): void {

@@ -18,7 +18,7 @@
 import { Buffer } from 'node:buffer';
 import { constants as zlibConstants, deflateRawSync } from 'node:zlib';
 import { Opcode } from '../protocol/constants';
-import { makeFrame } from '../protocol/frame';
+import { type Frame, type Message, makeFrame } from '../protocol/frame';
 import { COALESCE_LIMIT, encodeHeader } from '../stages/frame-serializer';
 import { DEFLATE_TRAILER, DeflateDefaults, type DeflateSides, type PerMessageDeflateOptions } from '../deflate/permessage-deflate';
 
@@ -44,7 +44,7 @@ export class Publication {
   /** How many frames were encoded for this message (1 plain, plus one per compression). */
   encodings = 0;
   private plainBytes: Buffer[] | null = null;
-  private compressed: Map<string, Buffer[]> | null = null;
+  private compressed: Map<string, { bytes: Buffer[]; payload: Buffer }> | null = null;
 
   constructor(
     readonly topic: string | null,
@@ -65,6 +65,20 @@ export class Publication {
     return this.plainBytes;
   }
 
+  /** What taps see of the plain frame (the frame and the message). */
+  readonly tappedPlain = (): { frame: Frame; message: Message } => ({
+    frame: makeFrame(this.binary ? Opcode.Binary : Opcode.Text, this.data),
+    message: { data: this.data, binary: this.binary },
+  });
+
+  /** What taps see of the compressed frame with `c`'s parameters (built by deflated() first). */
+  tappedDeflated(c: Compression): () => { frame: Frame; message: Message } {
+    return () => {
+      const payload = this.compress(c).payload;
+      return { frame: makeFrame(this.binary ? Opcode.Binary : Opcode.Text, payload, { rsv1: true }), message: { data: this.data, binary: this.binary } };
+    };
+  }
+
   /** True when a connection compressing with `c` sends this message compressed (at or over its threshold). */
   compressible(c: Compression): boolean {
     return this.data.length >= (c.options.threshold ?? DeflateDefaults.threshold);
@@ -72,21 +86,25 @@ export class Publication {
 
   /** The compressed frame (RSV1 set) from a fresh raw deflate stream with `c`'s parameters, built once per parameters. */
   deflated(c: Compression): Buffer[] {
+    return this.compress(c).bytes;
+  }
+
+  private compress(c: Compression): { bytes: Buffer[]; payload: Buffer } {
     const level = c.options.level ?? DeflateDefaults.level;
     const memLevel = c.options.memLevel ?? DeflateDefaults.memLevel;
     const id = `${c.side.windowBits}/${level}/${memLevel}`;
     const cache = (this.compressed ??= new Map());
-    let bytes = cache.get(id);
-    if (bytes === undefined) {
+    let done = cache.get(id);
+    if (done === undefined) {
       const out = deflateRawSync(this.data, { windowBits: c.side.windowBits, level, memLevel, finishFlush: zlibConstants.Z_SYNC_FLUSH });
       // §7.2.1: remove the 00 00 ff ff that ends the sync flush.
       const ends = out.length >= 4 && out.subarray(out.length - 4).equals(DEFLATE_TRAILER);
       let payload = ends ? out.subarray(0, out.length - 4) : out;
       if (payload.length === 0) payload = EMPTY_BLOCK;
-      bytes = frameBytes(this.binary ? Opcode.Binary : Opcode.Text, payload, true);
-      cache.set(id, bytes);
+      done = { bytes: frameBytes(this.binary ? Opcode.Binary : Opcode.Text, payload, true), payload };
+      cache.set(id, done);
       this.encodings++;
     }
-    return bytes;
+    return done;
   }
 }

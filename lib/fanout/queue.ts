@@ -159,7 +159,9 @@ export class DeliveryQueue<T> {
           return;
         case 'drop-oldest':
         case 'coalesce':
-          if (size + held > sub.limit) {
+          // The newest is kept: what the connection holds cannot be evicted, so when it alone
+          // fills the limit, everything queued goes and the newest waits alone.
+          if (size > sub.limit) {
             this.dropArriving(sub, size);
             return;
           }
@@ -168,6 +170,11 @@ export class DeliveryQueue<T> {
       }
     }
     this.append(new Entry(item, size, sub, sub.keys === null ? null : (key ?? sub.topic)));
+  }
+
+  /** The sink found itself full after a write it had accepted (a batched write went out later): queue until drained(). */
+  blocked(): void {
+    this.writable = false;
   }
 
   /** The sink can take more: sends what is queued, in order, while it does. */

@@ -72,6 +72,17 @@ describe('fanout DeliveryQueue', () => {
       expect(queue.counters).to.include({ delivered: 4, queuedBytes: 0 });
     });
 
+    it('blocked(): a write accepted earlier turned out to fill the connection; later messages queue until drained()', () => {
+      const { sink, queue } = setup();
+      const sub = queue.subscribe('t', { limit: 1000, policy: 'drop-oldest' });
+      offer(queue, sub, item('a'));
+      queue.blocked();
+      offer(queue, sub, item('b'));
+      expect(sink.written).to.deep.equal(['a']);
+      queue.drained();
+      expect(sink.written).to.deep.equal(['a', 'b']);
+    });
+
     it('stops flushing as soon as the connection is full again', () => {
       const { sink, queue } = setup();
       const sub = queue.subscribe('t', { limit: 1000, policy: 'drop-oldest' });
@@ -118,18 +129,33 @@ describe('fanout DeliveryQueue', () => {
       expect(queue.counters).to.include({ evicted: 1, dropped: 0 });
     });
 
-    it("'drop-oldest' drops a message that alone cannot fit, keeping what is queued", () => {
+    it("'drop-oldest' drops a message that alone is over the limit, keeping what is queued", () => {
       const { sink, queue } = setup();
       const sub = queue.subscribe('t', { limit: 50, policy: 'drop-oldest' });
       sink.room = false;
       offer(queue, sub, item('a'));
       offer(queue, sub, item('b'));
-      offer(queue, sub, item('huge', 45)); // 10 held + 45 > 50 even with the queue empty
+      offer(queue, sub, item('huge', 51));
       sink.held = 0;
       sink.room = true;
       queue.drained();
       expect(sink.written).to.deep.equal(['a', 'b']);
       expect(queue.counters).to.include({ dropped: 1, evicted: 0 });
+    });
+
+    it("'drop-oldest' keeps the newest when what the connection holds fills the limit alone", () => {
+      const { sink, queue } = setup();
+      const sub = queue.subscribe('t', { limit: 50, policy: 'drop-oldest' });
+      sink.room = false;
+      offer(queue, sub, item('a', 45)); // to the connection: it holds 45
+      offer(queue, sub, item('b')); // 45 + 10 > 50: queued alone anyway (the queue holds 10)
+      offer(queue, sub, item('c')); // b evicted, c kept
+      expect(sub.bytes).to.equal(10);
+      sink.held = 0;
+      sink.room = true;
+      queue.drained();
+      expect(sink.written).to.deep.equal(['a', 'c']);
+      expect(queue.counters).to.include({ dropped: 0, evicted: 1 });
     });
 
     it("'coalesce' keeps only the latest queued message per key, at the latest one's place", () => {

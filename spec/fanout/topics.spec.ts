@@ -189,6 +189,7 @@ describe('fanout: topics on the server', function () {
       for (const x of subs) x.conn.subscribe('t');
       const marks = s.writes.map((w) => w.length);
       s.server.publish('t', 'hello');
+      await Promise.resolve(); // written at the end of the turn (one write per subscriber per turn)
       const sent = s.writes.map((w, i) => w.slice(marks[i]));
       expect(sent.map((w) => w.length)).to.deep.equal([1, 1, 1]);
       expect(sent[0]![0]).to.equal(sent[1]![0]);
@@ -204,6 +205,7 @@ describe('fanout: topics on the server', function () {
       const payload = Buffer.alloc(16 * 1024, 7);
       const marks = s.writes.map((w) => w.length);
       s.server.publish('t', payload);
+      await Promise.resolve();
       const sent = s.writes.map((w, i) => w.slice(marks[i]));
       expect(sent[0]).to.have.length(2);
       expect(sent[0]![0]).to.equal(sent[1]![0]);
@@ -212,6 +214,27 @@ describe('fanout: topics on the server', function () {
       expect(sent[0]![0]!.toString('hex')).to.equal('827e4000');
       for (const x of subs) await x.peer.until(1);
       expect(subs[0]!.peer.got[0]!.data).to.equal(payload.toString());
+    });
+
+    it('shows published frames and messages to the connection\'s outbound taps', async () => {
+      s = await start({ perMessageDeflate: { serverNoContextTakeover: true } });
+      const a = await add({ perMessageDeflate: true });
+      a.conn.subscribe('t');
+      const frames = a.conn.tap('frames', 'out');
+      const messages = a.conn.tap('messages', 'out');
+      const big = 'compress me '.repeat(200);
+      s.server.publish('t', 'small');
+      s.server.publish('t', big);
+      await a.peer.until(2);
+      const seen = [frames.read(), frames.read()] as Array<{ rsv1: boolean; payload: Buffer } | null>;
+      expect(seen[0]).to.include({ rsv1: false });
+      expect(seen[0]!.payload.toString()).to.equal('small');
+      expect(seen[1]).to.include({ rsv1: true });
+      expect(seen[1]!.payload.length).to.be.below(big.length);
+      const m = [messages.read(), messages.read()] as Array<{ data: Buffer } | null>;
+      expect(m.map((x) => x!.data.toString())).to.deep.equal(['small', big]);
+      frames.destroy();
+      messages.destroy();
     });
 
     it('never puts a published frame inside a message being streamed out, nor before earlier sends', async () => {
@@ -245,6 +268,7 @@ describe('fanout: topics on the server', function () {
       try {
         s.server.publish('t', text);
         s.server.publish('t', text);
+        await Promise.resolve();
       } finally {
         diagnostics.unsubscribe('wspipe:fanout:publish', onPublish);
       }
