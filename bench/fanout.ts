@@ -53,14 +53,14 @@ const CASES: Case[] = QUICK
       { label: '16 KiB deflate, 200 subscribers', burst: 10, subscribers: 200, size: 16 * KiB, messages: 20, stalled: 0, deflate: true },
     ]
   : [
-      { label: '64 B, 1 000 subscribers, 1 message per turn', burst: 1, subscribers: 1000, size: 64, messages: 500, stalled: 0, deflate: false },
-      { label: '64 B, 1 000 subscribers', burst: 10, subscribers: 1000, size: 64, messages: 1000, stalled: 0, deflate: false },
-      { label: '64 B, 10 000 subscribers', burst: 10, subscribers: 10_000, size: 64, messages: 200, stalled: 0, deflate: false },
-      { label: '16 KiB, 1 000 subscribers', burst: 10, subscribers: 1000, size: 16 * KiB, messages: 150, stalled: 0, deflate: false },
-      { label: '16 KiB, 10 000 subscribers', burst: 10, subscribers: 10_000, size: 16 * KiB, messages: 15, stalled: 0, deflate: false },
-      { label: '64 B, 1 000 subscribers, 10 % stalled', burst: 10, subscribers: 1000, size: 64, messages: 1000, stalled: 100, deflate: false },
-      { label: '16 KiB, 1 000 subscribers, 10 % stalled', burst: 10, subscribers: 1000, size: 16 * KiB, messages: 400, stalled: 100, deflate: false },
-      { label: '16 KiB deflate (no context takeover), 1 000 subscribers', burst: 10, subscribers: 1000, size: 16 * KiB, messages: 60, stalled: 0, deflate: true },
+      { label: '64 B, 1 000 subscribers, 1 message per turn', burst: 1, subscribers: 1000, size: 64, messages: 200, stalled: 0, deflate: false },
+      { label: '64 B, 1 000 subscribers', burst: 10, subscribers: 1000, size: 64, messages: 300, stalled: 0, deflate: false },
+      { label: '64 B, 10 000 subscribers', burst: 10, subscribers: 10_000, size: 64, messages: 50, stalled: 0, deflate: false },
+      { label: '16 KiB, 1 000 subscribers', burst: 10, subscribers: 1000, size: 16 * KiB, messages: 60, stalled: 0, deflate: false },
+      { label: '16 KiB, 10 000 subscribers', burst: 10, subscribers: 10_000, size: 16 * KiB, messages: 6, stalled: 0, deflate: false },
+      { label: '64 B, 1 000 subscribers, 10 % stalled', burst: 10, subscribers: 1000, size: 64, messages: 300, stalled: 100, deflate: false },
+      { label: '16 KiB, 1 000 subscribers, 10 % stalled', burst: 10, subscribers: 1000, size: 16 * KiB, messages: 320, stalled: 100, deflate: false },
+      { label: '16 KiB deflate (no context takeover), 1 000 subscribers', burst: 10, subscribers: 1000, size: 16 * KiB, messages: 30, stalled: 0, deflate: true },
     ];
 
 /** A compressible payload of `size` bytes (JSON-like records) or random-ish bytes. */
