@@ -372,7 +372,7 @@ export class WebSocket extends Duplex implements ReceiverHandler {
    * bufferedAmount.
    */
   get heldBytes(): number {
-    return this.unreadBytes + (this.receiver?.assembler.bufferedBytes ?? 0) + this.bufferedAmount;
+    return this.unreadBytes + (this.receiver?.assembler.heldBytes ?? 0) + this.bufferedAmount;
   }
 
   /**
@@ -807,7 +807,7 @@ export class WebSocket extends Duplex implements ReceiverHandler {
     // Our close is sent: only the peer's close matters now; it must be found (see pushOrPause).
     if (this.has(Flag.CloseSent)) return false;
     const releasable = this.unreadBytes + this.bufferedAmount;
-    return releasable > 0 && releasable + (this.receiver?.assembler.bufferedBytes ?? 0) >= this.memoryBudget;
+    return releasable > 0 && releasable + (this.receiver?.assembler.heldBytes ?? 0) >= this.memoryBudget;
   }
 
   /** Pauses or resumes reading for the memory budget. */

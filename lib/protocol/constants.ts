@@ -73,8 +73,18 @@ export const Defaults = {
   maxPayload: 100 * 1024 * 1024,
   /** Largest message delivered whole, in bytes (100 MiB). */
   maxMessageSize: 100 * 1024 * 1024,
-  /** Most frames (fragments, empty ones included) one message may be made of. */
-  maxFragments: 65536,
+  /**
+   * Most frames (fragments, empty ones included) one message may be made of: no cap by default,
+   * since frameOverhead bounds what fragments cost within maxMessageSize.
+   */
+  maxFragments: Number.POSITIVE_INFINITY,
+  /**
+   * Bytes each frame of a message after its first counts against maxMessageSize beside its
+   * payload: what a frame costs to parse and keep beyond its bytes, so that a message of empty or
+   * 1-byte fragments reaches its limit after at most maxMessageSize / 256 frames (409 600 at the
+   * default limit) while 4 MiB in 65 536 fragments of 64 bytes (20 MiB counted) still arrives.
+   */
+  frameOverhead: 256,
   /** Largest HTTP header block of the opening handshake, in bytes (16 KiB). */
   maxHeaderSize: 16 * 1024,
   /** Most header lines in the opening handshake. */

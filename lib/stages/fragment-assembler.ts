@@ -6,6 +6,13 @@
  * total already known; a message made of one piece is handed on without a copy. Text is
  * validated piece by piece as it arrives, so invalid UTF-8 fails the message at once.
  *
+ * What fragments cost: a piece under 1 KiB is copied into a shared buffer (the coalescing tail,
+ * 4 to 64 KiB) instead of being kept as a view of its own, so a message of tiny fragments holds
+ * about its bytes, not an object per fragment. And every frame of a message after its first
+ * counts `frameOverhead` bytes (default 256) against maxMessageSize beside its payload: a flood
+ * of empty or 1-byte fragments reaches the limit (1009) after a bounded number of frames,
+ * without a cap on the frame count that would refuse a legitimate message of many small ones.
+ *
  * A data frame may come still masked (its `mask` set: UnmaskerCore's keepDataMasked): a piece
  * that is kept for a join is unmasked by the join itself (one pass instead of unmasking in place
  * and then copying); anything handed on or checked as it is gets unmasked in place first.
@@ -24,10 +31,17 @@ export interface FragmentAssemblerOptions {
   /** Largest message, in bytes, summed over its frames' declared lengths. Default 100 MiB (Defaults.maxMessageSize). */
   maxMessageSize?: number;
   /**
-   * Most frames one message may be made of, counting every frame, empty ones included, so that a
-   * flood of tiny or empty fragments is bounded. Default 65536 (Defaults.maxFragments).
+   * Most frames one message may be made of, counting every frame, empty ones included
+   * (WS_ERR_TOO_MANY_FRAGMENTS, 1009, beyond). Default Infinity: frameOverhead already bounds a
+   * flood of tiny or empty fragments; set it to refuse messages of many frames outright.
    */
   maxFragments?: number;
+  /**
+   * Bytes each frame of a message after its first counts against maxMessageSize beside its
+   * payload (WS_ERR_TOO_MANY_FRAGMENTS, 1009, when the payload alone fits but the count does
+   * not). Default 256 (Defaults.frameOverhead).
+   */
+  frameOverhead?: number;
   /** Skip UTF-8 validation of text messages (when the application checks, or does not care). Default false. */
   skipUtf8Validation?: boolean;
   /**
@@ -61,10 +75,16 @@ export interface FragmentAssemblerHandler {
 
 const EMPTY = Buffer.alloc(0);
 
+/** The error for a message whose frames, counted at `overhead` bytes each after the first, exceed `limit`. */
+export function fragmentsOverLimit(frames: number, overhead: number, limit: number): WebSocketError {
+  return new WebSocketError('WS_ERR_TOO_MANY_FRAGMENTS', `${frames} frames, ${overhead} bytes each beside their payload, exceed ${limit} bytes`);
+}
+
 /** An assembler's limits and mode, shared by every assembler made with the same ones (never written to). */
 type AssemblerConfig = Readonly<{
   maxMessageSize: number;
   maxFragments: number;
+  frameOverhead: number;
   validateUtf8: boolean;
   streaming: boolean;
 }>;
@@ -78,6 +98,7 @@ function configFor(options: FragmentAssemblerOptions): AssemblerConfig {
       ? (options.maxStreamedMessageSize ?? Number.POSITIVE_INFINITY)
       : (options.maxMessageSize ?? Defaults.maxMessageSize),
     maxFragments: streaming ? Number.POSITIVE_INFINITY : (options.maxFragments ?? Defaults.maxFragments),
+    frameOverhead: options.frameOverhead ?? Defaults.frameOverhead,
     validateUtf8: options.skipUtf8Validation !== true,
     streaming,
   });
@@ -86,12 +107,29 @@ function configFor(options: FragmentAssemblerOptions): AssemblerConfig {
 /**
  * The kept pieces of a message that takes more than one (made per such message, dropped at its
  * end): three entries a piece in one array, its payload, its mask key (null for a plain piece)
- * and its offset in its frame, so that a message of two pieces costs one small array.
+ * and its offset in its frame, so that a message of two pieces costs one small array. Small
+ * pieces are copied into `tail`, which is itself one entry (sealed to its used length when a
+ * later piece or the join comes after it).
  */
 interface Parts {
   readonly entries: Array<Buffer | null | number>;
   bytes: number;
+  /** The coalescing buffer being filled (its entry is at `tailAt`), or null. */
+  tail: Buffer | null;
+  tailAt: number;
+  tailUsed: number;
 }
+
+/** Pieces smaller than this are copied into the coalescing tail instead of kept as views. */
+const COALESCE_BELOW = 1024;
+/** Sizes of a coalescing tail: it grows with the message, from the smallest to the largest. */
+const MIN_TAIL = 4 * 1024;
+const MAX_TAIL = 64 * 1024;
+/**
+ * What a kept view costs beside its bytes, in heldBytes: the Buffer object and its three array
+ * slots (about 100 bytes measured on Node 20; rounded up).
+ */
+const PIECE_OVERHEAD = 128;
 
 // Bits of FragmentAssemblerCore's `flags`: the open message's state in one field.
 /** A message has started and its final frame has not ended yet. */
@@ -128,7 +166,18 @@ export class FragmentAssemblerCore {
     return this.parts === null ? 0 : this.parts.bytes;
   }
 
-  /** Pieces of the open message kept so far (empty pieces are counted as fragments, not kept). */
+  /**
+   * Memory the open message holds: its bytes, the free room of its coalescing tail, and
+   * PIECE_OVERHEAD for each kept buffer (what a memory budget should count).
+   */
+  get heldBytes(): number {
+    const parts = this.parts;
+    if (parts === null) return 0;
+    const spare = parts.tail === null ? 0 : parts.tail.length - parts.tailUsed;
+    return parts.bytes + spare + (parts.entries.length / 3) * PIECE_OVERHEAD;
+  }
+
+  /** Buffers the open message keeps so far: views of large pieces and coalescing tails (empty pieces are not kept). */
   get bufferedParts(): number {
     return this.parts === null ? 0 : this.parts.entries.length / 3;
   }
@@ -176,23 +225,42 @@ export class FragmentAssemblerCore {
     return this.finish(this.join(), validating && !this.startValidator().end());
   }
 
-  /** Keeps a piece for the join; `mask` (with the piece's offset in its frame) when it is still masked. */
+  /**
+   * Keeps a piece for the join; `mask` (with the piece's offset in its frame) when it is still
+   * masked. A small piece is copied (unmasked on the way) into the coalescing tail; a large one
+   * is kept as it is.
+   */
   private keep(payload: Buffer, mask: Buffer | null, offset: number): void {
-    const parts = this.parts;
-    if (parts === null) {
-      this.parts = { entries: [payload, mask, offset], bytes: payload.length };
-      return;
+    let parts = this.parts;
+    if (parts === null) parts = this.parts = { entries: [], bytes: 0, tail: null, tailAt: 0, tailUsed: 0 };
+    const length = payload.length;
+    if (length >= COALESCE_BELOW) {
+      sealTail(parts);
+      parts.entries.push(payload, mask, offset);
+    } else {
+      let tail = parts.tail;
+      if (tail === null || parts.tailUsed + length > tail.length) {
+        sealTail(parts);
+        tail = parts.tail = Buffer.allocUnsafe(Math.min(MAX_TAIL, Math.max(MIN_TAIL, parts.bytes)));
+        parts.tailAt = parts.entries.length;
+        parts.tailUsed = 0;
+        parts.entries.push(tail, null, 0);
+      }
+      if (mask === null) tail.set(payload, parts.tailUsed);
+      else applyMask(payload, mask, offset, tail, parts.tailUsed);
+      parts.tailUsed += length;
     }
-    parts.entries.push(payload, mask, offset);
-    parts.bytes += payload.length;
+    parts.bytes += length;
   }
 
   /** The kept pieces as one buffer, unmasked: a lone plain piece as it is, else one copy (unmasking on the way). */
   private join(): Buffer {
     const parts = this.parts;
     if (parts === null) return EMPTY;
+    const onlyTail = parts.tail !== null && parts.entries.length === 3;
+    sealTail(parts);
     const entries = parts.entries;
-    if (entries.length === 3) {
+    if (entries.length === 3 && !onlyTail) {
       const only = entries[0] as Buffer;
       const mask = entries[1] as Buffer | null;
       if (mask !== null) applyMask(only, mask, entries[2] as number);
@@ -275,15 +343,19 @@ export class FragmentAssemblerCore {
       this.declaredBytes = 0;
       if (this.validator !== null) this.validator.reset();
     }
-    this.fragments++;
-    if (this.fragments > config.maxFragments) {
+    const fragments = ++this.fragments;
+    if (fragments > config.maxFragments) {
       this.fail(new WebSocketError('WS_ERR_TOO_MANY_FRAGMENTS', `more than ${config.maxFragments} frames`));
       return false;
     }
     // Checked on the declared length, before any byte of this frame is kept.
-    this.declaredBytes += frame.length;
-    if (this.declaredBytes > config.maxMessageSize) {
+    const declared = (this.declaredBytes += frame.length);
+    if (declared > config.maxMessageSize) {
       this.fail(new WebSocketError('WS_ERR_MESSAGE_TOO_BIG', `more than ${config.maxMessageSize} bytes`));
+      return false;
+    }
+    if (declared + (fragments - 1) * config.frameOverhead > config.maxMessageSize) {
+      this.fail(fragmentsOverLimit(fragments, config.frameOverhead, config.maxMessageSize));
       return false;
     }
     return true;
@@ -301,6 +373,14 @@ export class FragmentAssemblerCore {
     this.handler.onMessage({ binary, data });
     return this.error;
   }
+}
+
+/** Ends the tail's filling: its entry becomes the used part of it. */
+function sealTail(parts: Parts): void {
+  const tail = parts.tail;
+  if (tail === null) return;
+  parts.entries[parts.tailAt] = tail.subarray(0, parts.tailUsed);
+  parts.tail = null;
 }
 
 /** A FragmentAssembler's stream options: shared by every instance (readable-stream only reads them). */

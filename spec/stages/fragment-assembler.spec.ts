@@ -24,6 +24,9 @@ function text(s: string | Buffer, fin = true): Frame {
 function binary(b: Buffer, fin = true): Frame {
   return makeFrame(Opcode.Binary, b, { fin });
 }
+function binaryCont(b: Buffer): Frame {
+  return makeFrame(Opcode.Continuation, b, { fin: true });
+}
 function cont(s: string | Buffer, fin = true): Frame {
   return makeFrame(Opcode.Continuation, typeof s === 'string' ? Buffer.from(s) : s, { fin });
 }
@@ -169,10 +172,42 @@ describe('FragmentAssembler (RFC 6455 §5.4)', () => {
     it('tracks bufferedBytes and bufferedParts of the open message, and clears them at its end', () => {
       const { core } = run([text('abc', false), cont('', false), ...pieces(cont('defg', false), [2])]);
       expect(core.bufferedBytes).to.equal(7);
-      expect(core.bufferedParts).to.equal(3);
+      // Three small pieces, copied into one coalescing buffer.
+      expect(core.bufferedParts).to.equal(1);
       core.write(cont('h'));
       expect(core.bufferedBytes).to.equal(0);
       expect(core.bufferedParts).to.equal(0);
+      expect(core.heldBytes).to.equal(0);
+    });
+
+    it('keeps large pieces as they are and small ones coalesced, in order, masked or not', () => {
+      const mask = Buffer.from([1, 2, 3, 4]);
+      const big = Buffer.alloc(3000, 0x61);
+      const masked = (opcode: Opcode, payload: Buffer, fin: boolean): Frame => {
+        const copy = Buffer.from(payload);
+        applyMask(copy, mask);
+        return { ...makeFrame(opcode, copy, { fin }), mask };
+      };
+      const input = [
+        masked(Opcode.Binary, Buffer.from('ab'), false),
+        masked(Opcode.Continuation, big, false),
+        cont(Buffer.from('cd'), false),
+        ...pieces(masked(Opcode.Continuation, Buffer.from('efghij'), false), [1, 4]).map((p) => withPayload(p, p.payload, mask, p.offset)),
+        binaryCont(big),
+      ];
+      const { out, core } = run(input);
+      expect(core.error).to.equal(null);
+      expect(messageOf(out[0]).data).to.deep.equal(Buffer.concat([Buffer.from('ab'), big, Buffer.from('cdefghij'), big]));
+    });
+
+    it('holds about its bytes for a message of tiny fragments: 4 MiB in 64-byte fragments, heldBytes under 4.2 MiB', () => {
+      const core = new FragmentAssemblerCore({}, { onMessage: () => undefined, onControl: () => undefined });
+      const piece = Buffer.alloc(64, 0x62);
+      core.write(binary(piece, false));
+      for (let i = 1; i < 65535; i++) core.write(cont(piece, false));
+      expect(core.bufferedBytes).to.equal(4 * 1024 * 1024 - 64);
+      expect(core.bufferedParts).to.be.below(100);
+      expect(core.heldBytes).to.be.below(4.2 * 1024 * 1024);
     });
   });
 
@@ -222,17 +257,18 @@ describe('FragmentAssembler (RFC 6455 §5.4)', () => {
   describe('limits', () => {
     it('keeps the limits of each option set apart (assemblers share one settings object per set)', () => {
       const two = [binary(Buffer.alloc(5), false), cont(Buffer.alloc(5))];
-      expect(run(two, { maxMessageSize: 10 }).results).to.deep.equal([null, null]);
-      expectError(run(two, { maxMessageSize: 9 }).results[1], 'WS_ERR_MESSAGE_TOO_BIG', 1009);
+      expect(run(two, { maxMessageSize: 10, frameOverhead: 0 }).results).to.deep.equal([null, null]);
+      expectError(run(two, { maxMessageSize: 9, frameOverhead: 0 }).results[1], 'WS_ERR_MESSAGE_TOO_BIG', 1009);
       expectError(run(two, { maxFragments: 1 }).results[1], 'WS_ERR_TOO_MANY_FRAGMENTS', 1009);
-      expect(run(two, { maxMessageSize: 10 }).results).to.deep.equal([null, null]);
+      expectError(run(two, { maxMessageSize: 10 }).results[1], 'WS_ERR_TOO_MANY_FRAGMENTS', 1009);
+      expect(run(two, { maxMessageSize: 10, frameOverhead: 0 }).results).to.deep.equal([null, null]);
       const bad = [text(Buffer.from([0xff]))];
       expectError(run(bad).results[0], 'WS_ERR_INVALID_UTF8', 1007);
       expect(run(bad, { skipUtf8Validation: true }).results).to.deep.equal([null]);
     });
 
-    it('accepts a message of exactly maxMessageSize bytes', () => {
-      const { results, out } = run([binary(Buffer.alloc(5), false), cont(Buffer.alloc(5))], { maxMessageSize: 10 });
+    it('accepts a message of exactly maxMessageSize bytes (frameOverhead 0: bytes alone)', () => {
+      const { results, out } = run([binary(Buffer.alloc(5), false), cont(Buffer.alloc(5))], { maxMessageSize: 10, frameOverhead: 0 });
       expect(results).to.deep.equal([null, null]);
       expect(out).to.have.length(1);
     });
@@ -246,7 +282,7 @@ describe('FragmentAssembler (RFC 6455 §5.4)', () => {
     });
 
     it('rejects fragments whose total is over maxMessageSize, on the frame that crosses it', () => {
-      const { results, out } = run([text('12345', false), cont('67890', false), cont('1')], { maxMessageSize: 10 });
+      const { results, out } = run([text('12345', false), cont('67890', false), cont('1')], { maxMessageSize: 10, frameOverhead: 0 });
       expect(results.slice(0, 2)).to.deep.equal([null, null]);
       expectError(results[2], 'WS_ERR_MESSAGE_TOO_BIG', 1009);
       expect(out).to.deep.equal([]);
@@ -267,20 +303,55 @@ describe('FragmentAssembler (RFC 6455 §5.4)', () => {
       expect(over.out).to.deep.equal([]);
     });
 
-    it(`fails 70000 empty continuation frames at the default limit (${Defaults.maxFragments} frames)`, () => {
+    it(`counts ${Defaults.frameOverhead} bytes (frameOverhead) for each frame after the first against maxMessageSize`, () => {
+      // 2 + 2 bytes and one frame after the first: 4 + 6 = 10 fits; one byte more does not.
+      const two = (last: string): Frame[] => [text('ab', false), cont(last)];
+      expect(run(two('cd'), { maxMessageSize: 10, frameOverhead: 6 }).results).to.deep.equal([null, null]);
+      const over = run(two('cde'), { maxMessageSize: 10, frameOverhead: 6 });
+      expectError(over.results[1], 'WS_ERR_TOO_MANY_FRAGMENTS', 1009);
+      expect(over.out).to.deep.equal([]);
+      // A message in one frame is charged its bytes only.
+      expect(run([text('0123456789')], { maxMessageSize: 10, frameOverhead: 6 }).results).to.deep.equal([null]);
+    });
+
+    it(`fails a flood of empty continuation frames at the default limits after maxMessageSize / ${Defaults.frameOverhead} frames, keeping nothing`, () => {
       const core = new FragmentAssemblerCore({}, { onMessage: () => expect.fail('no message'), onControl: () => undefined });
       const empty = cont('', false);
       expect(core.write(text('', false))).to.equal(null);
+      const expected = Math.floor(Defaults.maxMessageSize / Defaults.frameOverhead) + 2;
       let failedAt = -1;
-      for (let i = 2; i <= 70000 && failedAt < 0; i++) {
+      for (let i = 2; i <= expected + 10 && failedAt < 0; i++) {
         if (core.write(empty) !== null) failedAt = i;
       }
-      expect(failedAt).to.equal(Defaults.maxFragments + 1);
+      expect(failedAt).to.equal(expected);
       expectError(core.error, 'WS_ERR_TOO_MANY_FRAGMENTS', 1009);
       expect(core.bufferedParts).to.equal(0);
     });
 
-    it('fails a million 1-byte fragments at maxFragments, keeping at most that many parts', () => {
+    it('a flood of 1-byte fragments at the default limits: 1009 after a bounded number of frames, under 8 bytes of memory a frame', () => {
+      const core = new FragmentAssemblerCore({}, { onMessage: () => expect.fail('no message'), onControl: () => undefined });
+      // One wire chunk's worth of frames reused: the frames are views the flood does not allocate per frame.
+      const one = cont('a', false);
+      core.write(text('a', false));
+      global.gc!();
+      const before = process.memoryUsage();
+      let frames = 1;
+      let maxHeld = 0;
+      while (core.error === null && frames < 1_000_000) {
+        core.write(one);
+        frames++;
+        if ((frames & 0xfff) === 0) maxHeld = Math.max(maxHeld, core.heldBytes);
+      }
+      const after = process.memoryUsage();
+      expectError(core.error, 'WS_ERR_TOO_MANY_FRAGMENTS', 1009);
+      expect(frames).to.equal(Math.floor((Defaults.maxMessageSize + Defaults.frameOverhead - 1) / (Defaults.frameOverhead + 1)) + 1);
+      // What the kept bytes cost: about one byte a frame (409 k frames, under 0.5 MiB held).
+      expect(maxHeld).to.be.below(frames + 64 * 1024);
+      const grown = after.heapUsed + after.arrayBuffers - before.heapUsed - before.arrayBuffers;
+      expect(grown / frames, `${grown} bytes over ${frames} frames`).to.be.below(8);
+    });
+
+    it('fails a million 1-byte fragments at maxFragments when set, coalesced into one kept buffer', () => {
       const core = new FragmentAssemblerCore({ maxFragments: 1000 }, { onMessage: () => expect.fail('no message'), onControl: () => undefined });
       const one = cont('a', false);
       core.write(text('a', false));
@@ -293,7 +364,7 @@ describe('FragmentAssembler (RFC 6455 §5.4)', () => {
       }
       expectError(core.error, 'WS_ERR_TOO_MANY_FRAGMENTS', 1009);
       expect(i).to.equal(1001);
-      expect(maxParts).to.equal(1000);
+      expect(maxParts).to.equal(1);
     });
 
     it('counts a frame once, however many pieces it comes in', () => {
