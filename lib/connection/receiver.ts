@@ -29,7 +29,10 @@ export interface ReceiverOptions {
   maxPayload?: number;
   /** Largest message delivered whole, in bytes. Default 100 MiB. */
   maxMessageSize?: number;
-  /** Most frames one message may be made of (empty ones count). Default 65536. */
+  /**
+   * Most frames one message may be made of (empty ones count). Default Infinity: each frame
+   * after the first counts 256 bytes (Defaults.frameOverhead) against maxMessageSize instead.
+   */
   maxFragments?: number;
   /** Skip the UTF-8 check of text messages (only for trusted peers). Default false. */
   skipUtf8Validation?: boolean;
@@ -94,6 +97,7 @@ export class Receiver implements FrameSplitterHandler, FragmentAssemblerHandler 
         // With an inflater, a compressed message reaches the assembler as zlib's chunks, not
         // the peer's frames: the inflater counts the peer's frames instead.
         maxFragments: inflate === undefined ? options.maxFragments : Number.POSITIVE_INFINITY,
+        frameOverhead: inflate === undefined ? undefined : 0,
         skipUtf8Validation: options.skipUtf8Validation,
         streaming: options.streamMessages,
         maxStreamedMessageSize: options.maxStreamedMessageSize,

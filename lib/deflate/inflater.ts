@@ -25,9 +25,19 @@
  * Limits apply to the INFLATED bytes: `maxMessageSize` to a message and `maxPayload` to what one
  * wire frame inflates to. The count is checked on every output chunk, and at the limit the zlib
  * stream is destroyed at once, so a decompression bomb costs at most one chunk over the limit.
+ * Each wire frame of a message after its first also counts `frameOverhead` bytes (default 256)
+ * against maxMessageSize, as in the FragmentAssembler, so that a compressed message of empty or
+ * tiny fragments is cut after a bounded number of frames (WS_ERR_TOO_MANY_FRAGMENTS, 1009).
+ *
+ * Tiny frames are inflated together: consecutive small frames of one message already queued
+ * (one socket chunk holds thousands of them) are joined and given to zlib in one operation,
+ * instead of one trip through the thread pool each.
+ *
  * Backpressure: `pause()` (the consumer is full) stops zlib after its current output chunk;
  * `resume()` lets it go on. A paused inflater gives its zlib slot back (see ZlibLimiter), so that
- * a slow reader never holds up other connections.
+ * a slow reader never holds up other connections. Fairness: an operation that has inflated a
+ * slice (1 MiB) while others wait for a slot gives its slot back and queues again, so one
+ * connection's large message (or a bomb on its way to the limit) cannot hold the pool for long.
  */
 import { Buffer } from 'node:buffer';
 import { Transform } from 'readable-stream';
@@ -35,6 +45,7 @@ import { constants as zlibConstants, createInflateRaw, type InflateRaw } from 'n
 import { Defaults, Opcode, isControlOpcode } from '../protocol/constants';
 import { WebSocketError } from '../protocol/errors';
 import { type Frame, isLastPiece, makeFrame } from '../protocol/frame';
+import { fragmentsOverLimit } from '../stages/fragment-assembler';
 import {
   DEFLATE_TRAILER,
   MAX_WINDOW_BITS,
@@ -60,9 +71,11 @@ export interface InflaterOptions {
   /**
    * Most wire frames one message (compressed or not) may be made of (WS_ERR_TOO_MANY_FRAGMENTS,
    * 1009, beyond). Counted here because the frames handed on for a compressed message are
-   * zlib's chunks, not the peer's frames. Default 65536.
+   * zlib's chunks, not the peer's frames. Default Infinity (frameOverhead bounds them).
    */
   maxFragments?: number;
+  /** Bytes each wire frame of a message after its first counts against maxMessageSize beside its payload. Default 256 (Defaults.frameOverhead). */
+  frameOverhead?: number;
   /** Size of zlib's output chunks, in bytes. Default 16 KiB (zlib's own default). */
   chunkSize?: number;
   /** Limits concurrent zlib work; default: the process-wide limiter of 10. */
@@ -80,6 +93,12 @@ export type InflateDone = (err: WebSocketError | null) => void;
 
 const EMPTY = Buffer.alloc(0);
 const DEFAULT_CHUNK_SIZE = 16 * 1024;
+/** Frames smaller than this are joined with the queued frames after them into one zlib operation. */
+const BATCH_BELOW = 1024;
+/** Most bytes of input one joined operation takes. */
+const MAX_BATCH = 64 * 1024;
+/** Inflated bytes after which an operation yields its slot to a waiting one. */
+const SLICE = 1024 * 1024;
 
 function noDone(): void {}
 
@@ -102,6 +121,7 @@ export class InflaterCore {
   private readonly maxMessageSize: number;
   private readonly maxPayload: number;
   private readonly maxFragments: number;
+  private readonly frameOverhead: number;
   private readonly chunkSize: number;
   private readonly limiter: ZlibLimiter;
 
@@ -121,12 +141,18 @@ export class InflaterCore {
   private zlibWritten = false;
   /** The current operation ends its message. */
   private opEndsMessage = false;
+  /** Wire frames the current operation inflates (consecutive tiny ones are joined). */
+  private opFrames = 1;
+  /** Bytes inflated since the slot was last taken (see SLICE). */
+  private sliceBytes = 0;
 
   // The message being received.
   private inMessage = false;
   private compressed = false;
   private opcode = Opcode.Text;
   private fragments = 0;
+  /** frameOverhead for each wire frame of the message after its first. */
+  private overheadBytes = 0;
   /** Inflated bytes of the message so far, and of the current wire frame. */
   private messageBytes = 0;
   private frameBytes = 0;
@@ -143,6 +169,7 @@ export class InflaterCore {
     this.maxMessageSize = options.maxMessageSize ?? Defaults.maxMessageSize;
     this.maxPayload = options.maxPayload ?? Defaults.maxPayload;
     this.maxFragments = options.maxFragments ?? Defaults.maxFragments;
+    this.frameOverhead = options.frameOverhead ?? Defaults.frameOverhead;
     this.chunkSize = options.chunkSize ?? DEFAULT_CHUNK_SIZE;
     this.limiter = options.limiter ?? sharedLimiter();
   }
@@ -225,9 +252,37 @@ export class InflaterCore {
       this.busy = true;
       this.opStarted = false;
       this.opEndsMessage = ends;
+      this.opFrames = 1;
+      if (!ends && frame.payload.length < BATCH_BELOW && !this.batch(frame.payload.length)) return;
       if (!this.paused) this.requestSlot();
       return;
     }
+  }
+
+  /**
+   * Joins the tiny frames queued after the one at the head (whose payload is `bytes` long) to the
+   * operation, up to the one that ends the message, a larger one or a control frame. False when
+   * one of them fails its checks.
+   */
+  private batch(bytes: number): boolean {
+    let frame: Frame | undefined;
+    while (
+      (frame = this.queue.at(this.opFrames)) !== undefined &&
+      !isControlOpcode(frame.opcode) &&
+      frame.payload.length < BATCH_BELOW &&
+      bytes + frame.payload.length <= MAX_BATCH
+    ) {
+      if (!this.startFrame(frame)) return false;
+      bytes += frame.payload.length;
+      this.opFrames++;
+      if (frame.fin && isLastPiece(frame)) {
+        this.opEndsMessage = true;
+        break;
+      }
+    }
+    // Every frame of the batch counts from zero toward maxPayload: the batch may inflate to their sum.
+    this.frameBytes = 0;
+    return true;
   }
 
   /** Checks a frame against the message sequence (RFC 7692 §6.1) and the limits; false on error. */
@@ -262,12 +317,21 @@ export class InflaterCore {
       this.compressed = frame.rsv1;
       this.opcode = opcode;
       this.fragments = 0;
+      this.overheadBytes = 0;
       this.messageBytes = 0;
       this.started = false;
       this.held = null;
     }
     if (++this.fragments > this.maxFragments) {
       this.fail(new WebSocketError('WS_ERR_TOO_MANY_FRAGMENTS', `more than ${this.maxFragments} frames`));
+      return false;
+    }
+    if (this.fragments > 1) this.overheadBytes += this.frameOverhead;
+    // A compressed frame's bytes are counted as they come out of zlib; an uncompressed one's
+    // here (the assembler checks its bytes too, but sees no overhead on an inflating connection).
+    if (!this.compressed) this.messageBytes += frame.length;
+    if (this.messageBytes + this.overheadBytes > this.maxMessageSize && this.messageBytes <= this.maxMessageSize) {
+      this.fail(fragmentsOverLimit(this.fragments, this.frameOverhead, this.maxMessageSize));
       return false;
     }
     this.frameBytes = 0;
@@ -284,10 +348,18 @@ export class InflaterCore {
     this.limiter.acquire(this.onSlot);
   }
 
+  /** The operation gives its slot to whoever waits and queues again behind them (see SLICE). */
+  private yieldSlot(): void {
+    this.zlib!.pause();
+    this.releaseSlot();
+    this.requestSlot();
+  }
+
   /** A zlib slot is ours: start the operation, or go on with a paused one. */
   private readonly onSlot = (): void => {
     this.waitingForSlot = false;
     this.holdsSlot = true;
+    this.sliceBytes = 0;
     if (this.error !== null || this.paused) {
       this.releaseSlot();
       return;
@@ -309,18 +381,27 @@ export class InflaterCore {
   /** Feeds the frame at the queue's head to zlib. */
   private startOp(): void {
     this.opStarted = true;
-    const frame = this.queue.peek()!;
+    const payload = this.opInput();
     const zlib = this.zlib ?? this.createZlib();
     if (zlib.isPaused()) zlib.resume();
     this.zlibWritten = false;
     if (this.opEndsMessage) {
-      if (frame.payload.length > 0) zlib.write(frame.payload);
+      if (payload.length > 0) zlib.write(payload);
       // §7.2.2: "Append 4 octets of 0x00 0x00 0xff 0xff to the tail end of the payload of the message."
       zlib.write(DEFLATE_TRAILER);
       zlib.flush(zlibConstants.Z_SYNC_FLUSH, this.onZlibWritten);
     } else {
-      zlib.write(frame.payload, this.onZlibWritten);
+      zlib.write(payload, this.onZlibWritten);
     }
+  }
+
+  /** The current operation's input: the head frame's payload, or the joined payloads of a batch. */
+  private opInput(): Buffer {
+    const queue = this.queue;
+    if (this.opFrames === 1) return queue.peek()!.payload;
+    const parts: Buffer[] = [];
+    for (let i = 0; i < this.opFrames; i++) parts.push(queue.at(i)!.payload);
+    return Buffer.concat(parts);
   }
 
   private readonly zlibListeners: ZlibListeners = { onData: (c) => this.onZlibData(c), onError: (e) => this.onZlibError(e) };
@@ -346,20 +427,27 @@ export class InflaterCore {
     if (this.error !== null) return;
     this.messageBytes += chunk.length;
     this.frameBytes += chunk.length;
+    this.sliceBytes += chunk.length;
     // The limits count inflated bytes: a small frame that inflates to gigabytes stops here, one
     // chunk past the limit, with the zlib stream destroyed.
     if (this.messageBytes > this.maxMessageSize) {
       this.fail(new WebSocketError('WS_ERR_MESSAGE_TOO_BIG', `inflated message over ${this.maxMessageSize} bytes`));
       return;
     }
-    if (this.frameBytes > this.maxPayload) {
+    if (this.messageBytes + this.overheadBytes > this.maxMessageSize) {
+      this.fail(fragmentsOverLimit(this.fragments, this.frameOverhead, this.maxMessageSize));
+      return;
+    }
+    if (this.frameBytes > this.maxPayload * this.opFrames) {
       this.fail(new WebSocketError('WS_ERR_MESSAGE_TOO_BIG', `a frame inflated over ${this.maxPayload} bytes (maxPayload)`));
       return;
     }
     const previous = this.held;
     this.held = chunk;
     if (previous !== null) this.emit(previous, false);
-    if (this.error === null && this.zlibWritten) this.maybeCompleteOp();
+    if (this.error !== null) return;
+    if (this.zlibWritten) this.maybeCompleteOp();
+    if (this.busy && this.holdsSlot && this.sliceBytes >= SLICE && this.limiter.waiting > 0) this.yieldSlot();
   };
 
   private readonly onZlibWritten = (err?: Error | null): void => {
@@ -388,7 +476,7 @@ export class InflaterCore {
       this.emit(last, true);
       if (this.error !== null) return;
     }
-    this.finishFrame(null);
+    this.queue.finish(null, this.opFrames);
     this.drain();
   }
 

@@ -434,19 +434,39 @@ export class FrameQueue<Done extends (err: WebSocketError | null) => void> {
     return this.head < this.frames.length ? this.frames[this.head] : undefined;
   }
 
+  /** The `index`-th unfinished frame (0 is the oldest), or undefined. */
+  at(index: number): Frame | undefined {
+    const i = this.head + index;
+    return i < this.frames.length ? this.frames[i] : undefined;
+  }
+
   push(frame: Frame, done: Done): void {
     this.frames.push(frame);
     this.dones.push(done);
   }
 
-  /** Removes the oldest frame and calls its callback with `err`. */
-  finish(err: WebSocketError | null): void {
-    const done = this.dones[this.head]!;
-    this.frames[this.head] = undefined as unknown as Frame;
-    this.dones[this.head] = undefined as unknown as Done;
-    this.head++;
+  /**
+   * Removes the `count` oldest frames, then calls their callbacks with `err`, in order (all are
+   * removed before any callback runs, so a callback that writes again finds none of them).
+   */
+  finish(err: WebSocketError | null, count = 1): void {
+    if (count === 1) {
+      const done = this.dones[this.head]!;
+      this.frames[this.head] = undefined as unknown as Frame;
+      this.dones[this.head] = undefined as unknown as Done;
+      this.head++;
+      if (this.head === this.frames.length) this.clear();
+      done(err);
+      return;
+    }
+    const dones = this.dones.slice(this.head, this.head + count);
+    for (let i = this.head; i < this.head + count; i++) {
+      this.frames[i] = undefined as unknown as Frame;
+      this.dones[i] = undefined as unknown as Done;
+    }
+    this.head += count;
     if (this.head === this.frames.length) this.clear();
-    done(err);
+    for (const done of dones) done(err);
   }
 
   /** Empties the queue and calls every callback with `err`. */

@@ -266,8 +266,11 @@ describe('Inflater', () => {
         serverFrame(Opcode.Text, whole.subarray(0, half), { rsv1: true, fin: false }),
         serverFrame(Opcode.Continuation, whole.subarray(half)),
       ]);
-      expect((await run([bytes], { maxMessageSize: 6000 })).error).to.equal(null);
-      expect((await run([bytes], { maxMessageSize: 5999 })).error?.code).to.equal('WS_ERR_MESSAGE_TOO_BIG');
+      expect((await run([bytes], { maxMessageSize: 6000, frameOverhead: 0 })).error).to.equal(null);
+      expect((await run([bytes], { maxMessageSize: 5999, frameOverhead: 0 })).error?.code).to.equal('WS_ERR_MESSAGE_TOO_BIG');
+      // Beside its bytes, the second frame counts frameOverhead (256 by default).
+      expect((await run([bytes], { maxMessageSize: 6255 })).error?.code).to.equal('WS_ERR_TOO_MANY_FRAGMENTS');
+      expect((await run([bytes], { maxMessageSize: 6256 })).error).to.equal(null);
     });
 
     it('maxPayload applies to what one frame inflates to', async () => {
@@ -283,6 +286,17 @@ describe('Inflater', () => {
       const { error } = await run([bytes], { maxFragments: 2 });
       expect(error?.code).to.equal('WS_ERR_TOO_MANY_FRAGMENTS');
       expect(error?.closeCode).to.equal(CloseCode.MessageTooBig);
+    });
+
+    it('a compressed message of empty fragments is cut once their overhead passes maxMessageSize (1009)', async () => {
+      const first = serverFrame(Opcode.Binary, compress(Buffer.from('x')).subarray(0, 1), { rsv1: true, fin: false });
+      const empty = serverFrame(Opcode.Continuation, Buffer.alloc(0), { fin: false });
+      // maxMessageSize 64 KiB: the 257th frame's overhead (256 x 256) passes it.
+      const flood = Buffer.concat([first, ...Array.from({ length: 300 }, () => empty)]);
+      const { error, events } = await run([flood], { maxMessageSize: 64 * 1024 });
+      expect(error?.code).to.equal('WS_ERR_TOO_MANY_FRAGMENTS');
+      expect(error?.closeCode).to.equal(CloseCode.MessageTooBig);
+      expect(events).to.deep.equal([]);
     });
 
     it('after an error every later write is called back with it and nothing comes out', async () => {
@@ -418,6 +432,46 @@ describe('Inflater', () => {
         expect(r.events.length).to.equal(5);
       }
       expect(peak).to.equal(2);
+      expect(limiter.active).to.equal(0);
+    });
+
+    it('inflates queued tiny frames of one message together: thousands of frames of 1 byte, a few zlib operations', async () => {
+      // Hex digits of a fixed pseudo-random sequence: about half their size once compressed.
+      let seed = 1;
+      const text = Buffer.from(Array.from({ length: 8000 }, () => ((seed = (seed * 48271) % 2147483647) & 0xff).toString(16).padStart(2, '0')).join(''));
+      const compressed = compress(text);
+      const frames: Buffer[] = [];
+      for (let i = 0; i < compressed.length; i++) {
+        frames.push(serverFrame(i === 0 ? Opcode.Text : Opcode.Continuation, compressed.subarray(i, i + 1), { rsv1: i === 0, fin: i === compressed.length - 1 }));
+      }
+      expect(frames.length).to.be.above(1000);
+      // Three copies of the message, in one chunk.
+      const bytes = Buffer.concat([...frames, ...frames, ...frames]);
+      const limiter = new ZlibLimiter(1);
+      let operations = 0;
+      const acquire = limiter.acquire.bind(limiter);
+      limiter.acquire = (task) => {
+        operations++;
+        acquire(task);
+      };
+      const { events, error } = await run([bytes], { limiter, maxMessageSize: 100 * 1024 * 1024 });
+      expect(error).to.equal(null);
+      expect(texts(events)).to.deep.equal([text.toString(), text.toString(), text.toString()]);
+      expect(operations, `${operations} zlib operations for ${3 * frames.length} frames`).to.be.below(30);
+    });
+
+    it('a large inflation yields its slot every MiB to others waiting: a small message gets through before it ends', async () => {
+      const limiter = new ZlibLimiter(1);
+      const order: string[] = [];
+      const big = new InflaterCore({ limiter }, { onFrame: (frame) => frame.fin && order.push('big') });
+      const small = new InflaterCore({ limiter }, { onFrame: (frame) => frame.fin && order.push('small') });
+      const bigDone = new Promise((resolve) => big.write(makeFrame(Opcode.Binary, compress(Buffer.alloc(64 * 1024 * 1024, 'y')), { rsv1: true }), resolve));
+      // The big one holds the only slot now; the small one queues behind it.
+      expect(limiter.active).to.equal(1);
+      const smallDone = new Promise((resolve) => small.write(makeFrame(Opcode.Text, hex('f2 48 cd c9 c9 07 00'), { rsv1: true }), resolve));
+      await Promise.all([bigDone, smallDone]);
+      expect(order).to.deep.equal(['small', 'big']);
+      expect(big.error).to.equal(null);
       expect(limiter.active).to.equal(0);
     });
 
