@@ -282,6 +282,7 @@ export class WebSocket extends Duplex implements ReceiverHandler {
   private extras: Extras | null = null;
 
   constructor(role: Role, options: WebSocketOptions = {}) {
+    if (role !== 'client' && role !== 'server') throw roleError(role);
     // emitClose is off: 'close' is ours, with (code, reason), emitted once the transport is
     // gone. autoDestroy is off: messages received before the close stay readable.
     // (@types/readable-stream lacks both options, hence the cast.)
@@ -525,7 +526,12 @@ export class WebSocket extends Duplex implements ReceiverHandler {
    * Sends one message: a string as text, a Buffer or Uint8Array as binary, unless
    * `options.binary` says otherwise. Returns false when the caller should wait for 'drain'.
    */
-  send(data: string | Buffer | Uint8Array, options: { binary?: boolean } = {}, callback?: WriteCallback): boolean {
+  send(data: string | Buffer | Uint8Array, callback?: WriteCallback): boolean;
+  send(data: string | Buffer | Uint8Array, options?: { binary?: boolean }, callback?: WriteCallback): boolean;
+  send(data: string | Buffer | Uint8Array, a?: { binary?: boolean } | WriteCallback, b?: WriteCallback): boolean {
+    // send(data, cb), as ws accepts it, or send(data, options, cb).
+    const options = typeof a === 'function' || a === undefined ? {} : a;
+    const callback = typeof a === 'function' ? a : b;
     const value: OutboundMessage = options.binary === undefined ? data : { data, binary: options.binary };
     return callback === undefined ? this.write(value) : this.write(value, callback);
   }
@@ -645,14 +651,45 @@ export class WebSocket extends Duplex implements ReceiverHandler {
     return this.sender === null ? null : this.sender.compression;
   }
 
-  /** Sends a ping; the peer answers with a pong carrying the same payload (at most 125 bytes). */
-  ping(payload: string | Buffer = Buffer.alloc(0)): void {
-    this.sendControl(Opcode.Ping, payload);
+  /**
+   * Sends a ping; the peer answers with a pong carrying the same payload (at most 125 bytes).
+   * Also accepts ws's forms `ping(data, mask, cb)`, `ping(data, cb)` and `ping(cb)`: `mask` is
+   * ignored (the role decides: a client masks, a server does not, RFC 6455 §5.1), and `cb` is
+   * called once the frame is handed to the socket (after 'drain' when the socket was full), or
+   * with the error when the connection is not open. A payload over 125 bytes always throws.
+   */
+  ping(payload?: string | Buffer | ControlCallback, mask?: boolean | ControlCallback, callback?: ControlCallback): void {
+    this.sendControlForm(Opcode.Ping, payload, mask, callback);
   }
 
-  /** Sends an unsolicited pong (a unidirectional heartbeat, RFC 6455 §5.5.3). */
-  pong(payload: string | Buffer = Buffer.alloc(0)): void {
-    this.sendControl(Opcode.Pong, payload);
+  /** Sends an unsolicited pong (a unidirectional heartbeat, RFC 6455 §5.5.3); the call forms of ping(). */
+  pong(payload?: string | Buffer | ControlCallback, mask?: boolean | ControlCallback, callback?: ControlCallback): void {
+    this.sendControlForm(Opcode.Pong, payload, mask, callback);
+  }
+
+  private sendControlForm(
+    opcode: Opcode,
+    payload: string | Buffer | ControlCallback | undefined,
+    mask: boolean | ControlCallback | undefined,
+    callback: ControlCallback | undefined,
+  ): void {
+    const cb = typeof payload === 'function' ? payload : typeof mask === 'function' ? mask : callback;
+    const data = typeof payload === 'function' || payload === undefined ? Buffer.alloc(0) : payload;
+    if (cb === undefined) {
+      this.sendControl(opcode, data);
+      return;
+    }
+    if ((typeof data === 'string' ? Buffer.byteLength(data) : data.length) > 125) {
+      throw new WebSocketError('WS_ERR_INVALID_ARGUMENT', 'control payload over 125 bytes');
+    }
+    let flowing: boolean;
+    try {
+      flowing = this.sendControl(opcode, data);
+    } catch (err) {
+      process.nextTick(cb, err as Error);
+      return;
+    }
+    this.afterSend(flowing, (err) => process.nextTick(cb, err ?? null));
   }
 
   /**
@@ -1240,13 +1277,14 @@ export class WebSocket extends Duplex implements ReceiverHandler {
     this.maybeBytesDrain();
   }
 
-  private sendControl(opcode: Opcode, payload: string | Buffer): void {
+  /** Sends a control frame now; returns whether the transport still has room. */
+  private sendControl(opcode: Opcode, payload: string | Buffer): boolean {
     const data = typeof payload === 'string' ? Buffer.from(payload) : payload;
     if (data.length > 125) throw new WebSocketError('WS_ERR_INVALID_ARGUMENT', 'control payload over 125 bytes');
     if (this.state !== ReadyState.OPEN || this.sender === null) {
       throw new WebSocketError('WS_ERR_INVALID_STATE', `readyState is ${ReadyState[this.state]}`);
     }
-    this.sender.sendFrame(makeFrame(opcode, data));
+    return this.sender.sendFrame(makeFrame(opcode, data));
   }
 
   // ----- Failing and finishing -----
@@ -1407,6 +1445,25 @@ export class WebSocket extends Duplex implements ReceiverHandler {
 }
 
 function ignore(): void {}
+
+/** The callback of ping()/pong() in ws's forms. */
+type ControlCallback = (err?: Error | null) => void;
+
+/**
+ * `new WebSocket(url)` (the browser's and ws's form) is not this class's constructor: the
+ * connection layer does not dial. A clear error at the call, rather than a connection that
+ * never opens.
+ */
+function roleError(role: unknown): TypeError {
+  const shown = role instanceof URL ? role.href : JSON.stringify(role);
+  const err = new TypeError(
+    `new WebSocket(${shown}): the first argument is the role, 'client' or 'server'. ` +
+      "To open a client connection use connect() from 'wspipe' (connect(url, options)), " +
+      "or new WebSocket(url, protocols, options) from 'wspipe/ws'",
+  );
+  (err as TypeError & { code: string }).code = 'ERR_INVALID_ARG_VALUE';
+  return err;
+}
 
 /**
  * What write()'s fast path hands the Writable when the message it sent still has to settle
