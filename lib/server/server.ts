@@ -25,6 +25,14 @@ import { Transport, WebSocket, WebSocketOptions } from '../connection/websocket'
 import { FanoutHub, type BroadcastOptions, type FanoutOptions, type HubCounters, type PublishOptions } from '../fanout/hub';
 import type { AdapterEvent, FanoutAdapter } from '../fanout/adapter';
 
+/**
+ * The request of an accepted or pending handshake: the parsed head (or Node's IncomingMessage
+ * on an http server), with the client's socket in every mode (`req.socket.remoteAddress`).
+ */
+export interface ServerRequest extends UpgradeRequest {
+  socket: net.Socket;
+}
+
 /** What a verifyClient hook answers: accept, refuse with 401, or refuse with a status. */
 export type VerifyResult = boolean | { status: number; message?: string; headers?: Record<string, string> };
 
@@ -32,8 +40,13 @@ export type VerifyResult = boolean | { status: number; message?: string; headers
 export interface ServerOptions extends WebSocketOptions, ListenOptions {
   /** Only accept requests for this path (e.g. '/ws'); others get 400. Default: any path. */
   path?: string;
-  /** Decide whether to accept a request (check Origin, authenticate). May be async. Default: accept. */
-  verifyClient?: (req: UpgradeRequest, info: UpgradeInfo) => VerifyResult | Promise<VerifyResult>;
+  /**
+   * Decide whether to accept a request (check Origin, authenticate). May be async. Default:
+   * accept. (ws's `(info, cb)` form is not this one: use 'wspipe/ws' for it. A hook that
+   * answers anything but a VerifyResult refuses the client with 500, says why in 'rejected',
+   * and emits a process warning, WSPIPE_VERIFY_CLIENT_FORM, once per server.)
+   */
+  verifyClient?: (req: ServerRequest, info: UpgradeInfo) => VerifyResult | Promise<VerifyResult>;
   /**
    * Subprotocols this server speaks, in the server's order of preference: the first of this list
    * that the client offered is chosen, whatever the client's order (RFC 6455 §4.2.2 leaves the
@@ -41,7 +54,7 @@ export interface ServerOptions extends WebSocketOptions, ListenOptions {
    * client's order). A protocol the client did not offer is never chosen; with no match, the
    * answer has no Sec-WebSocket-Protocol header. Default: none.
    */
-  protocols?: string[] | ((offered: string[], req: UpgradeRequest) => string | false | undefined);
+  protocols?: string[] | ((offered: string[], req: ServerRequest) => string | false | undefined);
   /** Largest handshake header block, in bytes (standalone mode). Default 16 KiB; over it: 431. */
   maxHeaderSize?: number;
   /**
@@ -71,7 +84,7 @@ export interface ServerOptions extends WebSocketOptions, ListenOptions {
 }
 
 export interface WebSocketServerEvents {
-  connection: (ws: WebSocket, req: UpgradeRequest) => void;
+  connection: (ws: WebSocket, req: ServerRequest) => void;
   listening: () => void;
   error: (err: Error) => void;
   /**
@@ -98,6 +111,8 @@ export class WebSocketServer extends UpgradeListener {
   private readonly hub: FanoutHub;
   /** What each connection is made with: the options, plus the hub that keeps its topics. */
   private readonly connectionOptions: WebSocketOptions;
+  /** The WSPIPE_VERIFY_CLIENT_FORM warning was emitted (see refuseVerifyForm). */
+  private warnedVerifyForm = false;
 
   constructor(options: ServerOptions = {}, onListening?: () => void) {
     // An invalid permessage-deflate option is a programming error: thrown here, not per connection.
@@ -158,7 +173,7 @@ export class WebSocketServer extends UpgradeListener {
     req: UpgradeRequest,
     socket: net.Socket,
     head: Buffer,
-    callback: (ws: WebSocket, req: UpgradeRequest) => void,
+    callback: (ws: WebSocket, req: ServerRequest) => void,
   ): void {
     socket.on('error', onEarlyError);
     this.upgrade(req, socket, head, callback);
@@ -169,8 +184,10 @@ export class WebSocketServer extends UpgradeListener {
     req: UpgradeRequest,
     socket: net.Socket,
     head: Buffer,
-    callback: (ws: WebSocket, req: UpgradeRequest) => void,
+    callback: (ws: WebSocket, req: ServerRequest) => void,
   ): void {
+    // Every mode hands out a request with its socket (an IncomingMessage has it already).
+    if ((req as Partial<ServerRequest>).socket === undefined) (req as ServerRequest).socket = socket;
     if (this.closed) {
       this.refuse(socket, new WebSocketError('WS_ERR_HANDSHAKE_REJECTED', 'the server is closing'), req, SERVICE_UNAVAILABLE);
       return;
@@ -195,9 +212,13 @@ export class WebSocketServer extends UpgradeListener {
       return;
     }
     Promise.resolve()
-      .then(() => verify(req, info))
+      .then(() => verify(req as ServerRequest, info))
       .then(
         (result) => {
+          if (!isVerifyResult(result)) {
+            this.refuseVerifyForm(socket, req, result);
+            return;
+          }
           if (result === true) {
             this.accept(req, info, socket, head, callback);
             return;
@@ -236,7 +257,24 @@ export class WebSocketServer extends UpgradeListener {
     return this.full() ? { err: new WebSocketError('WS_ERR_HANDSHAKE_REJECTED', 'too many connections'), status: SERVICE_UNAVAILABLE } : null;
   }
 
-  private readonly emitConnection = (ws: WebSocket, req: UpgradeRequest): void => {
+  /**
+   * verifyClient answered something that is not a VerifyResult: most likely ws's `(info, cb)`
+   * form, which returns nothing. Refused with 500 (never accepted by mistake), said in
+   * 'rejected', and once per server in a process warning, so that it is seen in development.
+   */
+  private refuseVerifyForm(socket: net.Socket, req: UpgradeRequest, result: unknown): void {
+    const detail =
+      `verifyClient returned ${result === undefined ? 'undefined' : typeof result}, not true, false, { status } or a Promise of one. ` +
+      "wspipe's form is (req, info) => result; ws's (info, cb) form works with 'wspipe/ws'";
+    const err = new WebSocketError('WS_ERR_HANDSHAKE_REJECTED', detail);
+    if (!this.warnedVerifyForm) {
+      this.warnedVerifyForm = true;
+      process.emitWarning(err.message, { code: 'WSPIPE_VERIFY_CLIENT_FORM' });
+    }
+    this.refuse(socket, err, req, INTERNAL_SERVER_ERROR, undefined, http.STATUS_CODES[INTERNAL_SERVER_ERROR]);
+  }
+
+  private readonly emitConnection = (ws: WebSocket, req: ServerRequest): void => {
     this.emit('connection', ws, req);
   };
 
@@ -257,7 +295,7 @@ export class WebSocketServer extends UpgradeListener {
     info: UpgradeInfo,
     socket: net.Socket,
     head: Buffer,
-    callback: (ws: WebSocket, req: UpgradeRequest) => void,
+    callback: (ws: WebSocket, req: ServerRequest) => void,
   ): void {
     if (socket.destroyed || !socket.writable) {
       socket.destroy();
@@ -280,7 +318,7 @@ export class WebSocketServer extends UpgradeListener {
         : selectProtocol(
             info.protocols,
             typeof supported === 'function'
-              ? (offered) => supported(offered, req)
+              ? (offered) => supported(offered, req as ServerRequest)
               : // The server's order of preference (see ServerOptions.protocols).
                 (offered) => supported.find((p) => offered.includes(p)),
           );
@@ -305,8 +343,13 @@ export class WebSocketServer extends UpgradeListener {
     socket.resume();
     this.clients.add(ws);
     ws.on('close', this.forget);
-    callback(ws, req);
+    callback(ws, req as ServerRequest);
   }
+}
+
+/** True for what verifyClient may answer: true, false, or { status: number, ... }. */
+function isVerifyResult(value: unknown): value is VerifyResult {
+  return typeof value === 'boolean' || (typeof value === 'object' && value !== null && typeof (value as { status?: unknown }).status === 'number');
 }
 
 /** Creates a WebSocketServer; see ServerOptions for the three modes. */
