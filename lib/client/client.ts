@@ -8,6 +8,9 @@ import { WebSocketError, isWebSocketError } from '../protocol/errors';
 import type { PerMessageDeflateOptions } from '../deflate/permessage-deflate';
 import { type ClientOpening, openAsClient } from '../compose/opening';
 import type { UpgradeResponse } from '../handshake/handshake-parser';
+import type { Socket } from 'node:net';
+import { Buffer } from 'node:buffer';
+import { Defaults } from '../protocol/constants';
 import { discard, dial } from './dial';
 import { Transport, WebSocket, WebSocketOptions } from '../connection/websocket';
 
@@ -31,6 +34,98 @@ export interface ClientOptions extends WebSocketOptions {
    * our messages uncompressed, which the extension allows.
    */
   perMessageDeflate?: boolean | PerMessageDeflateOptions;
+  /**
+   * Aborts the opening handshake (DNS, TCP/TLS connect, the request and the 101): the socket is
+   * destroyed, 'error' gets an AbortError (code ABORT_ERR, cause: the signal's reason) and
+   * 'close' 1006. Aborting after 'open' changes nothing (close() ends an open connection).
+   */
+  signal?: AbortSignal;
+  /**
+   * Fail the handshake when `protocols` were offered and the server selected none, as browsers
+   * and ws do (WHATWG WebSockets, "establish a WebSocket connection"). Default false: RFC 6455
+   * §4.1 lets the server answer without one, and `ws.protocol` is then ''.
+   */
+  requireProtocol?: boolean;
+}
+
+/**
+ * A refusal of our handshake (any status but 101), emitted as 'unexpected-response' before
+ * the error: the response head and its body (at most MAX_REFUSAL_BODY bytes; read up to its
+ * Content-Length, or until the server closes; a chunked body is kept as sent).
+ */
+export interface RefusedResponse extends UpgradeResponse {
+  body: Buffer;
+}
+
+/** The error of a refused handshake: WS_ERR_HANDSHAKE_REJECTED with the response's status, headers and body. */
+export interface HandshakeRefusedError extends WebSocketError {
+  readonly status: number;
+  readonly headers: UpgradeResponse['headers'];
+  readonly body: Buffer;
+}
+
+/** Most bytes of a refusal's body kept for 'unexpected-response' and the error. */
+export const MAX_REFUSAL_BODY = 64 * 1024;
+/** RFC 6455 §4.1: the one status that opens the connection. */
+const SWITCHING_PROTOCOLS = 101;
+
+/** An AbortError as Node's own APIs make it (name AbortError, code ABORT_ERR, the reason as cause). */
+function abortError(signal: AbortSignal): Error {
+  const err = new Error('The operation was aborted', { cause: signal.reason });
+  err.name = 'AbortError';
+  (err as Error & { code: string }).code = 'ABORT_ERR';
+  return err;
+}
+
+function refusedError(head: UpgradeResponse, body: Buffer): HandshakeRefusedError {
+  const reason = head.statusMessage === '' ? '' : ` ${head.statusMessage}`;
+  const err = new WebSocketError('WS_ERR_HANDSHAKE_REJECTED', `unexpected status ${head.statusCode}${reason}`);
+  Object.defineProperty(err, 'status', { value: head.statusCode, enumerable: true });
+  return Object.assign(err, { headers: head.headers, body }) as HandshakeRefusedError;
+}
+
+/**
+ * Reads the body of a refusal from `socket` (paused, as dial() hands it over): the bytes that
+ * came with the head, then up to Content-Length (or until the server closes), at most
+ * MAX_REFUSAL_BODY, within `timeout` ms. Calls `done` once with the body; the socket is then
+ * destroyed. Returns a function that gives up (destroys the socket, calls nothing).
+ */
+function readRefusalBody(socket: Socket, response: UpgradeResponse, early: Buffer | null, timeout: number, done: (body: Buffer) => void): () => void {
+  const declared = Number(response.headers['content-length']);
+  const limit = Math.min(MAX_REFUSAL_BODY, Number.isSafeInteger(declared) && declared >= 0 ? declared : Infinity);
+  const chunks: Buffer[] = [];
+  let length = 0;
+  let settled = false;
+  const finish = (report: boolean): void => {
+    if (settled) return;
+    settled = true;
+    clearTimeout(timer);
+    socket.removeListener('data', onData);
+    socket.removeListener('end', onEnd);
+    socket.removeListener('close', onEnd);
+    discard(socket);
+    if (report) done(Buffer.concat(chunks, length));
+  };
+  const keep = (bytes: Buffer): void => {
+    const room = limit - length;
+    const kept = bytes.length > room ? bytes.subarray(0, room) : bytes;
+    if (kept.length > 0) {
+      chunks.push(kept);
+      length += kept.length;
+    }
+    if (length >= limit) finish(true);
+  };
+  const onData = (chunk: Buffer): void => keep(chunk);
+  const onEnd = (): void => finish(true);
+  const timer = setTimeout(onEnd, timeout);
+  socket.on('error', () => {});
+  socket.on('data', onData);
+  socket.on('end', onEnd);
+  socket.on('close', onEnd);
+  if (early !== null) keep(early);
+  if (limit === 0) finish(true);
+  else if (!settled) socket.resume();
+  return () => finish(false);
 }
 
 /** The parsed 101 answer, emitted as 'upgrade' on the WebSocket before 'open'. */
@@ -44,11 +139,13 @@ export type { UpgradeResponse };
  */
 export function connect(url: string | URL, options: ClientOptions = {}): WebSocket {
   const ws = new WebSocket('client', options);
-  const refuse = (detail: string): WebSocket => {
-    const err = new WebSocketError('WS_ERR_INVALID_ARGUMENT', detail);
+  const refuse = (detail: string | Error): WebSocket => {
+    const err = typeof detail === 'string' ? new WebSocketError('WS_ERR_INVALID_ARGUMENT', detail) : detail;
     process.nextTick(() => ws.abortHandshake(err));
     return ws;
   };
+  const signal = options.signal;
+  if (signal?.aborted === true) return refuse(abortError(signal));
   let target: URL;
   try {
     target = typeof url === 'string' ? new URL(url) : url;
@@ -83,10 +180,23 @@ export function connect(url: string | URL, options: ClientOptions = {}): WebSock
       return;
     }
     const { socket, response, head } = result;
+    if (response.statusCode !== SWITCHING_PROTOCOLS) {
+      // RFC 6455 §4.1: any other status is handled "per HTTP procedures": the body says why.
+      stopBody = readRefusalBody(socket, response, head, options.handshakeTimeout ?? Defaults.handshakeTimeout, (body) => {
+        ws.emit('unexpected-response', { ...response, body } satisfies RefusedResponse);
+        ws.abortHandshake(refusedError(response, body));
+      });
+      return;
+    }
     const agreed = opening.check(response);
     if (isWebSocketError(agreed)) {
       discard(socket);
       ws.abortHandshake(agreed);
+      return;
+    }
+    if (options.requireProtocol === true && (options.protocols ?? []).length > 0 && agreed.protocol === '') {
+      discard(socket);
+      ws.abortHandshake(new WebSocketError('WS_ERR_INVALID_SUBPROTOCOL', 'it chose none of those offered (requireProtocol)'));
       return;
     }
     ws.emit('upgrade', response);
@@ -97,7 +207,22 @@ export function connect(url: string | URL, options: ClientOptions = {}): WebSock
     });
     socket.resume();
   });
+  /** Gives up reading a refusal's body, once that has started. */
+  let stopBody: (() => void) | null = null;
+  const onAbort = (): void => {
+    handshake.cancel();
+    stopBody?.();
+    ws.abortHandshake(abortError(signal!));
+  };
+  if (signal !== undefined) {
+    signal.addEventListener('abort', onAbort, { once: true });
+    ws.once('open', () => signal.removeEventListener('abort', onAbort));
+  }
   // ws.close() or terminate() while CONNECTING: drop the socket too.
-  ws.once('close', () => handshake.cancel());
+  ws.once('close', () => {
+    signal?.removeEventListener('abort', onAbort);
+    handshake.cancel();
+    stopBody?.();
+  });
   return ws;
 }
