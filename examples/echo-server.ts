@@ -8,6 +8,11 @@
  * permessage-deflate (RFC 7692) is accepted here, unlike the library's default, because an echo
  * server is what people point browsers and test suites at, and they offer it.
  *
+ * Subprotocols: an echo speaks them all, so it selects the first one the client offers. (The
+ * library's default is to select none, since a server should only name what it speaks; but a
+ * browser or ws client that offers one refuses a 101 that names none, as the WHATWG standard
+ * says, so a server that selects none locks them out.)
+ *
  * Each connection is piped into itself: `ws.pipe(ws)`. pipe() stops reading while the echo's
  * writes are not drained, so a client that sends faster than it reads is slowed down by TCP
  * instead of filling this process's memory.
@@ -30,6 +35,7 @@ const server = createServer({
   maxPayload: 128 * 1024 * 1024,
   maxMessageSize: 128 * 1024 * 1024,
   perMessageDeflate: deflate,
+  protocols: (offered) => offered[0],
 });
 
 server.on('listening', () => {

@@ -52,7 +52,10 @@ export interface ServerOptions extends WebSocketOptions, ListenOptions {
    * that the client offered is chosen, whatever the client's order (RFC 6455 §4.2.2 leaves the
    * choice to the server). Or a function that picks one of those the client offered (in the
    * client's order). A protocol the client did not offer is never chosen; with no match, the
-   * answer has no Sec-WebSocket-Protocol header. Default: none.
+   * answer has no Sec-WebSocket-Protocol header. Default: none (a server names only what it
+   * speaks; RFC 6455 §4.2.2 allows answering without one). Mind that browsers and ws's client
+   * then fail the connection if they offered any (WHATWG WebSockets, "establish a WebSocket
+   * connection"); ws's server selects the first offered, which is `(offered) => offered[0]`.
    */
   protocols?: string[] | ((offered: string[], req: ServerRequest) => string | false | undefined);
   /** Largest handshake header block, in bytes (standalone mode). Default 16 KiB; over it: 431. */
