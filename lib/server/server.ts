@@ -84,6 +84,12 @@ export interface ServerOptions extends WebSocketOptions, ListenOptions {
   adapter?: FanoutAdapter;
   /** Fan-out (topics, broadcast) settings: default subscription limit and policy; see FanoutOptions. */
   fanout?: FanoutOptions;
+  /**
+   * Called with the lines of the 101 answer (the status line and the header lines, without the
+   * blank line that ends them) right before it is written: push lines to add headers (a
+   * Set-Cookie ...). 'wspipe/ws' emits ws's 'headers' event from here. Default: none.
+   */
+  onAcceptHeaders?: (lines: string[], req: ServerRequest) => void;
 }
 
 export interface WebSocketServerEvents {
@@ -332,7 +338,14 @@ export class WebSocketServer extends UpgradeListener {
         ? null
         : acceptDeflateOffer(info.extensions, deflateOptions === true ? {} : deflateOptions);
     const extensions = deflateAgreement === null ? '' : formatExtensions([deflateAgreement.response]);
-    socket.write(buildAcceptResponse({ key: info.key, protocol, extensions }));
+    let answer = buildAcceptResponse({ key: info.key, protocol, extensions });
+    const onHeaders = this.options.onAcceptHeaders;
+    if (onHeaders !== undefined) {
+      const lines = answer.slice(0, -4).split('\r\n');
+      onHeaders(lines, req as ServerRequest);
+      answer = `${lines.join('\r\n')}\r\n\r\n`;
+    }
+    socket.write(answer);
     socket.removeListener('error', onEarlyError);
     const ws = new WebSocket('server', this.connectionOptions);
     ws.attach(socket as Transport, head, {
