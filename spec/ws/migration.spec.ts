@@ -5,8 +5,7 @@
  * module as a parameter and returning a trace; the two traces must be equal.
  *
  * Left out of the traces on purpose, because wspipe differs there (docs/migrating-from-ws.md):
- * the reason of the close frame that answers ours (ws echoes the reason, wspipe the code only),
- * and the body and content type of a refusal.
+ * error messages (wspipe's errors carry a code) and the body and content type of a refusal.
  */
 import { expect } from 'chai';
 import type * as http from 'node:http';
