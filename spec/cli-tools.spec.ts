@@ -229,6 +229,37 @@ describe('wspipe command line: connect, listen and bridge details', function () 
       expect(closeCode).to.equal(1000);
     });
 
+    it('a TCP side that does not read holds the WebSocket peer back (backpressure), not the bridge\'s memory', async function () {
+      if (!fs.existsSync('/proc/self/status')) this.skip();
+      const MiB = 1024 * 1024;
+      let sender: WebSocket | null = null;
+      const url = await server((ws) => (sender = ws));
+      const sockets: net.Socket[] = [];
+      const tcpPort = await tcpServer((socket) => {
+        socket.pause(); // reads nothing
+        sockets.push(socket);
+      });
+      const run = wspipe(['bridge', url, `tcp:${LOCAL}:${tcpPort}`]);
+      const until = Date.now() + 10000;
+      while ((sender === null || sockets.length === 0) && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+      const ws = sender! as WebSocket;
+      const rss = (): number => Number(/VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${run.child.pid}/status`, 'utf8'))![1]) * 1024;
+      const before = rss();
+      for (let i = 0; i < 128; i++) ws.send(Buffer.alloc(MiB, i));
+      // Let everything that can move move (bounded: 10 s).
+      let last = -1;
+      for (let i = 0, still = 0; i < 500 && still < 10; i++) {
+        await new Promise((r) => setTimeout(r, 20));
+        still = ws.bufferedAmount === last ? still + 1 : 0;
+        last = ws.bufferedAmount;
+      }
+      expect(ws.bufferedAmount).to.be.above(64 * MiB); // held at the sender: backpressure reached it
+      expect(rss() - before).to.be.below(48 * MiB);
+      ws.terminate();
+      for (const socket of sockets) socket.destroy();
+      await run.closed;
+    });
+
     it('as a server (--port): each WebSocket client gets its own TCP connection', async () => {
       const tcpPort = await tcpServer((socket) => {
         socket.setEncoding('utf8');
