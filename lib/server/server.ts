@@ -24,6 +24,7 @@ import { PerMessageDeflateOptions, acceptDeflateOffer, checkDeflateOptions, defl
 import { Transport, WebSocket, WebSocketOptions } from '../connection/websocket';
 import { FanoutHub, type BroadcastOptions, type FanoutOptions, type HubCounters, type PublishOptions } from '../fanout/hub';
 import type { AdapterEvent, FanoutAdapter } from '../fanout/adapter';
+import { MemoryBudget, defaultServerMemoryBudget } from './memory-budget';
 
 /** What a verifyClient hook answers: accept, refuse with 401, or refuse with a status. */
 export type VerifyResult = boolean | { status: number; message?: string; headers?: Record<string, string> };
@@ -68,6 +69,15 @@ export interface ServerOptions extends WebSocketOptions, ListenOptions {
   adapter?: FanoutAdapter;
   /** Fan-out (topics, broadcast) settings: default subscription limit and policy; see FanoutOptions. */
   fanout?: FanoutOptions;
+  /**
+   * One bound, in bytes, on what all connections together hold (unread received data, messages
+   * being assembled or inflated, queued outbound bytes; each one's `heldBytes`). Over 3/4 of it,
+   * the connections holding the most are no longer read from; over it, one that still grows is
+   * closed with 1008 (WS_ERR_SERVER_MEMORY) while the others keep working. Each connection's
+   * memoryBudget stays its own share. Default: a quarter of the machine's memory, at most 1 GiB
+   * (defaultServerMemoryBudget()). Infinity turns it off.
+   */
+  serverMemoryBudget?: number;
 }
 
 export interface WebSocketServerEvents {
@@ -96,10 +106,14 @@ export class WebSocketServer extends UpgradeListener {
   private readonly options: ServerOptions;
   /** Topics: subscriptions, bounded delivery, and the adapter to other nodes. */
   private readonly hub: FanoutHub;
-  /** What each connection is made with: the options, plus the hub that keeps its topics. */
+  /** The server-wide memory budget (null when turned off). */
+  readonly memoryBudget: MemoryBudget | null;
+  /** What each connection is made with: the options, the hub that keeps its topics, and the memory budget as its observer. */
   private readonly connectionOptions: WebSocketOptions;
 
   constructor(options: ServerOptions = {}, onListening?: () => void) {
+    const budget = options.serverMemoryBudget ?? defaultServerMemoryBudget();
+    if (!(budget > 0)) throw new RangeError(`serverMemoryBudget must be a positive number of bytes, got ${budget}`);
     // An invalid permessage-deflate option is a programming error: thrown here, not per connection.
     if (typeof options.perMessageDeflate === 'object') checkDeflateOptions(options.perMessageDeflate, 'server');
     super(options, 'server shutting down', onListening);
@@ -108,7 +122,8 @@ export class WebSocketServer extends UpgradeListener {
       lost: (info) => this.emit('lost', info),
       adapter: (event) => this.emit('adapter', event),
     });
-    this.connectionOptions = { ...options, topicHost: this.hub };
+    this.memoryBudget = Number.isFinite(budget) ? new MemoryBudget(budget) : null;
+    this.connectionOptions = this.memoryBudget === null ? { ...options, topicHost: this.hub } : { ...options, topicHost: this.hub, heldBytesObserver: this.memoryBudget };
   }
 
   /**
@@ -241,10 +256,11 @@ export class WebSocketServer extends UpgradeListener {
   };
 
   /** Forgets an open connection once it has closed ('close' listener: `this` is the WebSocket). */
-  private readonly forget = ((clients: Set<WebSocket>) =>
+  private readonly forget = ((server: WebSocketServer) =>
     function (this: WebSocket): void {
-      clients.delete(this);
-    })(this.clients);
+      server.clients.delete(this);
+      server.memoryBudget?.remove(this);
+    })(this);
 
   /** True when one more connection would go over maxConnections. */
   private full(): boolean {
