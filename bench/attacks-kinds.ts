@@ -97,7 +97,9 @@ class Attacker {
       }
       const status = data.toString('latin1', 9, 12);
       if (status !== '101') {
+        // Refused: the answer is the cut (the server may read and drop a while before it closes).
         this.how = `HTTP ${status}`;
+        if (this.cutAt < 0) this.cutAt = performance.now();
         this.pending = Buffer.alloc(0);
         return;
       }
