@@ -21,7 +21,7 @@
  * (HeldBytesObserver), applies the decisions to them and runs the sweep on a timer.
  */
 import * as os from 'node:os';
-import { WebSocketError } from '../protocol/errors';
+import { WebSocketError, invalidArgument } from '../protocol/errors';
 import type { HeldBytesObserver, WebSocket } from '../connection/websocket';
 
 /** What the owner does to one connection. */
@@ -68,9 +68,9 @@ export class MemoryBudgetCore<K> {
 
   constructor(options: MemoryBudgetOptions) {
     const { budget, slowAt = 0.75, resumeAt = 0.5 } = options;
-    if (!(budget > 0)) throw new RangeError(`the memory budget must be positive, got ${budget}`);
+    if (!(budget > 0)) throw invalidArgument(`the memory budget must be positive, got ${budget}`, RangeError);
     if (!(resumeAt > 0 && resumeAt <= slowAt && slowAt <= 1)) {
-      throw new RangeError(`expected 0 < resumeAt <= slowAt <= 1, got ${resumeAt} and ${slowAt}`);
+      throw invalidArgument(`expected 0 < resumeAt <= slowAt <= 1, got ${resumeAt} and ${slowAt}`, RangeError);
     }
     this.budget = budget;
     this.slowAt = budget * slowAt;

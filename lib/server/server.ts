@@ -10,7 +10,7 @@
 import type { Buffer } from 'node:buffer';
 import * as http from 'node:http';
 import type * as net from 'node:net';
-import { WebSocketError, isWebSocketError } from '../protocol/errors';
+import { WebSocketError, invalidArgument, isWebSocketError } from '../protocol/errors';
 import {
   UpgradeInfo,
   UpgradeRequest,
@@ -113,7 +113,7 @@ export class WebSocketServer extends UpgradeListener {
 
   constructor(options: ServerOptions = {}, onListening?: () => void) {
     const budget = options.serverMemoryBudget ?? defaultServerMemoryBudget();
-    if (!(budget > 0)) throw new RangeError(`serverMemoryBudget must be a positive number of bytes, got ${budget}`);
+    if (!(budget > 0)) throw invalidArgument(`serverMemoryBudget must be a positive number of bytes, got ${budget}`, RangeError);
     // An invalid permessage-deflate option is a programming error: thrown here, not per connection.
     if (typeof options.perMessageDeflate === 'object') checkDeflateOptions(options.perMessageDeflate, 'server');
     super(options, 'server shutting down', onListening);
