@@ -623,4 +623,106 @@ describe('hostile peers over TCP', function () {
       expect((await once(good, 'close'))[0]).to.equal(1000);
     });
   });
+
+  describe('the server-wide memory budget (serverMemoryBudget)', () => {
+    /** The sum of what the server's connections hold now. */
+    function held(server: WebSocketServer): number {
+      let sum = 0;
+      for (const ws of server.clients) sum += ws.heldBytes;
+      return sum;
+    }
+
+    /** A canary's echo round trip works: `count` messages sent one at a time, each echoed. */
+    async function canaryEchoes(canary: WebSocket, count: number): Promise<void> {
+      for (let i = 0; i < count; i++) {
+        canary.send(`ping ${i}`);
+        const [data] = (await once(canary, 'data')) as [string];
+        expect(data).to.equal(`ping ${i}`);
+      }
+    }
+
+    it('8 slow readers of an echo server (each allowed 16 MiB): the sum stays near 8 MiB, the largest are held or cut with 1008, a canary keeps its echo', async function () {
+      this.timeout(60_000);
+      const budget = 8 * MiB;
+      const small = await startServer({ serverMemoryBudget: budget });
+      try {
+        const canary = connect(`ws://127.0.0.1:${small.port}/`);
+        await once(canary, 'open');
+        const message = clientFrame(Opcode.Binary, Buffer.alloc(64 * 1024, 7));
+        const attackers = await Promise.all(
+          Array.from({ length: 8 }, async () => {
+            const accepted = small.nextConnection();
+            const client = await RawClient.open(small.port);
+            const conn = await accepted;
+            // Never reads again: the echoes pile up in the server.
+            client.socket.pause();
+            return { client, conn };
+          }),
+        );
+        let peak = 0;
+        const sample = setInterval(() => (peak = Math.max(peak, held(small.server))), 5);
+        try {
+          // Each sends 12 MiB of 64 KiB messages (bounded), without waiting: what the server does not read waits in TCP.
+          for (let round = 0; round < 192; round++) {
+            for (const { client } of attackers) client.socket.write(message);
+            if (round % 16 === 15) await new Promise((resolve) => setImmediate(resolve));
+          }
+          // The budget reacts: some attackers held, others cut; the canary is served meanwhile.
+          await canaryEchoes(canary, 50);
+          const deadline = Date.now() + 10_000;
+          while (small.server.memoryBudget!.core.held === 0 && Date.now() < deadline) await new Promise((resolve) => setImmediate(resolve));
+          await canaryEchoes(canary, 50);
+          peak = Math.max(peak, held(small.server));
+        } finally {
+          clearInterval(sample);
+        }
+        const core = small.server.memoryBudget!.core;
+        expect(core.held + attackers.filter((a) => a.conn.ws.readyState !== ReadyState.OPEN).length, 'attackers held or cut').to.be.greaterThan(0);
+        // Over the budget by at most what the connections still growing add before they are cut.
+        expect(peak, `peak ${(peak / MiB).toFixed(1)} MiB held`).to.be.below(budget + 4 * MiB);
+        for (const { conn } of attackers) {
+          if (conn.ws.readyState !== ReadyState.OPEN) expect((conn.ws.error as WebSocketError).code).to.equal('WS_ERR_SERVER_MEMORY');
+        }
+        for (const { client } of attackers) client.socket.destroy();
+        await Promise.all(attackers.map((a) => a.conn.closed));
+        canary.close(1000);
+        await once(canary, 'close');
+        expect(core.total).to.equal(0);
+        expect(core.held).to.equal(0);
+      } finally {
+        await small.stop();
+      }
+    });
+
+    it('a compressed message inflating past the budget is cut with 1008 at once, its zlib freed; others keep working', async function () {
+      this.timeout(60_000);
+      const budget = 8 * MiB;
+      const small = await startServer({ serverMemoryBudget: budget, perMessageDeflate: true });
+      try {
+        const canary = connect(`ws://127.0.0.1:${small.port}/`, { perMessageDeflate: true });
+        await once(canary, 'open');
+        const accepted = small.nextConnection();
+        const bomber = connect(`ws://127.0.0.1:${small.port}/`, { perMessageDeflate: true });
+        bomber.on('error', () => undefined);
+        await once(bomber, 'open');
+        const { ws, closed } = await accepted;
+        let peak = 0;
+        const sample = setInterval(() => (peak = Math.max(peak, ws.heldBytes)), 1);
+        // 64 MiB of zeros: about 64 KiB on the wire, 64 MiB once inflated (under maxMessageSize).
+        bomber.send(Buffer.alloc(64 * MiB));
+        const [code] = await closed;
+        clearInterval(sample);
+        expect(code).to.equal(CloseCode.PolicyViolation);
+        expect((ws.error as WebSocketError).code).to.equal('WS_ERR_SERVER_MEMORY');
+        const inflater = (ws as unknown as { receiver: Receiver }).receiver.inflater;
+        expect(inflater?.hasContext, 'zlib freed').to.equal(false);
+        expect(peak, `peak ${(peak / MiB).toFixed(1)} MiB`).to.be.below(budget + 2 * MiB);
+        await canaryEchoes(canary, 20);
+        canary.close(1000);
+        await once(canary, 'close');
+      } finally {
+        await small.stop();
+      }
+    });
+  });
 });

@@ -55,6 +55,8 @@ export interface ReceiverHandler extends ControlFrameResponderHandler {
   onAsyncError?(err: WebSocketError): void;
   /** permessage-deflate: every frame written so far has been delivered (`busy` went false). */
   onInflateIdle?(): void;
+  /** permessage-deflate: an inflated chunk went to the assembler (what it holds may have grown). */
+  onInflatedFrame?(): void;
 }
 
 /** permessage-deflate's receiving side, when negotiated. */
@@ -118,7 +120,12 @@ export class Receiver implements FrameSplitterHandler, FragmentAssemblerHandler 
           maxFragments: streamed ? Number.POSITIVE_INFINITY : options.maxFragments,
           limiter: inflate.maxConcurrency === undefined ? undefined : sharedLimiter(inflate.maxConcurrency),
         },
-        { onFrame: (frame: Frame) => this.pass(this.assembler.write(frame)) },
+        {
+          onFrame: (frame: Frame) => {
+            this.pass(this.assembler.write(frame));
+            this.handler.onInflatedFrame?.();
+          },
+        },
       );
       const inflated = (err: WebSocketError | null): void => this.inflated(err);
       this.inflating = { inflater, inflated, writing: false, asyncErrorReported: false };
@@ -192,6 +199,16 @@ export class Receiver implements FrameSplitterHandler, FragmentAssemblerHandler 
 
   resumeInflate(): void {
     this.inflating?.inflater.resume();
+  }
+
+  /** Stops every core with `err` and drops what they keep (the message being assembled, zlib); nothing more is reported. */
+  abort(err: WebSocketError): void {
+    this.splitter.fail(err);
+    this.assembler.fail(err);
+    if (this.inflating !== null) {
+      this.inflating.asyncErrorReported = true;
+      this.inflating.inflater.fail(err);
+    }
   }
 
   /** Frees zlib (the connection is gone); nothing more is delivered or reported. */

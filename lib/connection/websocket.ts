@@ -109,6 +109,17 @@ export interface WebSocketOptions extends ReceiverOptions, SenderOptions {
   outboundOverflow?: 'error' | 'drop';
   /** @internal Set by the server: the fan-out hub that keeps this connection's topics (lib/fanout/). */
   topicHost?: TopicHost;
+  /**
+   * Told whenever what the connection holds (heldBytes) may have changed: set by the server for
+   * its server-wide memory budget (serverMemoryBudget), which may then hold reading from the
+   * connection (holdForServer) or cut it (failForServer). Default: none.
+   */
+  heldBytesObserver?: HeldBytesObserver;
+}
+
+/** Watches connections' heldBytes (the server's memory budget). */
+export interface HeldBytesObserver {
+  heldBytesChanged(connection: WebSocket): void;
 }
 
 /** What the opening handshake settled. */
@@ -177,7 +188,9 @@ enum Flag {
    * until the reader has read them ('end'), and writes are still accepted meanwhile.
    */
   AnswerAfterReader = 1 << 11,
-  ReadingHeld = PausedByUs | PausedForReplies | PausedForInflate | PausedForBudget,
+  /** Reading is paused by the server's memory budget (holdForServer). */
+  PausedForServer = 1 << 12,
+  ReadingHeld = PausedByUs | PausedForReplies | PausedForInflate | PausedForBudget | PausedForServer,
 }
 
 /** Heartbeat and idle timeout: made at attach() for the connections that have either. */
@@ -577,6 +590,7 @@ export class WebSocket extends Duplex implements ReceiverHandler {
           ? super.write(message)
           : super.write(message, (err?: Error | null) => callback(err ?? this.extras?.unsent?.get(message) ?? null));
     }
+    this.options.heldBytesObserver?.heldBytesChanged(this);
     if (flowing && this.bufferedAmount >= this.writableBytesMark) {
       // Held back by bytes, not by message count: our own 'drain' follows (maybeBytesDrain).
       this.setFlag(Flag.NeedBytesDrain, true);
@@ -833,6 +847,30 @@ export class WebSocket extends Duplex implements ReceiverHandler {
     // permessage-deflate: frames still being inflated; read nothing more until they are through.
     if (receiver.busy) this.holdReading(Flag.PausedForInflate);
     this.checkBudget();
+    this.options.heldBytesObserver?.heldBytesChanged(this);
+  }
+
+  /** @internal permessage-deflate: an inflated chunk reached the assembler (heldBytes grew). */
+  onInflatedFrame(): void {
+    this.options.heldBytesObserver?.heldBytesChanged(this);
+  }
+
+  /** @internal The server's memory budget holds (true) or releases (false) reading from the peer. */
+  holdForServer(hold: boolean): void {
+    if (hold) this.holdReading(Flag.PausedForServer);
+    else this.releaseReading(Flag.PausedForServer);
+  }
+
+  /**
+   * @internal The server's memory budget cuts this connection: what it assembles or inflates is
+   * dropped, it fails with `err`'s code, and a peer that does not read (bytes still queued for
+   * it) has its transport destroyed at once.
+   */
+  failForServer(err: WebSocketError): void {
+    if (this.state === ReadyState.CLOSED) return;
+    this.receiver?.abort(err);
+    this.failConnection(err);
+    if (this.bufferedAmount > 0) this.transport?.destroy();
   }
 
   /**
@@ -886,6 +924,7 @@ export class WebSocket extends Duplex implements ReceiverHandler {
   private consumed(bytes: number): void {
     this.unreadBytes -= bytes;
     if (this.has(Flag.PausedForBudget)) this.checkBudget();
+    this.options.heldBytesObserver?.heldBytesChanged(this);
   }
 
   // ----- ReceiverHandler: what the receiver delivers -----

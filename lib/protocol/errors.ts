@@ -18,7 +18,7 @@ export const ERROR_TABLE = {
   WS_ERR_UNEXPECTED_CONTINUATION: { closeCode: CloseCode.ProtocolError, message: 'Invalid WebSocket frame: continuation frame without a message to continue' },
   WS_ERR_EXPECTED_CONTINUATION: { closeCode: CloseCode.ProtocolError, message: 'Invalid WebSocket frame: new data frame before the previous message ended' },
   WS_ERR_MESSAGE_TOO_BIG: { closeCode: CloseCode.MessageTooBig, message: 'Message over maxMessageSize' },
-  WS_ERR_TOO_MANY_FRAGMENTS: { closeCode: CloseCode.MessageTooBig, message: 'Message made of more frames than maxFragments' },
+  WS_ERR_TOO_MANY_FRAGMENTS: { closeCode: CloseCode.MessageTooBig, message: 'Message made of more frames than maxFragments, or than its size allows (frameOverhead)' },
   // Payload data (RFC 6455 §5.6, §8.1)
   WS_ERR_INVALID_UTF8: { closeCode: CloseCode.InvalidPayload, message: 'Invalid UTF-8 in a text message or close reason' },
   // permessage-deflate (RFC 7692 §6.2): a payload that does not inflate
@@ -42,6 +42,7 @@ export const ERROR_TABLE = {
   WS_ERR_INVALID_ARGUMENT: { closeCode: CloseCode.InternalError, message: 'Invalid argument' },
   WS_ERR_MESSAGE_ABORTED: { closeCode: CloseCode.InternalError, message: 'A streamed message was aborted before its end' },
   WS_ERR_BUFFER_FULL: { closeCode: CloseCode.PolicyViolation, message: 'Outbound buffer over its limit' },
+  WS_ERR_SERVER_MEMORY: { closeCode: CloseCode.PolicyViolation, message: 'The server is over its memory budget (serverMemoryBudget)' },
   WS_ERR_PEER_UNRESPONSIVE: { closeCode: CloseCode.Abnormal, message: 'No pong (or any data) from the peer before the heartbeat deadline' },
 } as const satisfies Record<string, { closeCode: CloseCode; message: string; status?: number }>;
 

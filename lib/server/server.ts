@@ -10,7 +10,7 @@
 import type { Buffer } from 'node:buffer';
 import * as http from 'node:http';
 import type * as net from 'node:net';
-import { WebSocketError, isWebSocketError } from '../protocol/errors';
+import { WebSocketError, invalidArgument, isWebSocketError } from '../protocol/errors';
 import {
   UpgradeInfo,
   UpgradeRequest,
@@ -24,6 +24,7 @@ import { PerMessageDeflateOptions, acceptDeflateOffer, checkDeflateOptions, defl
 import { Transport, WebSocket, WebSocketOptions } from '../connection/websocket';
 import { FanoutHub, type BroadcastOptions, type FanoutOptions, type HubCounters, type PublishOptions } from '../fanout/hub';
 import type { AdapterEvent, FanoutAdapter } from '../fanout/adapter';
+import { MemoryBudget, defaultServerMemoryBudget } from './memory-budget';
 
 /**
  * The request of an accepted or pending handshake: the parsed head (or Node's IncomingMessage
@@ -90,6 +91,15 @@ export interface ServerOptions extends WebSocketOptions, ListenOptions {
    * Set-Cookie ...). 'wspipe/ws' emits ws's 'headers' event from here. Default: none.
    */
   onAcceptHeaders?: (lines: string[], req: ServerRequest) => void;
+  /**
+   * One bound, in bytes, on what all connections together hold (unread received data, messages
+   * being assembled or inflated, queued outbound bytes; each one's `heldBytes`). Over 3/4 of it,
+   * the connections holding the most are no longer read from; over it, one that still grows is
+   * closed with 1008 (WS_ERR_SERVER_MEMORY) while the others keep working. Each connection's
+   * memoryBudget stays its own share. Default: a quarter of the machine's memory, at most 1 GiB
+   * (defaultServerMemoryBudget()). Infinity turns it off.
+   */
+  serverMemoryBudget?: number;
 }
 
 export interface WebSocketServerEvents {
@@ -118,12 +128,16 @@ export class WebSocketServer extends UpgradeListener {
   private readonly options: ServerOptions;
   /** Topics: subscriptions, bounded delivery, and the adapter to other nodes. */
   private readonly hub: FanoutHub;
-  /** What each connection is made with: the options, plus the hub that keeps its topics. */
+  /** The server-wide memory budget (null when turned off). */
+  readonly memoryBudget: MemoryBudget | null;
+  /** What each connection is made with: the options, the hub that keeps its topics, and the memory budget as its observer. */
   private readonly connectionOptions: WebSocketOptions;
   /** The WSPIPE_VERIFY_CLIENT_FORM warning was emitted (see refuseVerifyForm). */
   private warnedVerifyForm = false;
 
   constructor(options: ServerOptions = {}, onListening?: () => void) {
+    const budget = options.serverMemoryBudget ?? defaultServerMemoryBudget();
+    if (!(budget > 0)) throw invalidArgument(`serverMemoryBudget must be a positive number of bytes, got ${budget}`, RangeError);
     // An invalid permessage-deflate option is a programming error: thrown here, not per connection.
     if (typeof options.perMessageDeflate === 'object') checkDeflateOptions(options.perMessageDeflate, 'server');
     super(options, 'server shutting down', onListening);
@@ -132,7 +146,8 @@ export class WebSocketServer extends UpgradeListener {
       lost: (info) => this.emit('lost', info),
       adapter: (event) => this.emit('adapter', event),
     });
-    this.connectionOptions = { ...options, topicHost: this.hub };
+    this.memoryBudget = Number.isFinite(budget) ? new MemoryBudget(budget) : null;
+    this.connectionOptions = this.memoryBudget === null ? { ...options, topicHost: this.hub } : { ...options, topicHost: this.hub, heldBytesObserver: this.memoryBudget };
   }
 
   /**
@@ -288,10 +303,11 @@ export class WebSocketServer extends UpgradeListener {
   };
 
   /** Forgets an open connection once it has closed ('close' listener: `this` is the WebSocket). */
-  private readonly forget = ((clients: Set<WebSocket>) =>
+  private readonly forget = ((server: WebSocketServer) =>
     function (this: WebSocket): void {
-      clients.delete(this);
-    })(this.clients);
+      server.clients.delete(this);
+      server.memoryBudget?.remove(this);
+    })(this);
 
   /** True when one more connection would go over maxConnections. */
   private full(): boolean {

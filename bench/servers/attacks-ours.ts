@@ -1,0 +1,14 @@
+/**
+ * Our echo server for `npm run bench:attacks`: the defaults a user gets (memory budgets, fragment
+ * overhead, handshake timeout), permessage-deflate accepted (for the bombs), and the same message
+ * limit as ws's server beside it (MAX_MESSAGE).
+ */
+import { createServer, WebSocket } from '../../lib';
+import { MAX_MESSAGE, ignore, ready } from './control';
+
+const server = createServer({ host: '127.0.0.1', port: 0, maxPayload: MAX_MESSAGE, maxMessageSize: MAX_MESSAGE, perMessageDeflate: true });
+server.on('connection', (ws: WebSocket) => {
+  ws.on('error', ignore);
+  ws.on('message', (data: string | Buffer, isBinary: boolean) => ws.send(data, { binary: isBinary }));
+});
+server.on('listening', () => ready(server.address()!.port));

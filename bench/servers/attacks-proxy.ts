@@ -1,0 +1,8 @@
+/** Our proxy for `npm run bench:attacks`, in front of the echo server at ws://127.0.0.1:$UPSTREAM_PORT, with its defaults. */
+import { createProxy } from '../../lib/proxy/proxy';
+import { MAX_MESSAGE, ready } from './control';
+
+const upstream = Number(process.env.UPSTREAM_PORT);
+const proxy = createProxy({ target: `ws://127.0.0.1:${upstream}/`, host: '127.0.0.1', port: 0, maxPayload: MAX_MESSAGE, maxMessageSize: MAX_MESSAGE });
+proxy.on('error', () => undefined);
+proxy.on('listening', () => ready(proxy.address()!.port));
