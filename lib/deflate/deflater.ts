@@ -27,7 +27,7 @@
  * compressed frame is handed on whole, so they never land inside one).
  */
 import { Buffer } from 'node:buffer';
-import { Transform } from 'readable-stream';
+import { Transform } from '../stages/streams';
 import { constants as zlibConstants, createDeflateRaw, type DeflateRaw } from 'node:zlib';
 import { Opcode, isControlOpcode } from '../protocol/constants';
 import { WebSocketError, invalidArgument } from '../protocol/errors';

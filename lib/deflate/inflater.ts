@@ -40,7 +40,7 @@
  * connection's large message (or a bomb on its way to the limit) cannot hold the pool for long.
  */
 import { Buffer } from 'node:buffer';
-import { Transform } from 'readable-stream';
+import { Transform } from '../stages/streams';
 import { constants as zlibConstants, createInflateRaw, type InflateRaw } from 'node:zlib';
 import { Defaults, Opcode, isControlOpcode } from '../protocol/constants';
 import { WebSocketError } from '../protocol/errors';
