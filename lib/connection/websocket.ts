@@ -30,7 +30,7 @@ import { CloseCode, Defaults } from '../protocol/constants';
 import { WebSocketError, isWebSocketError } from '../protocol/errors';
 import { Frame, Message } from '../protocol/frame';
 import { OutboundMessage, toMessage } from '../stages/message-framer';
-import { Receiver, ReceiverHandler, ReceiverOptions, Role } from './receiver';
+import { Receiver, ReceiverOptions, Role } from './receiver';
 import { ByteSink, Sender, SenderOptions } from './sender';
 import type { DeflateSides, PerMessageDeflateOptions } from '../deflate/permessage-deflate';
 import { makeFrame } from '../protocol/frame';
@@ -283,8 +283,12 @@ function listenerTable(): object {
  * transport's and its own listeners are shared functions that find the connection through the
  * transport (or `this`), yes/no state is bits of one field, and what only some connections need
  * (heartbeat, closing state, waiting lists, streamed messages, taps) is made on first use.
+ *
+ * No `implements ReceiverHandler`: its methods here are @internal, left out of the published
+ * declarations (stripInternal), where the clause would no longer hold; `new Receiver(..., this)`
+ * checks the shape.
  */
-export class WebSocket extends Duplex implements ReceiverHandler {
+export class WebSocket extends Duplex {
   static readonly CONNECTING = ReadyState.CONNECTING;
   static readonly OPEN = ReadyState.OPEN;
   static readonly CLOSING = ReadyState.CLOSING;
