@@ -57,7 +57,7 @@ export interface DeflaterOptions {
   level?: number;
   /** zlib memLevel, 1-9. Default 8. */
   memLevel?: number;
-  /** Limits concurrent zlib work; default: the process-wide limiter of 10. */
+  /** @internal Limits concurrent zlib work; default: the process-wide limiter of 10. */
   limiter?: ZlibLimiter;
 }
 

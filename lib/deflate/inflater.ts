@@ -78,7 +78,7 @@ export interface InflaterOptions {
   frameOverhead?: number;
   /** Size of zlib's output chunks, in bytes. Default 16 KiB (zlib's own default). */
   chunkSize?: number;
-  /** Limits concurrent zlib work; default: the process-wide limiter of 10. */
+  /** @internal Limits concurrent zlib work; default: the process-wide limiter of 10. */
   limiter?: ZlibLimiter;
 }
 
