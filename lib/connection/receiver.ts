@@ -73,7 +73,7 @@ interface Inflating {
  * object made when it is negotiated.
  *
  * It is the FrameSplitterHandler and FragmentAssemblerHandler of its cores, without an
- * `implements` clause: those methods are @internal, left out of the published declarations,
+ * `implements` clause: those methods are marked internal, left out of the published declarations,
  * where the clause would no longer hold; passing `this` to the cores checks the shape.
  */
 export class Receiver {

@@ -79,7 +79,7 @@ class SlotsInFlight {
  * for the client's masker and for permessage-deflate.
  *
  * It is the MessageFramerHandler and FrameSerializerHandler of its cores, without an
- * `implements` clause: those methods are @internal, left out of the published declarations,
+ * `implements` clause: those methods are marked internal, left out of the published declarations,
  * where the clause would no longer hold; passing `this` to the cores checks the shape.
  */
 export class Sender {

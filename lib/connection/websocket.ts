@@ -284,7 +284,7 @@ function listenerTable(): object {
  * transport (or `this`), yes/no state is bits of one field, and what only some connections need
  * (heartbeat, closing state, waiting lists, streamed messages, taps) is made on first use.
  *
- * No `implements ReceiverHandler`: its methods here are @internal, left out of the published
+ * No `implements ReceiverHandler`: its methods here are marked internal, left out of the published
  * declarations (stripInternal), where the clause would no longer hold; `new Receiver(..., this)`
  * checks the shape.
  */

@@ -73,10 +73,20 @@ describe('package: the public API', function () {
     const names = new Set(main.names.map((n) => n.name));
     const readme = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8');
     const imported = [...readme.matchAll(/import\s*(?:type\s*)?\{([^}]*)\}\s*from\s*'wspipe'/g)].flatMap((m) =>
-      m[1]!.split(',').map((n) => n.trim().replace(/^type\s+/, '').split(/\s+as\s+/)[0]!).filter((n) => n !== ''),
+      m[1]!.split(',').map((n) => n.trim().replace(/^type\s+/, '').split(/\s+as\s+/)[0]!).filter((n) => /^[A-Za-z_$][\w$]*$/.test(n)),
     );
     for (const name of [...DOCUMENTED, ...imported]) expect(names.has(name), `${name} is exported`).to.equal(true);
     for (const name of INTERNAL) expect(names.has(name), `${name} is not exported`).to.equal(false);
+  });
+
+  it('every value export has its declaration (a class, function, const or enum), not only a merged interface', () => {
+    for (const entry of surface.entries) {
+      for (const { name, kind } of entry.names) {
+        if (kind !== 'value') continue;
+        const declared = new RegExp(`^export declare (?:abstract )?(?:class|function|const|enum) ${name}\\b`, 'm');
+        expect(declared.test(entry.declarations), `${entry.subpath}: ${name} is declared`).to.equal(true);
+      }
+    }
   });
 
   it('no @internal member reaches the published declarations (stripInternal)', () => {
