@@ -63,6 +63,7 @@ export type {
   ProxyConnectionEvents,
   WebSocketProxyEvents,
 } from './proxy/proxy';
+export type { ForwardedMode } from './proxy/forwarded';
 
 // ----- Frame logs and replay -----
 export { FrameLogWriter, FrameLogParser, readFrameLog, parseFrameLogLine, formatFrameLogRecord } from './capture/frame-log';
