@@ -131,6 +131,7 @@ server.on('listening', () => {
 
 /** TypeScript, strict: the event arguments must be inferred (the @ts-expect-error lines fail if they were any). */
 const TS_ECHO = (label: string): string => `import { createServer, connect, WebSocket, WebSocketError, MessageReadable } from 'wspipe';
+import type { WebSocketServer, WebSocketProxy, ControlFrameResponder } from 'wspipe';
 import type { UpgradeRequest, ServerOptions } from 'wspipe';
 import { pipeline, Writable } from 'node:stream';
 
@@ -179,6 +180,22 @@ export function drain(ws: WebSocket): void {
 }
 export function streamed(stream: MessageReadable): boolean {
   return stream.binary;
+}
+
+// The server's, the proxy's and the stages' events are typed too (never called: types only).
+export function listeners(server: WebSocketServer, proxy: WebSocketProxy, responder: ControlFrameResponder): void {
+  server.on('connection', (ws, req) => {
+    // @ts-expect-error req.url is a string
+    const n: number = req.url;
+    void n;
+    ws.on('ping', (payload) => payload.length);
+  });
+  server.on('rejected', (err, req, status) => console.log(err.code, req?.url, status + 1));
+  proxy.on('connection', (conn) => {
+    conn.on('close', ({ client, upstream }) => console.log(client.code + upstream.code));
+    conn.on('error', (err, side) => console.log(err.message, side === 'client' ? 'client' : 'upstream'));
+  });
+  responder.on('peerclose', (code, reason) => console.log(code + 1, reason.length));
 }
 `;
 
