@@ -37,14 +37,18 @@ export interface Surface {
 
 type ExportTarget = string | { types?: string; default?: string; require?: string; import?: string } | null;
 
-/** The entry points named by package.json's exports map (the JS file, mapped back to its .ts source). */
+/**
+ * The entry points named by package.json's exports map: each subpath's declarations (`types`),
+ * mapped back to the .ts source they are built from (./dist/lib/x/index.d.ts: lib/x/index.ts).
+ */
 export function entryPoints(): EntryPoint[] {
   const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { exports: Record<string, ExportTarget> };
   const entries: EntryPoint[] = [];
   for (const [subpath, target] of Object.entries(pkg.exports)) {
-    const js = typeof target === 'string' ? target : (target?.require ?? target?.default ?? '');
-    const match = /^\.\/dist\/(lib\/.*)\.js$/.exec(js);
-    if (match !== null) entries.push({ subpath, source: `${match[1]}.ts` });
+    if (target === null || typeof target === 'string') continue; // ./package.json
+    const match = /^\.\/dist\/(lib\/.*)\.d\.ts$/.exec(target.types ?? '');
+    if (match === null) throw new Error(`package.json exports ${subpath} has no types under ./dist/lib/`);
+    entries.push({ subpath, source: `${match[1]}.ts` });
   }
   return entries;
 }
