@@ -39,6 +39,7 @@ export type { ReceiverOptions, Role } from './connection/receiver';
 export type { SenderOptions } from './connection/sender';
 export { WebSocketServer, createServer } from './server/server';
 export type { ServerOptions, VerifyResult, WebSocketServerEvents } from './server/server';
+export type { ListenOptions } from './server/accept';
 export { connect } from './client/client';
 export type { ClientOptions } from './client/client';
 
@@ -64,6 +65,7 @@ export type {
   WebSocketProxyEvents,
 } from './proxy/proxy';
 export type { ForwardedMode } from './proxy/forwarded';
+export type { RelayOptions } from './proxy/proxy';
 
 // ----- Frame logs and replay -----
 export { FrameLogWriter, FrameLogParser, readFrameLog, parseFrameLogLine, formatFrameLogRecord } from './capture/frame-log';
