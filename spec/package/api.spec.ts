@@ -89,6 +89,11 @@ describe('package: the public API', function () {
     }
   });
 
+  it("the declarations need no @types/readable-stream (lib imports readable-stream only through lib/stages/streams.ts)", () => {
+    const users = [...surface.files].filter(([, text]) => /from ['"]readable-stream['"]/.test(text)).map(([file]) => file);
+    expect(users).to.deep.equal([]);
+  });
+
   it('no @internal member reaches the published declarations (stripInternal)', () => {
     expect(surface.files.size).to.be.above(10);
     const leaks = [...surface.files].filter(([, text]) => text.includes('@internal')).map(([file]) => file);
