@@ -49,7 +49,8 @@ import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { WebSocket as WsClient, WebSocketServer as WsServer } from 'ws';
 import type { RawData } from 'ws';
-import { applyMask, connect, createServer, MessageReadable, WebSocket } from '../lib';
+import { connect, createServer, MessageReadable, WebSocket } from '../lib';
+import { applyMask } from '../lib/protocol/mask';
 import { FrameCounter, MASK_KEY, frameHeaderLength, writeHeader } from './wire';
 
 const KiB = 1024;

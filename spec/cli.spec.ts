@@ -44,7 +44,7 @@ function wspipe(args: string[], input?: string | Buffer): Run {
   let err = '';
   child.stdout!.on('data', (d: Buffer) => out.push(d));
   child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-  const exit = new Promise<number>((resolve) => child.once('exit', (code, signal) => resolve(code ?? (signal === null ? -1 : -2))));
+  const exit = new Promise<number>((resolve) => child.once('close', (code, signal) => resolve(code ?? (signal === null ? -1 : -2))));
   if (input !== undefined) child.stdin!.end(input);
   return { child, stdout: () => Buffer.concat(out).toString(), stdoutBytes: () => Buffer.concat(out), stderr: () => err, exit };
 }

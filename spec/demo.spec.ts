@@ -222,7 +222,7 @@ describe('demo (as npm start runs it, and compiled)', function () {
       await waitFor(() => out.includes('chat#1 <- text 13 B "over the wire"'), 'the frame line');
       child.kill('SIGINT');
       expect((await a.closed)[0]).to.equal(1001);
-      const [code] = (await once(child, 'exit')) as [number];
+      const [code] = (await once(child, 'close')) as [number];
       expect(code).to.equal(0);
     });
   }

@@ -11,15 +11,15 @@ import {
   ControlFrameResponder,
   FragmentAssembler,
   FrameSerializer,
-  FrameSerializerCore,
   FrameSplitter,
   Message,
   Opcode,
   Unmasker,
   WebSocketError,
   makeFrame,
-  applyMask,
 } from '../lib';
+import { applyMask } from '../lib/protocol/mask';
+import { FrameSerializerCore } from '../lib/stages/frame-serializer';
 import { Receiver } from '../lib/connection/receiver';
 import { composePipeline } from '../lib/compose/pipeline';
 import { upgradeRequest } from './helpers/frames';

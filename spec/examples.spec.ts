@@ -40,7 +40,7 @@ function run(command: string, args: string[]): Run {
   let err = '';
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-  const exit = new Promise<number>((resolve) => child.once('exit', (code) => resolve(code ?? -1)));
+  const exit = new Promise<number>((resolve) => child.once('close', (code) => resolve(code ?? -1)));
   return { child, stdout: () => out, stderr: () => err, exit };
 }
 
@@ -197,7 +197,7 @@ describe('examples', function () {
     await waitFor(() => receiver.stderr().includes('receiving on'), 'the receiver');
     // The sender's parent holds 300 MiB (written, so resident) when it spawns the sender.
     const fatParent = `globalThis.ballast = Buffer.alloc(300 * 1048576, 1);
-      require('node:child_process').spawn(process.execPath, process.argv.slice(1), { stdio: 'inherit' }).on('exit', (code) => process.exit(code ?? 1));`;
+      require('node:child_process').spawn(process.execPath, process.argv.slice(1), { stdio: 'inherit' }).on('close', (code) => process.exit(code ?? 1));`;
     const args = ['dist/examples/file-transfer.js', 'send', input, '--url', `ws://127.0.0.1:${port}`];
     const sender = run('node', ['-e', fatParent, ...args]);
     children.push(sender.child);

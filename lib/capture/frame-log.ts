@@ -26,7 +26,7 @@
  */
 import { Buffer } from 'node:buffer';
 import { readFileSync } from 'node:fs';
-import { Transform } from 'readable-stream';
+import { Transform } from '../stages/streams';
 import { parseClosePayload } from '../protocol/close';
 import { Opcode, isKnownOpcode } from '../protocol/constants';
 import { WebSocketError } from '../protocol/errors';

@@ -29,7 +29,7 @@
  * failing one, or 1006.
  */
 import { Buffer } from 'node:buffer';
-import { Duplex } from 'readable-stream';
+import { Duplex } from '../stages/streams';
 import { CloseCode, Defaults } from '../protocol/constants';
 import { WebSocketError, isWebSocketError } from '../protocol/errors';
 import { type Frame, type Message, withPayload } from '../protocol/frame';

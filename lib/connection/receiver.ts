@@ -13,10 +13,10 @@
 import { Buffer } from 'node:buffer';
 import { ControlFrameResponderCore, ControlFrameResponderHandler } from '../stages/control-frame-responder';
 import { WebSocketError } from '../protocol/errors';
-import { FragmentAssemblerCore, FragmentAssemblerHandler, MessagePiece } from '../stages/fragment-assembler';
+import { FragmentAssemblerCore, MessagePiece } from '../stages/fragment-assembler';
 import { Frame, Message, withPayload } from '../protocol/frame';
 import { applyMask } from '../protocol/mask';
-import { FrameSplitterCore, FrameSplitterHandler } from '../stages/frame-splitter';
+import { FrameSplitterCore } from '../stages/frame-splitter';
 import { InflaterCore } from '../deflate/inflater';
 import { type DeflateSides, sharedLimiter } from '../deflate/permessage-deflate';
 import { maskingError, unmaskFrame } from '../stages/unmasker';
@@ -73,8 +73,12 @@ interface Inflating {
  * Handlers are methods on shared prototypes, not closures: an idle connection holds no
  * per-connection function objects here, and what only permessage-deflate needs is in one
  * object made when it is negotiated.
+ *
+ * It is the FrameSplitterHandler and FragmentAssemblerHandler of its cores, without an
+ * `implements` clause: those methods are marked internal, left out of the published declarations,
+ * where the clause would no longer hold; passing `this` to the cores checks the shape.
  */
-export class Receiver implements FrameSplitterHandler, FragmentAssemblerHandler {
+export class Receiver {
   readonly splitter: FrameSplitterCore;
   readonly assembler: FragmentAssemblerCore;
   readonly responder: ControlFrameResponderCore;

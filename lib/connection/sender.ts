@@ -12,11 +12,11 @@
 import { Buffer } from 'node:buffer';
 import { WebSocketError } from '../protocol/errors';
 import { Frame, Message } from '../protocol/frame';
-import { FrameSerializerCore, FrameSerializerHandler } from '../stages/frame-serializer';
+import { FrameSerializerCore } from '../stages/frame-serializer';
 import { MaskGenerator, maskSlots } from '../protocol/mask';
 import { Socket } from 'node:net';
 import { MaskerCore } from '../stages/masker';
-import { MessageFramerCore, MessageFramerHandler } from '../stages/message-framer';
+import { MessageFramerCore } from '../stages/message-framer';
 import { DeflaterCore } from '../deflate/deflater';
 import { Opcode } from '../protocol/constants';
 import { type DeflateSides, type PerMessageDeflateOptions, sharedLimiter } from '../deflate/permessage-deflate';
@@ -77,8 +77,12 @@ class SlotsInFlight {
  * The sender is its framer's and serializer's handler itself (methods on the shared prototype,
  * not a closure per connection); closures, and the objects of the state they need, exist only
  * for the client's masker and for permessage-deflate.
+ *
+ * It is the MessageFramerHandler and FrameSerializerHandler of its cores, without an
+ * `implements` clause: those methods are marked internal, left out of the published declarations,
+ * where the clause would no longer hold; passing `this` to the cores checks the shape.
  */
-export class Sender implements MessageFramerHandler, FrameSerializerHandler {
+export class Sender {
   private readonly framer: MessageFramerCore;
   private readonly serializer: FrameSerializerCore;
   /** Client role: the masker, and its slots in flight (null when it never masks into slots: not a socket). */

@@ -40,7 +40,7 @@ export interface FanoutCounters {
   queuedBytes: number;
 }
 
-/** @internal The fan-out hub as a connection sees it (set by the server, see WebSocketOptions.topicHost). */
+/** (Not exported from the package.) The fan-out hub as a connection sees it (set by the server, see WebSocketOptions.topicHost). */
 export interface TopicHost {
   subscribe(ws: WebSocket, topic: string, options?: SubscriptionOptions): void;
   unsubscribe(ws: WebSocket, topic: string): boolean;

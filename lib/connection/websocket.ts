@@ -18,8 +18,10 @@
  * a peer's bad bytes must never crash the process.
  */
 import { Buffer } from 'node:buffer';
-import { Duplex, Readable } from 'readable-stream';
+import type { AnyListener } from '../protocol/events';
+import { Duplex, Readable } from '../stages/streams';
 import type { MessagePiece } from '../stages/fragment-assembler';
+import type { UpgradeResponse } from '../handshake/handshake-parser';
 import { MessageReadable, MessageWritable, MessageWritableOptions, PartSink } from '../stages/message-stream';
 import { Tap, TapOptions, TapPoint } from '../stages/tap';
 import { emitIfFlowing, writableIdle } from '../stages/stage';
@@ -28,7 +30,7 @@ import { CloseCode, Defaults } from '../protocol/constants';
 import { WebSocketError, isWebSocketError } from '../protocol/errors';
 import { Frame, Message } from '../protocol/frame';
 import { OutboundMessage, toMessage } from '../stages/message-framer';
-import { Receiver, ReceiverHandler, ReceiverOptions, Role } from './receiver';
+import { Receiver, ReceiverOptions, Role } from './receiver';
 import { ByteSink, Sender, SenderOptions } from './sender';
 import type { DeflateSides, PerMessageDeflateOptions } from '../deflate/permessage-deflate';
 import { makeFrame } from '../protocol/frame';
@@ -151,13 +153,41 @@ interface TapPoints {
   out: { bytes: TapPoint<Buffer>; frames: TapPoint<Frame>; messages: TapPoint<TappedMessage> };
 }
 
+/** Events of a WebSocket, with their arguments (besides a Duplex's own: 'data', 'end', 'finish' ...). */
 export interface WebSocketEvents {
+  /** The opening handshake is done: the connection is OPEN. */
   open: () => void;
+  /**
+   * A data message: text as a string, binary as a Buffer; `isBinary` says which. With the
+   * `streamMessages` option each message is a MessageReadable instead (annotate the parameter:
+   * `(stream: MessageReadable) => ...`).
+   */
   message: (data: string | Buffer, isBinary: boolean) => void;
+  /** The peer pinged (the pong is sent automatically unless `autoPong: false`). */
   ping: (payload: Buffer) => void;
   pong: (payload: Buffer) => void;
+  /** The connection has ended: the close code and reason (1006 and '' without a close frame). */
   close: (code: number, reason: string) => void;
+  /** A protocol error (a WebSocketError, with its `code` and `closeCode`) or a socket error; emitted once. */
   error: (err: Error) => void;
+  /** `send()`/`write()` returned false and the connection can take more now. */
+  drain: () => void;
+  /** Client: the server's 101 response was received and checked (before 'open'). */
+  upgrade: (response: UpgradeResponse) => void;
+}
+
+/** Typed listeners for WebSocketEvents (see lib/protocol/events.ts). */
+export interface WebSocket {
+  on<E extends keyof WebSocketEvents>(event: E, listener: WebSocketEvents[E]): this;
+  on(event: string | symbol, listener: AnyListener): this;
+  once<E extends keyof WebSocketEvents>(event: E, listener: WebSocketEvents[E]): this;
+  once(event: string | symbol, listener: AnyListener): this;
+  addListener<E extends keyof WebSocketEvents>(event: E, listener: WebSocketEvents[E]): this;
+  addListener(event: string | symbol, listener: AnyListener): this;
+  prependListener<E extends keyof WebSocketEvents>(event: E, listener: WebSocketEvents[E]): this;
+  prependListener(event: string | symbol, listener: AnyListener): this;
+  prependOnceListener<E extends keyof WebSocketEvents>(event: E, listener: WebSocketEvents[E]): this;
+  prependOnceListener(event: string | symbol, listener: AnyListener): this;
 }
 
 /** The connection a transport is attached to (its listeners are shared functions, see attach()). */
@@ -266,8 +296,12 @@ function listenerTable(): object {
  * transport's and its own listeners are shared functions that find the connection through the
  * transport (or `this`), yes/no state is bits of one field, and what only some connections need
  * (heartbeat, closing state, waiting lists, streamed messages, taps) is made on first use.
+ *
+ * No `implements ReceiverHandler`: its methods here are marked internal, left out of the published
+ * declarations (stripInternal), where the clause would no longer hold; `new Receiver(..., this)`
+ * checks the shape.
  */
-export class WebSocket extends Duplex implements ReceiverHandler {
+export class WebSocket extends Duplex {
   static readonly CONNECTING = ReadyState.CONNECTING;
   static readonly OPEN = ReadyState.OPEN;
   static readonly CLOSING = ReadyState.CLOSING;

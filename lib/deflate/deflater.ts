@@ -27,7 +27,7 @@
  * compressed frame is handed on whole, so they never land inside one).
  */
 import { Buffer } from 'node:buffer';
-import { Transform } from 'readable-stream';
+import { Transform } from '../stages/streams';
 import { constants as zlibConstants, createDeflateRaw, type DeflateRaw } from 'node:zlib';
 import { Opcode, isControlOpcode } from '../protocol/constants';
 import { WebSocketError, invalidArgument } from '../protocol/errors';
@@ -57,7 +57,7 @@ export interface DeflaterOptions {
   level?: number;
   /** zlib memLevel, 1-9. Default 8. */
   memLevel?: number;
-  /** Limits concurrent zlib work; default: the process-wide limiter of 10. */
+  /** @internal Limits concurrent zlib work; default: the process-wide limiter of 10. */
   limiter?: ZlibLimiter;
 }
 

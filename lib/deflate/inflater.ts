@@ -40,7 +40,7 @@
  * connection's large message (or a bomb on its way to the limit) cannot hold the pool for long.
  */
 import { Buffer } from 'node:buffer';
-import { Transform } from 'readable-stream';
+import { Transform } from '../stages/streams';
 import { constants as zlibConstants, createInflateRaw, type InflateRaw } from 'node:zlib';
 import { Defaults, Opcode, isControlOpcode } from '../protocol/constants';
 import { WebSocketError } from '../protocol/errors';
@@ -78,7 +78,7 @@ export interface InflaterOptions {
   frameOverhead?: number;
   /** Size of zlib's output chunks, in bytes. Default 16 KiB (zlib's own default). */
   chunkSize?: number;
-  /** Limits concurrent zlib work; default: the process-wide limiter of 10. */
+  /** @internal Limits concurrent zlib work; default: the process-wide limiter of 10. */
   limiter?: ZlibLimiter;
 }
 

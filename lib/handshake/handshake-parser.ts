@@ -12,6 +12,7 @@
  */
 import { Buffer } from 'node:buffer';
 import { Defaults } from '../protocol/constants';
+import type { AnyListener } from '../protocol/events';
 import { WebSocketError } from '../protocol/errors';
 import { Stage } from '../stages/stage';
 
@@ -372,6 +373,26 @@ class HeadToStream implements HandshakeParserHandler {
   onData(rest: Buffer): void {
     this.stream.deliver(rest);
   }
+}
+
+/** Events of a HandshakeParser, besides a Transform's own. */
+export interface HandshakeParserEvents {
+  /** The parsed head: an UpgradeRequest for the server role, an UpgradeResponse for the client role. */
+  handshake: (head: UpgradeRequest | UpgradeResponse) => void;
+}
+
+/** Typed listeners for HandshakeParserEvents (see lib/protocol/events.ts). */
+export interface HandshakeParser {
+  on<E extends keyof HandshakeParserEvents>(event: E, listener: HandshakeParserEvents[E]): this;
+  on(event: string | symbol, listener: AnyListener): this;
+  once<E extends keyof HandshakeParserEvents>(event: E, listener: HandshakeParserEvents[E]): this;
+  once(event: string | symbol, listener: AnyListener): this;
+  addListener<E extends keyof HandshakeParserEvents>(event: E, listener: HandshakeParserEvents[E]): this;
+  addListener(event: string | symbol, listener: AnyListener): this;
+  prependListener<E extends keyof HandshakeParserEvents>(event: E, listener: HandshakeParserEvents[E]): this;
+  prependListener(event: string | symbol, listener: AnyListener): this;
+  prependOnceListener<E extends keyof HandshakeParserEvents>(event: E, listener: HandshakeParserEvents[E]): this;
+  prependOnceListener(event: string | symbol, listener: AnyListener): this;
 }
 
 /**

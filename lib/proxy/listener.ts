@@ -14,6 +14,7 @@ import { Buffer } from 'node:buffer';
 import type * as net from 'node:net';
 import type * as tls from 'node:tls';
 import { WebSocketError, isWebSocketError } from '../protocol/errors';
+import type { AnyListener } from '../protocol/events';
 import {
   UpgradeInfo,
   UpgradeRequest,
@@ -110,6 +111,20 @@ function upstreamFailure(target: URL, result: Extract<DialResult, { ok: false }>
     case 'invalid':
       return { err: new WebSocketError('WS_ERR_HANDSHAKE_REJECTED', `invalid answer from the upstream: ${result.error!.message}`), status: BAD_GATEWAY };
   }
+}
+
+/** Typed listeners for WebSocketProxyEvents (see lib/protocol/events.ts). */
+export interface WebSocketProxy {
+  on<E extends keyof WebSocketProxyEvents>(event: E, listener: WebSocketProxyEvents[E]): this;
+  on(event: string | symbol, listener: AnyListener): this;
+  once<E extends keyof WebSocketProxyEvents>(event: E, listener: WebSocketProxyEvents[E]): this;
+  once(event: string | symbol, listener: AnyListener): this;
+  addListener<E extends keyof WebSocketProxyEvents>(event: E, listener: WebSocketProxyEvents[E]): this;
+  addListener(event: string | symbol, listener: AnyListener): this;
+  prependListener<E extends keyof WebSocketProxyEvents>(event: E, listener: WebSocketProxyEvents[E]): this;
+  prependListener(event: string | symbol, listener: AnyListener): this;
+  prependOnceListener<E extends keyof WebSocketProxyEvents>(event: E, listener: WebSocketProxyEvents[E]): this;
+  prependOnceListener(event: string | symbol, listener: AnyListener): this;
 }
 
 export class WebSocketProxy extends UpgradeListener {

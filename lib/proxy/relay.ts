@@ -23,6 +23,7 @@ import { Buffer } from 'node:buffer';
 import { EventEmitter } from 'node:events';
 import type * as net from 'node:net';
 import { CloseCode, Defaults, Opcode, isControlOpcode } from '../protocol/constants';
+import type { AnyListener } from '../protocol/events';
 import { MAX_WINDOW_BITS } from '../deflate/permessage-deflate';
 import { encodeClosePayload, parseClosePayload } from '../protocol/close';
 import { WebSocketError, isWebSocketError } from '../protocol/errors';
@@ -131,6 +132,20 @@ function closeFrameOf(code: number, reason: string): Frame {
   let text = reason;
   while (Buffer.byteLength(text, 'utf8') > MAX_REASON) text = text.slice(0, -1);
   return makeFrame(Opcode.Close, encodeClosePayload(code, text));
+}
+
+/** Typed listeners for ProxyConnectionEvents (see lib/protocol/events.ts). */
+export interface ProxyConnection {
+  on<E extends keyof ProxyConnectionEvents>(event: E, listener: ProxyConnectionEvents[E]): this;
+  on(event: string | symbol, listener: AnyListener): this;
+  once<E extends keyof ProxyConnectionEvents>(event: E, listener: ProxyConnectionEvents[E]): this;
+  once(event: string | symbol, listener: AnyListener): this;
+  addListener<E extends keyof ProxyConnectionEvents>(event: E, listener: ProxyConnectionEvents[E]): this;
+  addListener(event: string | symbol, listener: AnyListener): this;
+  prependListener<E extends keyof ProxyConnectionEvents>(event: E, listener: ProxyConnectionEvents[E]): this;
+  prependListener(event: string | symbol, listener: AnyListener): this;
+  prependOnceListener<E extends keyof ProxyConnectionEvents>(event: E, listener: ProxyConnectionEvents[E]): this;
+  prependOnceListener(event: string | symbol, listener: AnyListener): this;
 }
 
 /**

@@ -10,6 +10,7 @@
 import type { Buffer } from 'node:buffer';
 import * as http from 'node:http';
 import type * as net from 'node:net';
+import type { AnyListener } from '../protocol/events';
 import { WebSocketError, invalidArgument, isWebSocketError } from '../protocol/errors';
 import {
   UpgradeInfo,
@@ -116,6 +117,20 @@ export interface WebSocketServerEvents {
   lost: (info: { origin: string; topic: string; count: number }) => void;
   /** The adapter's broker connection went down ('down'), came back ('up'), or failed ('error'). */
   adapter: (event: AdapterEvent) => void;
+}
+
+/** Typed listeners for WebSocketServerEvents (see lib/protocol/events.ts). */
+export interface WebSocketServer {
+  on<E extends keyof WebSocketServerEvents>(event: E, listener: WebSocketServerEvents[E]): this;
+  on(event: string | symbol, listener: AnyListener): this;
+  once<E extends keyof WebSocketServerEvents>(event: E, listener: WebSocketServerEvents[E]): this;
+  once(event: string | symbol, listener: AnyListener): this;
+  addListener<E extends keyof WebSocketServerEvents>(event: E, listener: WebSocketServerEvents[E]): this;
+  addListener(event: string | symbol, listener: AnyListener): this;
+  prependListener<E extends keyof WebSocketServerEvents>(event: E, listener: WebSocketServerEvents[E]): this;
+  prependListener(event: string | symbol, listener: AnyListener): this;
+  prependOnceListener<E extends keyof WebSocketServerEvents>(event: E, listener: WebSocketServerEvents[E]): this;
+  prependOnceListener(event: string | symbol, listener: AnyListener): this;
 }
 
 /** RFC 9110 §15.6.4: the server is shutting down (close() was called). */

@@ -8,8 +8,9 @@
  * Replies are unmasked frames; for the client role the outbound Masker masks them.
  */
 import { Buffer } from 'node:buffer';
-import { Readable } from 'readable-stream';
+import { Readable } from './streams';
 import { CloseCode, Opcode, isValidWireCloseCode } from '../protocol/constants';
+import type { AnyListener } from '../protocol/events';
 import { WebSocketError } from '../protocol/errors';
 import { type Frame, type Inbound, type Message, isMessage, makeFrame } from '../protocol/frame';
 import { checkCloseArgs, encodeClosePayload, parseClosePayload } from '../protocol/close';
@@ -218,6 +219,29 @@ class ResponderOutputs implements ControlFrameResponderHandler {
   onReply(frame: Frame): void {
     this.replies.push(frame);
   }
+}
+
+/** Events of a ControlFrameResponder, besides a Transform's own. */
+export interface ControlFrameResponderEvents {
+  /** The peer pinged (the pong goes out on `replies` unless `autoPong: false`). */
+  ping: (payload: Buffer) => void;
+  pong: (payload: Buffer) => void;
+  /** The peer's close frame: its code (1005 when it had none) and reason. */
+  peerclose: (code: number, reason: string) => void;
+}
+
+/** Typed listeners for ControlFrameResponderEvents (see lib/protocol/events.ts). */
+export interface ControlFrameResponder {
+  on<E extends keyof ControlFrameResponderEvents>(event: E, listener: ControlFrameResponderEvents[E]): this;
+  on(event: string | symbol, listener: AnyListener): this;
+  once<E extends keyof ControlFrameResponderEvents>(event: E, listener: ControlFrameResponderEvents[E]): this;
+  once(event: string | symbol, listener: AnyListener): this;
+  addListener<E extends keyof ControlFrameResponderEvents>(event: E, listener: ControlFrameResponderEvents[E]): this;
+  addListener(event: string | symbol, listener: AnyListener): this;
+  prependListener<E extends keyof ControlFrameResponderEvents>(event: E, listener: ControlFrameResponderEvents[E]): this;
+  prependListener(event: string | symbol, listener: AnyListener): this;
+  prependOnceListener<E extends keyof ControlFrameResponderEvents>(event: E, listener: ControlFrameResponderEvents[E]): this;
+  prependOnceListener(event: string | symbol, listener: AnyListener): this;
 }
 
 /**

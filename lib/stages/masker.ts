@@ -27,7 +27,7 @@ export interface MaskerOptions {
    */
   generateMask?: MaskGenerator;
   /**
-   * Mask payloads of more than COALESCE_LIMIT bytes into these slots (lib/protocol/mask.ts), cut into
+   * @internal Mask payloads of more than COALESCE_LIMIT bytes into these slots (lib/protocol/mask.ts), cut into
    * slot-sized pieces, while slots are free. Only for a caller that releases every slot it gets
    * back once written (the fused Sender); a piped Masker never uses them. Default null.
    */

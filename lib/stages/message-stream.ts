@@ -9,7 +9,7 @@
  *   socket is not drained, so a piped source (a file, an HTTP response) pauses.
  */
 import { Buffer } from 'node:buffer';
-import { Readable, Writable } from 'readable-stream';
+import { Readable, Writable } from './streams';
 
 /** Default highWaterMark of message streams, in bytes. */
 export const MESSAGE_STREAM_HIGH_WATER_MARK = 64 * 1024;

@@ -28,7 +28,7 @@
  * spec/stage.spec.ts pins the behaviour on the version in package-lock.json.
  */
 import { Buffer } from 'node:buffer';
-import { type Readable, Transform, type TransformOptions, type Writable } from 'readable-stream';
+import { type Readable, Transform, type TransformOptions, type Writable } from './streams';
 import type { WebSocketError } from '../protocol/errors';
 import type { Frame } from '../protocol/frame';
 

@@ -10,7 +10,7 @@
  *
  * Values are handed over as they are, not copied: a tap must not modify a Buffer it receives.
  */
-import { Readable } from 'readable-stream';
+import { Readable } from './streams';
 
 export type TapPolicy = 'block' | 'drop';
 
