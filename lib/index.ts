@@ -57,4 +57,14 @@ export type { ServerOptions, VerifyResult } from './server/server';
 export { ComposedPipeline, composePipeline, PIPELINE_POINTS, REPLACEABLE_STAGES } from './compose/pipeline';
 export type { PipelineOptions, PipelinePoint, PipelineTransport, ReplaceableStage, StageStream, OutboundMessage } from './compose/pipeline';
 export { connect } from './client/client';
+// WebSocket over HTTP/2 (RFC 8441): the handshake's pure functions (the server and the client
+// take it through the `http2` options of createServer and connect).
+export {
+  buildConnectAnswer,
+  buildConnectRefusal,
+  buildConnectRequest,
+  isWebSocketConnect,
+  validateConnectRequest,
+  validateConnectResponse,
+} from './http2/handshake';
 export type { ClientOptions } from './client/client';

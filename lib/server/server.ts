@@ -7,8 +7,9 @@
  * - on an existing http/https server: `createServer({ server })` takes its 'upgrade' events;
  * - by hand: `createServer({ noServer: true })` and call `handleUpgrade(req, socket, head, cb)`.
  */
-import type { Buffer } from 'node:buffer';
+import { Buffer } from 'node:buffer';
 import * as http from 'node:http';
+import type * as http2 from 'node:http2';
 import type * as net from 'node:net';
 import { WebSocketError, isWebSocketError } from '../protocol/errors';
 import {
@@ -22,6 +23,9 @@ import {
 import { ListenOptions, UpgradeListener, onEarlyError } from './accept';
 import { PerMessageDeflateOptions, acceptDeflateOffer, checkDeflateOptions, deflateSides } from '../deflate/permessage-deflate';
 import { Transport, WebSocket, WebSocketOptions } from '../connection/websocket';
+import { acceptStream, bindHttp2Server, isHttp2Server, refuseStream, streamOpen } from '../http2/binding';
+import { toUpgradeRequest, validateConnectRequest } from '../http2/handshake';
+import type { HeaderMap } from '../handshake/handshake-parser';
 
 /** What a verifyClient hook answers: accept, refuse with 401, or refuse with a status. */
 export type VerifyResult = boolean | { status: number; message?: string; headers?: Record<string, string> };
@@ -58,6 +62,13 @@ export interface ServerOptions extends WebSocketOptions, ListenOptions {
    * Browsers offer it on every connection, so turning it on takes effect at once.
    */
   perMessageDeflate?: boolean | PerMessageDeflateOptions;
+  /**
+   * WebSockets over HTTP/2 (RFC 8441) on the node:http2 server given as `server`: advertise
+   * SETTINGS_ENABLE_CONNECT_PROTOCOL and accept extended CONNECT streams for "websocket", with
+   * the same options, hooks and limits as HTTP/1.1 upgrades (which an allowHTTP1 server keeps
+   * taking). Default false: a server must not advertise what nobody takes (see docs/http2.md).
+   */
+  http2?: boolean;
 }
 
 export interface WebSocketServerEvents {
@@ -75,17 +86,38 @@ export interface WebSocketServerEvents {
 /** RFC 9110 §15.6.4: the server is shutting down (close() was called). */
 const SERVICE_UNAVAILABLE = 503;
 const INTERNAL_SERVER_ERROR = 500;
+/** What follows a request on an HTTP/2 stream: nothing (the stream's data comes after the answer). */
+const NO_BYTES = Buffer.alloc(0);
+
+/** Where a handshake is answered: an HTTP/1.1 socket (101) or an HTTP/2 stream (RFC 8441: 200). */
+type Channel = net.Socket | http2.ServerHttp2Stream;
+
+function isStream(channel: Channel): channel is http2.ServerHttp2Stream {
+  return 'respond' in channel;
+}
 
 export class WebSocketServer extends UpgradeListener {
   /** The open connections. */
   readonly clients = new Set<WebSocket>();
   private readonly options: ServerOptions;
+  /** Detaches from the HTTP/2 server's streams (with the http2 option). */
+  private readonly unbindHttp2: (() => void) | null = null;
 
   constructor(options: ServerOptions = {}, onListening?: () => void) {
     // An invalid permessage-deflate option is a programming error: thrown here, not per connection.
     if (typeof options.perMessageDeflate === 'object') checkDeflateOptions(options.perMessageDeflate, 'server');
+    if (options.http2 === true && !isHttp2Server(options.server)) {
+      throw Object.assign(new TypeError('the http2 option needs a node:http2 server as `server`'), { code: 'ERR_INVALID_ARG_VALUE' });
+    }
     super(options, 'server shutting down', onListening);
     this.options = options;
+    if (options.http2 === true && isHttp2Server(options.server)) this.unbindHttp2 = bindHttp2Server(options.server, this.onHttp2Stream);
+  }
+
+  /** See UpgradeListener.close; with the http2 option, the setting is no longer advertised. */
+  override close(callback?: () => void): void {
+    this.unbindHttp2?.();
+    super.close(callback);
   }
 
   /**
@@ -106,7 +138,7 @@ export class WebSocketServer extends UpgradeListener {
   /** handleUpgrade for a socket that has its onEarlyError listener already. */
   private upgrade(
     req: UpgradeRequest,
-    socket: net.Socket,
+    socket: Channel,
     head: Buffer,
     callback: (ws: WebSocket, req: UpgradeRequest) => void,
   ): void {
@@ -119,7 +151,7 @@ export class WebSocketServer extends UpgradeListener {
       this.refuse(socket, new WebSocketError('WS_ERR_HANDSHAKE_REJECTED', 'too many connections'), req, SERVICE_UNAVAILABLE);
       return;
     }
-    const info = validateUpgradeRequest(req);
+    const info = isStream(socket) ? validateConnectRequest(req.headers) : validateUpgradeRequest(req);
     if (isWebSocketError(info)) {
       this.refuse(socket, info, req);
       return;
@@ -175,6 +207,35 @@ export class WebSocketServer extends UpgradeListener {
     return this.full() ? { err: new WebSocketError('WS_ERR_HANDSHAKE_REJECTED', 'too many connections'), status: SERVICE_UNAVAILABLE } : null;
   }
 
+  /** An extended CONNECT stream for a WebSocket (RFC 8441), from bindHttp2Server. */
+  private readonly onHttp2Stream = (stream: http2.ServerHttp2Stream, headers: HeaderMap, rawHeaders: string[]): void => {
+    stream.on('error', onEarlyError);
+    this.upgrade(toUpgradeRequest(headers, rawHeaders), stream, NO_BYTES, this.emitConnection);
+  };
+
+  /**
+   * UpgradeListener.refuse, and on an HTTP/2 stream: the status (HTTP/2 has no Upgrade header
+   * field, hence no 426: a version error is a 400 with Sec-WebSocket-Version: 13, RFC 6455
+   * §4.4), a text body, END_STREAM.
+   */
+  protected override refuse(
+    socket: Channel,
+    err: WebSocketError,
+    req: UpgradeRequest | null,
+    status = err.status ?? 400,
+    headers?: Record<string, string>,
+    message = err.message,
+  ): void {
+    if (!isStream(socket)) {
+      super.refuse(socket, err, req, status, headers, message);
+      return;
+    }
+    const versionError = err.code === 'WS_ERR_UNSUPPORTED_VERSION';
+    const answered = versionError && status === 426 ? 400 : status;
+    refuseStream(socket, answered, message, headers, versionError);
+    this.emit('rejected', err, req, answered);
+  }
+
   private readonly emitConnection = (ws: WebSocket, req: UpgradeRequest): void => {
     this.emit('connection', ws, req);
   };
@@ -194,11 +255,11 @@ export class WebSocketServer extends UpgradeListener {
   private accept(
     req: UpgradeRequest,
     info: UpgradeInfo,
-    socket: net.Socket,
+    socket: Channel,
     head: Buffer,
     callback: (ws: WebSocket, req: UpgradeRequest) => void,
   ): void {
-    if (socket.destroyed || !socket.writable) {
+    if (isStream(socket) ? !streamOpen(socket) : socket.destroyed || !socket.writable) {
       socket.destroy();
       return;
     }
@@ -230,10 +291,16 @@ export class WebSocketServer extends UpgradeListener {
         ? null
         : acceptDeflateOffer(info.extensions, deflateOptions === true ? {} : deflateOptions);
     const extensions = deflateAgreement === null ? '' : formatExtensions([deflateAgreement.response]);
-    socket.write(buildAcceptResponse({ key: info.key, protocol, extensions }));
+    let transport: Transport;
+    if (isStream(socket)) {
+      transport = acceptStream(socket, { protocol, extensions });
+    } else {
+      socket.write(buildAcceptResponse({ key: info.key, protocol, extensions }));
+      transport = socket as Transport;
+    }
     socket.removeListener('error', onEarlyError);
     const ws = new WebSocket('server', this.options);
-    ws.attach(socket as Transport, head, {
+    ws.attach(transport, head, {
       protocol: protocol ?? '',
       extensions,
       deflate:
