@@ -23,6 +23,7 @@ import {
 import { ListenOptions, UpgradeListener, onEarlyError } from './accept';
 import { PerMessageDeflateOptions, acceptDeflateOffer, checkDeflateOptions, deflateSides } from '../deflate/permessage-deflate';
 import { Transport, WebSocket, WebSocketOptions } from '../connection/websocket';
+import { channels as diagnostics } from '../connection/diagnostics';
 import { acceptStream, bindHttp2Server, isHttp2Server, refuseStream, streamOpen } from '../http2/binding';
 import { toUpgradeRequest, validateConnectRequest } from '../http2/handshake';
 import type { HeaderMap } from '../handshake/handshake-parser';
@@ -226,12 +227,13 @@ export class WebSocketServer extends UpgradeListener {
     headers?: Record<string, string>,
     message = err.message,
   ): void {
+    const versionError = isStream(socket) && err.code === 'WS_ERR_UNSUPPORTED_VERSION';
+    const answered = versionError && status === 426 ? 400 : status;
+    if (diagnostics.handshakeRejected.hasSubscribers) diagnostics.handshakeRejected.publish({ side: 'server', error: err, request: req, status: answered });
     if (!isStream(socket)) {
       super.refuse(socket, err, req, status, headers, message);
       return;
     }
-    const versionError = err.code === 'WS_ERR_UNSUPPORTED_VERSION';
-    const answered = versionError && status === 426 ? 400 : status;
     refuseStream(socket, answered, message, headers, versionError);
     this.emit('rejected', err, req, answered);
   }
