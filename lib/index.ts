@@ -57,6 +57,8 @@ export type { ServerOptions, VerifyResult } from './server/server';
 export { ComposedPipeline, composePipeline, PIPELINE_POINTS, REPLACEABLE_STAGES } from './compose/pipeline';
 export type { PipelineOptions, PipelinePoint, PipelineTransport, ReplaceableStage, StageStream, OutboundMessage } from './compose/pipeline';
 export { connect } from './client/client';
+export { Reconnecting, ReconnectDefaults, backoffDelay, reconnecting } from './client/reconnect';
+export type { ReconnectOptions } from './client/reconnect';
 // WebSocket over HTTP/2 (RFC 8441): the handshake's pure functions (the server and the client
 // take it through the `http2` options of createServer and connect).
 export {
