@@ -146,3 +146,18 @@ export type { DeliverySink, FanoutCounters, OverflowPolicy, SubscriptionOptions 
 export { LocalBus, localAdapter, encodeEnvelope, decodeEnvelope } from './fanout/adapter';
 export type { AdapterEvent, AdapterMessage, AdapterNode, FanoutAdapter } from './fanout/adapter';
 export { FanoutChannels } from './fanout/channels';
+
+// ----- Reconnecting clients (docs/reconnect.md) -----
+export { Reconnecting, ReconnectDefaults, backoffDelay, reconnecting } from './client/reconnect';
+export type { ReconnectOptions } from './client/reconnect';
+
+// ----- WebSocket over HTTP/2, RFC 8441 (docs/http2.md): the handshake's pure functions; the
+// server and the client take HTTP/2 through the `http2` options of createServer and connect -----
+export {
+  buildConnectAnswer,
+  buildConnectRefusal,
+  buildConnectRequest,
+  isWebSocketConnect,
+  validateConnectRequest,
+  validateConnectResponse,
+} from './http2/handshake';

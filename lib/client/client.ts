@@ -3,6 +3,7 @@
  * WebSocket is CONNECTING until the server's 101 is checked; messages written before then are
  * queued and sent once it opens.
  */
+import type * as http2 from 'node:http2';
 import type * as tls from 'node:tls';
 import { WebSocketError, isWebSocketError } from '../protocol/errors';
 import type { PerMessageDeflateOptions } from '../deflate/permessage-deflate';
@@ -13,6 +14,7 @@ import { Buffer } from 'node:buffer';
 import { Defaults } from '../protocol/constants';
 import { discard, dial } from './dial';
 import { Transport, WebSocket, WebSocketOptions } from '../connection/websocket';
+import { connectHttp2 } from './http2-client';
 
 export interface ClientOptions extends WebSocketOptions {
   /** Subprotocols to offer, in order of preference. */
@@ -46,6 +48,14 @@ export interface ClientOptions extends WebSocketOptions {
    * §4.1 lets the server answer without one, and `ws.protocol` is then ''.
    */
   requireProtocol?: boolean;
+  /**
+   * WebSocket over HTTP/2 (RFC 8441): true to open it as a stream of an HTTP/2 connection to
+   * the origin, shared with the other `http2: true` WebSockets to that origin made with the same
+   * `tls` object (and closed after the last of them), or a ClientHttp2Session of your own to
+   * open it on. When the server does not advertise SETTINGS_ENABLE_CONNECT_PROTOCOL (or, with
+   * `true`, does not speak HTTP/2), the WebSocket is opened over HTTP/1.1 instead. Default false.
+   */
+  http2?: boolean | http2.ClientHttp2Session;
 }
 
 /**
@@ -154,6 +164,17 @@ export function connect(url: string | URL, options: ClientOptions = {}): WebSock
   } catch (cause) {
     return refuse(`invalid URL ${String(url)}: ${(cause as Error).message}`);
   }
+  if (options.http2 !== undefined && options.http2 !== false) {
+    connectHttp2(ws, target, options, options.http2, () => openHttp1(ws, target, options));
+  } else {
+    openHttp1(ws, target, options);
+  }
+  return ws;
+}
+
+/** The opening handshake over HTTP/1.1 (RFC 6455 §4.1) on a new TCP (or TLS) connection. */
+function openHttp1(ws: WebSocket, target: URL, options: ClientOptions): void {
+  const signal = options.signal;
   const deflateOptions: PerMessageDeflateOptions | null =
     options.perMessageDeflate === false ? null : options.perMessageDeflate === true || options.perMessageDeflate === undefined ? {} : options.perMessageDeflate;
   let opening: ClientOpening;
@@ -169,7 +190,7 @@ export function connect(url: string | URL, options: ClientOptions = {}): WebSock
     });
   } catch (cause) {
     process.nextTick(() => ws.abortHandshake(cause as WebSocketError));
-    return ws;
+    return;
   }
   const handshake = dial(target, opening.request, options, (result) => {
     if (!result.ok) {
@@ -224,5 +245,4 @@ export function connect(url: string | URL, options: ClientOptions = {}): WebSock
     handshake.cancel();
     stopBody?.();
   });
-  return ws;
 }

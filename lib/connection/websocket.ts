@@ -37,6 +37,7 @@ import { makeFrame } from '../protocol/frame';
 import { Opcode } from '../protocol/constants';
 import { encodeClosePayload } from '../protocol/close';
 import type { FanoutCounters, SubscriptionOptions, TopicHost } from './topics';
+import { channels as diagnostics, peerAddress, publishFrame } from './diagnostics';
 
 /** The underlying transport: a net.Socket, a tls.TLSSocket, or any Duplex of bytes. */
 export interface Transport extends ByteSink {
@@ -220,6 +221,8 @@ enum Flag {
   AnswerAfterReader = 1 << 11,
   /** Reading is paused by the server's memory budget (holdForServer). */
   PausedForServer = 1 << 12,
+  /** wspipe:websocket:frame had subscribers when the connection opened: its frames are published. */
+  FrameDiagnostics = 1 << 13,
   ReadingHeld = PausedByUs | PausedForReplies | PausedForInflate | PausedForBudget | PausedForServer,
 }
 
@@ -457,6 +460,10 @@ export class WebSocket extends Duplex {
     transport.on('drain', WebSocket.transportDrain);
     this.state = ReadyState.OPEN;
     this.startLiveness();
+    if (diagnostics.frame.hasSubscribers) this.hookFrameDiagnostics();
+    if (diagnostics.open.hasSubscribers) {
+      diagnostics.open.publish({ websocket: this, role: this.role, address: peerAddress(transport), protocol: this.protocol, extensions: this.extensions });
+    }
     this.emit('open');
     // Bytes that came with the handshake are parsed on the next tick, once the caller that
     // received this connection has attached its listeners (before any later socket data).
@@ -536,6 +543,27 @@ export class WebSocket extends Duplex {
     if (points === null || this.receiver === null || this.sender === null) return;
     this.receiver.frameObserver = (frame) => this.offerInbound(points.in.frames, frame);
     this.sender.taps = { frame: (frame) => points.out.frames.offer(frame), bytes: (chunk) => points.out.bytes.offer(chunk) };
+    if (this.has(Flag.FrameDiagnostics)) this.hookFrameDiagnostics();
+  }
+
+  /** wspipe:websocket:frame had subscribers at attach: every frame is published (around the taps, if any). */
+  private hookFrameDiagnostics(): void {
+    const receiver = this.receiver!;
+    const sender = this.sender!;
+    this.setFlag(Flag.FrameDiagnostics, true);
+    const tapIn = receiver.frameObserver;
+    const tapsOut = sender.taps;
+    receiver.frameObserver = (frame) => {
+      publishFrame(this, 'in', frame);
+      tapIn?.(frame);
+    };
+    sender.taps = {
+      frame: (frame) => {
+        publishFrame(this, 'out', frame);
+        return tapsOut === null || tapsOut.frame(frame);
+      },
+      bytes: (chunk) => tapsOut === null || tapsOut.bytes(chunk),
+    };
   }
 
   private inboundTapsBlocked(): boolean {
@@ -565,6 +593,7 @@ export class WebSocket extends Duplex {
    */
   abortHandshake(err: Error): void {
     if (this.state === ReadyState.CLOSED) return;
+    if (diagnostics.handshakeRejected.hasSubscribers) diagnostics.handshakeRejected.publish({ side: 'client', error: err, websocket: this });
     this.reportError(err);
     this.finish();
   }
@@ -981,18 +1010,22 @@ export class WebSocket extends Duplex {
 
   /** @internal The peer pinged. */
   onPing(payload: Buffer): void {
+    if (diagnostics.ping.hasSubscribers) diagnostics.ping.publish({ websocket: this, payload });
     this.emit('ping', payload);
   }
 
   /** @internal The peer ponged. */
   onPong(payload: Buffer): void {
+    if (diagnostics.pong.hasSubscribers) diagnostics.pong.publish({ websocket: this, payload });
     this.emit('pong', payload);
   }
 
   /** @internal A whole data message. */
   onMessage(message: Message): void {
     if (this.tapPoints !== null) this.offerInbound(this.tapPoints.in.messages, message);
-    this.pushOrPause(this, message.binary ? message.data : message.data.toString('utf8'));
+    const value = message.binary ? message.data : message.data.toString('utf8');
+    if (diagnostics.message.hasSubscribers) diagnostics.message.publish({ websocket: this, data: value, binary: message.binary });
+    this.pushOrPause(this, value);
   }
 
   /** @internal A piece of a streamed message. */
@@ -1455,6 +1488,7 @@ export class WebSocket extends Duplex {
   private reportError(err: Error): void {
     const extras = this.more();
     if (extras.error === null) extras.error = err;
+    if (diagnostics.error.hasSubscribers) diagnostics.error.publish({ websocket: this, error: err });
     if (this.listenerCount('error') > 0) this.emit('error', err);
   }
 
@@ -1513,7 +1547,10 @@ export class WebSocket extends Duplex {
     // Messages already received stay readable: the readable side ends, nothing is destroyed.
     this.endReadable();
     // Without a closing handshake or a failure of ours, 1006 (the code's default).
-    this.emit('close', this.closing?.code ?? CloseCode.Abnormal, this.closing?.reason ?? '');
+    const code = this.closing?.code ?? CloseCode.Abnormal;
+    const reason = this.closing?.reason ?? '';
+    if (diagnostics.close.hasSubscribers) diagnostics.close.publish({ websocket: this, code, reason });
+    this.emit('close', code, reason);
   }
 }
 

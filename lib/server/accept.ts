@@ -10,6 +10,7 @@
  * - `UpgradeListener`, the base of WebSocketServer and WebSocketProxy: the three modes
  *   (standalone, on an http server, by hand), refusing, and close().
  */
+import type { Http2ServerLike } from '../http2/binding';
 import { Buffer } from 'node:buffer';
 import { EventEmitter } from 'node:events';
 import type * as http from 'node:http';
@@ -175,8 +176,11 @@ export interface ListenOptions extends RequestReaderOptions {
   port?: number;
   /** Address to listen on in standalone mode. Default: Node's default (all interfaces); pass '127.0.0.1' for local only. */
   host?: string;
-  /** Attach to this http or https server's 'upgrade' event instead of listening. */
-  server?: http.Server;
+  /**
+   * Attach to this http or https server's 'upgrade' event instead of listening (a node:http2
+   * server with allowHTTP1 has them too, for its HTTP/1.1 clients).
+   */
+  server?: http.Server | Http2ServerLike;
   /** Neither listen nor attach: hand each upgrade over yourself (WebSocketServer.handleUpgrade, WebSocketProxy.relay). */
   noServer?: boolean;
 }
@@ -189,7 +193,7 @@ export interface ListenOptions extends RequestReaderOptions {
  */
 export abstract class UpgradeListener extends EventEmitter {
   protected readonly netServer: net.Server | null = null;
-  protected readonly httpServer: http.Server | null = null;
+  protected readonly httpServer: http.Server | Http2ServerLike | null = null;
   /** Standalone mode: the requests still being read (dropped by close()), with their deadlines. */
   protected readonly handshaking: RequestReader;
   protected closed = false;

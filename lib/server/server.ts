@@ -7,8 +7,9 @@
  * - on an existing http/https server: `createServer({ server })` takes its 'upgrade' events;
  * - by hand: `createServer({ noServer: true })` and call `handleUpgrade(req, socket, head, cb)`.
  */
-import type { Buffer } from 'node:buffer';
+import { Buffer } from 'node:buffer';
 import * as http from 'node:http';
+import type * as http2 from 'node:http2';
 import type * as net from 'node:net';
 import type { AnyListener } from '../protocol/events';
 import { WebSocketError, invalidArgument, isWebSocketError } from '../protocol/errors';
@@ -34,6 +35,10 @@ import { MemoryBudget, defaultServerMemoryBudget } from './memory-budget';
 export interface ServerRequest extends UpgradeRequest {
   socket: net.Socket;
 }
+import { channels as diagnostics } from '../connection/diagnostics';
+import { acceptStream, bindHttp2Server, isHttp2Server, refuseStream, streamOpen } from '../http2/binding';
+import { toUpgradeRequest, validateConnectRequest } from '../http2/handshake';
+import type { HeaderMap } from '../handshake/handshake-parser';
 
 /** What a verifyClient hook answers: accept, refuse with 401, or refuse with a status. */
 export type VerifyResult = boolean | { status: number; message?: string; headers?: Record<string, string> };
@@ -101,6 +106,13 @@ export interface ServerOptions extends WebSocketOptions, ListenOptions {
    * (defaultServerMemoryBudget()). Infinity turns it off.
    */
   serverMemoryBudget?: number;
+  /**
+   * WebSockets over HTTP/2 (RFC 8441) on the node:http2 server given as `server`: advertise
+   * SETTINGS_ENABLE_CONNECT_PROTOCOL and accept extended CONNECT streams for "websocket", with
+   * the same options, hooks and limits as HTTP/1.1 upgrades (which an allowHTTP1 server keeps
+   * taking). Default false: a server must not advertise what nobody takes (see docs/http2.md).
+   */
+  http2?: boolean;
 }
 
 export interface WebSocketServerEvents {
@@ -136,6 +148,15 @@ export interface WebSocketServer {
 /** RFC 9110 §15.6.4: the server is shutting down (close() was called). */
 const SERVICE_UNAVAILABLE = 503;
 const INTERNAL_SERVER_ERROR = 500;
+/** What follows a request on an HTTP/2 stream: nothing (the stream's data comes after the answer). */
+const NO_BYTES = Buffer.alloc(0);
+
+/** Where a handshake is answered: an HTTP/1.1 socket (101) or an HTTP/2 stream (RFC 8441: 200). */
+type Channel = net.Socket | http2.ServerHttp2Stream;
+
+function isStream(channel: Channel): channel is http2.ServerHttp2Stream {
+  return 'respond' in channel;
+}
 
 export class WebSocketServer extends UpgradeListener {
   /** The open connections. */
@@ -149,12 +170,17 @@ export class WebSocketServer extends UpgradeListener {
   private readonly connectionOptions: WebSocketOptions;
   /** The WSPIPE_VERIFY_CLIENT_FORM warning was emitted (see refuseVerifyForm). */
   private warnedVerifyForm = false;
+  /** Detaches from the HTTP/2 server's streams (with the http2 option). */
+  private readonly unbindHttp2: (() => void) | null = null;
 
   constructor(options: ServerOptions = {}, onListening?: () => void) {
     const budget = options.serverMemoryBudget ?? defaultServerMemoryBudget();
     if (!(budget > 0)) throw invalidArgument(`serverMemoryBudget must be a positive number of bytes, got ${budget}`, RangeError);
     // An invalid permessage-deflate option is a programming error: thrown here, not per connection.
     if (typeof options.perMessageDeflate === 'object') checkDeflateOptions(options.perMessageDeflate, 'server');
+    if (options.http2 === true && !isHttp2Server(options.server)) {
+      throw Object.assign(new TypeError('the http2 option needs a node:http2 server as `server`'), { code: 'ERR_INVALID_ARG_VALUE' });
+    }
     super(options, 'server shutting down', onListening);
     this.options = options;
     this.hub = new FanoutHub(options.adapter, options.fanout, {
@@ -163,6 +189,7 @@ export class WebSocketServer extends UpgradeListener {
     });
     this.memoryBudget = Number.isFinite(budget) ? new MemoryBudget(budget) : null;
     this.connectionOptions = this.memoryBudget === null ? { ...options, topicHost: this.hub } : { ...options, topicHost: this.hub, heldBytesObserver: this.memoryBudget };
+    if (options.http2 === true && isHttp2Server(options.server)) this.unbindHttp2 = bindHttp2Server(options.server, this.onHttp2Stream);
   }
 
   /**
@@ -203,6 +230,12 @@ export class WebSocketServer extends UpgradeListener {
     });
   }
 
+  /** See UpgradeListener.close; with the http2 option, the setting is no longer advertised. */
+  override close(callback?: () => void): void {
+    this.unbindHttp2?.();
+    super.close(callback);
+  }
+
   /**
    * Completes an upgrade request that Node's http server (or anything else) has parsed:
    * validates it, runs the hooks, answers 101 and calls `callback` with the open connection,
@@ -221,12 +254,15 @@ export class WebSocketServer extends UpgradeListener {
   /** handleUpgrade for a socket that has its onEarlyError listener already. */
   private upgrade(
     req: UpgradeRequest,
-    socket: net.Socket,
+    socket: Channel,
     head: Buffer,
     callback: (ws: WebSocket, req: ServerRequest) => void,
   ): void {
     // Every mode hands out a request with its socket (an IncomingMessage has it already).
-    if ((req as Partial<ServerRequest>).socket === undefined) (req as ServerRequest).socket = socket;
+    if ((req as Partial<ServerRequest>).socket === undefined) {
+      // An HTTP/2 stream's client is its session's socket (RFC 8441: one connection, many streams).
+      (req as ServerRequest).socket = isStream(socket) ? (socket.session?.socket as net.Socket) : socket;
+    }
     if (this.closed) {
       this.refuse(socket, new WebSocketError('WS_ERR_HANDSHAKE_REJECTED', 'the server is closing'), req, SERVICE_UNAVAILABLE);
       return;
@@ -236,7 +272,7 @@ export class WebSocketServer extends UpgradeListener {
       this.refuse(socket, new WebSocketError('WS_ERR_HANDSHAKE_REJECTED', 'too many connections'), req, SERVICE_UNAVAILABLE);
       return;
     }
-    const info = validateUpgradeRequest(req);
+    const info = isStream(socket) ? validateConnectRequest(req.headers) : validateUpgradeRequest(req);
     if (isWebSocketError(info)) {
       this.refuse(socket, info, req);
       return;
@@ -301,7 +337,7 @@ export class WebSocketServer extends UpgradeListener {
    * form, which returns nothing. Refused with 500 (never accepted by mistake), said in
    * 'rejected', and once per server in a process warning, so that it is seen in development.
    */
-  private refuseVerifyForm(socket: net.Socket, req: UpgradeRequest, result: unknown): void {
+  private refuseVerifyForm(socket: Channel, req: UpgradeRequest, result: unknown): void {
     const detail =
       `verifyClient returned ${result === undefined ? 'undefined' : typeof result}, not true, false, { status } or a Promise of one. ` +
       "wspipe's form is (req, info) => result; ws's (info, cb) form works with 'wspipe/ws'";
@@ -311,6 +347,36 @@ export class WebSocketServer extends UpgradeListener {
       process.emitWarning(err.message, { code: 'WSPIPE_VERIFY_CLIENT_FORM' });
     }
     this.refuse(socket, err, req, INTERNAL_SERVER_ERROR, undefined, http.STATUS_CODES[INTERNAL_SERVER_ERROR]);
+  }
+
+  /** An extended CONNECT stream for a WebSocket (RFC 8441), from bindHttp2Server. */
+  private readonly onHttp2Stream = (stream: http2.ServerHttp2Stream, headers: HeaderMap, rawHeaders: string[]): void => {
+    stream.on('error', onEarlyError);
+    this.upgrade(toUpgradeRequest(headers, rawHeaders), stream, NO_BYTES, this.emitConnection);
+  };
+
+  /**
+   * UpgradeListener.refuse, and on an HTTP/2 stream: the status (HTTP/2 has no Upgrade header
+   * field, hence no 426: a version error is a 400 with Sec-WebSocket-Version: 13, RFC 6455
+   * §4.4), a text body, END_STREAM.
+   */
+  protected override refuse(
+    socket: Channel,
+    err: WebSocketError,
+    req: UpgradeRequest | null,
+    status = err.status ?? 400,
+    headers?: Record<string, string>,
+    message = err.message,
+  ): void {
+    const versionError = isStream(socket) && err.code === 'WS_ERR_UNSUPPORTED_VERSION';
+    const answered = versionError && status === 426 ? 400 : status;
+    if (diagnostics.handshakeRejected.hasSubscribers) diagnostics.handshakeRejected.publish({ side: 'server', error: err, request: req, status: answered });
+    if (!isStream(socket)) {
+      super.refuse(socket, err, req, status, headers, message);
+      return;
+    }
+    refuseStream(socket, answered, message, headers, versionError);
+    this.emit('rejected', err, req, answered);
   }
 
   private readonly emitConnection = (ws: WebSocket, req: ServerRequest): void => {
@@ -333,11 +399,11 @@ export class WebSocketServer extends UpgradeListener {
   private accept(
     req: UpgradeRequest,
     info: UpgradeInfo,
-    socket: net.Socket,
+    socket: Channel,
     head: Buffer,
     callback: (ws: WebSocket, req: ServerRequest) => void,
   ): void {
-    if (socket.destroyed || !socket.writable) {
+    if (isStream(socket) ? !streamOpen(socket) : socket.destroyed || !socket.writable) {
       socket.destroy();
       return;
     }
@@ -369,17 +435,23 @@ export class WebSocketServer extends UpgradeListener {
         ? null
         : acceptDeflateOffer(info.extensions, deflateOptions === true ? {} : deflateOptions);
     const extensions = deflateAgreement === null ? '' : formatExtensions([deflateAgreement.response]);
-    let answer = buildAcceptResponse({ key: info.key, protocol, extensions });
-    const onHeaders = this.options.onAcceptHeaders;
-    if (onHeaders !== undefined) {
-      const lines = answer.slice(0, -4).split('\r\n');
-      onHeaders(lines, req as ServerRequest);
-      answer = `${lines.join('\r\n')}\r\n\r\n`;
+    let transport: Transport;
+    if (isStream(socket)) {
+      transport = acceptStream(socket, { protocol, extensions });
+    } else {
+      let answer = buildAcceptResponse({ key: info.key, protocol, extensions });
+      const onHeaders = this.options.onAcceptHeaders;
+      if (onHeaders !== undefined) {
+        const lines = answer.slice(0, -4).split('\r\n');
+        onHeaders(lines, req as ServerRequest);
+        answer = `${lines.join('\r\n')}\r\n\r\n`;
+      }
+      socket.write(answer);
+      transport = socket as Transport;
     }
-    socket.write(answer);
     socket.removeListener('error', onEarlyError);
     const ws = new WebSocket('server', this.connectionOptions);
-    ws.attach(socket as Transport, head, {
+    ws.attach(transport, head, {
       protocol: protocol ?? '',
       extensions,
       deflate:
