@@ -22,7 +22,7 @@
  */
 import * as os from 'node:os';
 import { WebSocketError, invalidArgument } from '../protocol/errors';
-import type { HeldBytesObserver, WebSocket } from '../connection/websocket';
+import type { WebSocket } from '../connection/websocket';
 
 /** What the owner does to one connection. */
 export type BudgetAction = 'hold' | 'release' | 'close';
@@ -180,8 +180,12 @@ export class MemoryBudgetCore<K> {
 /** How often the adapter re-reads every connection while the budget is under pressure (ms). */
 const SWEEP_PERIOD_MS = 50;
 
-/** The server's adapter: observes its connections, applies the core's decisions, sweeps on a timer. */
-export class MemoryBudget implements HeldBytesObserver {
+/**
+ * The server's adapter: observes its connections, applies the core's decisions, sweeps on a
+ * timer. A HeldBytesObserver by shape (no implements clause: stripInternal removes the observer's
+ * method from the declarations, which would then not compile).
+ */
+export class MemoryBudget {
   readonly core: MemoryBudgetCore<WebSocket>;
   private timer: NodeJS.Timeout | null = null;
 

@@ -23,7 +23,7 @@ async function startEcho(args: string[]): Promise<{ child: ChildProcess; port: n
   child.stdout!.setEncoding('utf8');
   child.stderr!.resume();
   const port = await new Promise<number>((resolve, reject) => {
-    child.once('exit', (code) => reject(new Error(`echo server exited with ${String(code)}: ${out}`)));
+    child.once('close', (code) => reject(new Error(`echo server exited with ${String(code)}: ${out}`)));
     child.stdout!.on('data', (chunk: string) => {
       out += chunk;
       const m = /listening on wss:\/\/[^:]+:(\d+)/.exec(out);

@@ -39,13 +39,13 @@ describe('interop: our RFC 8441 client with Hypercorn', function () {
         if (m === null) return;
         child!.stdout!.removeListener('data', check);
         child!.stderr!.removeListener('data', check);
-        child!.removeListener('exit', onExit);
+        child!.removeListener('close', onExit);
         resolve(m);
       };
       const onExit = (): void => reject(new Error(`hypercorn exited: ${output}`));
       child!.stdout!.on('data', check);
       child!.stderr!.on('data', check);
-      child!.once('exit', onExit);
+      child!.once('close', onExit);
       check();
     });
   }
