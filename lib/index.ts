@@ -78,8 +78,16 @@ export type {
   FrameLogParserOptions,
   OpcodeName,
 } from './capture/frame-log';
-export { replay } from './capture/replay';
-export type { ReplayOptions, ReplayResult } from './capture/replay';
+export { replay, replayAll } from './capture/replay';
+export type { ConnectionReplay, ReplayOptions, ReplayResult } from './capture/replay';
+
+// ----- Capture of proxied connections, HAR 1.2 in and out, the live inspector (docs/capture.md) -----
+export { ConnectionCapture } from './capture/capture';
+export type { CapturedClose, CapturedMessage, CaptureOptions } from './capture/capture';
+export { HarWriter, checkHar, harEntry, parseHar, readHar, replayHar, webSocketEntries } from './capture/har';
+export type { Har, HarConnection, HarEntry, HarNameValue, HarReplayOptions, HarRequest, HarResponse, HarWebSocketMessage } from './capture/har';
+export { Inspector } from './capture/inspector';
+export type { InspectorOptions } from './capture/inspector';
 
 // ----- The stages, to compose with pipe() -----
 export { HandshakeParser } from './handshake/handshake-parser';
