@@ -539,15 +539,26 @@ export function validateUpgradeResponse(
   // "If the response includes a |Sec-WebSocket-Protocol| header field and this header field
   // indicates the use of a subprotocol that was not present in the client's handshake ... the
   // client MUST _Fail the WebSocket Connection_."
-  const protocol = headerValue(headers, 'sec-websocket-protocol');
-  if (protocol !== undefined && !offer.protocols.includes(protocol)) {
-    return new WebSocketError('WS_ERR_INVALID_SUBPROTOCOL', `the server chose ${JSON.stringify(protocol)}`);
-  }
   // "If the response includes a |Sec-WebSocket-Extensions| header field and this header field
   // indicates the use of an extension that was not present in the client's handshake ... the
   // client MUST _Fail the WebSocket Connection_."
-  const accepted = field(headers, 'sec-websocket-extensions');
-  const extensions = accepted === undefined ? [] : parseExtensions(accepted);
+  return checkServerChoice(headerValue(headers, 'sec-websocket-protocol'), field(headers, 'sec-websocket-extensions'), offer);
+}
+
+/**
+ * The server's choice of subprotocol and extensions against what the client offered (RFC 6455
+ * §4.1), the same over HTTP/1.1 and HTTP/2 (RFC 8441 §5): a subprotocol or an extension that was
+ * not offered fails the connection.
+ */
+export function checkServerChoice(
+  protocol: string | undefined,
+  acceptedExtensions: string | undefined,
+  offer: { protocols: readonly string[]; extensions: readonly ExtensionOffer[] },
+): { protocol: string | undefined; extensions: ExtensionOffer[] } | WebSocketError {
+  if (protocol !== undefined && !offer.protocols.includes(protocol)) {
+    return new WebSocketError('WS_ERR_INVALID_SUBPROTOCOL', `the server chose ${JSON.stringify(protocol)}`);
+  }
+  const extensions = acceptedExtensions === undefined ? [] : parseExtensions(acceptedExtensions);
   if (extensions instanceof WebSocketError) return extensions;
   for (const extension of extensions) {
     if (!offer.extensions.some((offered) => offered.name === extension.name)) {

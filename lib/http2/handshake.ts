@@ -18,7 +18,7 @@
  */
 import { WEBSOCKET_VERSION } from '../protocol/constants';
 import { WebSocketError } from '../protocol/errors';
-import { type ExtensionOffer, type UpgradeInfo, parseExtensions, parseTokenList } from '../handshake/handshake';
+import { type ExtensionOffer, type UpgradeInfo, checkServerChoice, parseExtensions, parseTokenList } from '../handshake/handshake';
 import type { HeaderMap, UpgradeRequest } from '../handshake/handshake-parser';
 
 /** The `:protocol` value that asks for a WebSocket (RFC 8441 §4, the HTTP Upgrade Token registry). */
@@ -220,17 +220,5 @@ export function validateConnectResponse(
 ): { protocol: string | undefined; extensions: ExtensionOffer[] } | WebSocketError {
   const status = Number(field(headers, ':status'));
   if (!(status >= 200 && status < 300)) return new WebSocketError('WS_ERR_HANDSHAKE_REJECTED', `unexpected status ${String(field(headers, ':status'))}`);
-  const protocol = field(headers, 'sec-websocket-protocol');
-  if (protocol !== undefined && !offer.protocols.includes(protocol)) {
-    return new WebSocketError('WS_ERR_INVALID_SUBPROTOCOL', `the server chose ${JSON.stringify(protocol)}`);
-  }
-  const accepted = field(headers, 'sec-websocket-extensions');
-  const extensions = accepted === undefined ? [] : parseExtensions(accepted);
-  if (extensions instanceof WebSocketError) return extensions;
-  for (const extension of extensions) {
-    if (!offer.extensions.some((offered) => offered.name === extension.name)) {
-      return new WebSocketError('WS_ERR_INVALID_EXTENSION', `the server accepted ${extension.name}, which was not offered`);
-    }
-  }
-  return { protocol, extensions };
+  return checkServerChoice(field(headers, 'sec-websocket-protocol'), field(headers, 'sec-websocket-extensions'), offer);
 }
