@@ -25,6 +25,7 @@ import type { UpgradeResponse } from '../handshake/handshake-parser';
 import { MessageReadable, MessageWritable, MessageWritableOptions, PartSink } from '../stages/message-stream';
 import { Tap, TapOptions, TapPoint } from '../stages/tap';
 import { emitIfFlowing, writableIdle } from '../stages/stage';
+import { writableState } from '../stages/stream-internals';
 import { checkCloseArgs } from '../protocol/close';
 import { CloseCode, Defaults } from '../protocol/constants';
 import { WebSocketError, isWebSocketError } from '../protocol/errors';
@@ -1194,7 +1195,7 @@ export class WebSocket extends Duplex {
    */
   private sendableAtOnce(): boolean {
     if (this.state !== ReadyState.OPEN || this.has(Flag.CloseSent) || !writableIdle(this)) return false;
-    const w = (this as unknown as { _writableState: { needDrain: boolean; highWaterMark: number } })._writableState;
+    const w = writableState(this);
     if (w.needDrain || w.highWaterMark <= 1) return false;
     const extras = this.extras;
     if (extras !== null && (extras.outboundOwner !== null || extras.ownerWaiters !== null || extras.whenOpen !== null || extras.tapPoints !== null)) {

@@ -24,29 +24,15 @@
  *   releases a held write callback, and a step that delivered this way holds none).
  * - an error from a step destroys the stage with it, as Transform's usual path does (autoDestroy).
  *
- * These checks read readable-stream's state objects (`_readableState`, `_writableState`);
- * spec/stage.spec.ts pins the behaviour on the version in package-lock.json.
+ * These checks read readable-stream's state objects (`_readableState`, `_writableState`), through
+ * ./stream-internals, which checks them when wspipe loads; package.json pins readable-stream
+ * exactly, and spec/stages/stage.spec.ts pins the behaviour on that version.
  */
 import { Buffer } from 'node:buffer';
 import { type Readable, Transform, type TransformOptions, type Writable } from './streams';
 import type { WebSocketError } from '../protocol/errors';
 import type { Frame } from '../protocol/frame';
-
-/** The fields of readable-stream's ReadableState that emitIfFlowing reads or sets. */
-interface ReadableStateView {
-  flowing: boolean | null;
-  length: number;
-  highWaterMark: number;
-  objectMode: boolean;
-  sync: boolean;
-  ended: boolean;
-  destroyed: boolean;
-  errored: Error | null;
-  decoder: unknown;
-  awaitDrainWriters: unknown;
-  dataEmitted: boolean;
-  reading: boolean;
-}
+import { readableState, writableState } from './stream-internals';
 
 /**
  * Hands `value` to the 'data' listeners at once, as push() would, when the readable side of
@@ -62,7 +48,7 @@ interface ReadableStateView {
  * a stream that just took a value at once did not), or a Stage whose step runs inside write().
  */
 export function emitIfFlowing(stream: Readable, value: unknown): boolean {
-  const r = (stream as unknown as { _readableState: ReadableStateView })._readableState;
+  const r = readableState(stream);
   if (
     r.flowing !== true ||
     r.length !== 0 ||
@@ -82,22 +68,6 @@ export function emitIfFlowing(stream: Readable, value: unknown): boolean {
   r.dataEmitted = true;
   stream.emit('data', value);
   return true;
-}
-
-/** The fields of readable-stream's WritableState that the write fast paths read. */
-interface WritableStateView {
-  length: number;
-  writing: boolean;
-  corked: number;
-  ending: boolean;
-  destroyed: boolean;
-  errored: Error | null;
-  constructed: boolean;
-  objectMode: boolean;
-}
-
-function writableState(stream: Writable): WritableStateView {
-  return (stream as unknown as { _writableState: WritableStateView })._writableState;
 }
 
 /**
@@ -164,7 +134,7 @@ export abstract class Stage extends Transform {
 
   /** Whether a write of `chunk` may run the step at once (see the top of this file). */
   private idle(chunk: unknown): boolean {
-    const r = (this as unknown as { _readableState: ReadableStateView })._readableState;
+    const r = readableState(this);
     return (
       writableIdle(this) &&
       (writableState(this).objectMode ? chunk !== null && chunk !== undefined : Buffer.isBuffer(chunk)) &&
