@@ -30,7 +30,7 @@
  */
 import { Buffer } from 'node:buffer';
 import { Duplex } from '../stages/streams';
-import { CloseCode, Defaults } from '../protocol/constants';
+import { CloseCode, Defaults, Opcode } from '../protocol/constants';
 import { WebSocketError, isWebSocketError } from '../protocol/errors';
 import { type Frame, type Message, withPayload } from '../protocol/frame';
 import { checkCloseArgs } from '../protocol/close';
@@ -48,6 +48,7 @@ import { Inflater } from '../deflate/inflater';
 import { Deflater } from '../deflate/deflater';
 import type { MaskGenerator } from '../protocol/mask';
 import { Link, type LinkTarget, type StageStream, linkStages } from './link';
+import { MessageSink } from './message-sink';
 import { type Opening, type OpeningOptions, answerRequest, openAsClient } from './opening';
 import { PIPELINE_POINTS, type PipelinePoint, type ReplaceableStage, checkPipelineOptions } from './points';
 
@@ -74,6 +75,12 @@ export interface PipelineOptions extends OpeningOptions {
   handshakeTimeout?: number;
   /** Milliseconds the closing handshake may take before the socket is destroyed. Default 5000. */
   closeTimeout?: number;
+  /**
+   * Bytes of received messages held for a reader that does not read, past the readable side's
+   * readableHighWaterMark messages, before the socket is paused. Reading goes on below it so that
+   * pings are answered and the peer's close is seen whatever the reader does. Default 16 MiB.
+   */
+  memoryBudget?: number;
   /** Client role: the masking keys (tests only; default: crypto-random, RFC 6455 §10.3). */
   generateMask?: MaskGenerator;
 }
@@ -121,17 +128,6 @@ function copyBytes(value: unknown): unknown {
 /** The status of a request that cannot be parsed or is not a valid upgrade. */
 const BAD_REQUEST = 400;
 
-/** The pipeline's own readable side as a link's target. */
-class MessageSink implements LinkTarget {
-  constructor(private readonly pipeline: ComposedPipeline) {}
-  write(value: unknown): boolean {
-    return this.pipeline.push(value);
-  }
-  end(): void {
-    this.pipeline.push(null);
-  }
-}
-
 /**
  * A composed connection: a Duplex of messages (read Message values; write Message values,
  * strings as text or Buffers as binary). See the module comment and composePipeline().
@@ -154,8 +150,12 @@ export class ComposedPipeline extends Duplex {
   private readonly allLinks: Link[] = [];
   /** socket > HandshakeParser: cut when the connection fails (nothing more is read). */
   private socketLink: Link | null = null;
-  /** The last inbound stage > our readable side: released by _read(). */
+  /** The last inbound stage > our readable side (through `sink`). */
   private tailLink: Link | null = null;
+  /** Messages waiting for a reader that does not read, within memoryBudget. */
+  private sink: MessageSink | null = null;
+  /** Answers the peer's close if the reader has not read up to it in half of closeTimeout. */
+  private answerTimer: NodeJS.Timeout | null = null;
   /** The outbound data frames > the merge with the replies: cut when failing. */
   private dataLink: Link | null = null;
   /** Ends the merge once both its sources have ended. */
@@ -251,7 +251,35 @@ export class ComposedPipeline extends Duplex {
   }
 
   override _read(): void {
-    this.tailLink?.drained();
+    this.sink?.flush();
+  }
+
+  /** Bytes of received messages waiting for the reader beyond the readable side's own buffer. */
+  get heldBytes(): number {
+    return this.sink?.heldBytes ?? 0;
+  }
+
+  /**
+   * Sends a ping (the peer answers with a pong, 'pong'), between data frames, never inside one.
+   * Throws WS_ERR_INVALID_ARGUMENT for a payload over 125 bytes, WS_ERR_INVALID_STATE before the
+   * opening handshake is done or once a close frame was sent.
+   */
+  ping(payload: string | Buffer = Buffer.alloc(0)): void {
+    this.sendControl(Opcode.Ping, payload);
+  }
+
+  /** Sends an unsolicited pong (a one-way heartbeat, RFC 6455 §5.5.3); as ping(). */
+  pong(payload: string | Buffer = Buffer.alloc(0)): void {
+    this.sendControl(Opcode.Pong, payload);
+  }
+
+  private sendControl(opcode: Opcode.Ping | Opcode.Pong, payload: string | Buffer): void {
+    const data = typeof payload === 'string' ? Buffer.from(payload) : payload;
+    if (!Buffer.isBuffer(data)) throw new WebSocketError('WS_ERR_INVALID_ARGUMENT', 'a ping or pong payload is a string or a Buffer');
+    const responder = this.responder;
+    const closing = responder === null || this.finished || this.outboundEnded || this.failed;
+    const err = closing ? new WebSocketError('WS_ERR_INVALID_STATE', 'the pipeline is not open') : responder.sendControl(opcode, data);
+    if (err !== null) throw err;
   }
 
   // ----- Building -----
@@ -312,7 +340,13 @@ export class ComposedPipeline extends Duplex {
     ];
     // Inbound: handshake ... responder, then the pipeline's readable side.
     const tail = this.chain(this.stages.handshake!, 'afterHandshake', inbound, server);
-    this.tailLink = this.link(tail.last, new MessageSink(this), tail.points, true);
+    const sink = new MessageSink(
+      { readable: this, closeSent: () => responder.core.closeSent },
+      o.memoryBudget ?? Defaults.memoryBudget,
+      () => this.tailLink?.drained(),
+    );
+    this.sink = sink;
+    this.tailLink = this.link(tail.last, sink, tail.points, true);
     // Outbound: the application's messages ... (deflater), merged with the replies, ... socket.
     const data = this.chain(null, null, outbound, false);
     this.entry = data.first;
@@ -437,8 +471,15 @@ export class ComposedPipeline extends Duplex {
     this.peerClose = { code, reason };
     this.closeCode ??= { code, reason };
     const reading = this.listenerCount('data') > 0 || this.listenerCount('readable') > 0;
-    if (reading && !this.readableEnded) this.once('end', () => this.end());
-    else this.end();
+    if (reading && !this.readableEnded) {
+      this.once('end', () => this.end());
+      // A reader that stopped for good must not hang the handshake: half of closeTimeout later
+      // the close is answered anyway (what it has not read stays readable).
+      this.answerTimer = setTimeout(() => this.end(), (this.options.closeTimeout ?? Defaults.closeTimeout) / 2);
+      this.answerTimer.unref?.();
+    } else {
+      this.end();
+    }
     this.maybeEndSocket();
   }
 
@@ -517,6 +558,7 @@ export class ComposedPipeline extends Duplex {
     if (this.finished) return;
     this.finished = true;
     this.clearTimer();
+    if (this.answerTimer !== null) clearTimeout(this.answerTimer);
     for (const link of this.allLinks) link.cut();
     for (const stream of Object.values(this.stages)) if (!stream.destroyed) stream.destroy();
     for (const list of Object.values(this.options.insert ?? {})) {

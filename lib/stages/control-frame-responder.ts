@@ -151,6 +151,19 @@ export class ControlFrameResponderCore {
   }
 
   /**
+   * The application's own ping, or an unsolicited pong (RFC 6455 §5.5.2, §5.5.3), queued as a
+   * reply: it goes out between data frames, never inside one. Returns WS_ERR_INVALID_ARGUMENT for
+   * a payload over 125 bytes (§5.5) and WS_ERR_INVALID_STATE once a close was sent (nothing
+   * follows a close frame); nothing is sent then.
+   */
+  sendControl(opcode: Opcode.Ping | Opcode.Pong, payload: Buffer): WebSocketError | null {
+    if (payload.length > 125) return new WebSocketError('WS_ERR_INVALID_ARGUMENT', 'control payload over 125 bytes');
+    if ((this.flags & CLOSE_SENT) !== 0 || this.error !== null) return new WebSocketError('WS_ERR_INVALID_STATE', 'a close frame was sent');
+    this.handler.onReply(makeFrame(opcode, payload));
+    return null;
+  }
+
+  /**
    * Answers the peer's close (RFC 6455 §5.5.1: "If an endpoint receives a Close frame and did not
    * previously send a Close frame, the endpoint MUST send a Close frame in response. (When sending
    * a Close frame in response, the endpoint typically echos the status code it received.)"): the
@@ -292,6 +305,11 @@ export class ControlFrameResponder extends Stage {
     const err = this.core.close(code, reason);
     this.settle();
     return err;
+  }
+
+  /** See ControlFrameResponderCore.sendControl: a ping or pong of the application's, on `replies`. */
+  sendControl(opcode: Opcode.Ping | Opcode.Pong, payload: Buffer): WebSocketError | null {
+    return this.core.sendControl(opcode, payload);
   }
 
   /** closeAnswer 'manual': answers the peer's close; see ControlFrameResponderCore.answerClose. */

@@ -12,8 +12,7 @@
  * throws WS_ERR_STREAM_INTERNALS at once, naming the fields and the versions, instead of
  * reordering or losing data later.
  */
-import * as rs from 'readable-stream';
-import type { Readable, Writable } from './streams';
+import { Duplex, type Readable, type Writable } from './streams';
 
 /** The fields of ReadableState that the fast paths read or set. */
 export interface ReadableStateView {
@@ -88,7 +87,7 @@ const WRITABLE_FIELDS: ReadonlyArray<[keyof WritableStateView, string]> = [
  * What is wrong with the internals of this readable-stream, as a list of findings (empty: all
  * is as the fast paths assume). `make` builds the probe stream (a test passes another).
  */
-export function findInternalsMismatch(make: () => rs.Duplex = probeStream): string[] {
+export function findInternalsMismatch(make: () => Duplex = probeStream): string[] {
   const found: string[] = [];
   const d = make();
   const r = (d as unknown as { _readableState?: Record<string, unknown> })._readableState;
@@ -117,14 +116,14 @@ export function findInternalsMismatch(make: () => rs.Duplex = probeStream): stri
   return found;
 }
 
-function probeStream(): rs.Duplex {
-  return new rs.Duplex({ read: ignore, write: (_c, _e, cb) => cb() });
+function probeStream(): Duplex {
+  return new Duplex({ read: ignore, write: (_c, _e, cb) => cb() });
 }
 
 function ignore(): void {}
 
 /** Throws WS_ERR_STREAM_INTERNALS when findInternalsMismatch() finds anything. */
-export function checkStreamInternals(make?: () => rs.Duplex): void {
+export function checkStreamInternals(make?: () => Duplex): void {
   const found = findInternalsMismatch(make);
   if (found.length === 0) return;
   const err = new Error(

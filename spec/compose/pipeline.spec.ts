@@ -294,6 +294,89 @@ describe('composePipeline', () => {
     });
   });
 
+  describe('control frames whatever the reader does (only data backpressures)', () => {
+    /** Reads `socket` until `done(frames)` says so; the frames decoded so far. */
+    async function readUntil(socket: net.Socket, first: Buffer, done: (frames: ReturnType<typeof decodeFrames>['frames']) => boolean): Promise<ReturnType<typeof decodeFrames>['frames']> {
+      let bytes = first;
+      for (;;) {
+        const frames = decodeFrames(bytes).frames;
+        if (done(frames)) return frames;
+        bytes = Buffer.concat([bytes, await readBytes(socket, 1)]);
+      }
+    }
+
+    it('nobody reads the messages: a ping after 4 MB of them is answered, and the close is echoed with its code and reason', async () => {
+      let pipeline: ComposedPipeline | null = null;
+      const port = await start({}, (p) => {
+        pipeline = p;
+      });
+      const { socket, rest } = await rawClient(port);
+      const payload = 'x'.repeat(1024);
+      const many: Buffer[] = [];
+      for (let i = 0; i < 4000; i++) many.push(clientFrame(Opcode.Text, payload));
+      socket.write(Buffer.concat([...many, clientFrame(Opcode.Ping, 'still there?')]));
+      const pong = await readUntil(socket, rest, (fs) => fs.some((f) => f.opcode === Opcode.Pong));
+      expect(pong.find((f) => f.opcode === Opcode.Pong)!.payload.toString()).to.equal('still there?');
+      const gone = whenClosed(pipeline!);
+      socket.write(clientClose(4001, 'bye now'));
+      const frames = await readUntil(socket, Buffer.alloc(0), (fs) => fs.some((f) => f.opcode === Opcode.Close));
+      expect(closeOf(frames.find((f) => f.opcode === Opcode.Close)!)).to.deep.equal({ code: 4001, reason: 'bye now' });
+      await closed(socket);
+      expect(await gone).to.deep.equal([4001, 'bye now']);
+      // What nobody read is still there to read, in order.
+      expect(pipeline!.readableLength).to.be.greaterThan(0);
+    });
+
+    it('a reader that paused for good: the peer\'s close is answered after half of closeTimeout, not at closeTimeout with 1006', async () => {
+      let pipeline: ComposedPipeline | null = null;
+      const port = await start({ closeTimeout: 600 }, (p) => {
+        pipeline = p;
+        p.on('data', () => p.pause());
+      });
+      const { socket, rest } = await rawClient(port);
+      const gone = whenClosed(pipeline!);
+      const all = readAll(socket);
+      socket.write(Buffer.concat([clientFrame(Opcode.Text, 'one'), clientFrame(Opcode.Text, 'two'), clientClose(1000, 'done')]));
+      const frames = decodeFrames(Buffer.concat([rest, await all])).frames;
+      expect(frames.map((f) => f.opcode)).to.deep.equal([Opcode.Close]);
+      expect(closeOf(frames[0]!)).to.deep.equal({ code: 1000, reason: 'done' });
+      expect(await gone).to.deep.equal([1000, 'done']);
+    });
+
+    it('ping(payload) and pong(payload): sent between data frames; over 125 bytes throws; once closing, WS_ERR_INVALID_STATE', async () => {
+      let pipeline: ComposedPipeline | null = null;
+      const port = await start({}, (p) => {
+        pipeline = p;
+      });
+      const { socket, rest } = await rawClient(port);
+      const p = pipeline!;
+      const pongs: string[] = [];
+      p.on('pong', (payload: Buffer) => pongs.push(payload.toString()));
+      p.write('before');
+      p.ping('are you there');
+      p.pong(Buffer.from('heartbeat'));
+      p.write('after');
+      expect(() => p.ping('x'.repeat(126))).to.throw().with.property('code', 'WS_ERR_INVALID_ARGUMENT');
+      const frames = await readUntil(socket, rest, (fs) => fs.length >= 4);
+      expect(frames.map((f) => [f.opcode, f.payload.toString()])).to.deep.equal([
+        [Opcode.Text, 'before'],
+        [Opcode.Ping, 'are you there'],
+        [Opcode.Pong, 'heartbeat'],
+        [Opcode.Text, 'after'],
+      ]);
+      const gotPong = once(p, 'pong');
+      socket.write(clientFrame(Opcode.Pong, 'are you there'));
+      await gotPong;
+      expect(pongs).to.deep.equal(['are you there']);
+      p.close(1000);
+      expect(() => p.ping()).to.throw().with.property('code', 'WS_ERR_INVALID_STATE');
+      const gone = whenClosed(p);
+      socket.write(clientClose(1000));
+      await gone;
+      await closed(socket);
+    });
+  });
+
   describe('failing the connection (RFC 6455 §7.1.7)', () => {
     const cases: Array<[string, Buffer, string, number]> = [
       ['an unmasked client frame', Buffer.from([0x81, 0x01, 0x61]), 'WS_ERR_EXPECTED_MASK', 1002],
@@ -368,12 +451,13 @@ describe('composePipeline', () => {
   });
 
   describe('backpressure', () => {
-    it('a reader that stops reading pauses the socket; reading again delivers every message in order', async () => {
+    it('a reader that stops reading pauses the socket once memoryBudget is held; reading again delivers every message in order', async () => {
       let pipeline: ComposedPipeline | null = null;
       let serverSocket: net.Socket | null = null;
+      const memoryBudget = 256 * 1024;
       const server = net.createServer((socket) => {
         serverSocket = socket;
-        pipeline = composePipeline(socket, { role: 'server' });
+        pipeline = composePipeline(socket, { role: 'server', memoryBudget });
       });
       server.listen(0, LOCAL);
       await once(server, 'listening');
@@ -383,11 +467,13 @@ describe('composePipeline', () => {
       const count = 2000;
       const payload = 'x'.repeat(1024);
       for (let i = 0; i < count; i++) ws.send(`${i} ${payload}`);
-      // Nobody reads the pipeline: the stages fill up and the socket is paused.
+      // Nobody reads the pipeline: messages are held up to the budget, then the socket is paused.
       const deadline = Date.now() + 5000;
       while (serverSocket!.isPaused() === false && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
       expect(serverSocket!.isPaused()).to.equal(true);
       expect(pipeline!.readableLength).to.be.at.most(pipeline!.readableHighWaterMark);
+      // Held for the reader: the budget, and at most one message past it.
+      expect(pipeline!.heldBytes).to.be.at.least(memoryBudget).and.at.most(memoryBudget + 2048);
       const got: number[] = [];
       const all = new Promise<void>((resolve) => {
         pipeline!.on('data', (m: Message) => {

@@ -128,6 +128,20 @@ describe('ControlFrameResponder', () => {
       expect(events.filter((e) => e[0] === 'ping')).to.have.length(1);
       expect(replies().map((f) => f.opcode)).to.deep.equal([Opcode.Close]);
     });
+
+    it("sendControl: the application's ping and unsolicited pong as whole frames; 126 bytes or after a close, an error and nothing sent", () => {
+      const { core, replies } = setup();
+      expect(core.sendControl(Opcode.Ping, Buffer.from('p'))).to.equal(null);
+      expect(core.sendControl(Opcode.Pong, Buffer.alloc(125))).to.equal(null);
+      expect(core.sendControl(Opcode.Ping, Buffer.alloc(126))).to.have.property('code', 'WS_ERR_INVALID_ARGUMENT');
+      expect(replies().map((f) => [f.opcode, f.fin, f.payload.length])).to.deep.equal([
+        [Opcode.Ping, true, 1],
+        [Opcode.Pong, true, 125],
+      ]);
+      core.close(1000);
+      expect(core.sendControl(Opcode.Ping, Buffer.alloc(0))).to.have.property('code', 'WS_ERR_INVALID_STATE');
+      expect(replies().map((f) => f.opcode)).to.deep.equal([Opcode.Ping, Opcode.Pong, Opcode.Close]);
+    });
   });
 
   describe('closing handshake (§5.5.1, §7)', () => {

@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import * as rs from 'readable-stream';
+import { Duplex } from 'readable-stream';
 import { READABLE_STREAM_VERSION, checkStreamInternals, findInternalsMismatch } from '../../lib/stages/stream-internals';
 
 const root = path.join(__dirname, '..', '..');
@@ -20,8 +20,8 @@ describe('stream-internals', () => {
   });
 
   it('names a missing field, and checkStreamInternals throws WS_ERR_STREAM_INTERNALS with it', () => {
-    const renamed = (): rs.Duplex => {
-      const d = new rs.Duplex({ read() {}, write: (_c, _e, cb) => cb() });
+    const renamed = (): Duplex => {
+      const d = new Duplex({ read() {}, write: (_c, _e, cb) => cb() });
       const w = (d as unknown as { _writableState: object })._writableState;
       // A release that renamed `corked` (as a release may: the field is internal).
       Object.defineProperty(d, '_writableState', { value: Object.assign(Object.create(null), { ...w, corked: undefined }) });
@@ -35,8 +35,8 @@ describe('stream-internals', () => {
   });
 
   it('notices a field that is there but no longer means what the fast paths read', () => {
-    const frozen = (): rs.Duplex => {
-      const d = new rs.Duplex({ read() {}, write: (_c, _e, cb) => cb() });
+    const frozen = (): Duplex => {
+      const d = new Duplex({ read() {}, write: (_c, _e, cb) => cb() });
       const r = (d as unknown as { _readableState: object })._readableState;
       // flowing kept as a plain field that nothing updates any more
       Object.defineProperty(d, '_readableState', { value: new Proxy(r, { get: (t, k) => (k === 'flowing' ? false : Reflect.get(t, k)) }) });
