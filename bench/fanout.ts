@@ -19,6 +19,9 @@
  * and compressible (the clients count compressed frames, they do not inflate).
  *
  * BENCH_FANOUT_QUICK=1 runs smaller cases (a smoke test). Runs as compiled JS (dist/bench).
+ * `--case <text>` runs only the case labelled <text>, or else every case whose label contains it
+ * (and then writes no results file); `--impl ws|ours` only one side; `--cpu-prof <dir>` runs each server under
+ * `node --cpu-prof` with its profile written to <dir>.
  */
 import { ChildProcess, fork } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
@@ -30,6 +33,15 @@ import * as path from 'node:path';
 const SERVER_CPU = '0';
 const CLIENT_CPU = '1';
 const QUICK = process.env.BENCH_FANOUT_QUICK === '1';
+
+/** The value after `--name` on the command line (main process only), or null. */
+function option(name: string): string | null {
+  const i = process.argv.indexOf(`--${name}`);
+  if (i === -1) return null;
+  const value = process.argv[i + 1];
+  if (value === undefined) throw new Error(`--${name} needs a value`);
+  return value;
+}
 const KiB = 1024;
 const STALLED_LIMIT = 256 * KiB;
 
@@ -56,7 +68,7 @@ const CASES: Case[] = QUICK
       { label: '64 B, 1 000 subscribers, 1 message per turn', burst: 1, subscribers: 1000, size: 64, messages: 200, stalled: 0, deflate: false },
       { label: '64 B, 1 000 subscribers', burst: 10, subscribers: 1000, size: 64, messages: 300, stalled: 0, deflate: false },
       { label: '64 B, 10 000 subscribers', burst: 10, subscribers: 10_000, size: 64, messages: 50, stalled: 0, deflate: false },
-      { label: '16 KiB, 1 000 subscribers', burst: 10, subscribers: 1000, size: 16 * KiB, messages: 60, stalled: 0, deflate: false },
+      { label: '16 KiB, 1 000 subscribers', burst: 10, subscribers: 1000, size: 16 * KiB, messages: 300, stalled: 0, deflate: false },
       { label: '16 KiB, 10 000 subscribers', burst: 10, subscribers: 10_000, size: 16 * KiB, messages: 6, stalled: 0, deflate: false },
       { label: '64 B, 1 000 subscribers, 10 % stalled', burst: 10, subscribers: 1000, size: 64, messages: 300, stalled: 100, deflate: false },
       { label: '16 KiB, 1 000 subscribers, 10 % stalled', burst: 10, subscribers: 1000, size: 16 * KiB, messages: 320, stalled: 100, deflate: false },
@@ -159,6 +171,13 @@ function clientsRole(): void {
   let received = 0;
   let lastAt = 0;
   const sockets: net.Socket[] = [];
+  // The subscribers' CPU time from their first message on (user + system, µs).
+  let cpuAtFirst: NodeJS.CpuUsage | null = null;
+  const cpuMicros = (): number => {
+    if (cpuAtFirst === null) return 0;
+    const u = process.cpuUsage(cpuAtFirst);
+    return u.user + u.system;
+  };
 
   /** Counts whole data messages in the frames of one connection (server frames: never masked). */
   function counter(): (chunk: Buffer) => void {
@@ -167,6 +186,7 @@ function clientsRole(): void {
     let skip = 0;
     let countAtEnd = false;
     return (chunk) => {
+      cpuAtFirst ??= process.cpuUsage();
       let i = 0;
       while (i < chunk.length) {
         if (skip > 0) {
@@ -239,7 +259,7 @@ function clientsRole(): void {
     process.send!({ type: 'failed', error: err.message });
   });
   process.on('message', (m: { cmd: string }) => {
-    if (m.cmd === 'progress') process.send!({ type: 'progress', received, lastAt });
+    if (m.cmd === 'progress') process.send!({ type: 'progress', received, lastAt, cpuMicros: cpuMicros() });
     if (m.cmd === 'stop') {
       for (const s of sockets) s.destroy();
       process.exit(0);
@@ -251,10 +271,10 @@ function clientsRole(): void {
 
 const SELF = __filename;
 
-function child(role: string, cpu: string, env: Record<string, string>): ChildProcess {
+function child(role: string, cpu: string, env: Record<string, string>, nodeArgs: string[] = []): ChildProcess {
   return fork(SELF, [role], {
     execPath: 'taskset',
-    execArgv: ['-c', cpu, process.execPath],
+    execArgv: ['-c', cpu, process.execPath, ...nodeArgs],
     env: { ...process.env, ...env },
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
@@ -280,6 +300,8 @@ function next<T extends { type: string }>(proc: ChildProcess, type: string, time
 
 interface Figures {
   deliveriesPerSecond: number;
+  /** The subscribers' process: CPU time over the measured time (near 100 %: it, not the server, sets the pace). */
+  clientBusy: number;
   cpuPerDelivery: number;
   maxRss: number;
   rssGrowth: number;
@@ -288,9 +310,10 @@ interface Figures {
   discarded: number;
 }
 
-async function runCase(c: Case, impl: Impl): Promise<Figures> {
+async function runCase(c: Case, impl: Impl, profileDir: string | null): Promise<Figures> {
   const deflate = c.deflate ? '1' : '0';
-  const server = child('server', SERVER_CPU, { IMPL: impl, DEFLATE: deflate });
+  const nodeArgs = profileDir === null ? [] : ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${impl}-${c.label.replace(/[^a-zA-Z0-9]+/g, '-')}.cpuprofile`];
+  const server = child('server', SERVER_CPU, { IMPL: impl, DEFLATE: deflate }, nodeArgs);
   const { port } = await next<{ type: string; port: number }>(server, 'listening');
   const clients = child('clients', CLIENT_CPU, { PORT: String(port), SUBSCRIBERS: String(c.subscribers), STALLED: String(c.stalled), DEFLATE: deflate });
   await next(clients, 'connected', 180_000);
@@ -299,12 +322,12 @@ async function runCase(c: Case, impl: Impl): Promise<Figures> {
   const expected = (c.subscribers - c.stalled) * c.messages;
   const start = performance.timeOrigin + performance.now();
   server.send({ cmd: 'run', size: c.size, messages: c.messages, deflate: c.deflate, burst: c.burst });
-  let progress = { received: 0, lastAt: start };
+  let progress = { received: 0, lastAt: start, cpuMicros: 0 };
   let unchangedSince = Date.now();
   for (;;) {
     await new Promise((r) => setTimeout(r, 50));
     clients.send({ cmd: 'progress' });
-    const p = await next<{ type: string; received: number; lastAt: number }>(clients, 'progress');
+    const p = await next<{ type: string; received: number; lastAt: number; cpuMicros: number }>(clients, 'progress');
     if (p.received !== progress.received) unchangedSince = Date.now();
     progress = p;
     if (p.received >= expected || Date.now() - unchangedSince > 3000) break;
@@ -316,6 +339,7 @@ async function runCase(c: Case, impl: Impl): Promise<Figures> {
   await Promise.all([server, clients].map((p) => (p.exitCode !== null ? null : new Promise((r) => p.once('close', r)))));
   const seconds = (progress.lastAt - start) / 1000;
   return {
+    clientBusy: progress.cpuMicros / 1e6 / seconds,
     deliveriesPerSecond: progress.received / seconds,
     cpuPerDelivery: result.cpuMicros / Math.max(1, progress.received),
     maxRss: result.maxRss,
@@ -330,6 +354,14 @@ const fmt = (n: number, digits = 0): string => n.toLocaleString('en-US', { maxim
 const mib = (n: number): string => `${fmt(n / (1024 * 1024), 1)} MiB`;
 
 async function main(): Promise<void> {
+  const only = option('case');
+  const impls = (option('impl') ?? 'ws,ours').split(',') as Impl[];
+  if (impls.some((i) => i !== 'ws' && i !== 'ours')) throw new Error('--impl takes ws, ours or ws,ours');
+  const profileDir = option('cpu-prof');
+  // A label given whole selects that case alone; otherwise every label containing the text.
+  const exact = CASES.filter((c) => c.label === only);
+  const cases = only === null ? CASES : exact.length > 0 ? exact : CASES.filter((c) => c.label.includes(only));
+  if (cases.length === 0) throw new Error(`no case matches ${JSON.stringify(only)}; the cases: ${CASES.map((c) => c.label).join('; ')}`);
   const began = Date.now();
   const lines: string[] = [];
   lines.push(`# Fan-out: one publisher, many subscribers (${new Date().toISOString().slice(0, 10)})`, '');
@@ -337,27 +369,28 @@ async function main(): Promise<void> {
     `Node ${process.version}, ${os.cpus()[0]?.model ?? 'unknown CPU'}, ${os.cpus().length} CPUs (shared with other work while measured); server on CPU ${SERVER_CPU}, subscribers on CPU ${CLIENT_CPU}.`,
     `ours: server.publish(topic, data), subscribers { limit: 256 KiB, policy: 'drop-oldest' }; ws: for (const c of wss.clients) c.send(data). 10 messages published per turn of the event loop unless the case says otherwise. One run per cell.`,
     '',
-    '| case | server | deliveries/s | ratio | CPU µs/delivery | peak RSS | RSS growth | delivered / expected | discarded (ours) |',
-    '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+    '| case | server | deliveries/s | ratio | CPU µs/delivery | peak RSS | RSS growth | delivered / expected | discarded (ours) | subscribers\' CPU |',
+    '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
   );
-  for (const c of CASES) {
+  for (const c of cases) {
     const figures: Partial<Record<Impl, Figures>> = {};
-    for (const impl of ['ws', 'ours'] as Impl[]) {
+    for (const impl of impls) {
       process.stderr.write(`${c.label}: ${impl}...\n`);
-      figures[impl] = await runCase(c, impl);
+      figures[impl] = await runCase(c, impl, profileDir);
     }
-    for (const impl of ['ws', 'ours'] as Impl[]) {
+    for (const impl of impls) {
       const f = figures[impl]!;
-      const ratio = impl === 'ours' ? `${fmt(f.deliveriesPerSecond / figures.ws!.deliveriesPerSecond, 2)}x` : '1.00x';
+      const ws = figures.ws;
+      const ratio = ws === undefined ? '-' : impl === 'ours' ? `${fmt(f.deliveriesPerSecond / ws.deliveriesPerSecond, 2)}x` : '1.00x';
       lines.push(
-        `| ${c.label} | ${impl} | ${fmt(f.deliveriesPerSecond)} | ${ratio} | ${fmt(f.cpuPerDelivery, 2)} | ${mib(f.maxRss)} | ${mib(f.rssGrowth)} | ${fmt(f.delivered)} / ${fmt(f.expected)} | ${impl === 'ours' ? fmt(f.discarded) : '-'} |`,
+        `| ${c.label} | ${impl} | ${fmt(f.deliveriesPerSecond)} | ${ratio} | ${fmt(f.cpuPerDelivery, 2)} | ${mib(f.maxRss)} | ${mib(f.rssGrowth)} | ${fmt(f.delivered)} / ${fmt(f.expected)} | ${impl === 'ours' ? fmt(f.discarded) : '-'} | ${fmt(f.clientBusy * 100)} % |`,
       );
     }
   }
   lines.push('', `Whole run: ${fmt((Date.now() - began) / 1000, 1)} s.`);
   const table = lines.join('\n');
   console.log(table);
-  if (!QUICK) fs.writeFileSync(path.join(__dirname, '..', '..', 'bench', 'results', 'fanout.md'), `${table}\n`);
+  if (!QUICK && only === null && impls.length === 2 && profileDir === null) fs.writeFileSync(path.join(__dirname, '..', '..', 'bench', 'results', 'fanout.md'), `${table}\n`);
 }
 
 const role = process.argv[2];
