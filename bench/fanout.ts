@@ -51,6 +51,8 @@ interface Case {
   label: string;
   /** Messages published per turn of the server's event loop. */
   burst: number;
+  /** Milliseconds between bursts (a paced publisher); 0: the next turn (setImmediate), as fast as the server goes. */
+  interval: number;
   subscribers: number;
   size: number;
   messages: number;
@@ -60,19 +62,21 @@ interface Case {
 
 const CASES: Case[] = QUICK
   ? [
-      { label: '64 B, 200 subscribers', burst: 10, subscribers: 200, size: 64, messages: 100, stalled: 0, deflate: false },
-      { label: '16 KiB, 200 subscribers, 10 % stalled', burst: 10, subscribers: 200, size: 16 * KiB, messages: 100, stalled: 20, deflate: false },
-      { label: '16 KiB deflate, 200 subscribers', burst: 10, subscribers: 200, size: 16 * KiB, messages: 20, stalled: 0, deflate: true },
+      { label: '64 B, 200 subscribers', burst: 10, interval: 0, subscribers: 200, size: 64, messages: 100, stalled: 0, deflate: false },
+      { label: '16 KiB, 200 subscribers, 10 % stalled', burst: 10, interval: 0, subscribers: 200, size: 16 * KiB, messages: 100, stalled: 20, deflate: false },
+      { label: '16 KiB deflate, 200 subscribers', burst: 10, interval: 0, subscribers: 200, size: 16 * KiB, messages: 20, stalled: 0, deflate: true },
     ]
   : [
-      { label: '64 B, 1 000 subscribers, 1 message per turn', burst: 1, subscribers: 1000, size: 64, messages: 200, stalled: 0, deflate: false },
-      { label: '64 B, 1 000 subscribers', burst: 10, subscribers: 1000, size: 64, messages: 300, stalled: 0, deflate: false },
-      { label: '64 B, 10 000 subscribers', burst: 10, subscribers: 10_000, size: 64, messages: 50, stalled: 0, deflate: false },
-      { label: '16 KiB, 1 000 subscribers', burst: 10, subscribers: 1000, size: 16 * KiB, messages: 300, stalled: 0, deflate: false },
-      { label: '16 KiB, 10 000 subscribers', burst: 10, subscribers: 10_000, size: 16 * KiB, messages: 6, stalled: 0, deflate: false },
-      { label: '64 B, 1 000 subscribers, 10 % stalled', burst: 10, subscribers: 1000, size: 64, messages: 300, stalled: 100, deflate: false },
-      { label: '16 KiB, 1 000 subscribers, 10 % stalled', burst: 10, subscribers: 1000, size: 16 * KiB, messages: 320, stalled: 100, deflate: false },
-      { label: '16 KiB deflate (no context takeover), 1 000 subscribers', burst: 10, subscribers: 1000, size: 16 * KiB, messages: 30, stalled: 0, deflate: true },
+      { label: '64 B, 1 000 subscribers, 1 message per turn', burst: 1, interval: 0, subscribers: 1000, size: 64, messages: 200, stalled: 0, deflate: false },
+      { label: '64 B, 1 000 subscribers', burst: 10, interval: 0, subscribers: 1000, size: 64, messages: 300, stalled: 0, deflate: false },
+      { label: '64 B, 10 000 subscribers', burst: 10, interval: 0, subscribers: 10_000, size: 64, messages: 50, stalled: 0, deflate: false },
+      { label: '16 KiB, 1 000 subscribers', burst: 10, interval: 0, subscribers: 1000, size: 16 * KiB, messages: 300, stalled: 0, deflate: false },
+      { label: '16 KiB, 10 000 subscribers', burst: 10, interval: 0, subscribers: 10_000, size: 16 * KiB, messages: 30, stalled: 0, deflate: false },
+      { label: '64 B, 1 000 subscribers, 10 % stalled', burst: 10, interval: 0, subscribers: 1000, size: 64, messages: 300, stalled: 100, deflate: false },
+      // Memory: each stalled subscriber is sent 32 MiB, several times what loopback's socket buffers absorb (about 9 MiB
+      // each here); paced at 400 messages/s, which the readers follow, so that only the stalled fall behind.
+      { label: '16 KiB, 200 subscribers, 10 % stalled, 400 messages/s', burst: 10, interval: 25, subscribers: 200, size: 16 * KiB, messages: 2000, stalled: 20, deflate: false },
+      { label: '16 KiB deflate (no context takeover), 1 000 subscribers', burst: 10, interval: 0, subscribers: 1000, size: 16 * KiB, messages: 30, stalled: 0, deflate: true },
     ];
 
 /** A compressible payload of `size` bytes (JSON-like records) or random-ish bytes. */
@@ -94,6 +98,8 @@ interface RunResult {
   rssBefore: number;
   maxRss: number;
   dropped: number;
+  /** ours: frames encoded per published message, as the publish diagnostics channel tells. */
+  encodingsPerMessage: number | null;
 }
 
 function serverRole(): void {
@@ -101,6 +107,8 @@ function serverRole(): void {
   const deflate = process.env.DEFLATE === '1';
   let publish: (data: Buffer) => void;
   let stats = (): number => 0;
+  let encodings = 0;
+  let publications = 0;
   let port = 0;
   const listening = (p: number): void => {
     port = p;
@@ -134,23 +142,42 @@ function serverRole(): void {
       const c = server.fanoutCounters;
       return c.dropped + c.evicted;
     };
+    // Frames encoded per published message (1: framed once; with deflate, compressed once).
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const diagnostics = require('node:diagnostics_channel') as typeof import('node:diagnostics_channel');
+    diagnostics.subscribe('wspipe:fanout:publish', (m) => {
+      const { encodings: n } = m as { encodings: number };
+      encodings += n;
+      publications++;
+    });
   }
   let cpuStart: NodeJS.CpuUsage | null = null;
   let rssBefore = 0;
-  process.on('message', (m: { cmd: string; size: number; messages: number; deflate: boolean; burst: number }) => {
+  process.on('message', (m: { cmd: string; size: number; messages: number; deflate: boolean; burst: number; interval: number }) => {
     if (m.cmd === 'run') {
       const data = payload(m.size, m.deflate);
       rssBefore = process.memoryUsage().rss;
       cpuStart = process.cpuUsage();
       let sent = 0;
       const next = (): void => {
-        for (let i = 0; i < m.burst && sent < m.messages; i++, sent++) publish(data);
-        if (sent < m.messages) setImmediate(next);
+        // A fresh Buffer per message, as a real publisher's would be (one Buffer sent again and
+        // again would let ws's queued frames all share one payload, hiding what queuing costs).
+        for (let i = 0; i < m.burst && sent < m.messages; i++, sent++) publish(Buffer.from(data));
+        if (sent < m.messages) {
+          if (m.interval === 0) setImmediate(next);
+          else setTimeout(next, m.interval);
+        }
       };
       next();
     } else if (m.cmd === 'stop') {
       const cpu = process.cpuUsage(cpuStart ?? undefined);
-      const result: RunResult = { cpuMicros: cpu.user + cpu.system, rssBefore, maxRss: process.resourceUsage().maxRSS * 1024, dropped: stats() };
+      const result: RunResult = {
+        cpuMicros: cpu.user + cpu.system,
+        rssBefore,
+        maxRss: process.resourceUsage().maxRSS * 1024,
+        dropped: stats(),
+        encodingsPerMessage: publications === 0 ? null : encodings / publications,
+      };
       process.send!({ type: 'result', result }, () => process.exit(0));
     }
   });
@@ -308,6 +335,7 @@ interface Figures {
   delivered: number;
   expected: number;
   discarded: number;
+  encodingsPerMessage: number | null;
 }
 
 async function runCase(c: Case, impl: Impl, profileDir: string | null): Promise<Figures> {
@@ -321,7 +349,7 @@ async function runCase(c: Case, impl: Impl, profileDir: string | null): Promise<
   await new Promise((r) => setTimeout(r, 300));
   const expected = (c.subscribers - c.stalled) * c.messages;
   const start = performance.timeOrigin + performance.now();
-  server.send({ cmd: 'run', size: c.size, messages: c.messages, deflate: c.deflate, burst: c.burst });
+  server.send({ cmd: 'run', size: c.size, messages: c.messages, deflate: c.deflate, burst: c.burst, interval: c.interval });
   let progress = { received: 0, lastAt: start, cpuMicros: 0 };
   let unchangedSince = Date.now();
   for (;;) {
@@ -347,6 +375,7 @@ async function runCase(c: Case, impl: Impl, profileDir: string | null): Promise<
     delivered: progress.received,
     expected,
     discarded: result.dropped,
+    encodingsPerMessage: result.encodingsPerMessage,
   };
 }
 
@@ -369,8 +398,8 @@ async function main(): Promise<void> {
     `Node ${process.version}, ${os.cpus()[0]?.model ?? 'unknown CPU'}, ${os.cpus().length} CPUs (shared with other work while measured); server on CPU ${SERVER_CPU}, subscribers on CPU ${CLIENT_CPU}.`,
     `ours: server.publish(topic, data), subscribers { limit: 256 KiB, policy: 'drop-oldest' }; ws: for (const c of wss.clients) c.send(data). 10 messages published per turn of the event loop unless the case says otherwise. One run per cell.`,
     '',
-    '| case | server | deliveries/s | ratio | CPU µs/delivery | peak RSS | RSS growth | delivered / expected | discarded (ours) | subscribers\' CPU |',
-    '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+    '| case | server | deliveries/s | ratio | CPU µs/delivery | peak RSS | RSS growth | delivered / expected | discarded (ours) | frames encoded per message (ours) | subscribers\' CPU |',
+    '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
   );
   for (const c of cases) {
     const figures: Partial<Record<Impl, Figures>> = {};
@@ -383,7 +412,7 @@ async function main(): Promise<void> {
       const ws = figures.ws;
       const ratio = ws === undefined ? '-' : impl === 'ours' ? `${fmt(f.deliveriesPerSecond / ws.deliveriesPerSecond, 2)}x` : '1.00x';
       lines.push(
-        `| ${c.label} | ${impl} | ${fmt(f.deliveriesPerSecond)} | ${ratio} | ${fmt(f.cpuPerDelivery, 2)} | ${mib(f.maxRss)} | ${mib(f.rssGrowth)} | ${fmt(f.delivered)} / ${fmt(f.expected)} | ${impl === 'ours' ? fmt(f.discarded) : '-'} | ${fmt(f.clientBusy * 100)} % |`,
+        `| ${c.label} | ${impl} | ${fmt(f.deliveriesPerSecond)} | ${ratio} | ${fmt(f.cpuPerDelivery, 2)} | ${mib(f.maxRss)} | ${mib(f.rssGrowth)} | ${fmt(f.delivered)} / ${fmt(f.expected)} | ${impl === 'ours' ? fmt(f.discarded) : '-'} | ${f.encodingsPerMessage === null ? '-' : fmt(f.encodingsPerMessage, 2)} | ${fmt(f.clientBusy * 100)} % |`,
       );
     }
   }
