@@ -26,7 +26,7 @@
  * (and then writes no results file); `--impl ws|ours` only one side; `--cpu-prof <dir>` runs each server under
  * `node --cpu-prof` with its profile written to <dir>.
  */
-import { ChildProcess, fork } from 'node:child_process';
+import { ChildProcess, execFileSync, fork } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
@@ -385,6 +385,25 @@ async function runCase(c: Case, impl: Impl, profileDir: string | null): Promise<
   };
 }
 
+/** The commit measured (with a note when the tree has changes). */
+function commit(): string {
+  try {
+    const head = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim();
+    const dirty = execFileSync('git', ['status', '--porcelain', '--untracked-files=no'], { encoding: 'utf8' }).trim() !== '';
+    return dirty ? `${head} (with uncommitted changes)` : head;
+  } catch {
+    return 'an unknown commit';
+  }
+}
+
+function ulimit(): string {
+  try {
+    return execFileSync('sh', ['-c', 'ulimit -n'], { encoding: 'utf8' }).trim();
+  } catch {
+    return '?';
+  }
+}
+
 const fmt = (n: number, digits = 0): string => n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
 const mib = (n: number): string => `${fmt(n / (1024 * 1024), 1)} MiB`;
 
@@ -402,6 +421,7 @@ async function main(): Promise<void> {
   lines.push(`# Fan-out: one publisher, many subscribers (${new Date().toISOString().slice(0, 10)})`, '');
   lines.push(
     `Node ${process.version}, ${os.cpus()[0]?.model ?? 'unknown CPU'}, ${os.cpus().length} CPUs (shared with other work while measured); server on CPU ${SERVER_CPU}, subscribers on CPU ${CLIENT_CPU}.`,
+    `Measured at ${commit()} with \`${['node', ...process.argv.slice(1).map((a) => path.relative(process.cwd(), a) || a)].join(' ')}\` (ulimit -n ${ulimit()}); load average of the machine at the start ${os.loadavg().map((l) => l.toFixed(1)).join(' / ')} (1 / 5 / 15 min): other work shared it.`,
     `ours: server.publish(topic, data), subscribers { limit: 256 KiB with stalled subscribers, else 8 MiB, policy: 'drop-oldest' }; ws: for (const c of wss.clients) c.send(data). 10 messages published per turn of the event loop unless the case says otherwise. One run per cell.`,
     '',
     '| case | server | deliveries/s | ratio | CPU µs/delivery | peak RSS | RSS growth | delivered / expected | discarded (ours) | compressions per message (ours) | subscribers\' CPU |',
@@ -422,7 +442,7 @@ async function main(): Promise<void> {
       );
     }
   }
-  lines.push('', `Whole run: ${fmt((Date.now() - began) / 1000, 1)} s.`);
+  lines.push('', `Whole run: ${fmt((Date.now() - began) / 1000, 1)} s; load average at the end ${os.loadavg().map((l) => l.toFixed(1)).join(' / ')}.`);
   const table = lines.join('\n');
   console.log(table);
   if (!QUICK && only === null && impls.length === 2 && profileDir === null) fs.writeFileSync(path.join(__dirname, '..', '..', 'bench', 'results', 'fanout.md'), `${table}\n`);
