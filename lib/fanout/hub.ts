@@ -83,10 +83,16 @@ function checkTopic(topic: unknown): asserts topic is string {
 }
 
 /**
- * Frames handed to one subscriber within one turn of the event loop go out together at its end
- * (one socket write for a burst of publishes, instead of one each), up to this many bytes.
+ * How many bytes a subscriber's connection may hold (its socket's buffer plus the frames of this
+ * turn not written yet) and still be handed more at once; at most half the smallest limit of its
+ * subscriptions, so that what the socket holds and what is queued stay within the limit (a
+ * queue always keeps the newest message: the limit plus one message when the socket alone
+ * holds more than the limit minus one message). Frames handed to it within one turn of the event loop go out together at the
+ * turn's end, in one socket write, or earlier once they reach this. Past it, its queue waits for
+ * the socket's 'drain'. A socket's own mark (16 KiB) is one large message: waiting for 'drain' at
+ * it would send a burst of large messages one write and one 'drain' each.
  */
-const BATCH_BYTES = 16 * 1024;
+const WRITE_AHEAD = 256 * 1024;
 
 type Tapped = { frame: Frame; message: Message };
 
@@ -101,10 +107,12 @@ class Subscriber implements DeliverySink<Publication> {
     if (err === null || err === undefined) this.queue.drained();
   };
 
-  /** Frames of this turn not written yet (see BATCH_BYTES), their size, and what taps would see of them. */
+  /** Frames of this turn not written yet (see WRITE_AHEAD), their size, and what taps would see of them. */
   private batch: Buffer[] | null = null;
   private batchBytes = 0;
   private batchTaps: Array<() => Tapped> = [];
+  /** WRITE_AHEAD, or half the smallest limit of this connection's subscriptions when smaller (see limitsChanged). */
+  private writeAhead = WRITE_AHEAD;
 
   constructor(
     readonly ws: WebSocket,
@@ -124,7 +132,15 @@ class Subscriber implements DeliverySink<Publication> {
     return false;
   }
 
-  /** Adds a frame to this turn's batch: true while the batch is small (it goes at the turn's end). */
+  /** The subscriptions changed: the write-ahead follows their smallest limit (see WRITE_AHEAD). */
+  limitsChanged(): void {
+    let least = Infinity;
+    for (const sub of this.subscriptions.values()) least = Math.min(least, sub.limit);
+    if (this.broadcastSub !== null) least = Math.min(least, this.broadcastSub.limit);
+    this.writeAhead = Math.min(WRITE_AHEAD, Math.floor(least / 2));
+  }
+
+  /** Adds a frame to this turn's batch: true while the connection holds less than its write-ahead (the batch goes at the turn's end). */
   private add(bytes: Buffer[], size: number, tapped: () => Tapped): boolean {
     if (this.batch === null) {
       this.batch = [];
@@ -133,10 +149,13 @@ class Subscriber implements DeliverySink<Publication> {
     for (const b of bytes) this.batch.push(b);
     this.batchBytes += size;
     this.batchTaps.push(tapped);
-    return this.batchBytes < BATCH_BYTES || this.flush();
+    return this.buffered() < this.writeAhead || this.flush();
   }
 
-  /** Writes this turn's batch (in one write); false when the connection is full (the queue then waits for onRoom). */
+  /**
+   * Writes this turn's batch (in one write). False when the connection is full: the socket asked
+   * to wait for 'drain' and holds the write-ahead or more (the queue then waits for onRoom).
+   */
   flush(): boolean {
     const batch = this.batch;
     if (batch === null) return true;
@@ -146,7 +165,8 @@ class Subscriber implements DeliverySink<Publication> {
     this.batchBytes = 0;
     this.batchTaps = [];
     const tapped = taps.length === 1 ? (): Tapped[] => [taps[0]!()] : (): Tapped[] => taps.map((t) => t());
-    const sent = this.ws.sendFrameBytes(batch, bytes, this.onRoom, tapped);
+    // Not sent at once, onRoom is called once there is room: the queue may wait for it.
+    const sent = this.ws.sendFrameBytes(batch, bytes, this.onRoom, tapped) || this.ws.bufferedAmount < this.writeAhead;
     if (!sent) this.queue.blocked();
     return sent;
   }
@@ -213,6 +233,7 @@ export class FanoutHub implements TopicHost {
     const previous = subscriber.subscriptions.get(topic);
     if (previous !== undefined) subscriber.queue.unsubscribe(previous);
     subscriber.subscriptions.set(topic, sub);
+    subscriber.limitsChanged();
     let set = this.topicSubscribers.get(topic);
     if (set === undefined) {
       this.topicSubscribers.set(topic, (set = new Set()));
@@ -228,6 +249,7 @@ export class FanoutHub implements TopicHost {
     if (subscriber === undefined || sub === undefined) return false;
     subscriber.queue.unsubscribe(sub);
     subscriber.subscriptions.delete(topic);
+    subscriber.limitsChanged();
     this.leave(subscriber, topic);
     return true;
   }
@@ -290,7 +312,11 @@ export class FanoutHub implements TopicHost {
     for (const ws of clients) {
       if (ws.readyState !== ReadyState.OPEN || (filter !== undefined && !filter(ws))) continue;
       const subscriber = this.subscriberOf(ws);
-      const sub = (subscriber.broadcastSub ??= subscriber.queue.subscribe(BROADCAST, this.defaults));
+      let sub = subscriber.broadcastSub;
+      if (sub === null) {
+        sub = subscriber.broadcastSub = subscriber.queue.subscribe(BROADCAST, this.defaults);
+        subscriber.limitsChanged();
+      }
       subscriber.queue.offer(sub, p, p.size, null);
       offered++;
     }

@@ -21,6 +21,8 @@ interface Started {
   conns: WebSocket[];
   /** Chunks written by each server-side socket, in order of arrival (when recording). */
   writes: Buffer[][];
+  /** Per server-side socket: how many times it handed bytes to the system (its _write and _writev calls). */
+  flushes: number[];
   http: http.Server;
 }
 
@@ -30,9 +32,19 @@ async function start(options: ServerOptions = {}): Promise<Started> {
   const server = createServer({ ...options, noServer: true });
   const conns: WebSocket[] = [];
   const writes: Buffer[][] = [];
+  const flushes: number[] = [];
   httpServer.on('upgrade', (req, socket: net.Socket, head) => {
     const record: Buffer[] = [];
     writes.push(record);
+    const index = flushes.push(0) - 1;
+    const internals = socket as unknown as { _write: (...args: unknown[]) => void; _writev: (...args: unknown[]) => void };
+    for (const name of ['_write', '_writev'] as const) {
+      const original = internals[name].bind(socket);
+      internals[name] = (...args: unknown[]) => {
+        flushes[index]!++;
+        original(...args);
+      };
+    }
     const write = socket.write.bind(socket) as (chunk: Buffer, cb?: () => void) => boolean;
     (socket as unknown as { write: typeof write }).write = (chunk: Buffer, cb?: () => void) => {
       record.push(chunk);
@@ -46,7 +58,7 @@ async function start(options: ServerOptions = {}): Promise<Started> {
   httpServer.listen(0, '127.0.0.1');
   await once(httpServer, 'listening');
   const { port } = httpServer.address() as net.AddressInfo;
-  return { server, url: `ws://127.0.0.1:${port}`, conns, writes, http: httpServer };
+  return { server, url: `ws://127.0.0.1:${port}`, conns, writes, flushes, http: httpServer };
 }
 
 async function stop(s: Started): Promise<void> {
@@ -216,6 +228,25 @@ describe('fanout: topics on the server', function () {
       expect(subs[0]!.peer.got[0]!.data).to.equal(payload.toString());
     });
 
+    it('hands a burst of large messages published in one turn to each socket in one write', async () => {
+      s = await start();
+      const subs = [await add(), await add()];
+      for (const x of subs) x.conn.subscribe('t');
+      const payloads = Array.from({ length: 8 }, (_, i) => Buffer.alloc(16 * 1024, i));
+      const marks = s.writes.map((w) => w.length);
+      const flushMarks = [...s.flushes];
+      for (const p of payloads) s.server.publish('t', p);
+      await Promise.resolve(); // the end of the turn
+      const sent = s.writes.map((w, i) => w.slice(marks[i]));
+      // Every frame of the turn is on each socket (header and payload, the published Buffers)...
+      for (const w of sent) expect(w.filter((_, i) => i % 2 === 1)).to.deep.equal(payloads);
+      expect(sent[0]![0]).to.equal(sent[1]![0]);
+      // ... given to the system at once, not one message per 'drain'.
+      expect(s.flushes.map((n, i) => n - flushMarks[i]!)).to.deep.equal([1, 1]);
+      for (const x of subs) await x.peer.until(payloads.length);
+      expect(subs[1]!.peer.got.map((m) => m.data)).to.deep.equal(payloads.map((p) => p.toString()));
+    });
+
     it('shows published frames and messages to the connection\'s outbound taps', async () => {
       s = await start({ perMessageDeflate: { serverNoContextTakeover: true } });
       const a = await add({ perMessageDeflate: true });
@@ -324,15 +355,19 @@ describe('fanout: topics on the server', function () {
       const total = 2000;
       const body = 'x'.repeat(16 * 1024);
       let maxQueued = 0;
+      let maxHeld = 0;
       for (let i = 0; i < total; i++) {
         s.server.publish('t', `${String(i).padStart(5, '0')}${body}`);
         maxQueued = Math.max(maxQueued, slow.conn.fanoutCounters.queuedBytes);
+        maxHeld = Math.max(maxHeld, slow.conn.fanoutCounters.queuedBytes + slow.conn.bufferedAmount);
         if (i % 20 === 19) await tick();
       }
       await fast.peer.until(total);
       expect(fast.peer.got.map((m) => Number(m.data.slice(0, 5)))).to.deep.equal(Array.from({ length: total }, (_, i) => i));
       const counters = slow.conn.fanoutCounters;
       expect(maxQueued).to.be.at.most(limit);
+      // What the server holds for it, queued or in its socket's buffer: the limit, and at most one message more.
+      expect(maxHeld).to.be.at.most(limit + body.length + 20);
       expect(counters.evicted).to.be.above(0);
       // The slow one reads again: it gets the rest, in order, ending with the newest.
       slow.socket.resume();
