@@ -24,7 +24,7 @@
 import { Buffer } from 'node:buffer';
 import * as fs from 'node:fs';
 import { Opcode } from '../protocol/constants';
-import { WebSocketError } from '../protocol/errors';
+import { WebSocketError, invalidArgument } from '../protocol/errors';
 import { makeFrame } from '../protocol/frame';
 import type { UpgradeRequest, UpgradeResponse } from '../handshake/handshake-parser';
 import type { CapturedClose, CapturedMessage } from './capture';
@@ -311,7 +311,7 @@ export class HarWriter {
     const head = JSON.stringify({ ...har, log: { ...rest, entries: [] } }, null, 2);
     // The entries array is the last member of "log": split the text there.
     const cut = head.lastIndexOf('[]');
-    if (cut === -1 || !head.slice(cut + 2).replace(/\s/g, '').startsWith('}}')) throw new TypeError('HarWriter: unexpected layout');
+    if (cut === -1 || !head.slice(cut + 2).replace(/\s/g, '').startsWith('}}')) throw invalidArgument('HarWriter: the HAR given cannot be appended to (its log must be a plain object)');
     const opening = `${head.slice(0, cut)}[\n`;
     this.fd = fs.openSync(path, 'w');
     fs.writeSync(this.fd, opening);

@@ -17,7 +17,7 @@
  * Failures are returned, never thrown, as a WebSocketError with the HTTP `status` to answer.
  */
 import { WEBSOCKET_VERSION } from '../protocol/constants';
-import { WebSocketError } from '../protocol/errors';
+import { WebSocketError, invalidArgument } from '../protocol/errors';
 import { type ExtensionOffer, type UpgradeInfo, checkServerChoice, parseExtensions, parseTokenList } from '../handshake/handshake';
 import type { HeaderMap, UpgradeRequest } from '../handshake/handshake-parser';
 
@@ -136,7 +136,7 @@ export type Http2ExtraHeaders = Record<string, string | readonly string[]>;
 function checkValue(name: string, value: string): string {
   for (let i = 0; i < value.length; i++) {
     const c = value.charCodeAt(i);
-    if ((c < 0x20 && c !== 0x09) || c === 0x7f) throw new TypeError(`Invalid character in the value of header ${name}`);
+    if ((c < 0x20 && c !== 0x09) || c === 0x7f) throw invalidArgument(`Invalid character in the value of header ${name}`);
   }
   return value;
 }
@@ -145,8 +145,8 @@ function addExtra(out: Record<string, string | string[]>, extra: Http2ExtraHeade
   if (extra === undefined) return;
   for (const name of Object.keys(extra)) {
     const lower = name.toLowerCase();
-    if (!TOKEN.test(name)) throw new TypeError(`Invalid header name: ${JSON.stringify(name)}`);
-    if (reserved.has(lower)) throw new TypeError(`Header ${name} is set by the handshake itself`);
+    if (!TOKEN.test(name)) throw invalidArgument(`Invalid header name: ${JSON.stringify(name)}`);
+    if (reserved.has(lower)) throw invalidArgument(`Header ${name} is set by the handshake itself`);
     const value = extra[name]!;
     out[lower] = typeof value === 'string' ? checkValue(name, value) : value.map((one) => checkValue(name, one));
   }
@@ -187,8 +187,8 @@ export function buildConnectRequest(options: {
   origin?: string | undefined;
   headers?: Http2ExtraHeaders | undefined;
 }): Record<string, string | string[]> {
-  if (!AUTHORITY.test(options.authority)) throw new TypeError(`Invalid :authority ${JSON.stringify(options.authority)}`);
-  if (!ORIGIN_FORM.test(options.path)) throw new TypeError(`Invalid :path ${JSON.stringify(options.path)}`);
+  if (!AUTHORITY.test(options.authority)) throw invalidArgument(`Invalid :authority ${JSON.stringify(options.authority)}`);
+  if (!ORIGIN_FORM.test(options.path)) throw invalidArgument(`Invalid :path ${JSON.stringify(options.path)}`);
   const out: Record<string, string | string[]> = {
     ':method': 'CONNECT',
     ':protocol': WEBSOCKET_PROTOCOL,
@@ -199,8 +199,8 @@ export function buildConnectRequest(options: {
   };
   const protocols = options.protocols ?? [];
   for (let i = 0; i < protocols.length; i++) {
-    if (!TOKEN.test(protocols[i]!)) throw new TypeError(`Invalid subprotocol ${JSON.stringify(protocols[i])}`);
-    if (protocols.indexOf(protocols[i]!) !== i) throw new TypeError(`Repeated subprotocol ${protocols[i]!}`);
+    if (!TOKEN.test(protocols[i]!)) throw invalidArgument(`Invalid subprotocol ${JSON.stringify(protocols[i])}`);
+    if (protocols.indexOf(protocols[i]!) !== i) throw invalidArgument(`Repeated subprotocol ${protocols[i]!}`);
   }
   if (protocols.length > 0) out['sec-websocket-protocol'] = protocols.join(', ');
   if (options.extensions !== undefined && options.extensions !== '') out['sec-websocket-extensions'] = checkValue('Sec-WebSocket-Extensions', options.extensions);

@@ -128,8 +128,8 @@ describe('http2/handshake', () => {
     });
 
     it('an extra header may not replace the handshake\'s own, nor carry CR/LF', () => {
-      expect(() => buildConnectAnswer({ headers: { 'Sec-WebSocket-Protocol': 'x' } })).to.throw(TypeError);
-      expect(() => buildConnectAnswer({ headers: { 'x-a': 'b\r\nc: d' } })).to.throw(TypeError);
+      expect(() => buildConnectAnswer({ headers: { 'Sec-WebSocket-Protocol': 'x' } })).to.throw(TypeError).with.property('code', 'WS_ERR_INVALID_ARGUMENT');
+      expect(() => buildConnectAnswer({ headers: { 'x-a': 'b\r\nc: d' } })).to.throw(TypeError).with.property('code', 'WS_ERR_INVALID_ARGUMENT');
     });
   });
 
@@ -160,9 +160,9 @@ describe('http2/handshake', () => {
 
     it('refuses connection-specific header fields (RFC 9113 §8.2.2) and a key', () => {
       for (const name of ['Connection', 'Upgrade', 'Sec-WebSocket-Key', 'Transfer-Encoding']) {
-        expect(() => buildConnectRequest({ scheme: 'https', authority: 'a', path: '/', headers: { [name]: 'x' } }), name).to.throw(TypeError);
+        expect(() => buildConnectRequest({ scheme: 'https', authority: 'a', path: '/', headers: { [name]: 'x' } }), name).to.throw(TypeError).with.property('code', 'WS_ERR_INVALID_ARGUMENT');
       }
-      expect(() => buildConnectRequest({ scheme: 'https', authority: 'a', path: '/', protocols: ['x', 'x'] })).to.throw(TypeError);
+      expect(() => buildConnectRequest({ scheme: 'https', authority: 'a', path: '/', protocols: ['x', 'x'] })).to.throw(TypeError).with.property('code', 'WS_ERR_INVALID_ARGUMENT');
     });
 
     it('takes any 2xx (RFC 9110 §9.3.6), refuses other statuses', () => {
