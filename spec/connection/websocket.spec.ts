@@ -423,18 +423,30 @@ describe('WebSocket liveness and limits', () => {
     const { ws, peer } = await serverSide({ heartbeat: { interval: 60, timeout: 200 } });
     // Answer every ping (89 00) with a masked empty pong.
     let pings = 0;
-    peer.on('data', (chunk: Buffer) => {
-      for (let i = 0; i + 1 < chunk.length; i += 2) {
-        if (chunk[i] === 0x89) {
-          pings++;
-          peer.write(hex('8a 80 00 00 00 00'));
+    // Five pings take at least 4 intervals plus the answers: past the 200 ms timeout, so a peer
+    // taken for dead would have been cut off by then.
+    const fivePings = new Promise<void>((resolve) => {
+      peer.on('data', (chunk: Buffer) => {
+        for (let i = 0; i + 1 < chunk.length; i += 2) {
+          if (chunk[i] === 0x89) {
+            pings++;
+            peer.write(hex('8a 80 00 00 00 00'));
+            if (pings === 5) resolve();
+          }
         }
-      }
+      });
     });
-    await new Promise((r) => setTimeout(r, 500));
-    expect(pings).to.be.greaterThan(1);
+    const started = Date.now();
+    await fivePings;
+    expect(Date.now() - started).to.be.at.least(200);
     expect(ws.readyState).to.equal(WebSocket.OPEN);
+    // The last pong may still be unread when the socket is destroyed: the peer may see a reset.
+    peer.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code !== 'ECONNRESET' && err.code !== 'EPIPE') throw err;
+    });
+    const peerClosed = new Promise((resolve) => peer.once('close', resolve));
     ws.terminate();
+    await peerClosed;
   });
 
   it('heartbeat: a peer that never answers (half-open TCP) is cut off with 1006', async () => {
