@@ -64,7 +64,7 @@ function isApplicationCloseCode(code: number): boolean {
  * Checks close()'s argument as WebSocket.close() does: returns the code and reason to send
  * (1000 when only a reason is given), or throws WS_ERR_INVALID_ARGUMENT.
  */
-export function checkCloseInfo(info: WebSocketCloseInfo | undefined): { code?: number; reason?: string } {
+function checkCloseInfo(info: WebSocketCloseInfo | undefined): { code?: number; reason?: string } {
   if (info === undefined || info === null) return {};
   if (typeof info !== 'object') throw invalidArgument(`the close info must be an object, not ${typeof info}`);
   const { closeCode, reason } = info;
