@@ -7,6 +7,7 @@
  */
 import { expect } from 'chai';
 import { once } from 'node:events';
+import * as http2 from 'node:http2';
 import * as net from 'node:net';
 import { setImmediate as turn } from 'node:timers/promises';
 import { connect, createServer, WebSocket, WebSocketServer } from '../../lib';
@@ -299,6 +300,27 @@ describe('streams/websocket-stream', function () {
       expect(await serverSide!.closed).to.deep.equal({ closeCode: 4000, reason: 'done' });
     });
 
+    it('a connection made with streamMessages gives each message whole', async () => {
+      const got: Array<string | Uint8Array> = [];
+      let done: Promise<unknown> = Promise.resolve();
+      const url = await server(
+        (ws) => {
+          const stream = toWebSocketStream(ws);
+          done = stream.opened.then(async ({ readable }) => {
+            for await (const message of readable) got.push(message);
+          });
+        },
+        { streamMessages: true },
+      );
+      const client = connect(url);
+      await once(client, 'open');
+      client.send('x'.repeat(100000));
+      client.send(Buffer.from([1, 2]));
+      client.close();
+      await done;
+      expect(got.map((m) => (typeof m === 'string' ? m.length : [...m]))).to.deep.equal([100000, [1, 2]]);
+    });
+
     it('refuses a connection that is already read in flowing mode', async () => {
       const url = await echoServer();
       const client = connect(url);
@@ -308,6 +330,34 @@ describe('streams/websocket-stream', function () {
       client.close();
       await once(client, 'close');
     });
+  });
+
+  it('works over HTTP/2 (RFC 8441, cleartext h2c): { http2: true } is a connect() option like the others', async () => {
+    const h2 = http2.createServer();
+    const sessions: http2.ServerHttp2Session[] = [];
+    h2.on('session', (session: http2.ServerHttp2Session) => sessions.push(session));
+    wss = createServer({ server: h2, http2: true });
+    const versions: string[] = [];
+    wss.on('connection', (ws: WebSocket, req: { httpVersion: string }) => {
+      versions.push(req.httpVersion);
+      void toWebSocketStream(ws).opened.then(({ readable, writable }) => readable.pipeTo(writable).catch(() => {}));
+    });
+    h2.listen(0, '127.0.0.1');
+    await once(h2, 'listening');
+    try {
+      const client = new WebSocketStream(`ws://127.0.0.1:${(h2.address() as net.AddressInfo).port}/`, { http2: true });
+      const { readable, writable } = await client.opened;
+      await writable.getWriter().write('over h2');
+      expect((await readable.getReader().read()).value).to.equal('over h2');
+      client.close({ closeCode: 4000 });
+      expect(await client.closed).to.deep.equal({ closeCode: 4000, reason: '' });
+      expect(versions).to.deep.equal(['2.0']);
+    } finally {
+      for (const session of sessions) session.destroy();
+      await new Promise<void>((resolve) => wss!.close(() => resolve()));
+      wss = null;
+      await new Promise<void>((resolve) => h2.close(() => resolve()));
+    }
   });
 
   describe('backpressure', () => {
