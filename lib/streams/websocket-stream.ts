@@ -222,7 +222,8 @@ class Binding {
     this.closed = quiet(
       new Promise<Required<WebSocketCloseInfo>>((resolve, reject) => {
         const onClose = (code: number, reason: string): void => {
-          const clean = code !== 1006;
+          // Clean: a closing handshake and no failure (a connection we failed, e.g. 1009, is not).
+          const clean = code !== 1006 && this.firstError === null && this.ws.error === null;
           const err = clean ? new WebSocketError('WS_ERR_INVALID_STATE', 'the connection is closed') : this.failure();
           if (!this.readableDone && !clean) {
             this.readableDone = true;
@@ -298,8 +299,11 @@ class Binding {
       return;
     }
     if (this.ws.readableEnded) {
+      // Ended by the peer's close frame: done; by a failure of the connection: errored with it.
       this.readableDone = true;
-      controller.close();
+      const failed = this.firstError ?? this.ws.error;
+      if (failed === null) controller.close();
+      else controller.error(failed);
       return;
     }
     return new Promise<void>((resolve) => {

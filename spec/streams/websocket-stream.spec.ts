@@ -263,6 +263,15 @@ describe('streams/websocket-stream', function () {
       }
     });
 
+    it('a connection we fail (a message over maxPayload: 1009) is not clean: closed rejects with the error, the readable is errored', async () => {
+      const url = await server((ws) => ws.send(Buffer.alloc(2048)));
+      const wss = new WebSocketStream(url, { maxPayload: 1024 });
+      const { readable } = await wss.opened;
+      const err: unknown = await wss.closed.then(() => null, (e: unknown) => e);
+      expect(err).to.include({ name: 'WebSocketError', code: 'WS_ERR_PAYLOAD_TOO_BIG', closeCode: 1009 });
+      expect(await readable.getReader().read().then(() => null, (e: unknown) => e)).to.equal(err);
+    });
+
     it('no unhandled rejection when nobody awaits opened or closed', async () => {
       const unhandled: unknown[] = [];
       const onUnhandled = (reason: unknown): void => void unhandled.push(reason);
