@@ -9,7 +9,7 @@
  *
  * for 64-byte and 16 KiB binary messages (permessage-deflate off).
  *
- *   npm run build && node dist/bench/http2.js          (BENCH_MS=2000, BENCH_RUNS=3)
+ *   npm run build && node dist/bench/http2.js          (BENCH_MS=2000, BENCH_RUNS=3, BENCH_SIZES=64,16384)
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
@@ -23,9 +23,16 @@ import { performance } from 'node:perf_hooks';
 import WsWebSocket, { WebSocketServer as WsServer } from 'ws';
 import { connect, createServer } from '../lib';
 
-const CASES = ['ws h1', 'ours h1', 'ours h2'] as const;
-type Case = (typeof CASES)[number];
-const SIZES = [64, 16 * 1024];
+const ALL_CASES = ['ws h1', 'ours h1', 'ours h2', 'ours h2 64K'] as const;
+type Case = (typeof ALL_CASES)[number];
+/**
+ * 'ours h2 64K': as 'ours h2' on a session the bench opens itself with node:http2's default
+ * windows (64 KiB per stream and per connection), for comparison with the windows connect()
+ * sets (lib/http2/client.ts, Http2Windows). Run only with BENCH_H2_COMPARE=1.
+ */
+const CASES: readonly Case[] = process.env.BENCH_H2_COMPARE === '1' ? ALL_CASES : ALL_CASES.slice(0, 3);
+/** BENCH_SIZES=16384 (comma-separated) runs only those sizes (of 64 and 16384). */
+const SIZES = process.env.BENCH_SIZES === undefined ? [64, 16 * 1024] : process.env.BENCH_SIZES.split(',').map(Number);
 const SOCKETS = 16;
 const IN_FLIGHT = 16;
 const DURATION_MS = Number(process.env.BENCH_MS ?? 2000);
@@ -91,23 +98,28 @@ async function runCase(which: Case, size: number, tls: { key: string; cert: stri
     server.close();
     return rate;
   }
-  const h2 = which === 'ours h2';
-  const server = h2 ? http2.createSecureServer(tls) : https.createServer(tls);
+  const h2 = which === 'ours h2' || which === 'ours h2 64K';
+  // BENCH_H2_SERVER_WINDOWS=1: the server's windows as docs/http2.md suggests ("Flow control").
+  const serverWindows = process.env.BENCH_H2_SERVER_WINDOWS === '1';
+  const server = h2 ? http2.createSecureServer({ ...tls, ...(serverWindows ? { settings: { initialWindowSize: 1024 * 1024 } } : {}) }) : https.createServer(tls);
+  if (h2 && serverWindows) server.on('session', (session: http2.ServerHttp2Session) => session.setLocalWindowSize(16 * 1024 * 1024));
   const wss = createServer({ server, http2: h2 });
   wss.on('connection', (ws) => ws.on('message', (data: Buffer) => ws.send(data)));
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
   const port = (server.address() as AddressInfo).port;
   const tlsOptions = { ca: tls.cert };
+  const own = which === 'ours h2 64K' ? http2.connect(`https://127.0.0.1:${port}`, tlsOptions) : null;
   const clients = await Promise.all(
     Array.from({ length: SOCKETS }, async () => {
-      const ws = connect(`wss://127.0.0.1:${port}`, { perMessageDeflate: false, tls: tlsOptions, http2: h2 });
+      const ws = connect(`wss://127.0.0.1:${port}`, { perMessageDeflate: false, tls: tlsOptions, http2: own ?? h2 });
       await once(ws, 'open');
       return ws;
     }),
   );
   const rate = await measure(clients.map((ws) => ({ send: (data) => ws.send(data), onMessage: (listener) => ws.on('message', listener) })), size);
   for (const ws of clients) ws.terminate();
+  own?.destroy();
   await new Promise<void>((resolve) => wss.close(() => resolve()));
   return rate;
 }
@@ -164,6 +176,18 @@ function parent(): void {
     };
     const m = (which: Case): number => median(rates.get(`${which}|${size}`)!);
     console.log(`| ${size === 64 ? '64 B' : '16 KiB'} | ${cell('ws h1')} | ${cell('ours h1')} | ${cell('ours h2')} | ${(m('ours h2') / m('ours h1')).toFixed(2)} | ${(m('ours h2') / m('ws h1')).toFixed(2)} |`);
+  }
+  if (CASES.includes('ours h2 64K')) {
+    console.log('');
+    console.log('| size | ours h2, 64 KiB windows msg/s | ours h2 msg/s | ratio | per run: h2 / h2 64K |');
+    console.log('|---|---|---|---|---|');
+    for (const size of SIZES) {
+      const small = rates.get(`ours h2 64K|${size}`)!;
+      const big = rates.get(`ours h2|${size}`)!;
+      const cell = (values: number[]): string => `${Math.round(median(values))} (${Math.round(Math.min(...values))}-${Math.round(Math.max(...values))})`;
+      const perRun = big.map((rate, i) => (rate / small[i]!).toFixed(2)).join(', ');
+      console.log(`| ${size === 64 ? '64 B' : '16 KiB'} | ${cell(small)} | ${cell(big)} | ${(median(big) / median(small)).toFixed(2)} | ${perRun} |`);
+    }
   }
 }
 

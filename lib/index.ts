@@ -159,6 +159,10 @@ export { FanoutChannels } from './fanout/channels';
 export { Reconnecting, ReconnectDefaults, backoffDelay, reconnecting } from './client/reconnect';
 export type { ReconnectOptions } from './client/reconnect';
 
+// ----- WebSocketStream, the WHATWG proposal's face on a connection (docs/websocket-stream.md) -----
+export { WebSocketStream, toWebSocketStream } from './streams/websocket-stream';
+export type { WebSocketStreamConnection, WebSocketCloseInfo, WebSocketStreamOptions } from './streams/websocket-stream';
+
 // ----- WebSocket over HTTP/2, RFC 8441 (docs/http2.md): the handshake's pure functions; the
 // server and the client take HTTP/2 through the `http2` options of createServer and connect -----
 export {

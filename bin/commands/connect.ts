@@ -9,10 +9,11 @@
  * Also exports the small helpers the listen command shares (reading messages from a stream,
  * printing received messages, pausing a stream until another drains).
  */
-import { EventEmitter } from 'node:events';
+import { EventEmitter, once } from 'node:events';
 import * as fs from 'node:fs';
 import { parseArgs } from 'node:util';
-import { connect, ReadyState, WebSocket } from '../../lib';
+import { connect, ReadyState, reconnecting, Reconnecting, WebSocket } from '../../lib';
+import type { ClientOptions } from '../../lib';
 
 export const help = `usage: wspipe connect [options] URL
 
@@ -49,6 +50,13 @@ options:
                          for SECONDS (default 1; 0 closes at once)
   -q, --wait SECONDS     after the end of input, close after SECONDS at the latest (default:
                          no limit but --quiet), like netcat's -q
+      --reconnect        when the connection fails or is lost, connect again (backoff
+                         from 1 s, doubling up to 30 s, with jitter), and go on with stdin
+                         over the new connection; each attempt is reported on stderr. Not
+                         after our own close (end of input, Ctrl-C), nor after the server
+                         closed with 1000. Lines read while a connection drops may be lost
+      --retries N        with --reconnect: give up (exit 1) after N failed attempts in a
+                         row (default: never)
   -h, --help             show this help
 
 exit status: 0 after a clean close (1000, 1001 or no status code), 1 when the connection
@@ -232,6 +240,8 @@ export async function run(args: string[]): Promise<number> {
         echo: { type: 'boolean' },
         quiet: { type: 'string' },
         wait: { type: 'string', short: 'q' },
+        reconnect: { type: 'boolean' },
+        retries: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     });
@@ -256,6 +266,11 @@ export async function run(args: string[]): Promise<number> {
   if (values.echo === true && values['one-message'] === true) return usageError('connect', 'choose one of --echo and --one-message');
   if (values.json === true && values.binary === true) return usageError('connect', 'choose one of --json and --binary');
   if ((values.cert === undefined) !== (values.key === undefined)) return usageError('connect', '--cert and --key go together');
+  if (values.reconnect === true && values['one-message'] === true) return usageError('connect', 'choose one of --reconnect and --one-message');
+  const retries = values.retries === undefined ? Infinity : Number(values.retries);
+  if (values.retries !== undefined && (values.reconnect !== true || !Number.isInteger(retries) || retries < 0)) {
+    return usageError('connect', values.reconnect !== true ? '--retries goes with --reconnect' : `bad --retries '${values.retries}' (a whole number >= 0)`);
+  }
   const headers = parseHeaders(values.header ?? []);
   if (typeof headers === 'string') return usageError('connect', headers);
   const files: { ca?: Buffer; cert?: Buffer; key?: Buffer } = {};
@@ -269,22 +284,24 @@ export async function run(args: string[]): Promise<number> {
     }
   }
   const tls = values.insecure === true || Object.keys(files).length > 0 ? { ...files, ...(values.insecure === true ? { rejectUnauthorized: false } : {}) } : undefined;
-  const ws = connect(url, {
+  const clientOptions: ClientOptions = {
     protocols: values.subprotocol,
     headers,
     tls,
     origin: values.origin,
     perMessageDeflate: values['no-deflate'] === true ? false : undefined,
     heartbeat: ping === null ? undefined : { interval: ping * 1000, timeout: ping * 1000 },
-  });
-  return session(ws, url, {
+  };
+  const sessionOptions: SessionOptions = {
     binary: values.binary === true,
     json: values.json === true,
     echo: values.echo === true,
     oneMessage: values['one-message'] === true,
     waitMs: wait === null ? null : wait * 1000,
     quietMs: values.wait !== undefined && values.quiet === undefined ? null : quiet * 1000,
-  });
+  };
+  if (values.reconnect === true) return reconnectSession(reconnecting(url, { ...clientOptions, reconnect: { retries } }), url, sessionOptions);
+  return session(connect(url, clientOptions), url, sessionOptions);
 }
 
 interface SessionOptions {
@@ -397,4 +414,97 @@ function session(ws: WebSocket, url: string, o: SessionOptions): Promise<number>
       }
     });
   });
+}
+
+/**
+ * `--reconnect`: the connections of reconnecting() one after the other, stdin read once across
+ * them (paused while none is open), each attempt on stderr. Our close (end of input, Ctrl-C)
+ * ends the iteration, so nothing reconnects after it. Resolves with the exit status.
+ */
+async function reconnectSession(connections: Reconnecting, url: string, o: SessionOptions): Promise<number> {
+  const stdin = process.stdin;
+  const stdout = process.stdout;
+  const stdinGate = new Gate(stdin);
+  const mode: OutputMode = o.json ? 'json' : o.binary ? 'raw' : 'lines';
+  const say = (line: string): boolean => process.stderr.write(`wspipe connect: ${line}\n`);
+  let current: WebSocket | null = null;
+  let attempt = 0;
+  let limit: NodeJS.Timeout | null = null;
+  let quiet: NodeJS.Timeout | null = null;
+  let inputEnded = false;
+  let last: { code: number; error: Error | null } | null = null;
+  /** The user's close: the current connection closes with 1000 and no other follows. */
+  const closeNow = (): void => connections.close(1000);
+  const armQuiet = (): void => {
+    if (!inputEnded || o.quietMs === null) return;
+    if (quiet !== null) clearTimeout(quiet);
+    quiet = setTimeout(closeNow, o.quietMs);
+  };
+
+  connections.on('attempt', (n: number) => (attempt = n));
+  connections.on('retry', (err: Error, n: number, delay: number) => say(`attempt ${n} failed: ${explain(err, url)}; retrying in ${delay} ms`));
+  connections.on('close', (code: number, reason: string, again: boolean) => {
+    if (again) say(`connection closed with ${code}${reason === '' ? '' : ` ${reason}`}; reconnecting`);
+  });
+  stdinGate.hold(connections); // until a connection is open
+  if (!o.echo) {
+    readMessages(
+      stdin,
+      o.binary,
+      (data) => {
+        if (current !== null && current.readyState === ReadyState.OPEN && !current.send(data)) stdinGate.waitFor(current);
+      },
+      () => {
+        inputEnded = true;
+        if (o.waitMs === 0 || o.quietMs === 0) closeNow();
+        else {
+          if (o.waitMs !== null) limit = setTimeout(closeNow, o.waitMs);
+          armQuiet();
+        }
+      },
+    );
+  }
+  let interrupted = false;
+  const stopSignals = onSignals(() => {
+    if (interrupted) current?.terminate();
+    closeNow();
+    interrupted = true;
+  });
+
+  try {
+    for await (const ws of connections) {
+      current = ws;
+      say(`connected to ${url} (attempt ${attempt})`);
+      const wsGate = new Gate(ws);
+      let error: Error | null = null;
+      ws.on('error', (err: Error) => (error ??= err));
+      ws.on('data', (data: string | Buffer) => {
+        if (!writeMessage(stdout, data, mode)) wsGate.waitFor(stdout);
+        if (o.echo && ws.readyState === ReadyState.OPEN && !ws.send(data)) wsGate.waitFor(ws);
+        armQuiet();
+      });
+      stdinGate.release(connections);
+      const [code] = (await once(ws, 'close')) as [number];
+      // Messages still waiting for stdout to drain are written before the next connection.
+      if (ws.readable && !ws.readableEnded) await once(ws, 'end');
+      stdinGate.hold(connections);
+      current = null;
+      last = { code, error };
+    }
+  } catch (err) {
+    say(`giving up after ${attempt} attempts: ${explain(err as Error, url)}`);
+    return ExitCode.Failure;
+  } finally {
+    stopSignals();
+    if (limit !== null) clearTimeout(limit);
+    if (quiet !== null) clearTimeout(quiet);
+    stdin.pause();
+  }
+  if (last === null) {
+    say(`closed before a connection to ${url} was made`);
+    return ExitCode.Failure;
+  }
+  if (last.error === null && CLEAN_CLOSE_CODES.has(last.code)) return ExitCode.Ok;
+  say(`connection closed with ${last.code}${last.error === null ? '' : `: ${explain(last.error, url)}`}`);
+  return ExitCode.Failure;
 }

@@ -5,7 +5,7 @@
  */
 import type * as http2 from 'node:http2';
 import type * as tls from 'node:tls';
-import { WebSocketError, isWebSocketError } from '../protocol/errors';
+import { WebSocketError, abortError, isWebSocketError } from '../protocol/errors';
 import type { PerMessageDeflateOptions } from '../deflate/permessage-deflate';
 import { type ClientOpening, openAsClient } from '../compose/opening';
 import type { UpgradeResponse } from '../handshake/handshake-parser';
@@ -39,7 +39,9 @@ export interface ClientOptions extends WebSocketOptions {
   /**
    * Aborts the opening handshake (DNS, TCP/TLS connect, the request and the 101): the socket is
    * destroyed, 'error' gets an AbortError (code ABORT_ERR, cause: the signal's reason) and
-   * 'close' 1006. Aborting after 'open' changes nothing (close() ends an open connection).
+   * 'close' 1006. Over HTTP/2, the extended CONNECT's stream is cancelled and the shared
+   * connection left to the others. Aborting after 'open' changes nothing (close() ends an
+   * open connection).
    */
   signal?: AbortSignal;
   /**
@@ -78,14 +80,6 @@ export interface HandshakeRefusedError extends WebSocketError {
 export const MAX_REFUSAL_BODY = 64 * 1024;
 /** RFC 6455 §4.1: the one status that opens the connection. */
 const SWITCHING_PROTOCOLS = 101;
-
-/** An AbortError as Node's own APIs make it (name AbortError, code ABORT_ERR, the reason as cause). */
-function abortError(signal: AbortSignal): Error {
-  const err = new Error('The operation was aborted', { cause: signal.reason });
-  err.name = 'AbortError';
-  (err as Error & { code: string }).code = 'ABORT_ERR';
-  return err;
-}
 
 function refusedError(head: UpgradeResponse, body: Buffer): HandshakeRefusedError {
   const reason = head.statusMessage === '' ? '' : ` ${head.statusMessage}`;

@@ -7,7 +7,7 @@
  */
 import type * as http2 from 'node:http2';
 import { Defaults } from '../protocol/constants';
-import { WebSocketError, isWebSocketError } from '../protocol/errors';
+import { WebSocketError, abortError, isWebSocketError } from '../protocol/errors';
 import { formatExtensions } from '../handshake/handshake';
 import { acceptDeflateResponse, deflateSides } from '../deflate/permessage-deflate';
 import type { WebSocket } from '../connection/websocket';
@@ -63,11 +63,17 @@ export function connectHttp2(
   const timer = setTimeout(() => fail(new WebSocketError('WS_ERR_HANDSHAKE_TIMEOUT')), options.handshakeTimeout ?? Defaults.handshakeTimeout);
 
   const onEarlyClose = (): void => fail(new WebSocketError('WS_ERR_INVALID_STATE', 'closed while connecting'));
+  // As over HTTP/1.1: aborting before the 200 cancels our stream only (RST_STREAM CANCEL); the
+  // session stays for the other WebSockets on it (and closes if it was ours and this its last).
+  const signal = options.signal;
+  const onAbort = (): void => fail(abortError(signal!));
+  signal?.addEventListener('abort', onAbort, { once: true });
   function cleanup(): void {
     settled = true;
     clearTimeout(timer);
     cancelWait();
     ws.removeListener('close', onEarlyClose);
+    signal?.removeEventListener('abort', onAbort);
   }
   function fail(err: Error): void {
     if (settled) return;

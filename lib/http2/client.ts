@@ -20,6 +20,21 @@ import type { Transport } from '../connection/websocket';
 import { type ExtensionOffer } from '../handshake/handshake';
 import { type Http2ExtraHeaders, buildConnectRequest, validateConnectResponse } from './handshake';
 
+/**
+ * HTTP/2 flow-control windows of the sessions we open (RFC 9113 §6.9.2: 64 KiB each by default,
+ * per stream and for the whole connection). A WebSocket echoing 16 KiB messages with a few in
+ * flight fills 64 KiB at once, and all the WebSockets of a session share its connection window:
+ * the sender then waits a round trip for each WINDOW_UPDATE. Node sends WINDOW_UPDATEs as the
+ * application reads, so a paused WebSocket still stops its stream, after at most this window
+ * (within the default memoryBudget of 16 MiB). See docs/http2.md, "Flow control".
+ */
+export const Http2Windows = {
+  /** SETTINGS_INITIAL_WINDOW_SIZE we announce: what the server may send on each stream unread. */
+  stream: 1024 * 1024,
+  /** Our connection-level window (session.setLocalWindowSize): shared by the session's streams. */
+  session: 16 * 1024 * 1024,
+} as const;
+
 /** A session's users: the WebSockets opened on it (a pooled session closes at 0). */
 interface PoolEntry {
   readonly session: http2.ClientHttp2Session;
@@ -55,7 +70,9 @@ export function leaseSession(origin: string, tlsOptions: tls.ConnectionOptions |
   const pool = poolFor(tlsOptions);
   let entry = pool.get(origin);
   if (entry === undefined || !usable(entry.session)) {
-    const session = http2.connect(origin, { ...tlsOptions });
+    const session = http2.connect(origin, { ...tlsOptions, settings: { initialWindowSize: Http2Windows.stream } });
+    // 'connect' may come after a close (an aborted first WebSocket released the session).
+    session.once('connect', () => usable(session) && session.setLocalWindowSize(Http2Windows.session));
     // Errors of a shared session reach each of its WebSockets through their streams.
     session.on('error', () => {});
     settingsOf(session);

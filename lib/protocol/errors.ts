@@ -87,3 +87,11 @@ export function invalidArgument(message: string, Kind: TypeErrorConstructor | Ra
   Object.defineProperty(err, 'code', { value: 'WS_ERR_INVALID_ARGUMENT', enumerable: true });
   return err;
 }
+
+/** An AbortError as Node's own APIs make it (name AbortError, code ABORT_ERR, the signal's reason as cause). */
+export function abortError(signal: AbortSignal): Error {
+  const err = new Error('The operation was aborted', { cause: signal.reason });
+  err.name = 'AbortError';
+  (err as Error & { code: string }).code = 'ABORT_ERR';
+  return err;
+}

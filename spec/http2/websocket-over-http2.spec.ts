@@ -376,6 +376,65 @@ describe('WebSocket over HTTP/2 (RFC 8441)', function () {
       expect(errors[0]!.message).to.contain('401');
     });
 
+    it('an AbortSignal aborts the extended CONNECT: AbortError, the stream closed, the shared connection left to the others', async () => {
+      const setup = await start('secure', { verifyClient: (req: UpgradeRequest) => (req.url === '/hang' ? new Promise<boolean>(() => {}) : true) });
+      const tls = clientTls();
+      const other = await open(`wss://127.0.0.1:${setup.port}/`, { http2: true, tls });
+      const controller = new AbortController();
+      const ws = connect(`wss://127.0.0.1:${setup.port}/hang`, { http2: true, tls, signal: controller.signal });
+      const errors: Array<Error & { code?: string; cause?: unknown }> = [];
+      ws.on('error', (err: Error) => errors.push(err));
+      const [serverStream] = (await once(setup.h2, 'stream')) as [http2.ServerHttp2Stream];
+      const streamClosed = serverStream.closed ? Promise.resolve() : once(serverStream, 'close');
+      const done = closed(ws);
+      controller.abort('enough');
+      expect((await done)[0]).to.equal(1006);
+      expect(errors.map((err) => [err.name, err.code, err.cause])).to.deep.equal([['AbortError', 'ABORT_ERR', 'enough']]);
+      await streamClosed;
+      expect(setup.sessions).to.have.length(1);
+      expect(setup.sessions[0]!.closed).to.equal(false);
+      expect(await echo(other, 'still here')).to.equal('still here');
+      const otherClosed = closed(other);
+      other.close();
+      await otherClosed;
+    });
+
+    it('an AbortSignal aborts before the HTTP/2 connection is ready, and later connections to the origin still open', async () => {
+      const setup = await start('secure');
+      const tls = clientTls();
+      const controller = new AbortController();
+      const ws = connect(`wss://127.0.0.1:${setup.port}/`, { http2: true, tls, signal: controller.signal });
+      const errors: Array<Error & { code?: string }> = [];
+      ws.on('error', (err: Error) => errors.push(err));
+      const done = closed(ws);
+      controller.abort();
+      expect((await done)[0]).to.equal(1006);
+      expect(errors.map((err) => err.code)).to.deep.equal(['ABORT_ERR']);
+      expect(setup.accepted).to.have.length(0);
+      const after = await open(`wss://127.0.0.1:${setup.port}/`, { http2: true, tls });
+      expect(await echo(after, 'next')).to.equal('next');
+      expect(setup.accepted.map((one) => one.req.httpVersion)).to.deep.equal(['2.0']);
+      const afterClosed = closed(after);
+      after.close();
+      await afterClosed;
+    });
+
+    it('an AbortSignal on a session of our own: the session stays open', async () => {
+      const setup = await start('secure', { verifyClient: () => new Promise<boolean>(() => {}) });
+      const session = http2.connect(`https://127.0.0.1:${setup.port}`, clientTls());
+      const controller = new AbortController();
+      const ws = connect(`wss://127.0.0.1:${setup.port}/`, { http2: session, signal: controller.signal });
+      const errors: Array<Error & { code?: string }> = [];
+      ws.on('error', (err: Error) => errors.push(err));
+      await once(setup.h2, 'stream');
+      const done = closed(ws);
+      controller.abort();
+      expect((await done)[0]).to.equal(1006);
+      expect(errors.map((err) => err.code)).to.deep.equal(['ABORT_ERR']);
+      expect(session.closed || session.destroyed).to.equal(false);
+      session.destroy();
+    });
+
     it('close() while connecting cancels the stream', async () => {
       const setup = await start('secure', { verifyClient: () => new Promise<boolean>(() => {}) });
       const ws = connect(`wss://127.0.0.1:${setup.port}/`, { http2: true, tls: clientTls() });
