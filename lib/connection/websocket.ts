@@ -506,6 +506,33 @@ export class WebSocket extends Duplex {
     if (event === 'message' && this.listenerCount('message') === 0) this.on('data', WebSocket.emitMessage);
   }
 
+  // A stream's emitter emits no 'removeListener' event (Node keeps its listener table's shape):
+  // removing the last 'message' listener is seen here, and takes the 'data' listener that fed it
+  // along, so that a 'message' listener added later is not fed twice.
+
+  /** @internal Removes a listener (and the 'data' listener feeding 'message' with the last 'message' listener). */
+  override removeListener(event: string | symbol, listener: AnyListener): this {
+    super.removeListener(event, listener);
+    if (event === 'message') this.messageListenersGone();
+    return this;
+  }
+
+  /** @internal The same as removeListener(). */
+  override off(event: string | symbol, listener: AnyListener): this {
+    return this.removeListener(event, listener);
+  }
+
+  /** @internal Removes listeners (and the 'data' listener feeding 'message' with the 'message' listeners). */
+  override removeAllListeners(event?: string | symbol): this {
+    super.removeAllListeners(event);
+    if (event === undefined || event === 'message') this.messageListenersGone();
+    return this;
+  }
+
+  private messageListenersGone(): void {
+    if (this.listenerCount('message') === 0) super.removeListener('data', WebSocket.emitMessage);
+  }
+
   private static emitMessage(this: WebSocket, value: string | Buffer | MessageReadable): void {
     if (value instanceof MessageReadable) this.emit('message', value, value.binary);
     else this.emit('message', value, typeof value !== 'string');
