@@ -427,7 +427,7 @@ export class WebSocket extends Duplex {
   }
 
   /**
-   * Starts the connection on a transport whose opening handshake is done. `head` holds bytes
+   * @internal Starts the connection on a transport whose opening handshake is done. `head` holds bytes
    * that arrived after the handshake (often the first frames). Used by the server and client.
    */
   attach(transport: Transport, head: Buffer | null, handshake: HandshakeResult): void {
@@ -615,7 +615,7 @@ export class WebSocket extends Duplex {
   }
 
   /**
-   * Fails a connection that never opened (the handshake failed): emits the error if listened
+   * @internal Fails a connection that never opened (the handshake failed): emits the error if listened
    * for, then 'close' with 1006. Used by the client.
    */
   abortHandshake(err: Error): void {
