@@ -26,11 +26,12 @@ import { MessageReadable, MessageWritable, MessageWritableOptions, PartSink } fr
 import { Tap, TapOptions, TapPoint } from '../stages/tap';
 import { emitIfFlowing, writableIdle } from '../stages/stage';
 import { checkCloseArgs } from '../protocol/close';
-import { CloseCode, Defaults } from '../protocol/constants';
+import { Defaults } from '../protocol/constants';
 import { WebSocketError, isWebSocketError } from '../protocol/errors';
 import { Frame, Message } from '../protocol/frame';
 import { OutboundMessage, toMessage } from '../stages/message-framer';
 import { Receiver, ReceiverOptions, Role } from './receiver';
+import { ConnectionCore, CoreState } from './connection-core';
 import { ByteSink, Sender, SenderOptions } from './sender';
 import type { DeflateSides, PerMessageDeflateOptions } from '../deflate/permessage-deflate';
 import { makeFrame } from '../protocol/frame';
@@ -197,13 +198,13 @@ type OwnedTransport = Transport & { [kConnection]?: WebSocket };
 
 /** Bits of WebSocket.flags: the connection's small state in one number (see the accessors). */
 enum Flag {
-  /** The low two bits: the ReadyState. */
-  ReadyState = 0b11,
+  /** attach() ran: the connection is no longer CONNECTING (the core has the rest of the state). */
+  Attached = 1 << 0,
+  /** Heartbeat or idleTimeout is configured: the core is told the time of traffic. */
+  Timed = 1 << 1,
   ClientRole = 1 << 2,
   /** write() returned false because of bufferedAmount; a 'drain' is owed. */
   NeedBytesDrain = 1 << 3,
-  CloseSent = 1 << 4,
-  CloseReceived = 1 << 5,
   /** The readable side has been ended (push(null)). */
   ReadableDone = 1 << 6,
   /** Reading is paused because a reader (ours, a MessageReadable's, a blocking tap's) is full. */
@@ -214,11 +215,6 @@ enum Flag {
   PausedForInflate = 1 << 9,
   /** Reading is paused because the connection holds its memoryBudget. */
   PausedForBudget = 1 << 10,
-  /**
-   * The peer's close came while messages it sent before were still unread: the answer waits
-   * until the reader has read them ('end'), and writes are still accepted meanwhile.
-   */
-  AnswerAfterReader = 1 << 11,
   /** Reading is paused by the server's memory budget (holdForServer). */
   PausedForServer = 1 << 12,
   /** wspipe:websocket:frame had subscribers when the connection opened: its frames are published. */
@@ -226,38 +222,18 @@ enum Flag {
   ReadingHeld = PausedByUs | PausedForReplies | PausedForInflate | PausedForBudget | PausedForServer,
 }
 
-/** Heartbeat and idle timeout: made at attach() for the connections that have either. */
-class Liveness {
-  /** When bytes last came from the peer, and when any traffic last passed (ms, Date.now()). */
-  lastReceived = Date.now();
-  lastActivity = this.lastReceived;
-  /** When the heartbeat ping was sent, 0 when none is outstanding. */
-  pingSentAt = 0;
-
-  /** Heartbeat and idle checks share one timer. */
-  constructor(readonly timer: NodeJS.Timeout) {}
-}
-
-/** The closing handshake's state: made when it starts (close(), the peer's close, a failure). */
-class Closing {
-  /** Destroys the transport if the handshake (and the TCP close) takes over closeTimeout. */
-  timer: NodeJS.Timeout | null = null;
-  /** What 'close' reports: the peer's close, or our failure's code (RFC 6455 §7.1.7). */
-  code: number = CloseCode.Abnormal;
-  reason = '';
-  /** Close arguments given to close() while writes were still queued (sent from _final). */
-  pending: { code?: number; reason?: string } | null = null;
-  /** Answers the peer's close if the reader has not read up to it in half of closeTimeout. */
-  answerTimer: NodeJS.Timeout | null = null;
-}
-
 /**
  * What only some connections ever need, in one object made on first use (an idle connection
  * holds none of it). Each field is null while unused.
  */
 class Extras {
-  /** The first error of this connection (see WebSocket.error). */
-  error: Error | null = null;
+  /** The one timer of the connection, armed at the core's deadline, and when it fires (ms). */
+  timer: NodeJS.Timeout | null = null;
+  timerAt = Infinity;
+  /** Close arguments given to close() while writes were still queued (sent from _final). */
+  closePending: { code?: number; reason?: string } | null = null;
+  /** Answers the peer's close if the reader has not read up to it in half of closeTimeout. */
+  answerTimer: NodeJS.Timeout | null = null;
   /** Callbacks of writes waiting for the transport to drain. */
   drainWaiters: WriteCallback[] | null = null;
   /** Work waiting for the opening handshake to finish (writes made while CONNECTING). */
@@ -324,10 +300,11 @@ export class WebSocket extends Duplex {
   private unreadBytes = 0;
   /** Bytes given to write() that have not reached the transport yet. */
   private queuedBytes = 0;
-  /** Heartbeat and idle timeout, when configured (see startLiveness). */
-  private liveness: Liveness | null = null;
-  /** Made when the closing handshake starts. */
-  private closing: Closing | null = null;
+  /**
+   * The protocol decisions: the closing handshake, failing (error -> close code), the liveness
+   * deadlines and the close timeout. This class does the I/O they ask for.
+   */
+  private readonly core: ConnectionCore;
   /** See Extras; null until something needs it. */
   private extras: Extras | null = null;
 
@@ -348,8 +325,9 @@ export class WebSocket extends Duplex {
     super(streamOptions as ConstructorParameters<typeof Duplex>[0]);
     const emitter = this as unknown as { _events: object; _eventsCount: number };
     if (emitter._eventsCount === 0) emitter._events = listenerTable();
-    this.flags = role === 'client' ? Flag.ClientRole : 0;
+    this.flags = (role === 'client' ? Flag.ClientRole : 0) | (options.heartbeat !== undefined || options.idleTimeout !== undefined ? Flag.Timed : 0);
     this.options = options;
+    this.core = new ConnectionCore(role, options, this);
     this.on('newListener', WebSocket.newListener);
   }
 
@@ -365,16 +343,16 @@ export class WebSocket extends Duplex {
 
   /** The first error of this connection, if any (also emitted as 'error' when listened for). */
   get error(): Error | null {
-    return this.extras === null ? null : this.extras.error;
+    return this.core.error;
   }
 
-  // The flags field: has(flag), setFlag(flag, on), and the ready state in its low bits.
+  /** CONNECTING until attach(), then the core's state (OPEN, CLOSING, CLOSED: the same numbers). */
   private get state(): ReadyState {
-    return this.flags & Flag.ReadyState;
+    const state = this.core.state;
+    return (this.flags & Flag.Attached) === 0 && state !== CoreState.Closed ? ReadyState.CONNECTING : (state as number);
   }
-  private set state(state: ReadyState) {
-    this.flags = (this.flags & ~Flag.ReadyState) | state;
-  }
+
+  // The flags field: has(flag), setFlag(flag, on).
   private setFlag(flag: Flag, on: boolean): void {
     this.flags = on ? this.flags | flag : this.flags & ~flag;
   }
@@ -400,11 +378,6 @@ export class WebSocket extends Duplex {
   /** The tap points, or null (no tap was ever made). */
   private get tapPoints(): TapPoints | null {
     return this.extras === null ? null : this.extras.tapPoints;
-  }
-
-  /** The closing handshake's state, made now if it was not yet. */
-  private closingState(): Closing {
-    return (this.closing ??= new Closing());
   }
 
   /** CONNECTING, OPEN, CLOSING or CLOSED, as in the browser API. */
@@ -443,6 +416,7 @@ export class WebSocket extends Duplex {
       this.options,
       this,
       deflate === undefined ? undefined : { ...deflate.sides.inflate, maxConcurrency: deflate.options.maxConcurrency },
+      this.core,
     );
     const deflateSide = deflate?.sides.deflate ?? null;
     this.sender = new Sender(
@@ -458,8 +432,14 @@ export class WebSocket extends Duplex {
     transport.on('close', WebSocket.transportClose);
     transport.on('error', WebSocket.transportError);
     transport.on('drain', WebSocket.transportDrain);
-    this.state = ReadyState.OPEN;
-    this.startLiveness();
+    this.setFlag(Flag.Attached, true);
+    if (this.has(Flag.Timed)) {
+      // Heartbeat and idle timeout run from now.
+      const now = Date.now();
+      this.core.received(now);
+      this.core.sent(now);
+      this.arm();
+    }
     if (diagnostics.frame.hasSubscribers) this.hookFrameDiagnostics();
     if (diagnostics.open.hasSubscribers) {
       diagnostics.open.publish({ websocket: this, role: this.role, address: peerAddress(transport), protocol: this.protocol, extensions: this.extensions });
@@ -651,7 +631,8 @@ export class WebSocket extends Duplex {
       });
       return false;
     }
-    if (this.has(Flag.CloseSent) || (this.state >= ReadyState.CLOSING && (!this.has(Flag.AnswerAfterReader) || this.writableEnded))) {
+    // After the peer's close, writes are still taken while its answer waits for the reader (see onPeerClose).
+    if (this.core.closeSent || (this.state >= ReadyState.CLOSING && (!this.core.answerPending || this.writableEnded))) {
       const err = new WebSocketError('WS_ERR_INVALID_STATE', `readyState is ${ReadyState[this.state]}`);
       process.nextTick(() => callback?.(err));
       return false;
@@ -667,7 +648,7 @@ export class WebSocket extends Duplex {
       }
       return false;
     }
-    if (this.liveness !== null) this.liveness.lastActivity = Date.now();
+    if (this.has(Flag.Timed)) this.core.sent(Date.now());
     // Fan-out: frames published to this connection earlier in this turn go first.
     this.options.topicHost?.beforeSend(this);
     let flowing: boolean;
@@ -734,7 +715,7 @@ export class WebSocket extends Duplex {
    * the message the bytes encode) is what taps see of them, made only when a tap watches.
    */
   sendFrameBytes(buffers: readonly Buffer[], bytes: number, onRoom: WriteCallback, tapped?: () => Array<{ frame: Frame; message: Message }>): boolean {
-    if (this.has(Flag.CloseSent) || this.state !== ReadyState.OPEN) {
+    if (this.core.closeSent || this.state !== ReadyState.OPEN) {
       const err = new WebSocketError('WS_ERR_INVALID_STATE', `readyState is ${ReadyState[this.state]}`);
       process.nextTick(onRoom, err);
       return false;
@@ -805,7 +786,7 @@ export class WebSocket extends Duplex {
   close(code?: number, reason?: string): void {
     const invalid = checkCloseArgs(code, reason);
     if (invalid !== null) throw invalid;
-    if (this.state === ReadyState.CLOSED || this.has(Flag.CloseSent) || (this.closing !== null && this.closing.pending !== null)) return;
+    if (this.state === ReadyState.CLOSED || this.core.closeSent || (this.extras !== null && this.extras.closePending !== null)) return;
     if (this.state === ReadyState.CONNECTING) {
       // Asynchronously, so that listeners added right after close() still hear 'close'.
       process.nextTick(() => this.abortHandshake(new WebSocketError('WS_ERR_INVALID_STATE', 'closed before the connection was established')));
@@ -813,10 +794,10 @@ export class WebSocket extends Duplex {
       return;
     }
     this.options.topicHost?.beforeSend(this);
-    this.closingState().pending = { code, reason };
-    this.setFlag(Flag.AnswerAfterReader, false);
-    this.state = ReadyState.CLOSING;
-    this.startCloseTimer();
+    this.more().closePending = { code, reason };
+    // CLOSING, and the close timeout runs; _final sends the close once the writes queued are out.
+    this.core.beginClose(Date.now());
+    this.arm();
     this.end();
   }
 
@@ -889,20 +870,23 @@ export class WebSocket extends Duplex {
   }
 
   override _final(callback: WriteCallback): void {
-    const close = this.closing?.pending ?? null;
-    if (this.closing !== null) this.closing.pending = null;
-    if (!this.has(Flag.CloseSent) && this.receiver !== null && this.state !== ReadyState.CLOSED) {
-      this.state = ReadyState.CLOSING;
-      this.startCloseTimer();
-      const responder = this.receiver.responder;
+    const extras = this.extras;
+    const close = extras === null ? null : extras.closePending;
+    if (extras !== null) extras.closePending = null;
+    const core = this.core;
+    if (!core.closeSent && this.has(Flag.Attached) && core.state !== CoreState.Closed) {
+      const now = Date.now();
+      core.beginClose(now);
       // close() gave a code and reason. Ended without close() (end(), or pipe() at its source's
       // end): after the peer's close, the echo of its code; before it, a close without a code.
-      let err: WebSocketError | null = null;
-      if (close === null && this.has(Flag.CloseReceived)) responder.answerClose();
-      else err = responder.close(close?.code, close?.reason);
-      if (err !== null) {
-        callback(err);
+      try {
+        if (close === null && core.closeReceived) core.answerClose(now);
+        else core.close(close?.code, close?.reason, now);
+      } catch (err) {
+        callback(err as Error);
         return;
+      } finally {
+        this.arm();
       }
     }
     callback();
@@ -918,8 +902,7 @@ export class WebSocket extends Duplex {
   private onData(chunk: Buffer): void {
     const receiver = this.receiver!;
     if (receiver.error !== null) return;
-    const liveness = this.liveness;
-    if (liveness !== null) liveness.lastReceived = liveness.lastActivity = Date.now();
+    if (this.has(Flag.Timed)) this.core.received(Date.now());
     // Server role: the unmasker works in place, so a bytes tap gets a copy of the wire bytes.
     if (this.tapPoints !== null && this.tapPoints.in.bytes.active) {
       this.offerInbound(this.tapPoints.in.bytes, this.role === 'server' ? Buffer.from(chunk) : chunk);
@@ -970,7 +953,7 @@ export class WebSocket extends Duplex {
    */
   private budgetHoldsReading(): boolean {
     // Our close is sent: only the peer's close matters now; it must be found (see pushOrPause).
-    if (this.has(Flag.CloseSent)) return false;
+    if (this.core.closeSent) return false;
     const releasable = this.unreadBytes + this.bufferedAmount;
     return releasable > 0 && releasable + (this.receiver?.assembler.heldBytes ?? 0) >= this.memoryBudget;
   }
@@ -1057,7 +1040,7 @@ export class WebSocket extends Duplex {
 
   /** @internal A piece of a streamed message. */
   onMessagePiece(piece: MessagePiece): void {
-    if (this.has(Flag.CloseReceived)) return;
+    if (this.core.closeReceived) return;
     if (this.tapPoints !== null) this.offerInbound(this.tapPoints.in.messages, piece);
     const extras = this.more();
     if (piece.first) {
@@ -1088,7 +1071,7 @@ export class WebSocket extends Duplex {
    */
   private pushOrPause(readable: Readable | Duplex, value: Buffer | string | MessageReadable): void {
     if (emitIfFlowing(readable, value)) return;
-    if (this.has(Flag.CloseSent) && this.heldBytes + unreadSize(value) > this.memoryBudget) return;
+    if (this.core.closeSent && this.heldBytes + unreadSize(value) > this.memoryBudget) return;
     const before = readable.readableLength;
     readable.push(value);
     if (readable.readableLength > before) {
@@ -1106,30 +1089,27 @@ export class WebSocket extends Duplex {
     this.resumeIfFree();
   }
 
-  /** @internal The peer's close frame. */
-  onClose(code: number, reason: string): boolean {
-    this.setFlag(Flag.CloseReceived, true);
-    const closing = this.closingState();
-    closing.code = code;
-    closing.reason = reason;
-    if (this.state === ReadyState.OPEN) this.state = ReadyState.CLOSING;
+  /** @internal The peer's close frame (the core keeps its code and reason; the close timeout runs). */
+  onPeerClose(): boolean {
+    // The close timeout runs from now (also when the close comes later, from the inflater).
+    this.arm();
     this.endReadable();
-    this.startCloseTimer();
+    if (this.core.closeSent) return false;
     // Writes accepted before the peer's close still go out, then our close: _final sends it
     // (the application's own close if it called close(), else the echo of the peer's code).
     // RFC 6455 §5.5.1 lets an endpoint send what it has before its close. So do the replies to
     // messages the peer sent before its close that a reader (pipe(), a paused 'data' listener,
     // for await) has not read yet: the answer waits for the reader's 'end' (closeTimeout still
-    // bounds the wait). Not behind a message streamed out, which may never end: the responder
+    // bounds the wait). Not behind a message streamed out, which may never end: the core
     // echoes at once, cutting it off. A connection nobody reads is answered at once.
-    if (!this.has(Flag.CloseSent) && (this.extras === null || this.extras.outboundOwner === null)) {
+    if (this.extras === null || this.extras.outboundOwner === null) {
       if (this.readableLength > 0 && this.readableFlowing !== null && !this.writableEnded) {
-        this.setFlag(Flag.AnswerAfterReader, true);
         this.once('end', () => this.answerPeerClose());
         // A reader that stopped for good must not hang the handshake: half of closeTimeout
         // later the close is answered anyway (what it has not read stays readable).
-        closing.answerTimer = setTimeout(() => this.answerPeerClose(), (this.options.closeTimeout ?? Defaults.closeTimeout) / 2);
-        closing.answerTimer.unref?.();
+        const extras = this.more();
+        extras.answerTimer = setTimeout(() => this.answerPeerClose(), (this.options.closeTimeout ?? Defaults.closeTimeout) / 2);
+        extras.answerTimer.unref?.();
         return true;
       }
       if (this.writableLength > 0) {
@@ -1137,40 +1117,59 @@ export class WebSocket extends Duplex {
         return true;
       }
     }
-    // The responder echoes the close right after this call unless ours went first.
-    this.closingHandshakeDone();
+    // The core echoes the close right after this call.
     return false;
   }
 
   /** Ends the writable side: _final answers the peer's close after the writes queued (or sends the application's close). */
   private answerPeerClose(): void {
     this.clearAnswerTimer();
-    this.setFlag(Flag.AnswerAfterReader, false);
     if (!this.writableEnded) this.end();
   }
 
-  /** @internal A frame to send (pong, close echo, failing close). */
-  onReply(frame: Frame): void {
+  /** @internal The core's frame to send now (pong, close, heartbeat ping). */
+  sendFrame(frame: Frame): void {
     // A peer that sends pings (or anything that needs an answer) but does not read would have
     // us queue answers without end: stop reading from it until the answers have drained.
-    if (this.sender !== null && !this.sender.sendFrame(frame)) this.holdReading(Flag.PausedForReplies);
-    if (frame.opcode === Opcode.Close) {
-      this.setFlag(Flag.CloseSent, true);
-      if (this.state === ReadyState.OPEN) this.state = ReadyState.CLOSING;
-      // Reading no longer waits for the budget: read on to the peer's close.
-      this.releaseReading(Flag.PausedForBudget);
-      this.closingHandshakeDone();
-    }
+    const flowing = this.sender === null || this.sender.sendFrame(frame);
+    if (!flowing && frame.opcode !== Opcode.Ping) this.holdReading(Flag.PausedForReplies);
+    // Our close is sent: reading no longer waits for the budget; read on to the peer's close.
+    if (frame.opcode === Opcode.Close) this.releaseReading(Flag.PausedForBudget);
+  }
+
+  /** @internal The core's error (it keeps the first in `error`): published, and emitted when listened for. */
+  onError(err: Error): void {
+    if (diagnostics.error.hasSubscribers) diagnostics.error.publish({ websocket: this, error: err });
+    if (this.listenerCount('error') > 0) this.emit('error', err);
+  }
+
+  /** @internal The core closes our side: the closing handshake completed (server), or we failed. */
+  endTransport(): void {
+    this.transport?.end();
+  }
+
+  /** @internal The core gives up on the transport (close timeout, a dead peer): 'close' follows. */
+  destroyTransport(): void {
+    this.terminate();
   }
 
   /**
-   * Once close frames went both ways, RFC 6455 §7.1.1: "the server MUST close the underlying
-   * TCP connection immediately"; the client waits for that (or for closeTimeout) and then
-   * closes its side.
+   * @internal The core's reading holds (its own ReadHold bits, which this adapter does not use:
+   * it keeps its reasons in `flags`, see holdReading) stop or resume the transport.
    */
-  private closingHandshakeDone(): void {
-    if (!this.has(Flag.CloseSent) || !this.has(Flag.CloseReceived)) return;
-    if (this.role === 'server') this.transport?.end();
+  setReading(on: boolean): void {
+    if (on) this.resumeIfFree();
+    else this.transport?.pause();
+  }
+
+  /** @internal For the core's memory budget: bytes waiting to be sent. */
+  unsentBytes(): number {
+    return this.bufferedAmount;
+  }
+
+  /** @internal For the core's memory budget: bytes of the message being assembled. */
+  assemblingBytes(): number {
+    return this.receiver === null ? 0 : this.receiver.assembler.heldBytes;
   }
 
   private onEnd(): void {
@@ -1181,8 +1180,8 @@ export class WebSocket extends Duplex {
   private onTransportError(err: Error): void {
     // Once close frames went both ways the connection is closed cleanly (RFC 6455 §7.1.4); what
     // TCP does after that (a reset from a peer that hangs up with our bytes unread, as Autobahn's
-    // server does) is not an error of the connection.
-    if (!this.has(Flag.CloseSent) || !this.has(Flag.CloseReceived)) this.reportError(err);
+    // server does) is not an error of the connection: the core decides.
+    this.core.transportError(err);
     this.transport?.destroy();
   }
 
@@ -1220,7 +1219,7 @@ export class WebSocket extends Duplex {
    * writer); nothing waits to be compressed.
    */
   private sendableAtOnce(): boolean {
-    if (this.state !== ReadyState.OPEN || this.has(Flag.CloseSent) || !writableIdle(this)) return false;
+    if (this.state !== ReadyState.OPEN || this.core.closeSent || !writableIdle(this)) return false;
     const w = (this as unknown as { _writableState: { needDrain: boolean; highWaterMark: number } })._writableState;
     if (w.needDrain || w.highWaterMark <= 1) return false;
     const extras = this.extras;
@@ -1263,7 +1262,7 @@ export class WebSocket extends Duplex {
 
   /** Why nothing more can be sent, or null. */
   private cannotSend(): WebSocketError | null {
-    if (this.has(Flag.CloseSent) || this.sender === null || this.state === ReadyState.CLOSED) {
+    if (this.core.closeSent || this.sender === null || this.state === ReadyState.CLOSED) {
       return new WebSocketError('WS_ERR_INVALID_STATE', `readyState is ${ReadyState[this.state]}`);
     }
     return null;
@@ -1424,18 +1423,15 @@ export class WebSocket extends Duplex {
 
   /** RFC 6455 §7.1.7: send a close frame with the error's code, then close the transport. */
   private failConnection(err: WebSocketError): void {
-    this.reportError(err);
+    // The core reports the error (once), sends the close frame with its code (which 'close'
+    // reports, unless the peer's close came first), and ends our side of the transport.
+    this.core.fail(err, Date.now());
     // Everything the peer sends from now on is discarded (the receiver keeps this first error
     // and reads nothing after it), so that nothing reports it a second time.
     this.receiver?.splitter.fail(err);
     this.abortInboundStream(err);
-    // 'close' reports our code, unless the peer's close came first.
-    if (!this.has(Flag.CloseReceived)) this.closingState().code = err.closeCode;
-    if (!this.has(Flag.CloseSent) && this.receiver !== null) this.receiver.responder.failConnection(err);
-    if (this.state === ReadyState.OPEN) this.state = ReadyState.CLOSING;
     this.endReadable();
-    this.transport?.end();
-    this.startCloseTimer();
+    this.arm();
   }
 
   /**
@@ -1450,60 +1446,56 @@ export class WebSocket extends Duplex {
     stream.destroy(stream.listenerCount('error') > 0 ? err : undefined);
   }
 
-  /** Arms the heartbeat/idle timer, if either is configured. */
-  private startLiveness(): void {
-    const heartbeat = this.options.heartbeat;
-    const idle = this.options.idleTimeout;
-    if (heartbeat === undefined && idle === undefined) return;
-    const candidates = [idle ?? Infinity];
-    if (heartbeat !== undefined) candidates.push(heartbeat.interval, heartbeat.timeout);
-    // Check often enough for the shortest of the delays (a quarter of it, at least 10 ms).
-    const period = Math.max(10, Math.floor(Math.min(...candidates) / 4));
-    const timer = setInterval(() => this.checkLiveness(), period);
-    timer.unref?.();
-    this.liveness = new Liveness(timer);
-  }
-
-  private checkLiveness(): void {
-    if (this.state !== ReadyState.OPEN) return;
+  /**
+   * Arms the connection's one timer at the core's deadline (heartbeat, idle timeout, close
+   * timeout), unless it is armed for that time or earlier already: when it fires, the core's
+   * tick() does what is due and the timer is armed again for the next deadline. Traffic only
+   * moves deadlines later, so it never re-arms the timer: one armed early costs one early wake-up.
+   */
+  private arm(): void {
+    const core = this.core;
     const now = Date.now();
-    const live = this.liveness!;
-    const heartbeat = this.options.heartbeat;
-    if (heartbeat !== undefined) {
-      // While we do not read, the peer's silence proves nothing (its pong may be waiting).
-      if (this.readingHeld()) live.lastReceived = now;
-      if (live.pingSentAt !== 0 && live.lastReceived >= live.pingSentAt) live.pingSentAt = 0;
-      if (live.pingSentAt !== 0 && now - live.pingSentAt >= heartbeat.timeout) {
-        this.reportError(new WebSocketError('WS_ERR_PEER_UNRESPONSIVE', `no answer within ${heartbeat.timeout} ms`));
-        this.terminate();
-        return;
-      }
-      if (live.pingSentAt === 0 && now - live.lastReceived >= heartbeat.interval) {
-        live.pingSentAt = now;
-        this.sender?.sendFrame(makeFrame(Opcode.Ping, Buffer.alloc(0)));
-      }
+    // A close timeout started by the peer's close (the receiver passes no time) runs from now.
+    core.settle(now);
+    const at = core.deadline;
+    if (at === Infinity) {
+      this.disarm();
+      return;
     }
-    const idle = this.options.idleTimeout;
-    // Idleness is policy, not an error: the close reason says it.
-    if (idle !== undefined && now - live.lastActivity >= idle) this.close(CloseCode.GoingAway, 'idle timeout');
+    const extras = this.more();
+    if (extras.timer !== null) {
+      if (extras.timerAt <= at) return;
+      clearTimeout(extras.timer);
+    }
+    extras.timerAt = at;
+    extras.timer = setTimeout(WebSocket.onTimer, Math.max(0, at - now), this);
+    extras.timer.unref?.();
   }
 
-  private startCloseTimer(): void {
-    if (this.state === ReadyState.CLOSED) return;
-    const closing = this.closingState();
-    if (closing.timer !== null) return;
-    closing.timer = setTimeout(() => {
-      closing.timer = null;
-      this.transport?.destroy();
-    }, this.options.closeTimeout ?? Defaults.closeTimeout);
-    closing.timer.unref?.();
+  private disarm(): void {
+    const extras = this.extras;
+    if (extras === null || extras.timer === null) return;
+    clearTimeout(extras.timer);
+    extras.timer = null;
+    extras.timerAt = Infinity;
+  }
+
+  private static onTimer(ws: WebSocket): void {
+    const extras = ws.extras!;
+    extras.timer = null;
+    extras.timerAt = Infinity;
+    const now = Date.now();
+    // While we do not read, the peer's silence proves nothing (its pong may be waiting).
+    if (ws.readingHeld()) ws.core.received(now);
+    ws.core.tick(now);
+    ws.arm();
   }
 
   private clearAnswerTimer(): void {
-    const closing = this.closing;
-    if (closing === null || closing.answerTimer === null) return;
-    clearTimeout(closing.answerTimer);
-    closing.answerTimer = null;
+    const extras = this.extras;
+    if (extras === null || extras.answerTimer === null) return;
+    clearTimeout(extras.answerTimer);
+    extras.answerTimer = null;
   }
 
   private endReadable(): void {
@@ -1512,27 +1504,20 @@ export class WebSocket extends Duplex {
     this.push(null);
   }
 
+  /** An error of the connection that does not fail it: the core keeps the first, onError emits it. */
   private reportError(err: Error): void {
-    const extras = this.more();
-    if (extras.error === null) extras.error = err;
-    if (diagnostics.error.hasSubscribers) diagnostics.error.publish({ websocket: this, error: err });
-    if (this.listenerCount('error') > 0) this.emit('error', err);
+    this.core.reportError(err);
   }
 
-  /** The transport is gone: settle every pending callback and emit 'close' once. */
+  /** The transport is gone: the core reports it once (onClosed). */
   private finish(): void {
-    if (this.state === ReadyState.CLOSED) return;
-    this.state = ReadyState.CLOSED;
-    const closing = this.closing;
-    if (closing !== null && closing.timer !== null) {
-      clearTimeout(closing.timer);
-      closing.timer = null;
-    }
+    this.core.transportClosed();
+  }
+
+  /** @internal The transport is gone (the core is CLOSED): settle every pending callback and emit 'close'. */
+  onClosed(code: number, reason: string): void {
+    this.disarm();
     this.clearAnswerTimer();
-    if (this.liveness !== null) {
-      clearInterval(this.liveness.timer);
-      this.liveness = null;
-    }
     // permessage-deflate: free zlib's memory (nothing more will be sent or delivered).
     this.receiver?.destroy();
     this.sender?.destroy();
@@ -1573,9 +1558,7 @@ export class WebSocket extends Duplex {
     }
     // Messages already received stay readable: the readable side ends, nothing is destroyed.
     this.endReadable();
-    // Without a closing handshake or a failure of ours, 1006 (the code's default).
-    const code = this.closing?.code ?? CloseCode.Abnormal;
-    const reason = this.closing?.reason ?? '';
+    // Without a closing handshake or a failure of ours, 1006 (the core's default).
     if (diagnostics.close.hasSubscribers) diagnostics.close.publish({ websocket: this, code, reason });
     this.emit('close', code, reason);
   }
