@@ -12,6 +12,7 @@ import { Flag, type WriteCallback } from './connection-state';
 import { channels as diagnostics } from './diagnostics';
 import { ReadyState } from './websocket-types';
 import { abortInboundStream, endReadable, readingHeld } from './inbound';
+import { detachTransport } from './attach';
 import type { WebSocket } from './websocket';
 
 /** RFC 6455 §7.1.7: send a close frame with the error's code, then close the transport. */
@@ -129,7 +130,7 @@ export function closed(ws: WebSocket, code: number, reason: string): void {
   // permessage-deflate: free zlib's memory (nothing more will be sent or delivered).
   ws.receiver?.destroy();
   ws.sender?.destroy();
-  ws.detachTransport();
+  detachTransport(ws);
   // Settle every write still waiting: it can no longer be sent.
   // Writes whose bytes are in the transport already: nothing more will come of them.
   const extras = ws.extras;

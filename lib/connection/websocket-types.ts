@@ -1,6 +1,6 @@
 /**
  * The public types of a WebSocket connection: its transport, options, ready states and what
- * the opening handshake settled (WebSocketEvents stays with the class, in websocket.ts).
+ * the opening handshake settled, and its events (typed on the class in websocket.ts).
  */
 import type { Buffer } from 'node:buffer';
 import type { MessagePiece } from '../stages/fragment-assembler';
@@ -9,6 +9,7 @@ import type { DeflateSides, PerMessageDeflateOptions } from '../deflate/permessa
 import type { ReceiverOptions } from './receiver';
 import type { ByteSink, SenderOptions } from './sender';
 import type { TopicHost } from './topics';
+import type { UpgradeResponse } from '../handshake/handshake-parser';
 import type { WebSocket } from './websocket';
 
 /** The underlying transport: a net.Socket, a tls.TLSSocket, or any Duplex of bytes. */
@@ -113,3 +114,26 @@ export type TapLayer = 'bytes' | 'frames' | 'messages';
 export type TapDirection = 'in' | 'out';
 /** What a messages tap yields: whole messages, or pieces of streamed ones. */
 export type TappedMessage = Message | MessagePiece;
+
+/** Events of a WebSocket, with their arguments (besides a Duplex's own: 'data', 'end', 'finish' ...). */
+export interface WebSocketEvents {
+  /** The opening handshake is done: the connection is OPEN. */
+  open: () => void;
+  /**
+   * A data message: text as a string, binary as a Buffer; `isBinary` says which. With the
+   * `streamMessages` option each message is a MessageReadable instead (annotate the parameter:
+   * `(stream: MessageReadable) => ...`).
+   */
+  message: (data: string | Buffer, isBinary: boolean) => void;
+  /** The peer pinged (the pong is sent automatically unless `autoPong: false`). */
+  ping: (payload: Buffer) => void;
+  pong: (payload: Buffer) => void;
+  /** The connection has ended: the close code and reason (1006 and '' without a close frame). */
+  close: (code: number, reason: string) => void;
+  /** A protocol error (a WebSocketError, with its `code` and `closeCode`) or a socket error; emitted once. */
+  error: (err: Error) => void;
+  /** `send()`/`write()` returned false and the connection can take more now. */
+  drain: () => void;
+  /** Client: the server's 101 response was received and checked (before 'open'). */
+  upgrade: (response: UpgradeResponse) => void;
+}

@@ -33,7 +33,6 @@ import { Buffer } from 'node:buffer';
 import type { AnyListener } from '../protocol/events';
 import { Duplex } from '../stages/streams';
 import type { MessagePiece } from '../stages/fragment-assembler';
-import type { UpgradeResponse } from '../handshake/handshake-parser';
 import { MessageReadable, MessageWritable, MessageWritableOptions } from '../stages/message-stream';
 import type { Tap, TapOptions } from '../stages/tap';
 import { Defaults, Opcode } from '../protocol/constants';
@@ -45,39 +44,17 @@ import { Receiver, Role } from './receiver';
 import { ConnectionCore, CoreState } from './connection-core';
 import { Sender } from './sender';
 import type { FanoutCounters, SubscriptionOptions, TopicHost } from './topics';
-import { channels as diagnostics, peerAddress } from './diagnostics';
-import { type ControlCallback, Extras, Flag, type OwnedTransport, unreadSize, PreFramed, SentAhead, type TapPoints, type WriteCallback, ignore, kConnection, listenerTable, roleError } from './connection-state';
-import { HandshakeResult, ReadyState, TapDirection, TapLayer, TappedMessage, Transport, WebSocketOptions } from './websocket-types';
-import { consumed, deliverMessage, deliverPiece, holdReading, inflateIdle, onData, peerClosed, releaseReading, resumeIfFree, resumeTransport } from './inbound';
-import { onDrain, partSink, sendControlForm, sendFrameBytes, sendReply, writeMany, writeMessage, writeOne } from './outbound';
-import { closeConnection, closed, failConnection, finalClose, arm } from './closing';
-import { hookFrameDiagnostics, hookTaps, openTap } from './taps';
+import { channels as diagnostics } from './diagnostics';
+import { type ControlCallback, Extras, Flag, PreFramed, SentAhead, type TapPoints, type WriteCallback, listenerTable, roleError, unreadSize } from './connection-state';
+import { HandshakeResult, ReadyState, TapDirection, TapLayer, TappedMessage, Transport, WebSocketEvents, WebSocketOptions } from './websocket-types';
+import { consumed, deliverMessage, deliverPiece, holdReading, inflateIdle, peerClosed, releaseReading, resumeIfFree, resumeTransport } from './inbound';
+import { partSink, sendControlForm, sendFrameBytes, sendReply, writeMany, writeMessage, writeOne } from './outbound';
+import { closeConnection, closed, failConnection, finalClose } from './closing';
+import { openTap } from './taps';
+import { attachTransport } from './attach';
 
 export { ReadyState } from './websocket-types';
-export type { HandshakeResult, HeldBytesObserver, TapDirection, TapLayer, TappedMessage, Transport, WebSocketOptions } from './websocket-types';
-
-/** Events of a WebSocket, with their arguments (besides a Duplex's own: 'data', 'end', 'finish' ...). */
-export interface WebSocketEvents {
-  /** The opening handshake is done: the connection is OPEN. */
-  open: () => void;
-  /**
-   * A data message: text as a string, binary as a Buffer; `isBinary` says which. With the
-   * `streamMessages` option each message is a MessageReadable instead (annotate the parameter:
-   * `(stream: MessageReadable) => ...`).
-   */
-  message: (data: string | Buffer, isBinary: boolean) => void;
-  /** The peer pinged (the pong is sent automatically unless `autoPong: false`). */
-  ping: (payload: Buffer) => void;
-  pong: (payload: Buffer) => void;
-  /** The connection has ended: the close code and reason (1006 and '' without a close frame). */
-  close: (code: number, reason: string) => void;
-  /** A protocol error (a WebSocketError, with its `code` and `closeCode`) or a socket error; emitted once. */
-  error: (err: Error) => void;
-  /** `send()`/`write()` returned false and the connection can take more now. */
-  drain: () => void;
-  /** Client: the server's 101 response was received and checked (before 'open'). */
-  upgrade: (response: UpgradeResponse) => void;
-}
+export type { HandshakeResult, HeldBytesObserver, TapDirection, TapLayer, TappedMessage, Transport, WebSocketEvents, WebSocketOptions } from './websocket-types';
 
 /** Typed listeners for WebSocketEvents (see lib/protocol/events.ts). */
 export interface WebSocket {
@@ -95,12 +72,12 @@ export interface WebSocket {
 
 /**
  * Memory per connection: an idle connection should cost little more than its socket. So the
- * connection is itself the handler of its Receiver (the ReceiverHandler methods below), the
+ * connection is itself the handler of its Receiver and of its core (the methods below), the
  * transport's and its own listeners are shared functions that find the connection through the
  * transport (or `this`), yes/no state is bits of one field, and what only some connections need
  * (heartbeat, closing state, waiting lists, streamed messages, taps) is made on first use.
  *
- * No `implements ReceiverHandler`: its methods here are marked internal, left out of the published
+ * No `implements ReceiverHandler, ConnectionCoreHandler`: their methods here are marked internal, left out of the published
  * declarations (stripInternal), where the clause would no longer hold; `new Receiver(..., this)`
  * checks the shape.
  */
@@ -239,93 +216,7 @@ export class WebSocket extends Duplex {
    * that arrived after the handshake (often the first frames). Used by the server and client.
    */
   attach(transport: Transport, head: Buffer | null, handshake: HandshakeResult): void {
-    if (this.transport !== null) throw new WebSocketError('WS_ERR_INVALID_STATE', 'already attached');
-    this.transport = transport;
-    this.protocol = handshake.protocol;
-    this.extensions = handshake.extensions;
-    transport.setNoDelay?.(true);
-    transport.setTimeout?.(0);
-    const deflate = handshake.deflate;
-    this.receiver = new Receiver(
-      this.role,
-      this.options,
-      this,
-      deflate === undefined ? undefined : { ...deflate.sides.inflate, maxConcurrency: deflate.options.maxConcurrency },
-      this.core,
-    );
-    const deflateSide = deflate?.sides.deflate ?? null;
-    this.sender = new Sender(
-      transport,
-      this.role,
-      this.options,
-      deflate === undefined || deflateSide === null ? undefined : { side: deflateSide, options: deflate.options },
-    );
-    hookTaps(this);
-    (transport as OwnedTransport)[kConnection] = this;
-    transport.on('data', WebSocket.transportData);
-    transport.on('end', WebSocket.transportEnd);
-    transport.on('close', WebSocket.transportClose);
-    transport.on('error', WebSocket.transportError);
-    transport.on('drain', WebSocket.transportDrain);
-    this.setFlag(Flag.Attached, true);
-    if (this.has(Flag.Timed)) {
-      // Heartbeat and idle timeout run from now.
-      const now = Date.now();
-      this.core.received(now);
-      this.core.sent(now);
-      arm(this);
-    }
-    if (diagnostics.frame.hasSubscribers) hookFrameDiagnostics(this);
-    if (diagnostics.open.hasSubscribers) {
-      diagnostics.open.publish({ websocket: this, role: this.role, address: peerAddress(transport), protocol: this.protocol, extensions: this.extensions });
-    }
-    this.emit('open');
-    // Bytes that came with the handshake are parsed on the next tick, once the caller that
-    // received this connection has attached its listeners (before any later socket data).
-    if (head !== null && head.length > 0) process.nextTick(WebSocket.receiveHead, this, head);
-    // Writes queued while CONNECTING go out now, in order.
-    const queued = this.extras?.whenOpen ?? null;
-    if (queued !== null) {
-      this.extras!.whenOpen = null;
-      for (const task of queued) task();
-    }
-  }
-
-  // The transport's listeners: one set of functions for all connections (`this` is the transport).
-  private static transportData(this: OwnedTransport, chunk: Buffer): void {
-    onData(this[kConnection]!, chunk);
-  }
-
-  private static transportEnd(this: OwnedTransport): void {
-    this[kConnection]!.onEnd();
-  }
-
-  private static transportClose(this: OwnedTransport): void {
-    this[kConnection]!.onTransportClose();
-  }
-
-  private static transportError(this: OwnedTransport, err: Error): void {
-    this[kConnection]!.onTransportError(err);
-  }
-
-  private static transportDrain(this: OwnedTransport): void {
-    onDrain(this[kConnection]!);
-  }
-
-  private static receiveHead(ws: WebSocket, head: Buffer): void {
-    onData(ws, head);
-  }
-
-  /** @internal The transport is gone: its listeners go (an 'error' after a destroy must not be unhandled: one is left). */
-  detachTransport(): void {
-    const transport = this.transport;
-    if (transport === null) return;
-    transport.removeListener('data', WebSocket.transportData);
-    transport.removeListener('drain', WebSocket.transportDrain);
-    transport.removeListener('end', WebSocket.transportEnd);
-    transport.removeListener('close', WebSocket.transportClose);
-    transport.removeListener('error', WebSocket.transportError);
-    transport.on('error', ignore);
+    attachTransport(this, transport, head, handshake);
   }
 
   /** A 'message' listener puts the stream in flowing mode, as a 'data' listener does (`this` is the connection). */
@@ -378,10 +269,6 @@ export class WebSocket extends Duplex {
   tap(layer: TapLayer, direction: TapDirection, options: TapOptions = {}): Tap<unknown> {
     return openTap(this, layer, direction, options);
   }
-
-
-
-
 
   /**
    * Starts one outgoing message whose payload is written as a stream: each chunk written goes
@@ -493,7 +380,6 @@ export class WebSocket extends Duplex {
     sendControlForm(this, Opcode.Pong, payload, mask, callback);
   }
 
-
   /**
    * Starts the closing handshake: messages already accepted by send()/write() are sent first,
    * then a close frame with `code` (1000-1003, 1007-1014 or 3000-4999; none sends an empty
@@ -532,8 +418,6 @@ export class WebSocket extends Duplex {
     writeMany(this, chunks, callback);
   }
 
-
-
   override _final(callback: WriteCallback): void {
     finalClose(this, callback);
   }
@@ -544,7 +428,6 @@ export class WebSocket extends Duplex {
   }
 
   // ----- Inbound -----
-
 
   /** @internal permessage-deflate: an inflated chunk reached the assembler (heldBytes grew). */
   onInflatedFrame(): void {
@@ -568,13 +451,6 @@ export class WebSocket extends Duplex {
     failConnection(this, err);
     if (this.bufferedAmount > 0) this.transport?.destroy();
   }
-
-
-
-
-
-
-
 
   // ----- ReceiverHandler: what the receiver delivers -----
 
@@ -610,13 +486,10 @@ export class WebSocket extends Duplex {
     deliverPiece(this, piece);
   }
 
-
-
   /** @internal The peer's close frame (the core keeps its code and reason; the close timeout runs). */
   onPeerClose(): boolean {
     return peerClosed(this);
   }
-
 
   /** @internal The core's frame to send now (pong, close, heartbeat ping). */
   sendFrame(frame: Frame): void {
@@ -658,57 +531,6 @@ export class WebSocket extends Duplex {
     return this.receiver === null ? 0 : this.receiver.assembler.heldBytes;
   }
 
-  private onEnd(): void {
-    // The peer will send nothing more; finish our side too.
-    if (this.transport !== null && !this.transport.destroyed) this.transport.end();
-  }
-
-  private onTransportError(err: Error): void {
-    // Once close frames went both ways the connection is closed cleanly (RFC 6455 §7.1.4); what
-    // TCP does after that (a reset from a peer that hangs up with our bytes unread, as Autobahn's
-    // server does) is not an error of the connection: the core decides.
-    this.core.transportError(err);
-    this.transport?.destroy();
-  }
-
-  private onTransportClose(): void {
-    // permessage-deflate: frames received before the end are still being inflated; deliver
-    // them (whatever the reader's pace) before 'close'.
-    if (this.receiver !== null && this.receiver.busy && this.receiver.error === null) {
-      this.more().afterInflate = () => this.finish();
-      this.receiver.resumeInflate();
-      return;
-    }
-    this.finish();
-  }
-
-  // ----- Outbound -----
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-  // ----- Failing and finishing -----
-
-
-
-
-
-
-
-
   /** @internal An error of the connection that does not fail it: the core keeps the first, onError emits it. */
   reportError(err: Error): void {
     this.core.reportError(err);
@@ -724,7 +546,6 @@ export class WebSocket extends Duplex {
     closed(this, code, reason);
   }
 }
-
 
 /** Encodes a close frame (used by stages and specs that build the bytes of a close by hand). */
 export function closeFrame(code?: number, reason?: string): Frame {
