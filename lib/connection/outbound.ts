@@ -14,6 +14,7 @@ import { WebSocketError, isWebSocketError } from '../protocol/errors';
 import { type OutboundMessage, toMessage } from '../stages/message-framer';
 import { type Frame, type Message, makeFrame } from '../protocol/frame';
 import { ReadyState } from './websocket-types';
+import { CoreState } from './connection-core';
 import { type ControlCallback, Flag, PreFramed, SentAhead, type WriteCallback } from './connection-state';
 import { failConnection } from './closing';
 import { checkBudget, holdReading, releaseReading } from './inbound';
@@ -100,14 +101,16 @@ export function whenSendable(ws: WebSocket, owner: MessageWritable | null, send:
  * writer); nothing waits to be compressed.
  */
 export function sendableAtOnce(ws: WebSocket): boolean {
-  if (ws.state !== ReadyState.OPEN || ws.core.closeSent || !writableIdle(ws)) return false;
+  // (The core is OPEN before attach() too: no sender yet then.)
+  const core = ws.core;
+  if (core.state !== CoreState.Open || core.closeSent || ws.sender === null || !writableIdle(ws)) return false;
   const w = (ws as unknown as { _writableState: { needDrain: boolean; highWaterMark: number } })._writableState;
   if (w.needDrain || w.highWaterMark <= 1) return false;
   const extras = ws.extras;
   if (extras !== null && (extras.outboundOwner !== null || extras.ownerWaiters !== null || extras.whenOpen !== null || extras.tapPoints !== null)) {
     return false;
   }
-  return ws.sender !== null && !ws.sender.pending;
+  return !ws.sender.pending;
 }
 
 /**
@@ -312,7 +315,8 @@ export function writeMessage(ws: WebSocket, chunk: OutboundMessage, a: BufferEnc
     return false;
   }
   // After the peer's close, writes are still taken while its answer waits for the reader (see onPeerClose).
-  if (ws.core.closeSent || (ws.state >= ReadyState.CLOSING && (!ws.core.answerPending || ws.writableEnded))) {
+  const core = ws.core;
+  if (core.closeSent || (core.state >= CoreState.Closing && (!core.answerPending || ws.writableEnded))) {
     const err = new WebSocketError('WS_ERR_INVALID_STATE', `readyState is ${ReadyState[ws.state]}`);
     process.nextTick(() => callback?.(err));
     return false;

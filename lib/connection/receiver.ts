@@ -49,11 +49,12 @@ export interface ReceiverOptions {
 }
 
 /**
- * Where messages and control frames go when the receiver is given one (WebSocket gives its
- * ConnectionCore) instead of its own ControlFrameResponderCore.
+ * Where control frames go when the receiver is given one (WebSocket gives its ConnectionCore)
+ * instead of its own ControlFrameResponderCore; data messages then go to the handler's onMessage,
+ * which must drop those that come after the peer's close.
  */
 export interface InboundSink {
-  /** Takes one message or control frame; returns the error that failed the connection, or null. */
+  /** Takes one control frame (or message); returns the error that failed the connection, or null. */
   receive(value: Inbound): WebSocketError | null;
 }
 
@@ -123,6 +124,7 @@ export class Receiver {
       this.responder = responder;
       this.sink = { receive: (value) => responder.write(value) };
     } else {
+      if (handler.onMessage === undefined) throw new TypeError('Receiver: a handler with onMessage is needed with a sink');
       this.responder = null;
       this.sink = sink;
     }
@@ -192,7 +194,10 @@ export class Receiver {
 
   /** @internal The assembler's outputs. */
   onMessage(message: Message): void {
-    this.pass(this.sink.receive(message));
+    // Given a sink (a connection's core), data messages go straight to the handler: the core is
+    // told of control frames only, and the handler drops what comes after the peer's close.
+    if (this.responder === null) this.handler.onMessage!(message);
+    else this.pass(this.responder.write(message));
   }
 
   /** @internal */

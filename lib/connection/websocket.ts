@@ -478,7 +478,8 @@ export class WebSocket extends Duplex {
 
   /** @internal A whole data message. */
   onMessage(message: Message): void {
-    deliverMessage(this, message);
+    // Straight from the receiver (the core sees control frames only): nothing after the peer's close.
+    if (!this.core.closeReceived) deliverMessage(this, message);
   }
 
   /** @internal A piece of a streamed message. */
