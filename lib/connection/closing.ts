@@ -11,7 +11,7 @@ import { CoreState } from './connection-core';
 import { Flag, type WriteCallback } from './connection-state';
 import { channels as diagnostics } from './diagnostics';
 import { ReadyState } from './websocket-types';
-import { abortInboundStream, endReadable, readingHeld } from './inbound';
+import { abortInboundStream, endReadable } from './inbound';
 import { detachTransport } from './attach';
 import type { WebSocket } from './websocket';
 
@@ -67,8 +67,7 @@ export function onTimer(ws: WebSocket): void {
   extras.timer = null;
   extras.timerAt = Infinity;
   const now = Date.now();
-  // While we do not read, the peer's silence proves nothing (its pong may be waiting).
-  if (readingHeld(ws)) ws.core.received(now);
+  // (While reading is held, the core takes the peer's silence for nothing: its pong may be waiting.)
   ws.core.tick(now);
   arm(ws);
 }

@@ -37,19 +37,8 @@ export enum Flag {
   NeedBytesDrain = 1 << 3,
   /** The readable side has been ended (push(null)). */
   ReadableDone = 1 << 6,
-  /** Reading is paused because a reader (ours, a MessageReadable's, a blocking tap's) is full. */
-  PausedByUs = 1 << 7,
-  /** Reading is paused until our automatic replies (pongs) drain. */
-  PausedForReplies = 1 << 8,
-  /** permessage-deflate: the transport is paused while received frames wait to be inflated. */
-  PausedForInflate = 1 << 9,
-  /** Reading is paused because the connection holds its memoryBudget. */
-  PausedForBudget = 1 << 10,
-  /** Reading is paused by the server's memory budget (holdForServer). */
-  PausedForServer = 1 << 12,
   /** wspipe:websocket:frame had subscribers when the connection opened: its frames are published. */
   FrameDiagnostics = 1 << 13,
-  ReadingHeld = PausedByUs | PausedForReplies | PausedForInflate | PausedForBudget | PausedForServer,
 }
 
 /**

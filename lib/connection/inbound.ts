@@ -2,7 +2,7 @@
  * A WebSocket's inbound path: bytes from the transport into the Receiver (onData), the
  * messages it delivers into the readable side (pushOrPause, or a MessageReadable per streamed
  * message), and reading from the transport held and released (the memory budget, replies
- * waiting, inflation, full readers; see Flag.ReadingHeld). Functions of the connection, which
+ * waiting, inflation, full readers: the core's ReadHold bits). Functions of the connection, which
  * keeps the state (see connection-state.ts).
  */
 import { Buffer } from 'node:buffer';
@@ -15,6 +15,7 @@ import type { WebSocketError } from '../protocol/errors';
 import type { Message } from '../protocol/frame';
 import { channels as diagnostics } from './diagnostics';
 import { Flag, unreadSize } from './connection-state';
+import { ReadHold } from './connection-core';
 import { arm, clearAnswerTimer, failConnection } from './closing';
 import { offerInbound, inboundTapsBlocked } from './taps';
 import type { WebSocket } from './websocket';
@@ -38,62 +39,14 @@ export function onData(ws: WebSocket, chunk: Buffer): void {
     return;
   }
   // permessage-deflate: frames still being inflated; read nothing more until they are through.
-  if (receiver.busy) holdReading(ws, Flag.PausedForInflate);
-  checkBudget(ws);
+  if (receiver.busy) ws.core.hold(ReadHold.Inflate);
+  ws.core.checkBudget();
   ws.options.heldBytesObserver?.heldBytesChanged(ws);
-}
-
-/**
- * Reading waits while the connection holds its memoryBudget in bytes that go away without
- * reading more (unread data, unsent data): not for a message being assembled alone, which
- * only more reading can complete.
- */
-export function budgetHoldsReading(ws: WebSocket): boolean {
-  // Our close is sent: only the peer's close matters now; it must be found (see pushOrPause).
-  if (ws.core.closeSent) return false;
-  const releasable = ws.unreadBytes + ws.bufferedAmount;
-  return releasable > 0 && releasable + (ws.receiver?.assembler.heldBytes ?? 0) >= ws.memoryBudget;
-}
-
-/** Pauses or resumes reading for the memory budget. */
-export function checkBudget(ws: WebSocket): void {
-  if (ws.transport === null) return;
-  if (budgetHoldsReading(ws)) holdReading(ws, Flag.PausedForBudget);
-  else releaseReading(ws, Flag.PausedForBudget);
-}
-
-/** True while we hold reading from the transport (for any reason). */
-export function readingHeld(ws: WebSocket): boolean {
-  return ws.has(Flag.ReadingHeld);
-}
-
-/**
- * Stops reading from the transport for `reason` (one of the ReadingHeld bits). Returns true
- * if that reason did not hold it already.
- */
-export function holdReading(ws: WebSocket, reason: Flag): boolean {
-  if (ws.transport === null || ws.has(reason)) return false;
-  ws.flags |= reason;
-  ws.transport.pause();
-  return true;
-}
-
-/** `reason` no longer holds reading: the transport resumes once no other reason does. */
-export function releaseReading(ws: WebSocket, reason: Flag): void {
-  if (!ws.has(reason)) return;
-  ws.flags &= ~reason;
-  resumeIfFree(ws);
-}
-
-/** Resumes the transport unless something still holds reading. */
-export function resumeIfFree(ws: WebSocket): void {
-  if (!readingHeld(ws)) ws.transport?.resume();
 }
 
 /** Received bytes left a buffer (the application read them). */
 export function consumed(ws: WebSocket, bytes: number): void {
-  ws.unreadBytes -= bytes;
-  if (ws.has(Flag.PausedForBudget)) checkBudget(ws);
+  ws.core.unread(-bytes);
   ws.options.heldBytesObserver?.heldBytesChanged(ws);
 }
 
@@ -101,29 +54,28 @@ export function consumed(ws: WebSocket, bytes: number): void {
  * Pushes into a readable. What stays buffered counts as unread (a value handed to a 'data'
  * listener at once does not), against the memory budget. A full reader does not pause the
  * transport by itself: reading goes on, so that pings and the peer's close are still read and
- * answered, until the unread data reach the memory budget (see budgetHoldsReading). That bounds
+ * answered, until the unread data reach the memory budget (see ConnectionCore.checkBudget). That bounds
  * what a connection holds for a reader that does not read; TCP slows the peer from there.
  * Once our close is sent, data that would take the connection past its budget are discarded:
  * the application chose to close, and only the peer's close is still awaited.
  */
 export function pushOrPause(ws: WebSocket, readable: Readable | Duplex, value: Buffer | string | MessageReadable): void {
   if (emitIfFlowing(readable, value)) return;
-  if (ws.core.closeSent && ws.heldBytes + unreadSize(value) > ws.memoryBudget) return;
+  const size = unreadSize(value);
+  if (ws.core.discards(size)) return;
   const before = readable.readableLength;
   readable.push(value);
-  if (readable.readableLength > before) {
-    ws.unreadBytes += unreadSize(value);
-    if (budgetHoldsReading(ws)) holdReading(ws, Flag.PausedForBudget);
-  }
+  if (readable.readableLength > before) ws.core.unread(size);
 }
 
+/** A reader asks for more (_read, a MessageReadable, a tap): a full reader no longer holds reading. */
 export function resumeTransport(ws: WebSocket): void {
   if (ws.tapPoints !== null && inboundTapsBlocked(ws)) return;
-  if (ws.has(Flag.PausedForReplies) || !ws.has(Flag.PausedByUs) || ws.transport === null) return;
-  // The flag goes first: what resumeInflate() delivers may fill the reader and hold it again.
-  ws.flags &= ~Flag.PausedByUs;
+  const core = ws.core;
+  if ((core.holds & ReadHold.Replies) !== 0 || (core.holds & ReadHold.Reader) === 0 || ws.transport === null) return;
+  // Released first: what resumeInflate() delivers may fill the reader and hold it again.
+  core.release(ReadHold.Reader);
   ws.receiver?.resumeInflate();
-  resumeIfFree(ws);
 }
 
 /** Ends the writable side: _final answers the peer's close after the writes queued (or sends the application's close). */
@@ -158,7 +110,7 @@ export function inflateIdle(ws: WebSocket): void {
     then();
     return;
   }
-  releaseReading(ws, Flag.PausedForInflate);
+  ws.core.release(ReadHold.Inflate);
 }
 
 /** A whole data message: to taps and diagnostics, then to the readable side. */

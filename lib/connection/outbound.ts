@@ -14,10 +14,9 @@ import { WebSocketError, isWebSocketError } from '../protocol/errors';
 import { type OutboundMessage, toMessage } from '../stages/message-framer';
 import { type Frame, type Message, makeFrame } from '../protocol/frame';
 import { ReadyState } from './websocket-types';
-import { CoreState } from './connection-core';
+import { CoreState, ReadHold } from './connection-core';
 import { type ControlCallback, Flag, PreFramed, SentAhead, type WriteCallback } from './connection-state';
 import { failConnection } from './closing';
-import { checkBudget, holdReading, releaseReading } from './inbound';
 import type { WebSocket } from './websocket';
 
 export function sendControlForm(
@@ -283,8 +282,8 @@ export function releaseOutbound(ws: WebSocket, owner: MessageWritable): void {
 }
 
 export function onDrain(ws: WebSocket): void {
-  releaseReading(ws, Flag.PausedForReplies);
-  if (ws.has(Flag.PausedForBudget)) checkBudget(ws);
+  ws.core.release(ReadHold.Replies);
+  if ((ws.core.holds & ReadHold.Budget) !== 0) ws.core.checkBudget();
   const waiters = ws.extras?.drainWaiters ?? null;
   if (waiters !== null) {
     ws.extras!.drainWaiters = null;
@@ -399,7 +398,5 @@ export function sendReply(ws: WebSocket, frame: Frame): void {
   // A peer that sends pings (or anything that needs an answer) but does not read would have
   // us queue answers without end: stop reading from it until the answers have drained.
   const flowing = ws.sender === null || ws.sender.sendFrame(frame);
-  if (!flowing && frame.opcode !== Opcode.Ping) holdReading(ws, Flag.PausedForReplies);
-  // Our close is sent: reading no longer waits for the budget; read on to the peer's close.
-  if (frame.opcode === Opcode.Close) releaseReading(ws, Flag.PausedForBudget);
+  if (!flowing && frame.opcode !== Opcode.Ping) ws.core.hold(ReadHold.Replies);
 }

@@ -8,7 +8,8 @@ import { Flag } from './connection-state';
 import type { TapDirection, TapLayer } from './websocket-types';
 import { onDrain } from './outbound';
 import { publishFrame } from './diagnostics';
-import { holdReading, resumeTransport } from './inbound';
+import { resumeTransport } from './inbound';
+import { ReadHold } from './connection-core';
 import type { WebSocket } from './websocket';
 
 /** Connects the tap points to the receiver and sender (now, or at attach). */
@@ -48,7 +49,7 @@ export function inboundTapsBlocked(ws: WebSocket): boolean {
 /** Offers an inbound value to a tap point; a blocking tap that is full pauses the transport. */
 export function offerInbound<T>(ws: WebSocket, point: TapPoint<T>, value: T): void {
   if (!point.active) return;
-  if (!point.offer(value)) holdReading(ws, Flag.PausedByUs);
+  if (!point.offer(value)) ws.core.hold(ReadHold.Reader);
 }
 
 /** WebSocket.tap(): makes the tap points on first use and adds a tap to one. */

@@ -41,13 +41,13 @@ import { type Frame, type Message, makeFrame } from '../protocol/frame';
 import { encodeClosePayload } from '../protocol/close';
 import type { OutboundMessage } from '../stages/message-framer';
 import { Receiver, Role } from './receiver';
-import { ConnectionCore, CoreState } from './connection-core';
+import { ConnectionCore, CoreState, ReadHold } from './connection-core';
 import { Sender } from './sender';
 import type { FanoutCounters, SubscriptionOptions, TopicHost } from './topics';
 import { channels as diagnostics } from './diagnostics';
 import { type ControlCallback, Extras, Flag, PreFramed, SentAhead, type TapPoints, type WriteCallback, listenerTable, roleError, unreadSize } from './connection-state';
 import { HandshakeResult, ReadyState, TapDirection, TapLayer, TappedMessage, Transport, WebSocketEvents, WebSocketOptions } from './websocket-types';
-import { consumed, deliverMessage, deliverPiece, holdReading, inflateIdle, peerClosed, releaseReading, resumeIfFree, resumeTransport } from './inbound';
+import { consumed, deliverMessage, deliverPiece, inflateIdle, peerClosed, resumeTransport } from './inbound';
 import { partSink, sendControlForm, sendFrameBytes, sendReply, writeMany, writeMessage, writeOne } from './outbound';
 import { closeConnection, closed, failConnection, finalClose } from './closing';
 import { openTap } from './taps';
@@ -101,8 +101,6 @@ export class WebSocket extends Duplex {
   sender: Sender | null = null;
   /** @internal */
   readonly options: WebSocketOptions;
-  /** @internal Received bytes pushed into a buffer (ours or a MessageReadable's) and not read yet. */
-  unreadBytes = 0;
   /** @internal Bytes given to write() that have not reached the transport yet. */
   queuedBytes = 0;
   /**
@@ -208,7 +206,7 @@ export class WebSocket extends Duplex {
    * bufferedAmount.
    */
   get heldBytes(): number {
-    return this.unreadBytes + (this.receiver?.assembler.heldBytes ?? 0) + this.bufferedAmount;
+    return this.core.heldBytes;
   }
 
   /**
@@ -436,8 +434,8 @@ export class WebSocket extends Duplex {
 
   /** @internal The server's memory budget holds (true) or releases (false) reading from the peer. */
   holdForServer(hold: boolean): void {
-    if (hold) holdReading(this, Flag.PausedForServer);
-    else releaseReading(this, Flag.PausedForServer);
+    if (hold) this.core.hold(ReadHold.External);
+    else this.core.release(ReadHold.External);
   }
 
   /**
@@ -513,12 +511,9 @@ export class WebSocket extends Duplex {
     this.terminate();
   }
 
-  /**
-   * @internal The core's reading holds (its own ReadHold bits, which this adapter does not use:
-   * it keeps its reasons in `flags`, see holdReading) stop or resume the transport.
-   */
+  /** @internal Nothing holds reading any more (true), or something does (false): see the core's ReadHold. */
   setReading(on: boolean): void {
-    if (on) resumeIfFree(this);
+    if (on) this.transport?.resume();
     else this.transport?.pause();
   }
 
