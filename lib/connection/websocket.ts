@@ -238,10 +238,21 @@ export class WebSocket extends Duplex {
     return this.removeListener(event, listener);
   }
 
-  /** @internal Removes listeners (and the 'data' listener feeding 'message' with the 'message' listeners). */
+  /**
+   * @internal Removes listeners (and the 'data' listener feeding 'message' with the 'message'
+   * listeners). Removing them all keeps the connection's own 'newListener' listener, which makes
+   * a 'message' listener added later start the flow.
+   */
   override removeAllListeners(event?: string | symbol): this {
+    // (No argument and an undefined one differ to EventEmitter: the latter removes nothing.)
+    if (event === undefined) {
+      super.removeAllListeners();
+      this.on('newListener', WebSocket.newListener);
+      return this;
+    }
     super.removeAllListeners(event);
-    if (event === undefined || event === 'message') this.messageListenersGone();
+    if (event === 'message') this.messageListenersGone();
+    if (event === 'newListener') this.on('newListener', WebSocket.newListener);
     return this;
   }
 

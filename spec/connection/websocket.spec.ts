@@ -175,6 +175,20 @@ describe('WebSocket (fused connection)', () => {
       ws.terminate();
     });
 
+    it("after removeAllListeners(), a 'message' listener added again hears the messages", async () => {
+      const { ws, feed } = fedByHand();
+      ws.on('message', () => {});
+      ws.removeAllListeners();
+      expect(ws.listenerCount('data')).to.equal(0);
+      const got: string[] = [];
+      ws.on('message', (d: string) => got.push(d));
+      const heard = once(ws, 'message');
+      feed(MASKED_HELLO);
+      await heard;
+      expect(got).to.deep.equal(['Hello']);
+      ws.terminate();
+    });
+
     it("removing one of two 'message' listeners keeps delivering to the other", async () => {
       const { ws, feed } = fedByHand();
       const kept: string[] = [];
