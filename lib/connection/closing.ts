@@ -54,6 +54,7 @@ export function arm(ws: WebSocket): void {
   extras.timer.unref?.();
 }
 
+/** Stops the connection's timer (nothing is due: the connection is closed, or nothing is timed). */
 export function disarm(ws: WebSocket): void {
   const extras = ws.extras;
   if (extras === null || extras.timer === null) return;
@@ -62,7 +63,8 @@ export function disarm(ws: WebSocket): void {
   extras.timerAt = Infinity;
 }
 
-export function onTimer(ws: WebSocket): void {
+/** The timer fired: the core does what is due at this time, and the timer is armed for the next deadline. */
+function onTimer(ws: WebSocket): void {
   const extras = ws.extras!;
   extras.timer = null;
   extras.timerAt = Infinity;
@@ -72,6 +74,7 @@ export function onTimer(ws: WebSocket): void {
   arm(ws);
 }
 
+/** Stops the timer that answers the peer's close for a reader that stopped reading (see peerClosed). */
 export function clearAnswerTimer(ws: WebSocket): void {
   const extras = ws.extras;
   if (extras === null || extras.answerTimer === null) return;

@@ -180,7 +180,8 @@ export class ConnectionCore {
   /**
    * Takes one message or control frame from the peer (the receiver's output). Returns the
    * error that failed the connection, or null. Everything after the peer's close (§1.4: it
-   * sends nothing after it) and after a failure is discarded.
+   * sends nothing after it) and after a failure is discarded. (WebSocket passes control frames
+   * only: its receiver hands data messages straight to it, which checks closeReceived itself.)
    */
   receive(value: Inbound, now?: number): WebSocketError | null {
     if (now !== undefined) this.now = this.lastReceived = now;

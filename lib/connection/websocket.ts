@@ -501,6 +501,8 @@ export class WebSocket extends Duplex {
     return peerClosed(this);
   }
 
+  // ----- ConnectionCoreHandler: what the core asks of its adapter -----
+
   /** @internal The core's frame to send now (pong, close, heartbeat ping). */
   sendFrame(frame: Frame): void {
     sendReply(this, frame);
