@@ -68,9 +68,12 @@ function onTimer(ws: WebSocket): void {
   const extras = ws.extras!;
   extras.timer = null;
   extras.timerAt = Infinity;
-  const now = Date.now();
+  const core = ws.core;
+  const closeSent = core.closeSent;
   // (While reading is held, the core takes the peer's silence for nothing: its pong may be waiting.)
-  ws.core.tick(now);
+  core.tick(Date.now());
+  // The idle timeout closed: as after close(), the writable side ends (_final has nothing left to send).
+  if (!closeSent && core.closeSent && !ws.writableEnded) ws.end();
   arm(ws);
 }
 

@@ -514,6 +514,18 @@ describe('WebSocket liveness and limits', () => {
     ws.terminate();
   });
 
+  it('idleTimeout closes as close() does: the writable side finishes, and later writes are refused', async () => {
+    const { ws, peer } = await serverSide({ idleTimeout: 50 });
+    const finished = once(ws, 'finish');
+    await readBytes(peer, 4 + 12);
+    await finished;
+    expect(ws.readyState).to.equal(WebSocket.CLOSING);
+    const refused = await new Promise<Error | null | undefined>((resolve) => ws.send('late', resolve));
+    expect(refused).to.have.property('code', 'WS_ERR_INVALID_STATE');
+    ws.terminate();
+    await closed(ws);
+  });
+
   it("maxBufferedAmount with 'drop' refuses the message that would exceed it and keeps the connection", async () => {
     const { ws, peer } = await serverSide({ maxBufferedAmount: 4 * 1024 * 1024, outboundOverflow: 'drop' });
     peer.pause();
