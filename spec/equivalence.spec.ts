@@ -70,7 +70,7 @@ function fused(chunks: Buffer[]): Outcome {
     const err = receiver.write(Buffer.from(chunk));
     if (err !== null) {
       out.error = err.code;
-      receiver.responder.failConnection(err);
+      receiver.responder!.failConnection(err);
       break;
     }
   }

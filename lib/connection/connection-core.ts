@@ -88,6 +88,8 @@ export interface ConnectionCoreHandler {
   /**
    * The peer's close frame (code 1005 when it had none). Return true to answer it later with
    * answerClose() (after data still to send, RFC 6455 §5.5.1); otherwise it is answered now.
+   * Also called when our close went first (`closeSent`): then there is nothing to answer, and
+   * what it returns does not matter.
    */
   onPeerClose(code: number, reason: string): boolean | void;
   /** A frame to send now, unmasked, whole (pong, close, heartbeat ping). */
@@ -178,7 +180,8 @@ export class ConnectionCore {
   /**
    * Takes one message or control frame from the peer (the receiver's output). Returns the
    * error that failed the connection, or null. Everything after the peer's close (§1.4: it
-   * sends nothing after it) and after a failure is discarded.
+   * sends nothing after it) and after a failure is discarded. (WebSocket passes control frames
+   * only: its receiver hands data messages straight to it, which checks closeReceived itself.)
    */
   receive(value: Inbound, now?: number): WebSocketError | null {
     if (now !== undefined) this.now = this.lastReceived = now;
@@ -229,6 +232,8 @@ export class ConnectionCore {
     this.closeReason = parsed.reason;
     this.startClosing(now);
     if (this.closeSent) {
+      // Told too (the adapter ends its message side), but there is nothing to answer.
+      this.handler.onPeerClose(parsed.code, parsed.reason);
       this.handshakeCompleted();
       return null;
     }

@@ -14,7 +14,7 @@ import { Buffer } from 'node:buffer';
 import { ControlFrameResponderCore, ControlFrameResponderHandler } from '../stages/control-frame-responder';
 import { WebSocketError } from '../protocol/errors';
 import { FragmentAssemblerCore, MessagePiece } from '../stages/fragment-assembler';
-import { Frame, Message, withPayload } from '../protocol/frame';
+import { Frame, Inbound, Message, withPayload } from '../protocol/frame';
 import { applyMask } from '../protocol/mask';
 import { FrameSplitterCore } from '../stages/frame-splitter';
 import { InflaterCore } from '../deflate/inflater';
@@ -48,8 +48,18 @@ export interface ReceiverOptions {
   maxStreamedMessageSize?: number;
 }
 
-/** The responder's outputs, plus the pieces of streamed messages. */
-export interface ReceiverHandler extends ControlFrameResponderHandler {
+/**
+ * Where control frames go when the receiver is given one (WebSocket gives its ConnectionCore)
+ * instead of its own ControlFrameResponderCore; data messages then go to the handler's onMessage,
+ * which must drop those that come after the peer's close.
+ */
+export interface InboundSink {
+  /** Takes one control frame (or message); returns the error that failed the connection, or null. */
+  receive(value: Inbound): WebSocketError | null;
+}
+
+/** The responder's outputs (needed without an InboundSink), plus the pieces of streamed messages. */
+export interface ReceiverHandler extends Partial<ControlFrameResponderHandler> {
   onMessagePiece?(piece: MessagePiece): void;
   /** permessage-deflate: an error met while inflating, after write() returned. */
   onAsyncError?(err: WebSocketError): void;
@@ -81,7 +91,10 @@ interface Inflating {
 export class Receiver {
   readonly splitter: FrameSplitterCore;
   readonly assembler: FragmentAssemblerCore;
-  readonly responder: ControlFrameResponderCore;
+  /** Where messages and control frames go: the sink given, or the responder. */
+  readonly sink: InboundSink;
+  /** The responder, when no sink was given (null otherwise). */
+  readonly responder: ControlFrameResponderCore | null;
   /** Sees every frame after unmasking, before reassembly (taps). */
   frameObserver: ((frame: Frame) => void) | null = null;
   private readonly handler: ReceiverHandler;
@@ -92,11 +105,29 @@ export class Receiver {
    */
   private readonly server: boolean;
 
-  /** `inflate`: permessage-deflate's receiving parameters (deflateSides(...).inflate), when negotiated. */
-  constructor(role: Role, options: ReceiverOptions, handler: ReceiverHandler, inflate?: DeflateSides['inflate'] & { maxConcurrency?: number }) {
+  /**
+   * `inflate`: permessage-deflate's receiving parameters (deflateSides(...).inflate), when
+   * negotiated. `sink`: where messages and control frames go; without one, a
+   * ControlFrameResponderCore answers them, and `handler` must have its handler's methods.
+   */
+  constructor(
+    role: Role,
+    options: ReceiverOptions,
+    handler: ReceiverHandler,
+    inflate?: DeflateSides['inflate'] & { maxConcurrency?: number },
+    sink?: InboundSink,
+  ) {
     this.handler = handler;
     this.server = role === 'server';
-    this.responder = new ControlFrameResponderCore({ autoPong: options.autoPong ?? true }, handler);
+    if (sink === undefined) {
+      const responder = new ControlFrameResponderCore({ autoPong: options.autoPong ?? true }, handler as ControlFrameResponderHandler);
+      this.responder = responder;
+      this.sink = { receive: (value) => responder.write(value) };
+    } else {
+      if (handler.onMessage === undefined) throw new TypeError('Receiver: a handler with onMessage is needed with a sink');
+      this.responder = null;
+      this.sink = sink;
+    }
     this.assembler = new FragmentAssemblerCore(
       {
         maxMessageSize: options.maxMessageSize,
@@ -163,12 +194,15 @@ export class Receiver {
 
   /** @internal The assembler's outputs. */
   onMessage(message: Message): void {
-    this.pass(this.responder.write(message));
+    // Given a sink (a connection's core), data messages go straight to the handler: the core is
+    // told of control frames only, and the handler drops what comes after the peer's close.
+    if (this.responder === null) this.handler.onMessage!(message);
+    else this.pass(this.responder.write(message));
   }
 
   /** @internal */
   onControl(frame: Frame): void {
-    this.pass(this.responder.write(frame));
+    this.pass(this.sink.receive(frame));
   }
 
   /** @internal */

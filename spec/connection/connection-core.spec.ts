@@ -137,7 +137,8 @@ describe('ConnectionCore', () => {
       expect(calls).to.deep.equal([['send', 'close', 1001, 'going']]);
       expect(core.deadline).to.equal(1010);
       core.receive(close(1001, 'going'), 20);
-      expect(calls.slice(1)).to.deep.equal([['end']]);
+      // Told of the peer's close (nothing to answer: no second close frame), then TCP ends.
+      expect(calls.slice(1)).to.deep.equal([['onPeerClose', 1001, 'going'], ['end']]);
       core.transportClosed();
       expect(calls.at(-1)).to.deep.equal(['closed', 1001, 'going', true]);
     });

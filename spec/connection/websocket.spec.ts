@@ -145,6 +145,66 @@ describe('WebSocket (fused connection)', () => {
     });
   });
 
+  describe("'message' listeners", () => {
+    /** A server connection on a transport that does no I/O, fed by emitting 'data' on it. */
+    function fedByHand(): { ws: WebSocket; feed: (bytes: Buffer) => void } {
+      const transport = new NullTransport();
+      const ws = new WebSocket('server', {});
+      ws.attach(transport as unknown as Transport, null, { protocol: '', extensions: '' });
+      return { ws, feed: (bytes) => transport.emit('data', Buffer.from(bytes)) };
+    }
+
+    it('a listener added again after the last one was removed hears each message once', async () => {
+      const { ws, feed } = fedByHand();
+      const first: string[] = [];
+      const onFirst = (d: string): void => void first.push(d);
+      ws.on('message', onFirst);
+      const heard = once(ws, 'message');
+      feed(MASKED_HELLO);
+      await heard;
+      ws.removeListener('message', onFirst);
+      expect(ws.listenerCount('data')).to.equal(0);
+      const again: string[] = [];
+      ws.on('message', (d: string) => again.push(d));
+      const heardAgain = once(ws, 'message');
+      feed(Buffer.concat([MASKED_HELLO, MASKED_HELLO]));
+      await heardAgain;
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(first).to.deep.equal(['Hello']);
+      expect(again).to.deep.equal(['Hello', 'Hello']);
+      ws.terminate();
+    });
+
+    it("after removeAllListeners(), a 'message' listener added again hears the messages", async () => {
+      const { ws, feed } = fedByHand();
+      ws.on('message', () => {});
+      ws.removeAllListeners();
+      expect(ws.listenerCount('data')).to.equal(0);
+      const got: string[] = [];
+      ws.on('message', (d: string) => got.push(d));
+      const heard = once(ws, 'message');
+      feed(MASKED_HELLO);
+      await heard;
+      expect(got).to.deep.equal(['Hello']);
+      ws.terminate();
+    });
+
+    it("removing one of two 'message' listeners keeps delivering to the other", async () => {
+      const { ws, feed } = fedByHand();
+      const kept: string[] = [];
+      const removed = (): void => {};
+      ws.on('message', (d: string) => kept.push(d));
+      ws.on('message', removed);
+      ws.off('message', removed);
+      const heard = once(ws, 'message');
+      feed(MASKED_HELLO);
+      await heard;
+      expect(kept).to.deep.equal(['Hello']);
+      expect(ws.listenerCount('data')).to.equal(1);
+      ws.terminate();
+    });
+  });
+
   describe('failing the connection (RFC 6455 §7.1.7)', () => {
     const cases: Array<[string, Buffer, string, number]> = [
       ['an unmasked client frame', UNMASKED_HELLO, 'WS_ERR_EXPECTED_MASK', 1002],
@@ -464,6 +524,18 @@ describe('WebSocket liveness and limits', () => {
     const wire = readBytes(peer, 4 + 12);
     expect((await wire).subarray(0, 4)).to.deep.equal(Buffer.concat([hex('88 0e'), closePayload(1001)]));
     ws.terminate();
+  });
+
+  it('idleTimeout closes as close() does: the writable side finishes, and later writes are refused', async () => {
+    const { ws, peer } = await serverSide({ idleTimeout: 50 });
+    const finished = once(ws, 'finish');
+    await readBytes(peer, 4 + 12);
+    await finished;
+    expect(ws.readyState).to.equal(WebSocket.CLOSING);
+    const refused = await new Promise<Error | null | undefined>((resolve) => ws.send('late', resolve));
+    expect(refused).to.have.property('code', 'WS_ERR_INVALID_STATE');
+    ws.terminate();
+    await closed(ws);
   });
 
   it("maxBufferedAmount with 'drop' refuses the message that would exceed it and keeps the connection", async () => {

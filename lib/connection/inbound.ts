@@ -1,0 +1,176 @@
+/**
+ * A WebSocket's inbound path: bytes from the transport into the Receiver (onData), the
+ * messages it delivers into the readable side (pushOrPause, or a MessageReadable per streamed
+ * message), and reading from the transport held and released (the memory budget, replies
+ * waiting, inflation, full readers: the core's ReadHold bits). Functions of the connection, which
+ * keeps the state (see connection-state.ts).
+ */
+import { Buffer } from 'node:buffer';
+import type { Duplex, Readable } from '../stages/streams';
+import type { MessagePiece } from '../stages/fragment-assembler';
+import { MessageReadable } from '../stages/message-stream';
+import { emitIfFlowing } from '../stages/stage';
+import { Defaults } from '../protocol/constants';
+import type { WebSocketError } from '../protocol/errors';
+import type { Message } from '../protocol/frame';
+import { channels as diagnostics } from './diagnostics';
+import { Flag, unreadSize } from './connection-state';
+import { ReadHold } from './connection-core';
+import { arm, clearAnswerTimer, failConnection } from './closing';
+import { offerInbound, inboundTapsBlocked } from './taps';
+import type { WebSocket } from './websocket';
+
+export function onData(ws: WebSocket, chunk: Buffer): void {
+  const receiver = ws.receiver!;
+  if (receiver.error !== null) return;
+  if (ws.has(Flag.Timed)) ws.core.received(Date.now());
+  // Server role: the unmasker works in place, so a bytes tap gets a copy of the wire bytes.
+  if (ws.tapPoints !== null && ws.tapPoints.in.bytes.active) {
+    offerInbound(ws, ws.tapPoints.in.bytes, ws.role === 'server' ? Buffer.from(chunk) : chunk);
+  }
+  // Everything sent while this chunk is processed (pongs, close echoes, and the messages that
+  // synchronous 'message' listeners send back) leaves in one writev instead of one write each.
+  const transport = ws.transport!;
+  transport.cork();
+  const err = receiver.write(chunk);
+  transport.uncork();
+  if (err !== null) {
+    failConnection(ws, err);
+    return;
+  }
+  // permessage-deflate: frames still being inflated; read nothing more until they are through.
+  if (receiver.busy) ws.core.hold(ReadHold.Inflate);
+  ws.core.checkBudget();
+  ws.options.heldBytesObserver?.heldBytesChanged(ws);
+}
+
+/** Received bytes left a buffer (the application read them). */
+export function consumed(ws: WebSocket, bytes: number): void {
+  ws.core.unread(-bytes);
+  ws.options.heldBytesObserver?.heldBytesChanged(ws);
+}
+
+/**
+ * Pushes into a readable. What stays buffered counts as unread (a value handed to a 'data'
+ * listener at once does not), against the memory budget. A full reader does not pause the
+ * transport by itself: reading goes on, so that pings and the peer's close are still read and
+ * answered, until the unread data reach the memory budget (see ConnectionCore.checkBudget). That bounds
+ * what a connection holds for a reader that does not read; TCP slows the peer from there.
+ * Once our close is sent, data that would take the connection past its budget are discarded:
+ * the application chose to close, and only the peer's close is still awaited.
+ */
+export function pushOrPause(ws: WebSocket, readable: Readable | Duplex, value: Buffer | string | MessageReadable): void {
+  if (emitIfFlowing(readable, value)) return;
+  const size = unreadSize(value);
+  if (ws.core.discards(size)) return;
+  const before = readable.readableLength;
+  readable.push(value);
+  if (readable.readableLength > before) ws.core.unread(size);
+}
+
+/** A reader asks for more (_read, a MessageReadable, a tap): a full reader no longer holds reading. */
+export function resumeTransport(ws: WebSocket): void {
+  if (ws.tapPoints !== null && inboundTapsBlocked(ws)) return;
+  const core = ws.core;
+  if ((core.holds & ReadHold.Replies) !== 0 || (core.holds & ReadHold.Reader) === 0 || ws.transport === null) return;
+  // Released first: what resumeInflate() delivers may fill the reader and hold it again.
+  core.release(ReadHold.Reader);
+  ws.receiver?.resumeInflate();
+}
+
+/** Ends the writable side: _final answers the peer's close after the writes queued (or sends the application's close). */
+export function answerPeerClose(ws: WebSocket): void {
+  clearAnswerTimer(ws);
+  if (!ws.writableEnded) ws.end();
+}
+
+/**
+ * Ends a message being streamed in with an error. Destroyed with the error when someone
+ * listens for it (pipeline(), for await, an 'error' listener); otherwise destroyed without
+ * one (its consumer sees 'close' without 'end'), so that the process never crashes on it.
+ */
+export function abortInboundStream(ws: WebSocket, err: WebSocketError): void {
+  const stream = ws.extras?.inboundStream ?? null;
+  if (stream === null) return;
+  ws.extras!.inboundStream = null;
+  stream.destroy(stream.listenerCount('error') > 0 ? err : undefined);
+}
+
+export function endReadable(ws: WebSocket): void {
+  if (ws.has(Flag.ReadableDone)) return;
+  ws.setFlag(Flag.ReadableDone, true);
+  ws.push(null);
+}
+
+/** permessage-deflate: everything received has been inflated and delivered. */
+export function inflateIdle(ws: WebSocket): void {
+  const then = ws.extras?.afterInflate ?? null;
+  if (then !== null) {
+    ws.extras!.afterInflate = null;
+    then();
+    return;
+  }
+  ws.core.release(ReadHold.Inflate);
+}
+
+/** A whole data message: to taps and diagnostics, then to the readable side. */
+export function deliverMessage(ws: WebSocket, message: Message): void {
+  if (ws.tapPoints !== null) offerInbound(ws, ws.tapPoints.in.messages, message);
+  const value = message.binary ? message.data : message.data.toString('utf8');
+  if (diagnostics.message.hasSubscribers) diagnostics.message.publish({ websocket: ws, data: value, binary: message.binary });
+  pushOrPause(ws, ws, value);
+}
+
+/** A piece of a streamed message: the first makes its MessageReadable, pushed to the readable side. */
+export function deliverPiece(ws: WebSocket, piece: MessagePiece): void {
+  if (ws.core.closeReceived) return;
+  if (ws.tapPoints !== null) offerInbound(ws, ws.tapPoints.in.messages, piece);
+  const extras = ws.more();
+  if (piece.first) {
+    extras.inboundStream = new MessageReadable(
+      piece.binary,
+      () => resumeTransport(ws),
+      undefined,
+      (bytes: number) => consumed(ws, bytes),
+    );
+    pushOrPause(ws, ws, extras.inboundStream);
+  }
+  const stream = extras.inboundStream!;
+  if (piece.data.length > 0) pushOrPause(ws, stream, piece.data);
+  if (piece.last) {
+    stream.push(null);
+    extras.inboundStream = null;
+  }
+}
+
+/** The peer's close: the readable side ends; returns true when the answer waits (see the comments). */
+export function peerClosed(ws: WebSocket): boolean {
+  // The close timeout runs from now (also when the close comes later, from the inflater).
+  arm(ws);
+  endReadable(ws);
+  if (ws.core.closeSent) return false;
+  // Writes accepted before the peer's close still go out, then our close: _final sends it
+  // (the application's own close if it called close(), else the echo of the peer's code).
+  // RFC 6455 §5.5.1 lets an endpoint send what it has before its close. So do the replies to
+  // messages the peer sent before its close that a reader (pipe(), a paused 'data' listener,
+  // for await) has not read yet: the answer waits for the reader's 'end' (closeTimeout still
+  // bounds the wait). Not behind a message streamed out, which may never end: the core
+  // echoes at once, cutting it off. A connection nobody reads is answered at once.
+  if (ws.extras === null || ws.extras.outboundOwner === null) {
+    if (ws.readableLength > 0 && ws.readableFlowing !== null && !ws.writableEnded) {
+      ws.once('end', () => answerPeerClose(ws));
+      // A reader that stopped for good must not hang the handshake: half of closeTimeout
+      // later the close is answered anyway (what it has not read stays readable).
+      const extras = ws.more();
+      extras.answerTimer = setTimeout(() => answerPeerClose(ws), (ws.options.closeTimeout ?? Defaults.closeTimeout) / 2);
+      extras.answerTimer.unref?.();
+      return true;
+    }
+    if (ws.writableLength > 0) {
+      answerPeerClose(ws);
+      return true;
+    }
+  }
+  // The core echoes the close right after this call.
+  return false;
+}
