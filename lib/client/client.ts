@@ -9,6 +9,7 @@ import { WebSocketError, abortError, isWebSocketError } from '../protocol/errors
 import type { PerMessageDeflateOptions } from '../deflate/permessage-deflate';
 import { type ClientOpening, openAsClient } from '../compose/opening';
 import type { UpgradeResponse } from '../handshake/handshake-parser';
+import { RefusalBody } from '../handshake/refusal-body';
 import type { Socket } from 'node:net';
 import { Buffer } from 'node:buffer';
 import { Defaults } from '../protocol/constants';
@@ -90,15 +91,13 @@ function refusedError(head: UpgradeResponse, body: Buffer): HandshakeRefusedErro
 
 /**
  * Reads the body of a refusal from `socket` (paused, as dial() hands it over): the bytes that
- * came with the head, then up to Content-Length (or until the server closes), at most
+ * came with the head, then the body as HTTP frames it (RefusalBody: chunked, Content-Length, or
+ * until the server closes), at most
  * MAX_REFUSAL_BODY, within `timeout` ms. Calls `done` once with the body; the socket is then
  * destroyed. Returns a function that gives up (destroys the socket, calls nothing).
  */
 function readRefusalBody(socket: Socket, response: UpgradeResponse, early: Buffer | null, timeout: number, done: (body: Buffer) => void): () => void {
-  const declared = Number(response.headers['content-length']);
-  const limit = Math.min(MAX_REFUSAL_BODY, Number.isSafeInteger(declared) && declared >= 0 ? declared : Infinity);
-  const chunks: Buffer[] = [];
-  let length = 0;
+  const reader = new RefusalBody(response.headers, MAX_REFUSAL_BODY);
   let settled = false;
   const finish = (report: boolean): void => {
     if (settled) return;
@@ -108,27 +107,20 @@ function readRefusalBody(socket: Socket, response: UpgradeResponse, early: Buffe
     socket.removeListener('end', onEnd);
     socket.removeListener('close', onEnd);
     discard(socket);
-    if (report) done(Buffer.concat(chunks, length));
+    if (report) done(reader.body);
   };
-  const keep = (bytes: Buffer): void => {
-    const room = limit - length;
-    const kept = bytes.length > room ? bytes.subarray(0, room) : bytes;
-    if (kept.length > 0) {
-      chunks.push(kept);
-      length += kept.length;
-    }
-    if (length >= limit) finish(true);
+  const onData = (chunk: Buffer): void => {
+    if (reader.write(chunk)) finish(true);
   };
-  const onData = (chunk: Buffer): void => keep(chunk);
   const onEnd = (): void => finish(true);
   const timer = setTimeout(onEnd, timeout);
   socket.on('error', () => {});
   socket.on('data', onData);
   socket.on('end', onEnd);
   socket.on('close', onEnd);
-  if (early !== null) keep(early);
-  if (limit === 0) finish(true);
-  else if (!settled) socket.resume();
+  if (early !== null) reader.write(early);
+  if (reader.done) finish(true);
+  else socket.resume();
   return () => finish(false);
 }
 

@@ -434,6 +434,30 @@ describe('connect()', () => {
       });
     }
 
+    it("a refusal with a chunked body on a kept-alive connection (Node's http server: res.writeHead(403); res.end('no')) fails as soon as the body is complete", async () => {
+      const server = http.createServer((_req, res) => {
+        res.writeHead(403, { 'Content-Type': 'text/plain' });
+        res.end('not here');
+      });
+      server.listen(0, '127.0.0.1');
+      await once(server, 'listening');
+      try {
+        // The kept-alive connection stays open after the body (Keep-Alive: timeout=5): the
+        // client must not wait for its end. handshakeTimeout bounds the wait if it does.
+        const ws = connect(`ws://127.0.0.1:${(server.address() as net.AddressInfo).port}/`, { handshakeTimeout: 2000 });
+        const bodies: string[] = [];
+        ws.on('unexpected-response', (res: { statusCode: number; body: Buffer }) => bodies.push(`${res.statusCode} ${res.body.toString()}`));
+        const started = Date.now();
+        const err = expectFailed(await outcome(ws), ws, 'WS_ERR_HANDSHAKE_REJECTED');
+        expect(Date.now() - started).to.be.below(1500);
+        expect(err.message).to.contain('403');
+        expect(bodies).to.deep.equal(['403 not here']);
+      } finally {
+        server.closeAllConnections();
+        server.close();
+      }
+    });
+
     it('fails without an error listener too: the error is kept in ws.error, no crash', async () => {
       fake = await fakeServer((req, socket) => socket.write(switching(req, 'Sec-WebSocket-Protocol: z\r\n')));
       const ws = connect(fake.url);
