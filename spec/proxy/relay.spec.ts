@@ -12,10 +12,11 @@ import { once } from 'node:events';
 import * as http from 'node:http';
 import * as net from 'node:net';
 import { Opcode } from '../../lib';
+import { WebSocketError } from '../../lib/protocol/errors';
 import { buildAcceptResponse } from '../../lib/handshake/handshake';
 import type { UpgradeRequest } from '../../lib/handshake/handshake-parser';
 import { ProxyConnection, WebSocketProxy, createProxy } from '../../lib/proxy/proxy';
-import { clientFrame, decodeFrames, upgradeRequest } from '../helpers/frames';
+import { clientFrame, closeOf, decodeFrames, DecodedFrame, upgradeRequest } from '../helpers/frames';
 
 const LOCAL = '127.0.0.1';
 
@@ -118,22 +119,42 @@ async function writeUntil(socket: net.Socket, chunk: Buffer, paused: net.Socket,
   let written = 0;
   while (written < maxBytes) {
     if (paused.isPaused() && socket.writableLength > 0) return written;
+    if (socket.destroyed || paused.destroyed || paused.readableEnded) return written; // cut by the proxy
     written += chunk.length;
     if (!socket.write(chunk)) {
       if (paused.isPaused()) return written;
       await new Promise<void>((resolve) => {
         const done = (): void => {
-          socket.removeListener('drain', done);
-          paused.removeListener('pause', done);
+          for (const [emitter, event] of waits) emitter.removeListener(event, done);
           resolve();
         };
-        socket.once('drain', done);
-        paused.once('pause', done);
+        const waits: Array<[net.Socket, string]> = [[socket, 'drain'], [socket, 'close'], [paused, 'pause'], [paused, 'close']];
+        for (const [emitter, event] of waits) emitter.once(event, done);
       });
     }
     else await new Promise<void>((resolve) => setImmediate(resolve));
   }
   return written;
+}
+
+/** Decodes what `socket` receives; resolves with the frames once one of them is a close frame. */
+function untilClose(socket: net.Socket, head: Buffer): Promise<DecodedFrame[]> {
+  let pending = head;
+  const frames: DecodedFrame[] = [];
+  return new Promise((resolve) => {
+    const take = (): void => {
+      const decoded = decodeFrames(pending);
+      pending = Buffer.from(decoded.rest);
+      frames.push(...decoded.frames);
+      if (frames.some((fr) => fr.opcode === Opcode.Close)) resolve(frames);
+    };
+    socket.on('data', (chunk: Buffer) => {
+      pending = Buffer.concat([pending, chunk]);
+      take();
+    });
+    socket.resume();
+    take();
+  });
 }
 
 /**
@@ -246,6 +267,102 @@ describe('proxy relay under attack', function () {
       expect(socket.writableLength).to.be.lessThan(1024 * 1024);
       client.socket.destroy();
       await next(conn, 'close');
+    });
+  });
+
+  describe('per-frame cost and the proxy-wide budget', () => {
+    it('a flood of empty fragments is cut with 1009 after maxMessageSize / frameOverhead frames, as the server does', async () => {
+      const up = await deafUpstream();
+      cleanups.push(() => {
+        for (const s of up.sockets) s.destroy();
+        up.server.close();
+      });
+      const f = await front({ target: up.url, maxMessageSize: 64 * 1024, closeTimeout: 200 });
+      cleanups.push(() => f.close());
+      const client = await rawClient(f.url);
+      const { conn } = await f.next();
+      const closed = next(conn, 'close');
+      const frames = untilClose(client.socket, client.head);
+      // 64 KiB / 256 bytes a frame: the 258th frame of the message is one too many.
+      const flood = [clientFrame(Opcode.Binary, Buffer.alloc(0), { fin: false })];
+      for (let i = 0; i < 300; i++) flood.push(clientFrame(Opcode.Continuation, Buffer.alloc(0), { fin: false }));
+      client.socket.write(Buffer.concat(flood));
+      const got = await frames;
+      const close = got.find((fr) => fr.opcode === Opcode.Close)!;
+      expect(closeOf(close).code).to.equal(1009);
+      expect(conn.error).to.have.property('code', 'WS_ERR_TOO_MANY_FRAGMENTS');
+      await closed;
+    });
+
+    it('relayed small frames are written in one piece per received chunk, not one write each', async () => {
+      const up = await deafUpstream();
+      cleanups.push(() => {
+        for (const s of up.sockets) s.destroy();
+        up.server.close();
+      });
+      const f = await front({ target: up.url });
+      cleanups.push(() => f.close());
+      const client = await rawClient(f.url);
+      const { conn, socket } = await f.next();
+      const upSocket = up.sockets[up.sockets.length - 1]!;
+      let writes = 0;
+      const write = socket.write.bind(socket) as (chunk: Buffer) => boolean;
+      socket.write = ((chunk: Buffer) => {
+        writes++;
+        return write(chunk);
+      }) as typeof socket.write;
+      // 2000 empty fragments from the upstream, in one write (a few TCP reads at most).
+      const COUNT = 2000;
+      const flood = [Buffer.from([0x02, 0x00])];
+      for (let i = 1; i < COUNT; i++) flood.push(Buffer.from([0x00, 0x00]));
+      flood.push(Buffer.from([0x80, 0x00]));
+      let received = 0;
+      const all = new Promise<void>((resolve) => {
+        client.socket.on('data', (chunk: Buffer) => {
+          received += chunk.length;
+          if (received >= 2 * (COUNT + 1)) resolve();
+        });
+      });
+      client.socket.resume();
+      upSocket.write(Buffer.concat(flood));
+      await all;
+      expect(received).to.equal(2 * (COUNT + 1));
+      expect(conn.frames.downstream).to.equal(COUNT + 1);
+      expect(writes).to.be.lessThan(20);
+      client.socket.destroy();
+    });
+
+    it('every relayed connection counts against serverMemoryBudget: over 3/4 of it the largest is held; a cut closes both sides with 1008', async () => {
+      const up = await deafUpstream();
+      cleanups.push(() => {
+        for (const s of up.sockets) s.destroy();
+        up.server.close();
+      });
+      // The proxy pauses the client once 16 KiB (the socket's highWaterMark) wait for the upstream.
+      const BUDGET = 16 * 1024;
+      const f = await front({ target: up.url, serverMemoryBudget: BUDGET, closeTimeout: 200 });
+      cleanups.push(() => f.close());
+      const budget = f.proxy.memoryBudget!;
+      const client = await rawClient(f.url);
+      const { conn, socket } = await f.next();
+      const closed = next(conn, 'close');
+      // The upstream reads nothing: what the proxy queues toward it passes 3/4 of the budget.
+      await fragmentsUntil(client.socket, socket);
+      if (conn.error === null) {
+        expect(budget.core.total).to.be.greaterThan(BUDGET * 0.75);
+        expect(budget.core.held).to.equal(1);
+        // What the budget does to a connection that still grows (the policy: MemoryBudgetCore, spec/server/memory-budget.spec.ts).
+        const frames = untilClose(client.socket, client.head);
+        conn.failForServer(new WebSocketError('WS_ERR_SERVER_MEMORY'));
+        const got = await frames;
+        expect(closeOf(got.find((fr) => fr.opcode === Opcode.Close)!).code).to.equal(1008);
+      }
+      // Else it was cut already, having grown past the budget within one received chunk.
+      expect(conn.error).to.have.property('code', 'WS_ERR_SERVER_MEMORY');
+      await closed;
+      expect(budget.core.total).to.equal(0);
+      expect(budget.core.held).to.equal(0);
+      client.socket.destroy();
     });
   });
 });
