@@ -58,11 +58,14 @@ export interface RelayOptions {
    * Milliseconds between the pings the proxy sends to a side it stopped reading from (its peer
    * does not read what it sends, or the memory budget holds it). A paused socket does not see its
    * peer's FIN; a write to a peer that left fails, so a client or upstream that leaves while
-   * paused is noticed within about two intervals. Their pongs are not relayed. Default 5000;
+   * paused is noticed within about two intervals. Their pongs are not relayed. Default 1000;
    * Infinity: no pings.
    */
   pausedPingInterval?: number;
 }
+
+/** Default of RelayOptions.pausedPingInterval (ms): a ping a second to a paused side costs next to nothing. */
+const DEFAULT_PAUSED_PING_INTERVAL = 1000;
 
 /** @internal What the proxy-wide memory budget (lib/server/memory-budget.ts) is told of. */
 export interface ProxyBudgetObserver {
@@ -155,7 +158,7 @@ export class ProxyConnection extends EventEmitter {
     this.clientAddress = { address: init.clientSocket.remoteAddress, port: init.clientSocket.remotePort };
     this.localPingPong = options.pingPong === 'local';
     this.closeTimeout = options.closeTimeout ?? Defaults.closeTimeout;
-    this.pausedPingInterval = options.pausedPingInterval ?? Defaults.closeTimeout;
+    this.pausedPingInterval = options.pausedPingInterval ?? DEFAULT_PAUSED_PING_INTERVAL;
     this.frameOverhead = options.frameOverhead ?? Defaults.frameOverhead;
     this.budget = budget;
     // RSV bits: permessage-deflate claims RSV1 (RFC 7692 §6); an extension we do not know may
