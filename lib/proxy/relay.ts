@@ -24,17 +24,16 @@ import { EventEmitter } from 'node:events';
 import type * as net from 'node:net';
 import { CloseCode, Defaults, Opcode, isControlOpcode } from '../protocol/constants';
 import type { AnyListener } from '../protocol/events';
-import { MAX_WINDOW_BITS } from '../deflate/permessage-deflate';
 import { parseClosePayload } from '../protocol/close';
 import { WebSocketError, isWebSocketError } from '../protocol/errors';
 import { Frame, isFirstPiece, isLastPiece, makeFrame } from '../protocol/frame';
 import { FrameSplitterCore } from '../stages/frame-splitter';
 import { fragmentsOverLimit } from '../stages/fragment-assembler';
-import { UpgradeRequest, parseExtensions } from '../handshake/handshake';
+import type { UpgradeRequest } from '../handshake/handshake';
 import type { UpgradeResponse } from '../handshake/handshake-parser';
 import type { Tap, TapOptions } from '../stages/tap';
 import { UnmaskerCore } from '../stages/unmasker';
-import { DeflateSide, DirectionObserver, ProxyDirection, ProxyMessage, ProxyTapLayer } from './observer';
+import { DirectionObserver, ProxyDirection, ProxyMessage, ProxyTapLayer, negotiated } from './observer';
 import { Side, closeFrameOf } from './side';
 
 /** How a relayed connection behaves (the part of ProxyOptions it reads). */
@@ -161,13 +160,7 @@ export class ProxyConnection extends EventEmitter {
     this.pausedPingInterval = options.pausedPingInterval ?? DEFAULT_PAUSED_PING_INTERVAL;
     this.frameOverhead = options.frameOverhead ?? Defaults.frameOverhead;
     this.budget = budget;
-    // RSV bits: permessage-deflate claims RSV1 (RFC 7692 §6); an extension we do not know may
-    // claim any of them, and the endpoints that negotiated it check them.
-    const accepted = init.extensions === '' ? [] : parseExtensions(init.extensions);
-    const names = isWebSocketError(accepted) ? [] : accepted.map((e) => e.name.toLowerCase());
-    const compression = names.includes('permessage-deflate');
-    const unknown = names.some((name) => name !== 'permessage-deflate');
-    const bits = { rsv1: compression || unknown, rsv2: unknown, rsv3: unknown };
+    const { bits, clientDeflate, upstreamDeflate } = negotiated(init.extensions);
     const maxPayload = options.maxPayload ?? Defaults.maxPayload;
     const makeSide = (name: 'client' | 'upstream', socket: net.Socket): Side =>
       new Side(
@@ -189,18 +182,6 @@ export class ProxyConnection extends EventEmitter {
     this.upstream = makeSide('upstream', init.upstreamSocket);
     this.client.peer = this.upstream;
     this.upstream.peer = this.client;
-    let clientDeflate: DeflateSide | null = null;
-    let upstreamDeflate: DeflateSide | null = null;
-    if (compression && !isWebSocketError(accepted)) {
-      const params = new Map(accepted.find((e) => e.name.toLowerCase() === 'permessage-deflate')!.params);
-      const bits = (name: string): number => {
-        const value = params.get(name);
-        return typeof value === 'string' && /^\d+$/.test(value) ? Number(value) : MAX_WINDOW_BITS;
-      };
-      // RFC 7692 §7.1: the client_* parameters describe how the client compresses, server_* the server.
-      clientDeflate = { windowBits: bits('client_max_window_bits'), noContextTakeover: params.has('client_no_context_takeover') };
-      upstreamDeflate = { windowBits: bits('server_max_window_bits'), noContextTakeover: params.has('server_no_context_takeover') };
-    }
     const maxMessageSize = (this.maxMessageSize = options.maxMessageSize ?? Defaults.maxMessageSize);
     this.client.observer = new DirectionObserver(clientDeflate, maxMessageSize, () => this.updateFlow(this.client));
     this.upstream.observer = new DirectionObserver(upstreamDeflate, maxMessageSize, () => this.updateFlow(this.upstream));
