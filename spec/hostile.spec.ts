@@ -742,8 +742,8 @@ describe('hostile peers over TCP', function () {
           bombers.push(bomber);
         }
         const conns = await Promise.all(accepted);
-        // 64 MiB of zeros each (about 64 KiB on the wire), and the sender leaves as soon as it is written.
-        for (const bomber of bombers) bomber.send(Buffer.alloc(64 * MiB), () => bomber.terminate());
+        // 32 MiB of zeros each (about 32 KiB on the wire, 4x the limit), and the sender leaves as soon as it is written.
+        for (const bomber of bombers) bomber.send(Buffer.alloc(32 * MiB), () => bomber.terminate());
         // Meanwhile the canary's compressed messages are inflated too.
         await canaryEchoes(canary, 20);
         const codes = await Promise.all(conns.map((c) => c.closed.then(([code]) => code)));
