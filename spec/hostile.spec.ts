@@ -724,5 +724,42 @@ describe('hostile peers over TCP', function () {
         await small.stop();
       }
     });
+
+    it('bombs whose senders leave at once: each is cut at maxMessageSize, its zlib freed and its socket closed; a compressed canary keeps its echo', async function () {
+      this.timeout(60_000);
+      const BOMBS = 4;
+      const small = await startServer({ perMessageDeflate: true, maxMessageSize: 8 * MiB, serverMemoryBudget: Infinity });
+      try {
+        const canary = connect(`ws://127.0.0.1:${small.port}/`, { perMessageDeflate: true });
+        await once(canary, 'open');
+        const accepted: Array<Promise<{ ws: WebSocket; closed: Promise<[number, string]> }>> = [];
+        const bombers: WebSocket[] = [];
+        for (let i = 0; i < BOMBS; i++) {
+          accepted.push(small.nextConnection());
+          const bomber = connect(`ws://127.0.0.1:${small.port}/`, { perMessageDeflate: true });
+          bomber.on('error', () => undefined);
+          await once(bomber, 'open');
+          bombers.push(bomber);
+        }
+        const conns = await Promise.all(accepted);
+        // 32 MiB of zeros each (about 32 KiB on the wire, 4x the limit), and the sender leaves as soon as it is written.
+        for (const bomber of bombers) bomber.send(Buffer.alloc(32 * MiB), () => bomber.terminate());
+        // Meanwhile the canary's compressed messages are inflated too.
+        await canaryEchoes(canary, 20);
+        const codes = await Promise.all(conns.map((c) => c.closed.then(([code]) => code)));
+        for (const [i, { ws }] of conns.entries()) {
+          // 1009 when the peer was still there to be told, 1006 when its socket had gone first.
+          expect([CloseCode.MessageTooBig, CloseCode.Abnormal], `bomb ${i}: ${codes[i]}`).to.include(codes[i]);
+          const inflater = (ws as unknown as { receiver: Receiver | null }).receiver?.inflater;
+          expect(inflater?.hasContext ?? false, `bomb ${i}: zlib freed`).to.equal(false);
+        }
+        expect(small.server.clients.size, 'only the canary is left').to.equal(1);
+        await canaryEchoes(canary, 5);
+        canary.close(1000);
+        await once(canary, 'close');
+      } finally {
+        await small.stop();
+      }
+    });
   });
 });

@@ -13,7 +13,7 @@
 import { Buffer } from 'node:buffer';
 import type * as net from 'node:net';
 import type * as tls from 'node:tls';
-import { WebSocketError, isWebSocketError } from '../protocol/errors';
+import { WebSocketError, invalidArgument, isWebSocketError } from '../protocol/errors';
 import type { AnyListener } from '../protocol/events';
 import {
   UpgradeInfo,
@@ -26,6 +26,7 @@ import {
   validateUpgradeResponse,
 } from '../handshake/handshake';
 import { ListenOptions, UpgradeListener, onEarlyError } from '../server/accept';
+import { MemoryBudget, defaultServerMemoryBudget } from '../server/memory-budget';
 import { DialResult, dial, discard } from '../client/dial';
 import { ProxyConnection, RelayOptions } from './relay';
 import { resolveUpstream, UpstreamTarget } from './target';
@@ -78,6 +79,14 @@ export interface ProxyOptions extends RelayOptions, ListenOptions {
   trustForwarded?: boolean;
   /** Take permessage-deflate out of the client's offer, so the traffic is not compressed. Default false. */
   stripDeflate?: boolean;
+  /**
+   * One bound, in bytes, on what all relayed connections together hold (both sides: the sockets'
+   * queued and unread bytes, partial frames), as the server's serverMemoryBudget: over 3/4 of it
+   * the connections holding the most are no longer read from (both sides), over it one that
+   * still grows is closed with 1008 (WS_ERR_SERVER_MEMORY) on both sides. Default: a quarter of
+   * the machine's memory, at most 1 GiB (defaultServerMemoryBudget()). Infinity turns it off.
+   */
+  serverMemoryBudget?: number;
 }
 
 
@@ -130,13 +139,18 @@ export interface WebSocketProxy {
 export class WebSocketProxy extends UpgradeListener {
   /** The open connections. */
   readonly connections = new Set<ProxyConnection>();
+  /** The proxy-wide memory budget (serverMemoryBudget), or null when it is off. */
+  readonly memoryBudget: MemoryBudget<ProxyConnection> | null;
   private readonly options: ProxyOptions;
   /** Client sockets whose upstream is being dialled. */
   private readonly dialling = new Set<net.Socket>();
 
   constructor(options: ProxyOptions, onListening?: () => void) {
+    const budget = options.serverMemoryBudget ?? defaultServerMemoryBudget();
+    if (!(budget > 0)) throw invalidArgument(`serverMemoryBudget must be a positive number of bytes, got ${budget}`, RangeError);
     super(options, 'proxy shutting down', onListening);
     this.options = options;
+    this.memoryBudget = Number.isFinite(budget) ? new MemoryBudget<ProxyConnection>(budget, 'proxy') : null;
   }
 
   /**
@@ -288,10 +302,14 @@ export class WebSocketProxy extends UpgradeListener {
     const conn = new ProxyConnection(
       { request: req, response: res, target, clientSocket: client, upstreamSocket: upstream, protocol: offered.protocol ?? '', extensions },
       this.options,
+      this.memoryBudget,
     );
     client.removeListener('error', onEarlyError);
     this.connections.add(conn);
-    conn.once('close', () => this.connections.delete(conn));
+    conn.once('close', () => {
+      this.connections.delete(conn);
+      this.memoryBudget?.remove(conn);
+    });
     conn.start(head, answer.head);
     this.emit('connection', conn, req);
   }

@@ -15,6 +15,9 @@ import { Opcode, isControlOpcode } from '../protocol/constants';
 import { Frame, Message, isFirstPiece } from '../protocol/frame';
 import { FragmentAssemblerCore } from '../stages/fragment-assembler';
 import { InflaterCore } from '../deflate/inflater';
+import { MAX_WINDOW_BITS } from '../deflate/permessage-deflate';
+import { parseExtensions } from '../handshake/handshake';
+import { isWebSocketError } from '../protocol/errors';
 import { Tap, TapOptions, TapPoint } from '../stages/tap';
 
 /** 'upstream': client -> server; 'downstream': server -> client. */
@@ -37,6 +40,36 @@ export interface ProxyMessage extends Message {
 export interface DeflateSide {
   readonly windowBits: number;
   readonly noContextTakeover: boolean;
+}
+
+/**
+ * What the extensions the upstream accepted (its Sec-WebSocket-Extensions) mean for the relay:
+ * the RSV bits frames may carry, and how each side compresses (for the shadow inflate contexts).
+ */
+export function negotiated(extensions: string): {
+  bits: { rsv1: boolean; rsv2: boolean; rsv3: boolean };
+  clientDeflate: DeflateSide | null;
+  upstreamDeflate: DeflateSide | null;
+} {
+  // RSV bits: permessage-deflate claims RSV1 (RFC 7692 §6); an extension we do not know may
+  // claim any of them, and the endpoints that negotiated it check them.
+  const accepted = extensions === '' ? [] : parseExtensions(extensions);
+  const names = isWebSocketError(accepted) ? [] : accepted.map((e) => e.name.toLowerCase());
+  const compression = names.includes('permessage-deflate');
+  const unknown = names.some((name) => name !== 'permessage-deflate');
+  const bits = { rsv1: compression || unknown, rsv2: unknown, rsv3: unknown };
+  if (!compression || isWebSocketError(accepted)) return { bits, clientDeflate: null, upstreamDeflate: null };
+  const params = new Map(accepted.find((e) => e.name.toLowerCase() === 'permessage-deflate')!.params);
+  const windowBits = (name: string): number => {
+    const value = params.get(name);
+    return typeof value === 'string' && /^\d+$/.test(value) ? Number(value) : MAX_WINDOW_BITS;
+  };
+  // RFC 7692 §7.1: the client_* parameters describe how the client compresses, server_* the server.
+  return {
+    bits,
+    clientDeflate: { windowBits: windowBits('client_max_window_bits'), noContextTakeover: params.has('client_no_context_takeover') },
+    upstreamDeflate: { windowBits: windowBits('server_max_window_bits'), noContextTakeover: params.has('server_no_context_takeover') },
+  };
 }
 
 /** Frames the shadow inflate context may fall behind the relay before its messages tap is ended. */

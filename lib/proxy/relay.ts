@@ -24,18 +24,17 @@ import { EventEmitter } from 'node:events';
 import type * as net from 'node:net';
 import { CloseCode, Defaults, Opcode, isControlOpcode } from '../protocol/constants';
 import type { AnyListener } from '../protocol/events';
-import { MAX_WINDOW_BITS } from '../deflate/permessage-deflate';
-import { encodeClosePayload, parseClosePayload } from '../protocol/close';
+import { parseClosePayload } from '../protocol/close';
 import { WebSocketError, isWebSocketError } from '../protocol/errors';
-import { Frame, isLastPiece, makeFrame } from '../protocol/frame';
-import { FrameSerializerCore } from '../stages/frame-serializer';
+import { Frame, isFirstPiece, isLastPiece, makeFrame } from '../protocol/frame';
 import { FrameSplitterCore } from '../stages/frame-splitter';
-import { UpgradeRequest, parseExtensions } from '../handshake/handshake';
+import { fragmentsOverLimit } from '../stages/fragment-assembler';
+import type { UpgradeRequest } from '../handshake/handshake';
 import type { UpgradeResponse } from '../handshake/handshake-parser';
-import { MaskerCore } from '../stages/masker';
 import type { Tap, TapOptions } from '../stages/tap';
 import { UnmaskerCore } from '../stages/unmasker';
-import { DeflateSide, DirectionObserver, ProxyDirection, ProxyMessage, ProxyTapLayer } from './observer';
+import { DirectionObserver, ProxyDirection, ProxyMessage, ProxyTapLayer, negotiated } from './observer';
+import { Side, closeFrameOf } from './side';
 
 /** How a relayed connection behaves (the part of ProxyOptions it reads). */
 export interface RelayOptions {
@@ -43,10 +42,33 @@ export interface RelayOptions {
   pingPong?: 'relay' | 'local';
   /** Largest frame payload relayed, either way, in bytes. Default 100 MiB; over it: 1009 to the sender. */
   maxPayload?: number;
-  /** Largest message a 'messages' tap reassembles, in bytes. Default 100 MiB (larger ones end the tap). */
+  /**
+   * Largest message a 'messages' tap reassembles, in bytes. Default 100 MiB (larger ones end the
+   * tap). It also bounds the frames of a relayed message: each frame after the first counts
+   * frameOverhead bytes against it (the relay keeps no payload, so only that count), and a
+   * message of more such frames gets 1009 (WS_ERR_TOO_MANY_FRAGMENTS) to its sender.
+   */
   maxMessageSize?: number;
+  /** Bytes each frame of a relayed message after its first counts against maxMessageSize. Default 256 (as the server's frameOverhead). */
+  frameOverhead?: number;
   /** Milliseconds the closing handshake may take before both sockets are destroyed. Default 5000. */
   closeTimeout?: number;
+  /**
+   * Milliseconds between the pings the proxy sends to a side it stopped reading from (its peer
+   * does not read what it sends, or the memory budget holds it). A paused socket does not see its
+   * peer's FIN; a write to a peer that left fails, so a client or upstream that leaves while
+   * paused is noticed within about two intervals. Their pongs are not relayed. Default 1000;
+   * Infinity: no pings.
+   */
+  pausedPingInterval?: number;
+}
+
+/** Default of RelayOptions.pausedPingInterval (ms): a ping a second to a paused side costs next to nothing. */
+const DEFAULT_PAUSED_PING_INTERVAL = 1000;
+
+/** @internal What the proxy-wide memory budget (lib/server/memory-budget.ts) is told of. */
+export interface ProxyBudgetObserver {
+  heldBytesChanged(conn: ProxyConnection): void;
 }
 
 /** How one side ended: the close frame it sent (1005: empty; 1006: none). */
@@ -61,77 +83,6 @@ export interface ProxyConnectionEvents {
   close: (info: { client: SideClose; upstream: SideClose }) => void;
   /** A protocol error or socket error of one side (emitted only when listened for). */
   error: (err: Error, side: 'client' | 'upstream') => void;
-}
-
-/** The side of a connection on one socket. */
-class Side {
-  readonly splitter: FrameSplitterCore;
-  readonly unmasker: UnmaskerCore;
-  /** Outbound to this side: masks (upstream only), then serializes. */
-  readonly masker: MaskerCore | null;
-  readonly serializer: FrameSerializerCore;
-  peer!: Side;
-  /** A relayed frame is half written to this side: injected frames must wait. */
-  midFrame = false;
-  /** Frames of our own (pongs, closes) waiting for the end of the frame under way. */
-  queued: Frame[] = [];
-  /** End this socket once the queue is written. */
-  endAfterQueue = false;
-  /** The close frame this side sent us, once it came. */
-  closeFrom: SideClose | null = null;
-  /** A close frame went to this side. */
-  closeSent = false;
-  /** This side's socket wants 'drain' (a write returned false). */
-  needDrain = false;
-  /** We paused this socket. */
-  paused = false;
-  /** False after this side failed: its bytes are ignored. */
-  reading = true;
-  closed = false;
-  /** The code the other side gets when this one goes away without a close frame. */
-  goneCode: CloseCode = CloseCode.GoingAway;
-  /** Taps and message copies of what this side sends. */
-  observer!: DirectionObserver;
-
-  constructor(
-    readonly name: 'client' | 'upstream',
-    readonly socket: net.Socket,
-    splitter: (side: Side) => FrameSplitterCore,
-    unmasker: (side: Side) => UnmaskerCore,
-  ) {
-    this.splitter = splitter(this);
-    this.unmasker = unmasker(this);
-    this.serializer = new FrameSerializerCore(
-      {},
-      {
-        onData: (chunk: Buffer) => {
-          if (!this.socket.write(chunk)) this.needDrain = true;
-        },
-      },
-    );
-    this.masker =
-      name === 'upstream' ? new MaskerCore({}, { onFrame: (frame: Frame) => this.serializer.write(frame) }) : null;
-  }
-
-  get writable(): boolean {
-    return !this.closed && !this.socket.destroyed && this.socket.writable;
-  }
-
-  /** Masks (toward the upstream) and serializes one frame or piece to this socket. */
-  write(frame: Frame): void {
-    if (!this.writable) return;
-    const err = this.masker !== null ? this.masker.write(frame) : this.serializer.write(frame);
-    if (err !== null) this.socket.destroy(err);
-  }
-
-}
-
-const MAX_REASON = 123;
-
-function closeFrameOf(code: number, reason: string): Frame {
-  let text = reason;
-  while (Buffer.byteLength(text, 'utf8') > MAX_REASON) text = text.slice(0, -1);
-  return makeFrame(Opcode.Close, encodeClosePayload(code, text));
 }
 
 /** Typed listeners for ProxyConnectionEvents (see lib/protocol/events.ts). */
@@ -174,6 +125,12 @@ export class ProxyConnection extends EventEmitter {
   private readonly upstream: Side;
   private readonly localPingPong: boolean;
   private readonly closeTimeout: number;
+  private readonly pausedPingInterval: number;
+  private readonly maxMessageSize: number;
+  private readonly frameOverhead: number;
+  private readonly budget: ProxyBudgetObserver | null;
+  /** The proxy-wide memory budget holds reading from both sides. */
+  private heldForBudget = false;
   private closeTimer: NodeJS.Timeout | null = null;
   private finished = false;
 
@@ -189,6 +146,7 @@ export class ProxyConnection extends EventEmitter {
       extensions: string;
     },
     options: RelayOptions,
+    budget: ProxyBudgetObserver | null = null,
   ) {
     super();
     this.request = init.request;
@@ -199,13 +157,10 @@ export class ProxyConnection extends EventEmitter {
     this.clientAddress = { address: init.clientSocket.remoteAddress, port: init.clientSocket.remotePort };
     this.localPingPong = options.pingPong === 'local';
     this.closeTimeout = options.closeTimeout ?? Defaults.closeTimeout;
-    // RSV bits: permessage-deflate claims RSV1 (RFC 7692 §6); an extension we do not know may
-    // claim any of them, and the endpoints that negotiated it check them.
-    const accepted = init.extensions === '' ? [] : parseExtensions(init.extensions);
-    const names = isWebSocketError(accepted) ? [] : accepted.map((e) => e.name.toLowerCase());
-    const compression = names.includes('permessage-deflate');
-    const unknown = names.some((name) => name !== 'permessage-deflate');
-    const bits = { rsv1: compression || unknown, rsv2: unknown, rsv3: unknown };
+    this.pausedPingInterval = options.pausedPingInterval ?? DEFAULT_PAUSED_PING_INTERVAL;
+    this.frameOverhead = options.frameOverhead ?? Defaults.frameOverhead;
+    this.budget = budget;
+    const { bits, clientDeflate, upstreamDeflate } = negotiated(init.extensions);
     const maxPayload = options.maxPayload ?? Defaults.maxPayload;
     const makeSide = (name: 'client' | 'upstream', socket: net.Socket): Side =>
       new Side(
@@ -227,19 +182,7 @@ export class ProxyConnection extends EventEmitter {
     this.upstream = makeSide('upstream', init.upstreamSocket);
     this.client.peer = this.upstream;
     this.upstream.peer = this.client;
-    let clientDeflate: DeflateSide | null = null;
-    let upstreamDeflate: DeflateSide | null = null;
-    if (compression && !isWebSocketError(accepted)) {
-      const params = new Map(accepted.find((e) => e.name.toLowerCase() === 'permessage-deflate')!.params);
-      const bits = (name: string): number => {
-        const value = params.get(name);
-        return typeof value === 'string' && /^\d+$/.test(value) ? Number(value) : MAX_WINDOW_BITS;
-      };
-      // RFC 7692 §7.1: the client_* parameters describe how the client compresses, server_* the server.
-      clientDeflate = { windowBits: bits('client_max_window_bits'), noContextTakeover: params.has('client_no_context_takeover') };
-      upstreamDeflate = { windowBits: bits('server_max_window_bits'), noContextTakeover: params.has('server_no_context_takeover') };
-    }
-    const maxMessageSize = options.maxMessageSize ?? Defaults.maxMessageSize;
+    const maxMessageSize = (this.maxMessageSize = options.maxMessageSize ?? Defaults.maxMessageSize);
     this.client.observer = new DirectionObserver(clientDeflate, maxMessageSize, () => this.updateFlow(this.client));
     this.upstream.observer = new DirectionObserver(upstreamDeflate, maxMessageSize, () => this.updateFlow(this.upstream));
   }
@@ -254,6 +197,8 @@ export class ProxyConnection extends EventEmitter {
       socket.on('drain', () => {
         side.needDrain = false;
         this.updateFlow(side.peer);
+        if (this.localPingPong) this.updateFlow(side);
+        this.budget?.heldBytesChanged(this);
       });
       socket.on('error', (err: Error) => this.onSocketError(side, err));
       socket.on('close', () => this.onSocketClose(side));
@@ -276,6 +221,40 @@ export class ProxyConnection extends EventEmitter {
       this.client.splitter.bufferedBytes +
       this.upstream.splitter.bufferedBytes
     );
+  }
+
+  /** @internal What the connection holds for the memory budget: bufferedBytes and the sockets' unread received bytes. */
+  get heldBytes(): number {
+    return this.bufferedBytes + this.client.socket.readableLength + this.upstream.socket.readableLength;
+  }
+
+  /** @internal The proxy-wide memory budget holds (true) or releases (false) reading from both sides. */
+  holdForServer(hold: boolean): void {
+    this.heldForBudget = hold;
+    this.updateFlow(this.client);
+    this.updateFlow(this.upstream);
+  }
+
+  /**
+   * @internal The proxy-wide memory budget cuts this connection: both sides get a close with
+   * `err`'s code (1008), nothing more is read or relayed, and a side that does not read (bytes
+   * still queued for it) has its socket destroyed at once.
+   */
+  failForServer(err: WebSocketError): void {
+    if (this.finished) return;
+    this.reportError(err, this.client);
+    for (const side of [this.client, this.upstream]) {
+      side.reading = false;
+      if (side.paused) {
+        side.paused = false;
+        side.stopProbing();
+        side.socket.resume(); // its bytes are read and dropped until the socket closes
+      }
+    }
+    this.close(err.closeCode, err.message);
+    for (const side of [this.client, this.upstream]) {
+      if (side.socket.writableLength > 0) side.socket.destroy();
+    }
   }
 
   /**
@@ -314,23 +293,38 @@ export class ProxyConnection extends EventEmitter {
     if (!source.reading) return;
     // The client's bytes are unmasked in place below, so a bytes tap gets a copy of them.
     source.observer.bytes(chunk, source.name === 'client');
-    const dest = source.peer.socket;
-    dest.cork();
+    // What goes out while this chunk is relayed (to the peer, and pongs or closes to the source) is written in one piece each way.
+    const dest = source.peer;
+    dest.beginBatch();
+    source.beginBatch();
     const err = source.splitter.write(chunk);
-    dest.uncork();
+    dest.endBatch();
+    source.endBatch();
     if (err !== null) this.failSide(source, err);
     this.updateFlow(source);
+    this.budget?.heldBytesChanged(this);
   }
 
   private onFrame(source: Side, frame: Frame): void {
     // RFC 6455 §5.5.1: nothing is sent after a close frame; whatever follows is ignored.
-    if (source.closeFrom !== null) return;
-    source.observer.frame(frame);
+    if (source.closeFrom !== null || !source.reading) return;
     const control = isControlOpcode(frame.opcode);
+    if (!control && isFirstPiece(frame)) {
+      // The same cost per frame as the server's (FragmentAssemblerCore): a flood of empty
+      // fragments is cut after maxMessageSize / frameOverhead frames.
+      const fragments = (source.fragments = frame.opcode === Opcode.Continuation ? source.fragments + 1 : 1);
+      if ((fragments - 1) * this.frameOverhead > this.maxMessageSize) {
+        source.splitter.fail(fragmentsOverLimit(fragments, this.frameOverhead, this.maxMessageSize));
+        return;
+      }
+    }
+    source.observer.frame(frame);
     if (control && frame.opcode === Opcode.Close) {
       this.onCloseFrame(source, frame);
       return;
     }
+    // The pong answering one of our probe pings (see pausedPingInterval) is ours.
+    if (control && source.answersProbe(frame)) return;
     if (control && this.localPingPong) {
       // RFC 6455 §5.5.2: "Upon receipt of a Ping frame, an endpoint MUST send a Pong frame in
       // response ... with identical Application data".
@@ -373,7 +367,7 @@ export class ProxyConnection extends EventEmitter {
         this.afterCloseExchange(dest);
       }
     }
-    if (dest.endAfterQueue && dest.queued.length === 0) dest.socket.end();
+    if (dest.endAfterQueue && dest.queued.length === 0) dest.end();
   }
 
   private onCloseFrame(source: Side, frame: Frame): void {
@@ -400,21 +394,44 @@ export class ProxyConnection extends EventEmitter {
    */
   private afterCloseExchange(side: Side): void {
     if (side.closeFrom === null || !side.closeSent) return;
-    if (side.name === 'client') side.socket.end();
+    if (side.name === 'client') side.end();
   }
 
   // ----- Flow control -----
 
-  /** Pauses `source` while its destination wants 'drain' or one of its blocking taps is full. */
+  /**
+   * Pauses `source` while its destination wants 'drain', one of its blocking taps is full, the
+   * memory budget holds the connection, or (with local ping/pong) the pongs we answer it with
+   * fill its own socket: a side that does not read cannot make us queue without bound. A paused
+   * side gets a probe ping every pausedPingInterval, so that its peer leaving is noticed.
+   */
   private updateFlow(source: Side): void {
-    const hold = source.peer.needDrain || source.observer.blocked;
+    if (!source.reading) return;
+    const hold =
+      source.peer.needDrain || source.observer.blocked || this.heldForBudget || (this.localPingPong && source.needDrain);
     if (hold && !source.paused) {
       source.paused = true;
       source.socket.pause();
+      this.startProbing(source);
     } else if (!hold && source.paused) {
       source.paused = false;
+      source.stopProbing();
       source.socket.resume();
     }
+  }
+
+  /**
+   * While `side` is paused, a ping every pausedPingInterval: a write to a peer that has gone
+   * fails (EPIPE, ECONNRESET) and closes the socket, which the paused socket would not notice
+   * by itself. None while the side has bytes queued (a write under way fails just the same).
+   */
+  private startProbing(side: Side): void {
+    if (side.probeTimer !== null || !Number.isFinite(this.pausedPingInterval) || side.closed) return;
+    side.probeTimer = setInterval(() => {
+      if (!side.writable || side.closeSent || side.needDrain || side.queued.length > 0) return;
+      this.inject(side, side.probe(), false);
+    }, this.pausedPingInterval);
+    side.probeTimer.unref();
   }
 
   // ----- Failing and closing -----
@@ -425,10 +442,11 @@ export class ProxyConnection extends EventEmitter {
     source.reading = false;
     if (source.paused) {
       source.paused = false;
+      source.stopProbing();
       source.socket.resume(); // its bytes are read and dropped until the socket closes
     }
     if (!source.closeSent && source.writable) this.inject(source, closeFrameOf(err.closeCode, err.message), true);
-    else source.socket.end();
+    else source.end();
     const other = source.peer;
     const code = source.name === 'upstream' ? CloseCode.BadGateway : CloseCode.GoingAway;
     if (other.writable) this.inject(other, closeFrameOf(code, `${source.name} protocol error`), false);
@@ -442,19 +460,21 @@ export class ProxyConnection extends EventEmitter {
 
   private onSocketClose(side: Side): void {
     side.closed = true;
+    side.stopProbing();
     side.queued = [];
     const other = side.peer;
     if (!other.closed) {
       if (side.closeFrom === null && !other.closeSent && other.writable) {
         // Gone without a close frame. A frame of it half relayed can never end: just end the other socket.
-        if (other.midFrame) other.socket.end();
+        if (other.midFrame) other.end();
         else this.inject(other, closeFrameOf(side.goneCode, `${side.name} went away`), false);
       } else if (side.closeFrom !== null && other.closeFrom !== null) {
-        other.socket.end();
+        other.end();
       }
       this.armCloseTimer();
       if (other.paused) {
         other.paused = false;
+        other.stopProbing();
         other.socket.resume();
       }
       return;

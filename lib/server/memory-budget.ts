@@ -17,8 +17,9 @@
  * write), so while anything is held or the sum is over resumeAt, the owner calls `sweep()`
  * now and then with a way to read each connection's bytes afresh.
  *
- * MemoryBudget is the thin adapter the server uses: it observes its WebSocket connections
- * (HeldBytesObserver), applies the decisions to them and runs the sweep on a timer.
+ * MemoryBudget is the thin adapter the server (and the proxy, for its relayed connections) uses:
+ * it observes its connections (HeldBytesObserver), applies the decisions to them and runs the
+ * sweep on a timer.
  */
 import * as os from 'node:os';
 import { WebSocketError, invalidArgument } from '../protocol/errors';
@@ -180,30 +181,44 @@ export class MemoryBudgetCore<K> {
 /** How often the adapter re-reads every connection while the budget is under pressure (ms). */
 const SWEEP_PERIOD_MS = 50;
 
+/** What the adapter needs of a connection: a WebSocket, or a proxy's relayed connection. */
+export interface BudgetMember {
+  /** Bytes the connection holds now. */
+  readonly heldBytes: number;
+  /** Stop (true) or go on (false) reading from it. */
+  holdForServer(hold: boolean): void;
+  /** Close it (WS_ERR_SERVER_MEMORY). */
+  failForServer(err: WebSocketError): void;
+}
+
 /**
  * The server's adapter: observes its connections, applies the core's decisions, sweeps on a
  * timer. A HeldBytesObserver by shape (no implements clause: stripInternal removes the observer's
  * method from the declarations, which would then not compile).
  */
-export class MemoryBudget {
-  readonly core: MemoryBudgetCore<WebSocket>;
+export class MemoryBudget<M extends BudgetMember = WebSocket> {
+  readonly core: MemoryBudgetCore<M>;
   private timer: NodeJS.Timeout | null = null;
 
-  constructor(budget: number) {
+  /** @param owner who holds the budget, for the close reason ('server', 'proxy'). */
+  constructor(
+    budget: number,
+    private readonly owner = 'server',
+  ) {
     this.core = new MemoryBudgetCore({ budget });
   }
 
   /** @internal A connection's held bytes may have changed. */
-  heldBytesChanged(ws: WebSocket): void {
-    const bytes = ws.heldBytes;
+  heldBytesChanged(member: M): void {
+    const bytes = member.heldBytes;
     // The common case on a server keeping up: nothing held here, nothing anywhere (no lookup).
     if (bytes === 0 && this.core.total === 0) return;
-    this.apply(this.core.report(ws, bytes));
+    this.apply(this.core.report(member, bytes));
   }
 
   /** A connection has closed. */
-  remove(ws: WebSocket): void {
-    this.apply(this.core.remove(ws));
+  remove(member: M): void {
+    this.apply(this.core.remove(member));
   }
 
   /** Stops the sweep timer (the server has closed). */
@@ -212,10 +227,10 @@ export class MemoryBudget {
     this.timer = null;
   }
 
-  private apply(decisions: ReadonlyArray<BudgetDecision<WebSocket>>): void {
+  private apply(decisions: ReadonlyArray<BudgetDecision<M>>): void {
     for (const { key, action } of decisions) {
       if (action === 'close') {
-        key.failForServer(new WebSocketError('WS_ERR_SERVER_MEMORY', `the server holds over ${this.core.budget} bytes`));
+        key.failForServer(new WebSocketError('WS_ERR_SERVER_MEMORY', `the ${this.owner} holds over ${this.core.budget} bytes`));
       } else {
         key.holdForServer(action === 'hold');
       }
@@ -231,6 +246,6 @@ export class MemoryBudget {
   }
 }
 
-function readHeldBytes(ws: WebSocket): number {
-  return ws.heldBytes;
+function readHeldBytes(member: BudgetMember): number {
+  return member.heldBytes;
 }

@@ -1,0 +1,368 @@
+/**
+ * The relay bounded under attack (issue #21): a paused side is still watched for its peer
+ * leaving, locally answered pongs count as queued bytes and pause the side that does not read,
+ * relayed frames are charged per piece, and every relayed connection counts against the
+ * proxy-wide memory budget.
+ *
+ * The proxy runs by hand (noServer) behind an http server, so that the spec holds the proxy's
+ * own client-side sockets and waits for their 'pause' and 'close' events instead of sleeping.
+ */
+import { expect } from 'chai';
+import { once } from 'node:events';
+import * as http from 'node:http';
+import * as net from 'node:net';
+import { Opcode } from '../../lib';
+import { WebSocketError } from '../../lib/protocol/errors';
+import { buildAcceptResponse } from '../../lib/handshake/handshake';
+import type { UpgradeRequest } from '../../lib/handshake/handshake-parser';
+import { ProxyConnection, WebSocketProxy, createProxy } from '../../lib/proxy/proxy';
+import { clientFrame, closeOf, decodeFrames, DecodedFrame, upgradeRequest } from '../helpers/frames';
+
+const LOCAL = '127.0.0.1';
+
+/** The next `event` of `emitter` (events.once would reject on an 'error' event first). */
+function next(emitter: NodeJS.EventEmitter, event: 'close'): Promise<void> {
+  return new Promise((resolve) => emitter.once(event, () => resolve()));
+}
+
+/** An upstream that accepts every handshake and then never reads (its sockets stay paused). */
+async function deafUpstream(): Promise<{ url: string; server: net.Server; sockets: net.Socket[] }> {
+  const sockets: net.Socket[] = [];
+  const server = net.createServer((socket) => {
+    sockets.push(socket);
+    socket.on('error', () => {}); // reset by the proxy at times: its 'close' follows
+    let got = '';
+    const onData = (chunk: Buffer): void => {
+      got += chunk.toString('latin1');
+      if (!got.includes('\r\n\r\n')) return;
+      socket.removeListener('data', onData);
+      socket.pause();
+      const key = /sec-websocket-key:\s*(\S+)/i.exec(got)![1]!;
+      socket.write(buildAcceptResponse({ key }));
+    };
+    socket.on('data', onData);
+  });
+  server.listen(0, LOCAL);
+  await once(server, 'listening');
+  return { url: `ws://${LOCAL}:${(server.address() as net.AddressInfo).port}`, server, sockets };
+}
+
+/** The proxy behind an http server: the proxy-side socket of each client comes with its connection. */
+interface Front {
+  url: string;
+  proxy: WebSocketProxy;
+  /** The next relayed connection and the proxy's socket toward its client. */
+  next(): Promise<{ conn: ProxyConnection; socket: net.Socket }>;
+  close(): Promise<void>;
+}
+
+async function front(options: Omit<Parameters<typeof createProxy>[0], 'noServer'>): Promise<Front> {
+  const proxy = createProxy({ ...options, noServer: true });
+  const sockets: net.Socket[] = [];
+  const httpServer = http.createServer();
+  httpServer.on('upgrade', (req, socket, head) => {
+    sockets.push(socket as net.Socket);
+    proxy.relay(req as UpgradeRequest, socket as net.Socket, head);
+  });
+  httpServer.listen(0, LOCAL);
+  await once(httpServer, 'listening');
+  const waiting: Array<(v: { conn: ProxyConnection; socket: net.Socket }) => void> = [];
+  const ready: Array<{ conn: ProxyConnection; socket: net.Socket }> = [];
+  proxy.on('connection', (conn: ProxyConnection) => {
+    // Connections start in the order of their upgrades (one client at a time below).
+    const entry = { conn, socket: sockets.shift()! };
+    const w = waiting.shift();
+    if (w !== undefined) w(entry);
+    else ready.push(entry);
+  });
+  return {
+    url: `ws://${LOCAL}:${(httpServer.address() as net.AddressInfo).port}`,
+    proxy,
+    next: () => {
+      const r = ready.shift();
+      return r !== undefined ? Promise.resolve(r) : new Promise((resolve) => waiting.push(resolve));
+    },
+    close: async () => {
+      await new Promise<void>((resolve) => proxy.close(resolve));
+      await new Promise<void>((resolve) => httpServer.close(() => resolve()));
+    },
+  };
+}
+
+/** A raw client that did the opening handshake; `head`: bytes after the 101. */
+async function rawClient(url: string): Promise<{ socket: net.Socket; head: Buffer }> {
+  const { port } = new URL(url);
+  const socket = net.connect(Number(port), LOCAL);
+  socket.on('error', () => {}); // the proxy may reset it: its 'close' follows
+  await once(socket, 'connect');
+  socket.write(upgradeRequest(`${LOCAL}:${port}`));
+  let got = Buffer.alloc(0);
+  for (;;) {
+    const [chunk] = (await once(socket, 'data')) as [Buffer];
+    got = Buffer.concat([got, chunk]);
+    const end = got.indexOf('\r\n\r\n');
+    if (end >= 0) {
+      socket.pause();
+      return { socket, head: got.subarray(end + 4) };
+    }
+  }
+}
+
+/**
+ * Writes `chunk` over and over to `socket` until `paused` (the proxy's socket toward this client)
+ * is paused, or `maxBytes` went out: each write waits for 'drain' when the client's buffer is
+ * full, or for the proxy to pause. The proxy pauses and resumes while the buffers on the way to
+ * a deaf upstream still take bytes; it stays paused once they are full and this stops only then
+ * (when the client's own buffer is full too). Returns the bytes written.
+ */
+async function writeUntil(socket: net.Socket, chunk: Buffer, paused: net.Socket, maxBytes: number): Promise<number> {
+  let written = 0;
+  while (written < maxBytes) {
+    if (paused.isPaused() && socket.writableLength > 0) return written;
+    if (socket.destroyed || paused.destroyed || paused.readableEnded) return written; // cut by the proxy
+    written += chunk.length;
+    if (!socket.write(chunk)) {
+      if (paused.isPaused()) return written;
+      await new Promise<void>((resolve) => {
+        const done = (): void => {
+          for (const [emitter, event] of waits) emitter.removeListener(event, done);
+          resolve();
+        };
+        const waits: Array<[net.Socket, string]> = [[socket, 'drain'], [socket, 'close'], [paused, 'pause'], [paused, 'close']];
+        for (const [emitter, event] of waits) emitter.once(event, done);
+      });
+    }
+    else await new Promise<void>((resolve) => setImmediate(resolve));
+  }
+  return written;
+}
+
+/** Decodes what `socket` receives; resolves with the frames once one of them is a close frame. */
+function untilClose(socket: net.Socket, head: Buffer): Promise<DecodedFrame[]> {
+  let pending = head;
+  const frames: DecodedFrame[] = [];
+  return new Promise((resolve) => {
+    const take = (): void => {
+      const decoded = decodeFrames(pending);
+      pending = Buffer.from(decoded.rest);
+      frames.push(...decoded.frames);
+      if (frames.some((fr) => fr.opcode === Opcode.Close)) resolve(frames);
+    };
+    socket.on('data', (chunk: Buffer) => {
+      pending = Buffer.concat([pending, chunk]);
+      take();
+    });
+    socket.resume();
+    take();
+  });
+}
+
+/**
+ * Sends one binary message in 16 KiB fragments (whole frames, so that control frames may come
+ * between them) until `stop` settles; the message is left open.
+ */
+async function fragmentsUntil(socket: net.Socket, paused: net.Socket): Promise<number> {
+  socket.write(clientFrame(Opcode.Binary, Buffer.alloc(16 * 1024), { fin: false }));
+  return writeUntil(socket, clientFrame(Opcode.Continuation, Buffer.alloc(16 * 1024), { fin: false }), paused, 256 * 1024 * 1024);
+}
+
+describe('proxy relay under attack', function () {
+  this.timeout(20000);
+  const cleanups: Array<() => unknown> = [];
+  afterEach(async () => {
+    for (const c of cleanups.splice(0).reverse()) await c();
+  });
+
+  describe('a paused side is still watched for its peer leaving', () => {
+    it('clients that leave while paused by a deaf upstream: both sockets of every pair close', async () => {
+      const up = await deafUpstream();
+      cleanups.push(() => {
+        for (const s of up.sockets) s.destroy();
+        up.server.close();
+      });
+      const f = await front({ target: up.url, pausedPingInterval: 50, closeTimeout: 200 });
+      cleanups.push(() => f.close());
+      const PAIRS = 6;
+      const closes: Array<Promise<unknown>> = [];
+      const clientCloses: Array<Promise<unknown>> = [];
+      for (let i = 0; i < PAIRS; i++) {
+        const client = await rawClient(f.url);
+        const { conn, socket } = await f.next();
+        closes.push(next(conn, 'close'));
+        clientCloses.push(next(socket, 'close'));
+        // The upstream reads nothing: the proxy's buffers toward it fill, and it pauses the client.
+        await fragmentsUntil(client.socket, socket);
+        expect(socket.isPaused()).to.equal(true);
+        // Then the client leaves: half of them close, half reset.
+        if (i % 2 === 0) client.socket.destroy();
+        else client.socket.resetAndDestroy();
+      }
+      await Promise.all(clientCloses);
+      await Promise.all(closes);
+      expect(f.proxy.connections.size).to.equal(0);
+    });
+
+    it("the proxy's own pings to a paused side are answered, and the answering pongs are not relayed", async () => {
+      const up = await deafUpstream();
+      cleanups.push(() => {
+        for (const s of up.sockets) s.destroy();
+        up.server.close();
+      });
+      const f = await front({ target: up.url, pausedPingInterval: 20 });
+      cleanups.push(() => f.close());
+      const client = await rawClient(f.url);
+      const { socket } = await f.next();
+      const upSocket = up.sockets[up.sockets.length - 1]!;
+      await fragmentsUntil(client.socket, socket);
+      expect(socket.isPaused()).to.equal(true);
+      // The client reads the proxy's pings and answers one with a pong of the same payload.
+      let pending = client.head;
+      const ping = new Promise<Buffer>((resolve) => {
+        client.socket.on('data', (chunk: Buffer) => {
+          pending = Buffer.concat([pending, chunk]);
+          const found = decodeFrames(pending).frames.find((fr) => fr.opcode === Opcode.Ping);
+          if (found !== undefined) resolve(found.payload);
+        });
+      });
+      client.socket.resume();
+      const payload = await ping;
+      client.socket.write(clientFrame(Opcode.Pong, payload));
+      client.socket.write(clientFrame(Opcode.Continuation, 'end', { fin: true }));
+      // Now the upstream reads everything: the message arrives, and no pong with it.
+      const opcodes: number[] = [];
+      let rest = Buffer.alloc(0);
+      const ended = new Promise<void>((resolve) => {
+        upSocket.on('data', (chunk: Buffer) => {
+          const decoded = decodeFrames(rest.length === 0 ? chunk : Buffer.concat([rest, chunk]));
+          rest = Buffer.from(decoded.rest);
+          for (const fr of decoded.frames) {
+            opcodes.push(fr.opcode);
+            if (fr.fin) resolve();
+          }
+        });
+      });
+      upSocket.resume();
+      await ended;
+      expect(opcodes).to.not.include(Opcode.Pong);
+      expect(opcodes.filter((o) => o === Opcode.Continuation).length).to.be.greaterThan(1);
+      client.socket.destroy();
+    });
+  });
+
+  describe("'local' ping/pong", () => {
+    it('a client that pings and never reads is paused once its pongs fill its socket, and they stay bounded', async () => {
+      const up = await deafUpstream();
+      cleanups.push(() => {
+        for (const s of up.sockets) s.destroy();
+        up.server.close();
+      });
+      const f = await front({ target: up.url, pingPong: 'local', pausedPingInterval: 50, closeTimeout: 200 });
+      cleanups.push(() => f.close());
+      const client = await rawClient(f.url);
+      const { conn, socket } = await f.next();
+      const pings = Buffer.concat(Array.from({ length: 256 }, () => clientFrame(Opcode.Ping, Buffer.alloc(125, 1))));
+      // Bounded: 64 MiB of pings (65 MiB of pongs) if the proxy never pauses the client.
+      await writeUntil(client.socket, pings, socket, 64 * 1024 * 1024);
+      expect(socket.isPaused(), 'the client was paused').to.equal(true);
+      expect(socket.writableLength).to.be.lessThan(1024 * 1024);
+      client.socket.destroy();
+      await next(conn, 'close');
+    });
+  });
+
+  describe('per-frame cost and the proxy-wide budget', () => {
+    it('a flood of empty fragments is cut with 1009 after maxMessageSize / frameOverhead frames, as the server does', async () => {
+      const up = await deafUpstream();
+      cleanups.push(() => {
+        for (const s of up.sockets) s.destroy();
+        up.server.close();
+      });
+      const f = await front({ target: up.url, maxMessageSize: 64 * 1024, closeTimeout: 200 });
+      cleanups.push(() => f.close());
+      const client = await rawClient(f.url);
+      const { conn } = await f.next();
+      const closed = next(conn, 'close');
+      const frames = untilClose(client.socket, client.head);
+      // 64 KiB / 256 bytes a frame: the 258th frame of the message is one too many.
+      const flood = [clientFrame(Opcode.Binary, Buffer.alloc(0), { fin: false })];
+      for (let i = 0; i < 300; i++) flood.push(clientFrame(Opcode.Continuation, Buffer.alloc(0), { fin: false }));
+      client.socket.write(Buffer.concat(flood));
+      const got = await frames;
+      const close = got.find((fr) => fr.opcode === Opcode.Close)!;
+      expect(closeOf(close).code).to.equal(1009);
+      expect(conn.error).to.have.property('code', 'WS_ERR_TOO_MANY_FRAGMENTS');
+      await closed;
+    });
+
+    it('relayed small frames are written in one piece per received chunk, not one write each', async () => {
+      const up = await deafUpstream();
+      cleanups.push(() => {
+        for (const s of up.sockets) s.destroy();
+        up.server.close();
+      });
+      const f = await front({ target: up.url });
+      cleanups.push(() => f.close());
+      const client = await rawClient(f.url);
+      const { conn, socket } = await f.next();
+      const upSocket = up.sockets[up.sockets.length - 1]!;
+      let writes = 0;
+      const write = socket.write.bind(socket) as (chunk: Buffer) => boolean;
+      socket.write = ((chunk: Buffer) => {
+        writes++;
+        return write(chunk);
+      }) as typeof socket.write;
+      // 2000 empty fragments from the upstream, in one write (a few TCP reads at most).
+      const COUNT = 2000;
+      const flood = [Buffer.from([0x02, 0x00])];
+      for (let i = 1; i < COUNT; i++) flood.push(Buffer.from([0x00, 0x00]));
+      flood.push(Buffer.from([0x80, 0x00]));
+      let received = 0;
+      const all = new Promise<void>((resolve) => {
+        client.socket.on('data', (chunk: Buffer) => {
+          received += chunk.length;
+          if (received >= 2 * (COUNT + 1)) resolve();
+        });
+      });
+      client.socket.resume();
+      upSocket.write(Buffer.concat(flood));
+      await all;
+      expect(received).to.equal(2 * (COUNT + 1));
+      expect(conn.frames.downstream).to.equal(COUNT + 1);
+      expect(writes).to.be.lessThan(20);
+      client.socket.destroy();
+    });
+
+    it('every relayed connection counts against serverMemoryBudget: over 3/4 of it the largest is held; a cut closes both sides with 1008', async () => {
+      const up = await deafUpstream();
+      cleanups.push(() => {
+        for (const s of up.sockets) s.destroy();
+        up.server.close();
+      });
+      // The proxy pauses the client once 16 KiB (the socket's highWaterMark) wait for the upstream.
+      const BUDGET = 16 * 1024;
+      const f = await front({ target: up.url, serverMemoryBudget: BUDGET, closeTimeout: 200 });
+      cleanups.push(() => f.close());
+      const budget = f.proxy.memoryBudget!;
+      const client = await rawClient(f.url);
+      const { conn, socket } = await f.next();
+      const closed = next(conn, 'close');
+      // The upstream reads nothing: what the proxy queues toward it passes 3/4 of the budget.
+      await fragmentsUntil(client.socket, socket);
+      if (conn.error === null) {
+        expect(budget.core.total).to.be.greaterThan(BUDGET * 0.75);
+        expect(budget.core.held).to.equal(1);
+        // What the budget does to a connection that still grows (the policy: MemoryBudgetCore, spec/server/memory-budget.spec.ts).
+        const frames = untilClose(client.socket, client.head);
+        conn.failForServer(new WebSocketError('WS_ERR_SERVER_MEMORY'));
+        const got = await frames;
+        expect(closeOf(got.find((fr) => fr.opcode === Opcode.Close)!).code).to.equal(1008);
+      }
+      // Else it was cut already, having grown past the budget within one received chunk.
+      expect(conn.error).to.have.property('code', 'WS_ERR_SERVER_MEMORY');
+      await closed;
+      expect(budget.core.total).to.equal(0);
+      expect(budget.core.held).to.equal(0);
+      client.socket.destroy();
+    });
+  });
+});
