@@ -181,7 +181,11 @@ export class MemoryBudgetCore<K> {
 /** How often the adapter re-reads every connection while the budget is under pressure (ms). */
 const SWEEP_PERIOD_MS = 50;
 
-/** What the adapter needs of a connection: a WebSocket, or a proxy's relayed connection. */
+/**
+ * @internal What the adapter needs of a connection: a WebSocket, or a proxy's relayed connection
+ * (internal members both: MemoryBudget's type parameter is therefore unconstrained in the
+ * declarations, and members are read through member()).
+ */
 export interface BudgetMember {
   /** Bytes the connection holds now. */
   readonly heldBytes: number;
@@ -196,7 +200,7 @@ export interface BudgetMember {
  * timer. A HeldBytesObserver by shape (no implements clause: stripInternal removes the observer's
  * method from the declarations, which would then not compile).
  */
-export class MemoryBudget<M extends BudgetMember = WebSocket> {
+export class MemoryBudget<M = WebSocket> {
   readonly core: MemoryBudgetCore<M>;
   private timer: NodeJS.Timeout | null = null;
 
@@ -210,7 +214,7 @@ export class MemoryBudget<M extends BudgetMember = WebSocket> {
 
   /** @internal A connection's held bytes may have changed. */
   heldBytesChanged(member: M): void {
-    const bytes = member.heldBytes;
+    const bytes = asMember(member).heldBytes;
     // The common case on a server keeping up: nothing held here, nothing anywhere (no lookup).
     if (bytes === 0 && this.core.total === 0) return;
     this.apply(this.core.report(member, bytes));
@@ -230,14 +234,14 @@ export class MemoryBudget<M extends BudgetMember = WebSocket> {
   private apply(decisions: ReadonlyArray<BudgetDecision<M>>): void {
     for (const { key, action } of decisions) {
       if (action === 'close') {
-        key.failForServer(new WebSocketError('WS_ERR_SERVER_MEMORY', `the ${this.owner} holds over ${this.core.budget} bytes`));
+        asMember(key).failForServer(new WebSocketError('WS_ERR_SERVER_MEMORY', `the ${this.owner} holds over ${this.core.budget} bytes`));
       } else {
-        key.holdForServer(action === 'hold');
+        asMember(key).holdForServer(action === 'hold');
       }
     }
     if (this.core.needsSweep) {
       if (this.timer === null) {
-        this.timer = setInterval(() => this.apply(this.core.sweep(readHeldBytes)), SWEEP_PERIOD_MS);
+        this.timer = setInterval(() => this.apply(this.core.sweep((m) => asMember(m).heldBytes)), SWEEP_PERIOD_MS);
         this.timer.unref();
       }
     } else {
@@ -246,6 +250,7 @@ export class MemoryBudget<M extends BudgetMember = WebSocket> {
   }
 }
 
-function readHeldBytes(member: BudgetMember): number {
-  return member.heldBytes;
+/** A member as what the adapter calls on it (see BudgetMember). */
+function asMember(member: unknown): BudgetMember {
+  return member as BudgetMember;
 }
