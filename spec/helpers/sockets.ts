@@ -59,3 +59,20 @@ export function closed(socket: net.Socket): Promise<void> {
   if (socket.closed) return Promise.resolve();
   return new Promise((resolve) => socket.once('close', () => resolve()));
 }
+
+/**
+ * Reads an HTTP response head from `socket` (up to the empty line), then pauses it: the head as
+ * text, and the bytes that came after it (the start of the frames after a 101).
+ */
+export async function readResponseHead(socket: net.Socket): Promise<{ response: string; head: Buffer }> {
+  let got = Buffer.alloc(0);
+  for (;;) {
+    const [chunk] = (await once(socket, 'data')) as [Buffer];
+    got = Buffer.concat([got, chunk]);
+    const end = got.indexOf('\r\n\r\n');
+    if (end >= 0) {
+      socket.pause();
+      return { response: got.toString('latin1', 0, end), head: got.subarray(end + 4) };
+    }
+  }
+}

@@ -13,7 +13,7 @@ import { buildAcceptResponse, validateUpgradeRequest } from '../../lib/handshake
 import { HandshakeParserCore, UpgradeRequest } from '../../lib/handshake/handshake-parser';
 import { ProxyConnection, ProxyMessage, WebSocketProxy, createProxy } from '../../lib/proxy/proxy';
 import { clientFrame, decodeFrames, DecodedFrame, upgradeRequest, wireFrame } from '../helpers/frames';
-import { hex } from '../helpers/sockets';
+import { hex, readResponseHead } from '../helpers/sockets';
 
 const LOCAL = '127.0.0.1';
 
@@ -82,16 +82,7 @@ async function rawClient(url: string, extraHeaders = '', requestTarget = '/'): P
     .replace(/^GET \/ /, `GET ${requestTarget} `)
     .replace(/\r\n\r\n$/, `\r\n${extraHeaders}\r\n`);
   socket.write(request);
-  let got = Buffer.alloc(0);
-  for (;;) {
-    const [chunk] = (await once(socket, 'data')) as [Buffer];
-    got = Buffer.concat([got, chunk]);
-    const end = got.indexOf('\r\n\r\n');
-    if (end >= 0) {
-      socket.pause();
-      return { socket, response: got.toString('latin1', 0, end), head: got.subarray(end + 4) };
-    }
-  }
+  return { socket, ...(await readResponseHead(socket)) };
 }
 
 /** Collects bytes from a socket and decodes the frames as they complete. */

@@ -17,6 +17,7 @@ import { buildAcceptResponse } from '../../lib/handshake/handshake';
 import type { UpgradeRequest } from '../../lib/handshake/handshake-parser';
 import { ProxyConnection, WebSocketProxy, createProxy } from '../../lib/proxy/proxy';
 import { clientFrame, closeOf, decodeFrames, DecodedFrame, upgradeRequest } from '../helpers/frames';
+import { readResponseHead } from '../helpers/sockets';
 
 const LOCAL = '127.0.0.1';
 
@@ -96,16 +97,8 @@ async function rawClient(url: string): Promise<{ socket: net.Socket; head: Buffe
   socket.on('error', () => {}); // the proxy may reset it: its 'close' follows
   await once(socket, 'connect');
   socket.write(upgradeRequest(`${LOCAL}:${port}`));
-  let got = Buffer.alloc(0);
-  for (;;) {
-    const [chunk] = (await once(socket, 'data')) as [Buffer];
-    got = Buffer.concat([got, chunk]);
-    const end = got.indexOf('\r\n\r\n');
-    if (end >= 0) {
-      socket.pause();
-      return { socket, head: got.subarray(end + 4) };
-    }
-  }
+  const { head } = await readResponseHead(socket);
+  return { socket, head };
 }
 
 /**
