@@ -139,14 +139,15 @@ export function closed(ws: WebSocket, code: number, reason: string): void {
   // Settle every write still waiting: it can no longer be sent.
   // Writes whose bytes are in the transport already: nothing more will come of them.
   const extras = ws.extras;
-  if (extras !== null) {
+  // Sends waiting for a streamed message to end: settled (refused) below.
+  const waiting = ws.core.takeWaiting();
+  if (extras === null) for (const task of waiting) task();
+  else {
     const drainWaiters = extras.drainWaiters;
     extras.drainWaiters = null;
     if (drainWaiters !== null) for (const callback of drainWaiters) callback();
-    const pending = [...(extras.whenOpen ?? []), ...(extras.ownerWaiters ?? [])];
+    const pending = [...(extras.whenOpen ?? []), ...waiting];
     extras.whenOpen = null;
-    extras.ownerWaiters = null;
-    extras.outboundOwner = null;
     for (const task of pending) task();
     if (extras.tapPoints !== null) {
       for (const direction of [extras.tapPoints.in, extras.tapPoints.out]) {

@@ -5,7 +5,7 @@
  */
 import { Buffer } from 'node:buffer';
 import type { Frame, Message } from '../protocol/frame';
-import { MessageReadable, type MessageWritable } from '../stages/message-stream';
+import { MessageReadable } from '../stages/message-stream';
 import type { TapPoint } from '../stages/tap';
 import type { Transport, TappedMessage } from './websocket-types';
 import type { WebSocket } from './websocket';
@@ -57,13 +57,6 @@ export class Extras {
   drainWaiters: WriteCallback[] | null = null;
   /** Work waiting for the opening handshake to finish (writes made while CONNECTING). */
   whenOpen: Array<() => void> | null = null;
-  /**
-   * Who may send data frames now: null (anyone), or the MessageWritable whose message is open.
-   * Fragments of one message are never interleaved with another message's frames.
-   */
-  outboundOwner: MessageWritable | null = null;
-  /** Sends waiting for outboundOwner to finish its message. */
-  ownerWaiters: Array<() => void> | null = null;
   /** The incoming message being streamed (streamMessages option). */
   inboundStream: MessageReadable | null = null;
   /** Taps, created on the first call to tap(). */

@@ -156,7 +156,7 @@ export function peerClosed(ws: WebSocket): boolean {
   // for await) has not read yet: the answer waits for the reader's 'end' (closeTimeout still
   // bounds the wait). Not behind a message streamed out, which may never end: the core
   // echoes at once, cutting it off. A connection nobody reads is answered at once.
-  if (ws.extras === null || ws.extras.outboundOwner === null) {
+  if (ws.core.outboundOwner === null) {
     if (ws.readableLength > 0 && ws.readableFlowing !== null && !ws.writableEnded) {
       ws.once('end', () => answerPeerClose(ws));
       // A reader that stopped for good must not hang the handshake: half of closeTimeout

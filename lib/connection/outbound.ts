@@ -86,9 +86,7 @@ export function whenSendable(ws: WebSocket, owner: MessageWritable | null, send:
     (ws.more().whenOpen ??= []).push(() => whenSendable(ws, owner, send));
     return;
   }
-  const holder = ws.extras === null ? null : ws.extras.outboundOwner;
-  if (holder === null || holder === owner) send();
-  else (ws.extras!.ownerWaiters ??= []).push(() => whenSendable(ws, owner, send));
+  ws.core.whenSendable(owner, send);
 }
 
 /**
@@ -106,10 +104,9 @@ export function sendableAtOnce(ws: WebSocket): boolean {
   if (core.state !== CoreState.Open || core.closeSent || ws.sender === null || !writableIdle(ws)) return false;
   const w = writableState(ws);
   if (w.needDrain || w.highWaterMark <= 1) return false;
+  if (core.outboundOwner !== null || core.sendsWaiting) return false;
   const extras = ws.extras;
-  if (extras !== null && (extras.outboundOwner !== null || extras.ownerWaiters !== null || extras.whenOpen !== null || extras.tapPoints !== null)) {
-    return false;
-  }
+  if (extras !== null && (extras.whenOpen !== null || extras.tapPoints !== null)) return false;
   return !ws.sender.pending;
 }
 
@@ -233,7 +230,7 @@ export function partSink(ws: WebSocket): PartSink {
  * stream's. Not begun: the outbound side is simply given back.
  */
 export function abortPart(ws: WebSocket, owner: MessageWritable, cause: Error | null): void {
-  const open = ws.extras !== null && ws.extras.outboundOwner === owner;
+  const open = ws.core.outboundOwner === owner;
   releaseOutbound(ws, owner);
   if (!open || !owner.started || ws.state === ReadyState.CLOSED) return;
   const detail = cause === null ? 'the message stream was destroyed' : cause.message;
@@ -249,7 +246,7 @@ export function sendPart(ws: WebSocket, owner: MessageWritable, data: Buffer, fi
       callback(refused);
       return;
     }
-    ws.more().outboundOwner = owner;
+    ws.core.claim(owner);
     let flowing: boolean;
     try {
       flowing = ws.sender!.sendPart(data, owner.binary, fin);
@@ -274,12 +271,7 @@ export function sendPart(ws: WebSocket, owner: MessageWritable, data: Buffer, fi
 
 /** The streamed message of `owner` has ended (or failed): let waiting sends go. */
 export function releaseOutbound(ws: WebSocket, owner: MessageWritable): void {
-  const extras = ws.extras;
-  if (extras === null || extras.outboundOwner !== owner) return;
-  extras.outboundOwner = null;
-  const waiters = extras.ownerWaiters;
-  extras.ownerWaiters = null;
-  if (waiters !== null) for (const waiter of waiters) waiter();
+  ws.core.finish(owner);
 }
 
 export function onDrain(ws: WebSocket): void {
