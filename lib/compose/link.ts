@@ -10,7 +10,9 @@
  * - Errors are not forwarded: the pipeline listens to every stage and fails the connection once.
  * - `cut()` stops a link at once (failing: nothing more is handed on).
  */
+import { Buffer } from 'node:buffer';
 import type { TapPoint } from '../stages/tap';
+import { type Frame, withPayload } from '../protocol/frame';
 
 /** What a stage of a composed pipeline must be: a readable and writable stream (object mode or not). */
 export interface StageStream extends NodeJS.ReadWriteStream {
@@ -92,4 +94,14 @@ export function linkStages(
   const link = new Link(from, to, points, end, copy);
   to.on('drain', link.drained);
   return link;
+}
+
+/** A frame a tap keeps while the next stage unmasks its payload in place. */
+export function copyFrame(value: unknown): unknown {
+  const frame = value as Frame;
+  return frame.mask === null ? frame : withPayload(frame, Buffer.from(frame.payload), frame.mask);
+}
+
+export function copyBytes(value: unknown): unknown {
+  return Buffer.from(value as Buffer);
 }

@@ -32,7 +32,7 @@ import { Buffer } from 'node:buffer';
 import { Duplex } from '../stages/streams';
 import { CloseCode, Defaults, Opcode } from '../protocol/constants';
 import { WebSocketError, isWebSocketError } from '../protocol/errors';
-import { type Frame, type Message, withPayload } from '../protocol/frame';
+import type { Message } from '../protocol/frame';
 import { checkCloseArgs } from '../protocol/close';
 import { buildRejectResponse } from '../handshake/handshake';
 import { HandshakeParser, type UpgradeRequest, type UpgradeResponse } from '../handshake/handshake-parser';
@@ -41,89 +41,21 @@ import { FragmentAssembler } from '../stages/fragment-assembler';
 import { FrameSerializer } from '../stages/frame-serializer';
 import { FrameSplitter } from '../stages/frame-splitter';
 import { Masker } from '../stages/masker';
-import { MessageFramer } from '../stages/message-framer';
+import { MessageFramer, toMessage } from '../stages/message-framer';
 import { Unmasker } from '../stages/unmasker';
 import { Tap, type TapOptions, TapPoint } from '../stages/tap';
 import { Inflater } from '../deflate/inflater';
 import { Deflater } from '../deflate/deflater';
-import type { MaskGenerator } from '../protocol/mask';
-import { Link, type LinkTarget, type StageStream, linkStages } from './link';
+import { Link, type LinkTarget, type StageStream, copyBytes, copyFrame, linkStages } from './link';
 import { MessageSink } from './message-sink';
-import { type Opening, type OpeningOptions, answerRequest, openAsClient } from './opening';
+import { type Opening, answerRequest, openAsClient } from './opening';
+import type { OutboundMessage, PipelineOptions, PipelineTransport } from './types';
 import { PIPELINE_POINTS, type PipelinePoint, type ReplaceableStage, checkPipelineOptions } from './points';
 
 export { PIPELINE_POINTS, REPLACEABLE_STAGES } from './points';
 export type { PipelinePoint, ReplaceableStage } from './points';
 export type { StageStream } from './link';
-
-export interface PipelineOptions extends OpeningOptions {
-  /** Which end we are: 'server' reads a request and answers it; 'client' sends one. */
-  role: 'server' | 'client';
-  /** Streams to put at points of the pipeline (see the graph above), in order. */
-  insert?: Partial<Record<PipelinePoint, StageStream | readonly StageStream[]>>;
-  /** Streams to use instead of the named stages (same values in and out). */
-  replace?: Partial<Record<ReplaceableStage, StageStream>>;
-  /** Largest frame payload, in bytes. Default 100 MiB. */
-  maxPayload?: number;
-  /** Largest message, in bytes. Default 100 MiB. */
-  maxMessageSize?: number;
-  /** Largest handshake head, in bytes. Default 16 KiB. */
-  maxHeaderSize?: number;
-  /** Cut outgoing messages into frames of at most this many bytes. Default 0: never. */
-  fragmentSize?: number;
-  /** Milliseconds the opening handshake may take. Default 10000. */
-  handshakeTimeout?: number;
-  /** Milliseconds the closing handshake may take before the socket is destroyed. Default 5000. */
-  closeTimeout?: number;
-  /**
-   * Bytes of received messages held for a reader that does not read, past the readable side's
-   * readableHighWaterMark messages, before the socket is paused. Reading goes on below it so that
-   * pings are answered and the peer's close is seen whatever the reader does. Default 16 MiB.
-   */
-  memoryBudget?: number;
-  /** Client role: the masking keys (tests only; default: crypto-random, RFC 6455 §10.3). */
-  generateMask?: MaskGenerator;
-}
-
-/** Events of a ComposedPipeline, besides the readable and writable ones. */
-export interface ComposedPipelineEvents {
-  /** The opening handshake is done (see `opening`, `request`, `response`). */
-  open: () => void;
-  ping: (payload: Buffer) => void;
-  pong: (payload: Buffer) => void;
-  /** Once the socket has closed. */
-  close: (code: number, reason: string) => void;
-  /** Why the connection failed (emitted only when listened for; kept in `error`). */
-  error: (err: Error) => void;
-}
-
-/**
- * What a pipeline runs on: a net.Socket or tls.TLSSocket, or any Duplex of bytes that emits
- * 'close' once it is gone (a PassThrough pair in tests).
- */
-export interface PipelineTransport extends StageStream {
-  readonly writable: boolean;
-  setNoDelay?(noDelay?: boolean): unknown;
-}
-
-/** What a write of the application may be: a Message, a string (text) or a Buffer (binary). */
-export type OutboundMessage = Message | string | Buffer;
-
-function toMessage(chunk: OutboundMessage): Message {
-  if (typeof chunk === 'string') return { binary: false, data: Buffer.from(chunk, 'utf8') };
-  if (Buffer.isBuffer(chunk)) return { binary: true, data: chunk };
-  return chunk;
-}
-
-/** A frame a tap keeps while the next stage unmasks its payload in place. */
-function copyFrame(value: unknown): unknown {
-  const frame = value as Frame;
-  return frame.mask === null ? frame : withPayload(frame, Buffer.from(frame.payload), frame.mask);
-}
-
-function copyBytes(value: unknown): unknown {
-  return Buffer.from(value as Buffer);
-}
+export type { ComposedPipelineEvents, OutboundMessage, PipelineOptions, PipelineTransport } from './types';
 
 /** The status of a request that cannot be parsed or is not a valid upgrade. */
 const BAD_REQUEST = 400;
@@ -236,11 +168,12 @@ export class ComposedPipeline extends Duplex {
       process.nextTick(() => cb?.(err));
       return false;
     }
-    return cb === undefined ? super.write(chunk) : super.write(chunk, cb);
+    const message = toMessage(chunk);
+    if (isWebSocketError(message)) throw message;
+    return cb === undefined ? super.write(message) : super.write(message, cb);
   }
 
-  override _write(chunk: OutboundMessage, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
-    const message = toMessage(chunk);
+  override _write(message: Message, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
     if (this.entry === null) this.queued = { message, cb };
     else this.send(message, cb);
   }

@@ -281,6 +281,29 @@ describe('composePipeline', () => {
       await closed(socket);
     });
 
+    it('write(): a Uint8Array goes as binary, { data, binary } as told; a value that is no message throws WS_ERR_INVALID_ARGUMENT at the call', async () => {
+      let pipeline: ComposedPipeline | null = null;
+      const port = await start({}, (p) => {
+        pipeline = p;
+      });
+      const { socket, rest } = await rawClient(port);
+      const p = pipeline!;
+      expect(() => p.write(42 as never)).to.throw().with.property('code', 'WS_ERR_INVALID_ARGUMENT');
+      expect(() => p.write({ data: 'x', binary: 'yes' } as never)).to.throw().with.property('code', 'WS_ERR_INVALID_ARGUMENT');
+      p.write(new Uint8Array([1, 2, 3]));
+      p.write({ data: Buffer.from('as text'), binary: false });
+      let bytes = rest;
+      while (decodeFrames(bytes).frames.length < 2) bytes = Buffer.concat([bytes, await readBytes(socket, 1)]);
+      expect(decodeFrames(bytes).frames.map((f) => [f.opcode, f.payload.toString('hex')])).to.deep.equal([
+        [Opcode.Binary, '010203'],
+        [Opcode.Text, Buffer.from('as text').toString('hex')],
+      ]);
+      const gone = whenClosed(p);
+      socket.write(clientClose(1000));
+      await gone;
+      await closed(socket);
+    });
+
     it('a peer that never answers our close: the socket is destroyed after closeTimeout, close 1006', async () => {
       let pipeline: ComposedPipeline | null = null;
       const port = await start({ closeTimeout: 100 }, (p) => {
