@@ -15,9 +15,8 @@
  */
 import * as http from 'node:http';
 import * as net from 'node:net';
-import { parseArgs } from 'node:util';
 import { connect, createServer, ReadyState, WebSocket } from '../../lib';
-import { ExitCode, onSignals, usageError } from './connect';
+import { ExitCode, onSignals, parseCommand, usageError } from './cli';
 
 export const help = `usage: wspipe bridge [options] ws://HOST[:PORT]/PATH tcp:HOST:PORT
        wspipe bridge --port N [options] tcp:HOST:PORT
@@ -91,27 +90,19 @@ function join(ws: WebSocket, target: { host: string; port: number }, name: strin
 }
 
 export async function run(args: string[]): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args,
-      allowPositionals: true,
-      options: {
-        port: { type: 'string' },
-        host: { type: 'string', default: '127.0.0.1' },
-        subprotocol: { type: 'string', short: 'p', multiple: true },
-        insecure: { type: 'boolean', default: false },
-        help: { type: 'boolean', short: 'h', default: false },
-      },
-    });
-  } catch (err) {
-    return usageError('bridge', (err as Error).message);
-  }
+  const parsed = parseCommand('bridge', help, {
+    args,
+    allowPositionals: true,
+    options: {
+      port: { type: 'string' },
+      host: { type: 'string', default: '127.0.0.1' },
+      subprotocol: { type: 'string', short: 'p', multiple: true },
+      insecure: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  });
+  if (typeof parsed === 'number') return parsed;
   const o = parsed.values;
-  if (o.help) {
-    process.stdout.write(help);
-    return ExitCode.Ok;
-  }
   const positionals = parsed.positionals;
   if (o.port !== undefined) {
     if (positionals.length !== 1) return usageError('bridge', 'with --port, one tcp:HOST:PORT is required');

@@ -11,7 +11,7 @@
  */
 import { EventEmitter, once } from 'node:events';
 import * as fs from 'node:fs';
-import { parseArgs } from 'node:util';
+import { ExitCode, oneLine, onSignals, parseCommand, usageError } from './cli';
 import { connect, ReadyState, reconnecting, Reconnecting, WebSocket } from '../../lib';
 import type { ClientOptions } from '../../lib';
 
@@ -63,23 +63,8 @@ exit status: 0 after a clean close (1000, 1001 or no status code), 1 when the co
 fails or ends otherwise, 2 on a usage error. Errors go to stderr.
 `;
 
-/** Exit statuses shared by the wspipe commands (as netcat and websocat use them). */
-export enum ExitCode {
-  Ok = 0,
-  /** The connection (or the server) failed, or closed with an error. */
-  Failure = 1,
-  /** Bad options or arguments. */
-  Usage = 2,
-}
-
 /** Close codes after which connect exits 0: normal, going away, and no status code. */
 const CLEAN_CLOSE_CODES: ReadonlySet<number> = new Set([1000, 1001, 1005]);
-
-/** Prints one line, `wspipe CMD: message (see 'wspipe CMD --help')`, on stderr; returns ExitCode.Usage. */
-export function usageError(command: string, message: string): ExitCode {
-  process.stderr.write(`wspipe ${command}: ${message} (see 'wspipe ${command} --help')\n`);
-  return ExitCode.Usage;
-}
 
 /**
  * Pauses a stream while writes elsewhere are not drained, and for any other reason held.
@@ -146,11 +131,6 @@ export function readMessages(
   });
 }
 
-/** A text message on one line: its line breaks (CRLF, LF or CR) are written as the two characters "\\n". */
-export function oneLine(text: string): string {
-  return text.replace(/\r\n|\n|\r/g, '\\n');
-}
-
 /** How received messages are written: lines (binary as a summary line, or raw bytes), or JSON lines. */
 export type OutputMode = 'lines' | 'raw' | 'json';
 
@@ -181,16 +161,6 @@ export function parseHeaders(list: string[]): Record<string, string> | string {
   return headers;
 }
 
-/** Calls `handler` on SIGINT and SIGTERM; returns a function that removes it. */
-export function onSignals(handler: (signal: NodeJS.Signals) => void): () => void {
-  process.on('SIGINT', handler);
-  process.on('SIGTERM', handler);
-  return () => {
-    process.removeListener('SIGINT', handler);
-    process.removeListener('SIGTERM', handler);
-  };
-}
-
 function checkUrl(text: string): string | null {
   let url: URL;
   try {
@@ -219,40 +189,32 @@ export function explain(err: Error, url: string): string {
 }
 
 export async function run(args: string[]): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args,
-      allowPositionals: true,
-      options: {
-        binary: { type: 'boolean', short: 'b' },
-        json: { type: 'boolean' },
-        'one-message': { type: 'boolean' },
-        subprotocol: { type: 'string', short: 'p', multiple: true },
-        header: { type: 'string', short: 'H', multiple: true },
-        origin: { type: 'string' },
-        'no-deflate': { type: 'boolean' },
-        'ping-interval': { type: 'string' },
-        insecure: { type: 'boolean' },
-        ca: { type: 'string' },
-        cert: { type: 'string' },
-        key: { type: 'string' },
-        echo: { type: 'boolean' },
-        quiet: { type: 'string' },
-        wait: { type: 'string', short: 'q' },
-        reconnect: { type: 'boolean' },
-        retries: { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    });
-  } catch (err) {
-    return usageError('connect', (err as Error).message);
-  }
+  const parsed = parseCommand('connect', help, {
+    args,
+    allowPositionals: true,
+    options: {
+      binary: { type: 'boolean', short: 'b' },
+      json: { type: 'boolean' },
+      'one-message': { type: 'boolean' },
+      subprotocol: { type: 'string', short: 'p', multiple: true },
+      header: { type: 'string', short: 'H', multiple: true },
+      origin: { type: 'string' },
+      'no-deflate': { type: 'boolean' },
+      'ping-interval': { type: 'string' },
+      insecure: { type: 'boolean' },
+      ca: { type: 'string' },
+      cert: { type: 'string' },
+      key: { type: 'string' },
+      echo: { type: 'boolean' },
+      quiet: { type: 'string' },
+      wait: { type: 'string', short: 'q' },
+      reconnect: { type: 'boolean' },
+      retries: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (typeof parsed === 'number') return parsed;
   const { values, positionals } = parsed;
-  if (values.help === true) {
-    process.stdout.write(help);
-    return ExitCode.Ok;
-  }
   if (positionals.length !== 1) return usageError('connect', positionals.length === 0 ? 'a URL is required' : 'only one URL, please');
   const url = positionals[0]!;
   const badUrl = checkUrl(url);

@@ -13,9 +13,9 @@ import { ChildProcess, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as https from 'node:https';
-import { parseArgs } from 'node:util';
 import { createServer, ReadyState, WebSocket, WebSocketServer } from '../../lib';
-import { ExitCode, Gate, OutputMode, onSignals, readMessages, usageError, writeMessage } from './connect';
+import { ExitCode, onSignals, parseCommand, usageError } from './cli';
+import { Gate, OutputMode, readMessages, writeMessage } from './connect';
 
 export const help = `usage: wspipe listen --port N [options]
 
@@ -55,32 +55,24 @@ the server cannot listen, 2 on a usage error.
 type Handler = (ws: WebSocket, id: number) => void;
 
 export async function run(args: string[]): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args,
-      options: {
-        port: { type: 'string' },
-        host: { type: 'string', default: '127.0.0.1' },
-        echo: { type: 'boolean' },
-        exec: { type: 'string' },
-        broadcast: { type: 'boolean' },
-        binary: { type: 'boolean', short: 'b' },
-        json: { type: 'boolean' },
-        cert: { type: 'string' },
-        key: { type: 'string' },
-        subprotocol: { type: 'string', short: 'p', multiple: true },
-        help: { type: 'boolean', short: 'h' },
-      },
-    });
-  } catch (err) {
-    return usageError('listen', (err as Error).message);
-  }
+  const parsed = parseCommand('listen', help, {
+    args,
+    options: {
+      port: { type: 'string' },
+      host: { type: 'string', default: '127.0.0.1' },
+      echo: { type: 'boolean' },
+      exec: { type: 'string' },
+      broadcast: { type: 'boolean' },
+      binary: { type: 'boolean', short: 'b' },
+      json: { type: 'boolean' },
+      cert: { type: 'string' },
+      key: { type: 'string' },
+      subprotocol: { type: 'string', short: 'p', multiple: true },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (typeof parsed === 'number') return parsed;
   const { values } = parsed;
-  if (values.help === true) {
-    process.stdout.write(help);
-    return ExitCode.Ok;
-  }
   if (values.port === undefined) return usageError('listen', '--port is required');
   const port = Number(values.port);
   if (!/^\d+$/.test(values.port) || port > 65535) return usageError('listen', `bad port '${values.port}'`);

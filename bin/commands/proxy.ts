@@ -11,7 +11,6 @@
  *                                                    └─► messages ──► HAR entry, written at close
  */
 import * as fs from 'node:fs';
-import { parseArgs } from 'node:util';
 import { CapturedClose, CapturedMessage, ConnectionCapture } from '../../lib/capture/capture';
 import { FrameLogRecord, formatFrameLogRecord } from '../../lib/capture/frame-log';
 import { HarWebSocketMessage, HarWriter, harEntry, harMessage } from '../../lib/capture/har';
@@ -19,7 +18,7 @@ import { Inspector } from '../../lib/capture/inspector';
 import { headerValue } from '../../lib/handshake/handshake';
 import { ForwardedMode } from '../../lib/proxy/forwarded';
 import { ProxyConnection, createProxy } from '../../lib/proxy/proxy';
-import { ExitCode, onSignals, usageError } from './connect';
+import { ExitCode, onSignals, parseCommand, usageError } from './cli';
 
 export const help = `usage: wspipe proxy --port N --to URL [options]
 
@@ -65,35 +64,27 @@ Exit status 1 when the proxy cannot listen, 2 on a usage error.
 `;
 
 export async function run(args: string[]): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args,
-      options: {
-        port: { type: 'string' },
-        to: { type: 'string' },
-        host: { type: 'string', default: '127.0.0.1' },
-        tap: { type: 'string' },
-        print: { type: 'boolean', default: false },
-        'log-max': { type: 'string' },
-        'local-ping': { type: 'boolean', default: false },
-        har: { type: 'string' },
-        ui: { type: 'string' },
-        'no-deflate': { type: 'boolean', default: false },
-        forwarded: { type: 'string', default: 'both' },
-        'trust-forwarded': { type: 'boolean', default: false },
-        insecure: { type: 'boolean', default: false },
-        help: { type: 'boolean', short: 'h', default: false },
-      },
-    });
-  } catch (err) {
-    return usageError('proxy', (err as Error).message);
-  }
+  const parsed = parseCommand('proxy', help, {
+    args,
+    options: {
+      port: { type: 'string' },
+      to: { type: 'string' },
+      host: { type: 'string', default: '127.0.0.1' },
+      tap: { type: 'string' },
+      print: { type: 'boolean', default: false },
+      'log-max': { type: 'string' },
+      'local-ping': { type: 'boolean', default: false },
+      har: { type: 'string' },
+      ui: { type: 'string' },
+      'no-deflate': { type: 'boolean', default: false },
+      forwarded: { type: 'string', default: 'both' },
+      'trust-forwarded': { type: 'boolean', default: false },
+      insecure: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  });
+  if (typeof parsed === 'number') return parsed;
   const o = parsed.values;
-  if (o.help) {
-    process.stdout.write(help);
-    return ExitCode.Ok;
-  }
   if (o.port === undefined || !/^\d+$/.test(o.port) || Number(o.port) > 65535) return usageError('proxy', '--port N is required (0-65535)');
   if (o.to === undefined) return usageError('proxy', '--to URL is required');
   let target: URL;

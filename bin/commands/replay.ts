@@ -10,12 +10,11 @@
  * several), one summary line per connection on stderr, then what was played.
  */
 import * as fs from 'node:fs';
-import { parseArgs } from 'node:util';
 import { CloseCode } from '../../lib/protocol/constants';
 import { FrameLogDirection } from '../../lib/capture/frame-log';
 import { Har, parseHar, replayHar } from '../../lib/capture/har';
 import { ConnectionReplay, ReplayOptions, replay, replayAll } from '../../lib/capture/replay';
-import { ExitCode, oneLine, usageError } from './connect';
+import { ExitCode, oneLine, parseCommand, usageError } from './cli';
 
 export const help = `usage: wspipe replay FILE [--to URL] [options]
 
@@ -70,29 +69,21 @@ function asHar(text: string): Har | null {
 }
 
 export async function run(args: string[]): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args,
-      allowPositionals: true,
-      options: {
-        to: { type: 'string' },
-        connection: { type: 'string' },
-        timing: { type: 'boolean', default: false },
-        speed: { type: 'string' },
-        dir: { type: 'string', default: 'upstream' },
-        insecure: { type: 'boolean', default: false },
-        help: { type: 'boolean', short: 'h', default: false },
-      },
-    });
-  } catch (err) {
-    return usageError('replay', (err as Error).message);
-  }
+  const parsed = parseCommand('replay', help, {
+    args,
+    allowPositionals: true,
+    options: {
+      to: { type: 'string' },
+      connection: { type: 'string' },
+      timing: { type: 'boolean', default: false },
+      speed: { type: 'string' },
+      dir: { type: 'string', default: 'upstream' },
+      insecure: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  });
+  if (typeof parsed === 'number') return parsed;
   const o = parsed.values;
-  if (o.help) {
-    process.stdout.write(help);
-    return ExitCode.Ok;
-  }
   if (parsed.positionals.length !== 1) return usageError('replay', 'one FILE is required ("-" for stdin)');
   const speed = o.speed === undefined ? 1 : Number(o.speed);
   if (!(speed > 0) || !Number.isFinite(speed)) return usageError('replay', '--speed must be a positive number');
