@@ -604,6 +604,55 @@ describe('proxy', function () {
       expect(toUpstream!.payload.readUInt16BE(0)).to.equal(1002);
       socket.destroy();
     });
+    it('a close frame the RFC forbids (code 1005) fails its sender: 1002 with the error code as reason to it, 1001 to the other side', async () => {
+      const up = await rawUpstream();
+      cleanups.push(() => up.server.close());
+      const proxy = proxyTo(up.url);
+      const proxyUrl = await listening(proxy);
+      const upstream = up.next();
+      const connection = nextConnection(proxy);
+      const client = await rawClient(proxyUrl);
+      const { socket, head } = await upstream;
+      const conn = await connection;
+      const upReader = frameReader(socket, head);
+      const downReader = frameReader(client.socket, client.head);
+      client.socket.write(clientFrame(Opcode.Close, hex('03 ed'))); // §7.4.1: 1005 is never sent
+      const [toClient] = await downReader.until(1);
+      const [toUpstream] = await upReader.until(1);
+      expect(toClient!.opcode).to.equal(Opcode.Close);
+      expect(toClient!.payload.readUInt16BE(0)).to.equal(1002);
+      expect(toClient!.payload.subarray(2).toString()).to.equal('WS_ERR_INVALID_CLOSE_CODE');
+      expect(toUpstream!.opcode).to.equal(Opcode.Close);
+      expect(toUpstream!.payload.readUInt16BE(0)).to.equal(1001);
+      expect(conn.error).to.have.property('code', 'WS_ERR_INVALID_CLOSE_CODE');
+      client.socket.destroy();
+      socket.destroy();
+    });
+
+    it('close() with a code that may not be on the wire throws WS_ERR_INVALID_ARGUMENT and sends nothing', async () => {
+      const up = await rawUpstream();
+      cleanups.push(() => up.server.close());
+      const proxy = proxyTo(up.url);
+      const proxyUrl = await listening(proxy);
+      const upstream = up.next();
+      const connection = nextConnection(proxy);
+      const client = await rawClient(proxyUrl);
+      const { socket, head } = await upstream;
+      const conn = await connection;
+      const upReader = frameReader(socket, head);
+      const downReader = frameReader(client.socket, client.head);
+      expect(() => conn.close(1005)).to.throw().with.property('code', 'WS_ERR_INVALID_ARGUMENT');
+      conn.close(4000, 'x'.repeat(200)); // a reason over 123 bytes is cut
+      const [toClient] = await downReader.until(1);
+      const [toUpstream] = await upReader.until(1);
+      for (const frame of [toClient!, toUpstream!]) {
+        expect(frame.opcode).to.equal(Opcode.Close);
+        expect(frame.payload.readUInt16BE(0)).to.equal(4000);
+        expect(frame.payload.length).to.equal(125);
+      }
+      client.socket.destroy();
+      socket.destroy();
+    });
   });
 
   describe('ping and pong', () => {
