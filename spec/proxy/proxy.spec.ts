@@ -139,6 +139,26 @@ describe('proxy', function () {
     return proxy;
   }
 
+  /** A raw client and a raw upstream relayed by a proxy, with readers of the frames each gets. */
+  async function rawPair(): Promise<{
+    conn: ProxyConnection;
+    client: { socket: net.Socket };
+    socket: net.Socket;
+    upReader: ReturnType<typeof frameReader>;
+    downReader: ReturnType<typeof frameReader>;
+  }> {
+    const up = await rawUpstream();
+    cleanups.push(() => up.server.close());
+    const proxy = proxyTo(up.url);
+    const proxyUrl = await listening(proxy);
+    const upstream = up.next();
+    const connection = nextConnection(proxy);
+    const client = await rawClient(proxyUrl);
+    const { socket, head } = await upstream;
+    const conn = await connection;
+    return { conn, client, socket, upReader: frameReader(socket, head), downReader: frameReader(client.socket, client.head) };
+  }
+
   describe('our client -> proxy -> ws server', () => {
     it('relays text and binary messages both ways and the subprotocol the upstream chose', async () => {
       const { server, url } = await wsServer({ handleProtocols: (offered: Set<string>) => (offered.has('b') ? 'b' : false) });
@@ -605,17 +625,7 @@ describe('proxy', function () {
       socket.destroy();
     });
     it('a close frame the RFC forbids (code 1005) fails its sender: 1002 with the error code as reason to it, 1001 to the other side', async () => {
-      const up = await rawUpstream();
-      cleanups.push(() => up.server.close());
-      const proxy = proxyTo(up.url);
-      const proxyUrl = await listening(proxy);
-      const upstream = up.next();
-      const connection = nextConnection(proxy);
-      const client = await rawClient(proxyUrl);
-      const { socket, head } = await upstream;
-      const conn = await connection;
-      const upReader = frameReader(socket, head);
-      const downReader = frameReader(client.socket, client.head);
+      const { conn, client, socket, upReader, downReader } = await rawPair();
       client.socket.write(clientFrame(Opcode.Close, hex('03 ed'))); // §7.4.1: 1005 is never sent
       const [toClient] = await downReader.until(1);
       const [toUpstream] = await upReader.until(1);
@@ -630,17 +640,7 @@ describe('proxy', function () {
     });
 
     it('close() with a code that may not be on the wire throws WS_ERR_INVALID_ARGUMENT and sends nothing', async () => {
-      const up = await rawUpstream();
-      cleanups.push(() => up.server.close());
-      const proxy = proxyTo(up.url);
-      const proxyUrl = await listening(proxy);
-      const upstream = up.next();
-      const connection = nextConnection(proxy);
-      const client = await rawClient(proxyUrl);
-      const { socket, head } = await upstream;
-      const conn = await connection;
-      const upReader = frameReader(socket, head);
-      const downReader = frameReader(client.socket, client.head);
+      const { conn, client, socket, upReader, downReader } = await rawPair();
       expect(() => conn.close(1005)).to.throw().with.property('code', 'WS_ERR_INVALID_ARGUMENT');
       conn.close(4000, 'x'.repeat(200)); // a reason over 123 bytes is cut
       const [toClient] = await downReader.until(1);
