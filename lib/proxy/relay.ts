@@ -393,6 +393,9 @@ export class ProxyConnection extends EventEmitter {
    * While `side` is paused, a ping every pausedPingInterval: a write to a peer that has gone
    * fails (EPIPE, ECONNRESET) and closes the socket, which the paused socket would not notice
    * by itself. None while the side has bytes queued (a write under way fails just the same).
+   * (Not the core's heartbeat: that pings a peer that is silent and gives it up after a timeout,
+   * and takes silence for nothing while reading is held; these ping a side we do not read from,
+   * only for the write to fail, and their pongs are ours, not the core's.)
    */
   private startProbing(side: Side): void {
     if (side.probeTimer !== null || !Number.isFinite(this.pausedPingInterval) || side.closed) return;

@@ -19,6 +19,7 @@
 import { Buffer } from 'node:buffer';
 import type * as net from 'node:net';
 import { CloseCode, Opcode } from '../protocol/constants';
+import { MAX_CLOSE_REASON } from '../protocol/close';
 import { Frame, isLastPiece, makeFrame } from '../protocol/frame';
 import { ConnectionCore, type ConnectionCoreHandler, type ConnectionCoreOptions } from '../connection/connection-core';
 import { FrameSerializerCore } from '../stages/frame-serializer';
@@ -211,11 +212,9 @@ export class Side {
   }
 }
 
-const MAX_REASON = 123;
-
 /** `reason` cut to fit a close frame (123 bytes of UTF-8, RFC 6455 §5.5). */
 export function fitReason(reason: string): string {
   let text = reason;
-  while (Buffer.byteLength(text, 'utf8') > MAX_REASON) text = text.slice(0, -1);
+  while (Buffer.byteLength(text, 'utf8') > MAX_CLOSE_REASON) text = text.slice(0, -1);
   return text;
 }
