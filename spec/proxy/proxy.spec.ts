@@ -471,6 +471,26 @@ describe('proxy', function () {
       expect(code).to.equal(1001);
     });
 
+    it('a reset by the upstream after its closing handshake completed is not an error', async () => {
+      const { conn, client, socket, upReader, downReader } = await rawPair();
+      const errors: Error[] = [];
+      conn.on('error', (err: Error) => errors.push(err));
+      const proxyClosed = once(conn, 'close') as Promise<[{ upstream: { code: number; reason: string } }]>;
+      client.socket.write(clientFrame(Opcode.Close, hex('03 e8')));
+      const [toUpstream] = await upReader.until(1);
+      expect(toUpstream!.payload.readUInt16BE(0)).to.equal(1000);
+      socket.write(hex('88 02 03 e8'));
+      // The upstream's close reached the client: close frames went both ways on the upstream side.
+      const [toClient] = await downReader.until(1);
+      expect(toClient!.payload.readUInt16BE(0)).to.equal(1000);
+      socket.resetAndDestroy();
+      const [info] = await proxyClosed;
+      expect(info.upstream).to.deep.equal({ code: 1000, reason: '' });
+      expect(errors).to.deep.equal([]);
+      expect(conn.error).to.equal(null);
+      client.socket.destroy();
+    });
+
     it('proxy.close() closes both sides with 1001', async () => {
       const { server, url } = await ourServer();
       cleanups.push(() => new Promise<void>((r) => server.close(r)));
