@@ -14,27 +14,34 @@
  * 'drain', so the proxy holds at most about one received chunk per direction beyond the sockets'
  * own buffers. A tap with policy 'block' that is full pauses its source the same way.
  *
- * Closing: close frames are relayed both ways with their code and reason. When one side goes
- * away without a close frame, the other gets 1001; when the upstream fails (a socket error, or a
- * protocol error in what it sends) the client gets 1014; a protocol error is answered to the side
- * that caused it with the error's own code (1002, 1009, ...), and that side's socket is closed.
+ * Closing: each side's ConnectionCore (side.ts; we are the server toward the client, the client
+ * toward the upstream) runs that side's closing handshake, its failing and its close timeout;
+ * the relay only tells each core what to send. Close frames are relayed both ways with their
+ * code and reason: a side's close is sent on to the other with the other's core.close(), and
+ * the answer the first side gets is the other side's close (its core defers the echo). When one
+ * side goes away without a close frame, the other gets 1001; when the upstream fails (a socket
+ * error, or a protocol error in what it sends) the client gets 1014; a protocol error is answered
+ * to the side that caused it with the error's own code (1002, 1009, ...: its core fails), and
+ * that side's socket is closed. The connection's one timer is armed at the earliest of the two
+ * cores' deadlines.
  */
 import { Buffer } from 'node:buffer';
 import { EventEmitter } from 'node:events';
 import type * as net from 'node:net';
 import { CloseCode, Defaults, Opcode, isControlOpcode } from '../protocol/constants';
 import type { AnyListener } from '../protocol/events';
-import { parseClosePayload } from '../protocol/close';
-import { WebSocketError, isWebSocketError } from '../protocol/errors';
-import { Frame, isFirstPiece, isLastPiece, makeFrame } from '../protocol/frame';
+import { checkCloseArgs } from '../protocol/close';
+import type { WebSocketError } from '../protocol/errors';
+import { Frame, isFirstPiece, isLastPiece } from '../protocol/frame';
 import { FrameSplitterCore } from '../stages/frame-splitter';
 import { fragmentsOverLimit } from '../stages/fragment-assembler';
 import type { UpgradeRequest } from '../handshake/handshake';
 import type { UpgradeResponse } from '../handshake/handshake-parser';
 import type { Tap, TapOptions } from '../stages/tap';
 import { UnmaskerCore } from '../stages/unmasker';
+import { CoreState } from '../connection/connection-core';
 import { DirectionObserver, ProxyDirection, ProxyMessage, ProxyTapLayer, negotiated } from './observer';
-import { Side, closeFrameOf } from './side';
+import { Side, fitReason } from './side';
 
 /** How a relayed connection behaves (the part of ProxyOptions it reads). */
 export interface RelayOptions {
@@ -124,14 +131,15 @@ export class ProxyConnection extends EventEmitter {
   private readonly client: Side;
   private readonly upstream: Side;
   private readonly localPingPong: boolean;
-  private readonly closeTimeout: number;
   private readonly pausedPingInterval: number;
   private readonly maxMessageSize: number;
   private readonly frameOverhead: number;
   private readonly budget: ProxyBudgetObserver | null;
   /** The proxy-wide memory budget holds reading from both sides. */
   private heldForBudget = false;
-  private closeTimer: NodeJS.Timeout | null = null;
+  /** The connection's one timer, armed at the earliest of the sides' cores' deadlines (see arm()). */
+  private timer: NodeJS.Timeout | null = null;
+  private timerAt = Infinity;
   private finished = false;
 
   /** @internal Created by the listener (WebSocketProxy) once both handshakes are done. */
@@ -156,7 +164,6 @@ export class ProxyConnection extends EventEmitter {
     this.extensions = init.extensions;
     this.clientAddress = { address: init.clientSocket.remoteAddress, port: init.clientSocket.remotePort };
     this.localPingPong = options.pingPong === 'local';
-    this.closeTimeout = options.closeTimeout ?? Defaults.closeTimeout;
     this.pausedPingInterval = options.pausedPingInterval ?? DEFAULT_PAUSED_PING_INTERVAL;
     this.frameOverhead = options.frameOverhead ?? Defaults.frameOverhead;
     this.budget = budget;
@@ -177,6 +184,9 @@ export class ProxyConnection extends EventEmitter {
             },
           ),
         (side) => new UnmaskerCore({ role: name === 'client' ? 'server' : 'client' }, { onFrame: (frame) => this.onFrame(side, frame) }),
+        // 'local': each side's core answers its pings (RFC 6455 §5.5.2); 'relay': the far side does.
+        { closeTimeout: options.closeTimeout ?? Defaults.closeTimeout, autoPong: this.localPingPong },
+        { onPeerClose: (side, code, reason) => this.onPeerClose(side, code, reason), onError: (side, err) => this.reportError(err, side) },
       );
     this.client = makeSide('client', init.clientSocket);
     this.upstream = makeSide('upstream', init.upstreamSocket);
@@ -276,15 +286,19 @@ export class ProxyConnection extends EventEmitter {
   }
 
   /**
-   * Closes both sides with `code` (default 1001) and `reason`: each gets a close frame (after
-   * the frame under way, if any) and the sockets are destroyed if the closing handshake has not
-   * ended within closeTimeout.
+   * Closes both sides with `code` (default 1001) and `reason` (cut to 123 bytes): each gets a
+   * close frame (after the frame under way, if any) and the sockets are destroyed if the closing
+   * handshake has not ended within closeTimeout. Throws WS_ERR_INVALID_ARGUMENT for a code that
+   * may not be on the wire (RFC 6455 §7.4).
    */
   close(code: number = CloseCode.GoingAway, reason = ''): void {
-    for (const side of [this.client, this.upstream]) {
-      if (!side.closeSent && side.writable) this.inject(side, closeFrameOf(code, reason), false);
-    }
-    this.armCloseTimer();
+    reason = fitReason(reason);
+    const invalid = checkCloseArgs(code, reason);
+    if (invalid !== null) throw invalid;
+    const now = Date.now();
+    // Each core sends its close unless one went already (after the peer's close, as the answer).
+    for (const side of [this.client, this.upstream]) if (side.writable) side.core.close(code, reason, now);
+    this.arm();
   }
 
   // ----- Relaying -----
@@ -301,13 +315,15 @@ export class ProxyConnection extends EventEmitter {
     dest.endBatch();
     source.endBatch();
     if (err !== null) this.failSide(source, err);
+    // Closing began (close frames, a failure): the close timeout runs.
+    if (source.core.state !== CoreState.Open || dest.core.state !== CoreState.Open) this.arm();
     this.updateFlow(source);
     this.budget?.heldBytesChanged(this);
   }
 
   private onFrame(source: Side, frame: Frame): void {
     // RFC 6455 §5.5.1: nothing is sent after a close frame; whatever follows is ignored.
-    if (source.closeFrom !== null || !source.reading) return;
+    if (source.core.closeReceived || !source.reading) return;
     const control = isControlOpcode(frame.opcode);
     if (!control && isFirstPiece(frame)) {
       // The same cost per frame as the server's (FragmentAssemblerCore): a flood of empty
@@ -319,82 +335,35 @@ export class ProxyConnection extends EventEmitter {
       }
     }
     source.observer.frame(frame);
-    if (control && frame.opcode === Opcode.Close) {
-      this.onCloseFrame(source, frame);
-      return;
+    if (control) {
+      // The pong answering one of our probe pings (see pausedPingInterval) is ours.
+      if (source.answersProbe(frame)) return;
+      // The side's core takes its closes (onPeerClose relays them) and, with 'local', answers its pings.
+      const err = source.core.receive(frame, Date.now());
+      if (err !== null) source.splitter.fail(err);
+      if (frame.opcode === Opcode.Close || this.localPingPong) return;
     }
-    // The pong answering one of our probe pings (see pausedPingInterval) is ours.
-    if (control && source.answersProbe(frame)) return;
-    if (control && this.localPingPong) {
-      // RFC 6455 §5.5.2: "Upon receipt of a Ping frame, an endpoint MUST send a Pong frame in
-      // response ... with identical Application data".
-      if (frame.opcode === Opcode.Ping && !source.closeSent) this.inject(source, makeFrame(Opcode.Pong, Buffer.from(frame.payload)), false);
-      return;
-    }
-    this.relay(source.peer, frame);
+    source.peer.relay(frame);
     if (isLastPiece(frame)) this.frames[source.name === 'client' ? 'upstream' : 'downstream']++;
   }
 
-  /** Writes a relayed frame (or piece) to `dest`, unless a close already went to it. */
-  private relay(dest: Side, frame: Frame): void {
-    if (dest.closeSent && !dest.midFrame) return;
-    dest.write(frame);
-    if (isLastPiece(frame)) {
-      dest.midFrame = false;
-      this.flushQueue(dest);
-    } else {
-      dest.midFrame = true;
-    }
-  }
-
-  /** Sends a frame of our own to `dest`: now, or after the relayed frame under way. */
-  private inject(dest: Side, frame: Frame, end: boolean): void {
-    if (frame.opcode === Opcode.Close) {
-      if (dest.closeSent || dest.queued.some((f) => f.opcode === Opcode.Close)) return;
-    }
-    dest.queued.push(frame);
-    if (end) dest.endAfterQueue = true;
-    if (!dest.midFrame) this.flushQueue(dest);
-  }
-
-  private flushQueue(dest: Side): void {
-    while (dest.queued.length > 0 && !dest.midFrame) {
-      const frame = dest.queued.shift()!;
-      if (dest.closeSent) continue;
-      dest.write(frame);
-      if (frame.opcode === Opcode.Close) {
-        dest.closeSent = true;
-        this.afterCloseExchange(dest);
-      }
-    }
-    if (dest.endAfterQueue && dest.queued.length === 0) dest.end();
-  }
-
-  private onCloseFrame(source: Side, frame: Frame): void {
-    const parsed = parseClosePayload(frame.payload);
-    source.closeFrom = isWebSocketError(parsed) ? { code: CloseCode.NoStatus, reason: '' } : { code: parsed.code, reason: parsed.reason };
-    this.armCloseTimer();
-    const dest = source.peer;
-    if (!dest.closeSent && dest.writable) {
-      // Relayed as is: the far side sees the same code and reason.
-      this.relay(dest, frame);
-      dest.closeSent = true;
-      this.afterCloseExchange(dest);
-    } else if (!source.closeSent) {
-      // The other side is closing or gone already: answer this close ourselves (RFC 6455 §5.5.1).
-      this.inject(source, closeFrameOf(source.closeFrom.code === CloseCode.NoStatus ? CloseCode.Normal : source.closeFrom.code, ''), false);
-    }
-    this.afterCloseExchange(source);
-  }
-
   /**
-   * When close frames went both ways on a side: RFC 6455 §7.1.1, the server (us, toward the
-   * client) closes the TCP connection at once; toward the upstream we are the client and wait
-   * for the server to close it (its 'end' ends ours; the close timer bounds the wait).
+   * `source`'s core received its close. The close goes on to the other side, as it is (the far
+   * side sees the same code and reason), and `source`'s answer waits for the other side's close
+   * (true: its core defers the echo). When the other side is closing or gone already, `source`
+   * is answered now with its own code (1000 for an empty close), without a reason.
    */
-  private afterCloseExchange(side: Side): void {
-    if (side.closeFrom === null || !side.closeSent) return;
-    if (side.name === 'client') side.end();
+  private onPeerClose(source: Side, code: number, reason: string): boolean {
+    const dest = source.peer;
+    const now = Date.now();
+    if (!dest.core.closeSent && dest.writable) {
+      if (code === CloseCode.NoStatus) dest.core.close(undefined, undefined, now);
+      else dest.core.close(code, reason, now);
+      return true;
+    }
+    // (Once a close went to `source` already, its core ends its socket by role, RFC 6455 §7.1.1.)
+    source.core.close(code === CloseCode.NoStatus ? CloseCode.Normal : code, '', now);
+    return false;
   }
 
   // ----- Flow control -----
@@ -424,12 +393,15 @@ export class ProxyConnection extends EventEmitter {
    * While `side` is paused, a ping every pausedPingInterval: a write to a peer that has gone
    * fails (EPIPE, ECONNRESET) and closes the socket, which the paused socket would not notice
    * by itself. None while the side has bytes queued (a write under way fails just the same).
+   * (Not the core's heartbeat: that pings a peer that is silent and gives it up after a timeout,
+   * and takes silence for nothing while reading is held; these ping a side we do not read from,
+   * only for the write to fail, and their pongs are ours, not the core's.)
    */
   private startProbing(side: Side): void {
     if (side.probeTimer !== null || !Number.isFinite(this.pausedPingInterval) || side.closed) return;
     side.probeTimer = setInterval(() => {
-      if (!side.writable || side.closeSent || side.needDrain || side.queued.length > 0) return;
-      this.inject(side, side.probe(), false);
+      if (!side.writable || side.core.closeSent || side.needDrain || side.queued.length > 0) return;
+      side.inject(side.probe());
     }, this.pausedPingInterval);
     side.probeTimer.unref();
   }
@@ -438,23 +410,25 @@ export class ProxyConnection extends EventEmitter {
 
   /** A protocol error in what `source` sent: it gets a close with the error's code; the other side 1001 or 1014. */
   private failSide(source: Side, err: WebSocketError): void {
-    this.reportError(err, source);
     source.reading = false;
     if (source.paused) {
       source.paused = false;
       source.stopProbing();
       source.socket.resume(); // its bytes are read and dropped until the socket closes
     }
-    if (!source.closeSent && source.writable) this.inject(source, closeFrameOf(err.closeCode, err.message), true);
-    else source.end();
+    // The core reports the error once, sends the close with its code (unless one went already)
+    // and ends the socket after it; a close frame that failed it did all that already.
+    const now = Date.now();
+    source.core.fail(err, now);
     const other = source.peer;
     const code = source.name === 'upstream' ? CloseCode.BadGateway : CloseCode.GoingAway;
-    if (other.writable) this.inject(other, closeFrameOf(code, `${source.name} protocol error`), false);
-    this.armCloseTimer();
+    if (other.writable) other.core.close(code, `${source.name} protocol error`, now);
+    this.arm();
   }
 
   private onSocketError(side: Side, err: Error): void {
-    this.reportError(err, side);
+    // Not an error once the side's closing handshake completed (a reset after it).
+    side.core.transportError(err);
     if (side.name === 'upstream') side.goneCode = CloseCode.BadGateway;
   }
 
@@ -462,16 +436,20 @@ export class ProxyConnection extends EventEmitter {
     side.closed = true;
     side.stopProbing();
     side.queued = [];
+    side.core.transportClosed();
     const other = side.peer;
     if (!other.closed) {
-      if (side.closeFrom === null && !other.closeSent && other.writable) {
+      const now = Date.now();
+      if (!side.core.closeReceived && !other.core.closeSent && other.writable) {
         // Gone without a close frame. A frame of it half relayed can never end: just end the other socket.
         if (other.midFrame) other.end();
-        else this.inject(other, closeFrameOf(side.goneCode, `${side.name} went away`), false);
-      } else if (side.closeFrom !== null && other.closeFrom !== null) {
+        else other.core.close(side.goneCode, `${side.name} went away`, now);
+      } else if (side.core.closeReceived && other.core.closeReceived) {
         other.end();
       }
-      this.armCloseTimer();
+      // Whatever the other side still owes, the close timeout bounds it.
+      other.core.beginClose(now);
+      this.arm();
       if (other.paused) {
         other.paused = false;
         other.stopProbing();
@@ -482,13 +460,26 @@ export class ProxyConnection extends EventEmitter {
     this.finish();
   }
 
-  private armCloseTimer(): void {
-    if (this.closeTimer !== null || this.finished) return;
-    this.closeTimer = setTimeout(() => {
-      this.client.socket.destroy();
-      this.upstream.socket.destroy();
-    }, this.closeTimeout);
-    this.closeTimer.unref();
+  /**
+   * Arms the connection's one timer at the earlier of the two cores' deadlines (the close
+   * timeouts), unless it is armed for that time or earlier already. When it fires, both cores
+   * tick (each destroys its socket when its closing handshake is late) and it is armed again.
+   */
+  private arm(): void {
+    if (this.finished) return;
+    const at = Math.min(this.client.core.deadline, this.upstream.core.deadline);
+    if (at === Infinity || (this.timer !== null && this.timerAt <= at)) return;
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timerAt = at;
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      this.timerAt = Infinity;
+      const now = Date.now();
+      this.client.core.tick(now);
+      this.upstream.core.tick(now);
+      this.arm();
+    }, Math.max(0, at - Date.now()));
+    this.timer.unref();
   }
 
   private reportError(err: Error, side: Side): void {
@@ -499,10 +490,15 @@ export class ProxyConnection extends EventEmitter {
   private finish(): void {
     if (this.finished) return;
     this.finished = true;
-    if (this.closeTimer !== null) clearTimeout(this.closeTimer);
+    if (this.timer !== null) clearTimeout(this.timer);
     this.client.observer.end();
     this.upstream.observer.end();
-    const none: SideClose = { code: CloseCode.Abnormal, reason: '' };
-    this.emit('close', { client: this.client.closeFrom ?? none, upstream: this.upstream.closeFrom ?? none });
+    this.emit('close', { client: closeOf(this.client), upstream: closeOf(this.upstream) });
   }
+}
+
+/** The close frame `side` sent (1005: empty), or 1006 without one. */
+function closeOf(side: Side): SideClose {
+  const core = side.core;
+  return core.closeReceived ? { code: core.closeCode, reason: core.closeReason } : { code: CloseCode.Abnormal, reason: '' };
 }

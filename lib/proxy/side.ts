@@ -1,7 +1,14 @@
 /**
  * One side of a relayed connection (lib/proxy/relay.ts): its socket, the stages that parse what
  * it sends (FrameSplitterCore, UnmaskerCore) and serialize what goes to it (MaskerCore toward
- * the upstream, FrameSerializerCore), and the per-side state of the relay.
+ * the upstream, FrameSerializerCore), the ConnectionCore of the WebSocket connection on that
+ * socket (we are its server toward the client, its client toward the upstream), and the I/O
+ * that core asks for: its frames (pongs, closes) wait for the relayed frame under way, and its
+ * "end the transport" waits for them.
+ *
+ * The core decides the side's closing handshake (close sent, close received, who ends TCP by
+ * RFC 6455 §7.1.1, the close timeout), its failing (the close with the error's code, one error)
+ * and its local pongs. Data frames never go through it: they are relayed as they come.
  *
  * Writes are coalesced: while the relay handles one received chunk (a batch), the small
  * buffers going out to this side (frame headers, small payloads, a flood of empty frames) are
@@ -12,8 +19,9 @@
 import { Buffer } from 'node:buffer';
 import type * as net from 'node:net';
 import { CloseCode, Opcode } from '../protocol/constants';
-import { encodeClosePayload } from '../protocol/close';
-import { Frame, makeFrame } from '../protocol/frame';
+import { MAX_CLOSE_REASON } from '../protocol/close';
+import { Frame, isLastPiece, makeFrame } from '../protocol/frame';
+import { ConnectionCore, type ConnectionCoreHandler, type ConnectionCoreOptions } from '../connection/connection-core';
 import { FrameSerializerCore } from '../stages/frame-serializer';
 import type { FrameSplitterCore } from '../stages/frame-splitter';
 import { MaskerCore } from '../stages/masker';
@@ -26,6 +34,14 @@ const COALESCE_BELOW = 1024;
 /** The payload of the pings the relay sends to a paused side to notice that its peer left. */
 const PROBE = 'wspipe-proxy-probe';
 
+/** What a side's core tells the relay (the rest of the core's handler is the side's own I/O). */
+export interface SideEvents {
+  /** `side` sent its close (see ConnectionCoreHandler.onPeerClose: true answers it later, with close()). */
+  onPeerClose(side: Side, code: number, reason: string): boolean;
+  /** `side`'s first error, or its socket's (none once its closing handshake completed). */
+  onError(side: Side, err: Error): void;
+}
+
 /** The side of a connection on one socket. */
 export class Side {
   readonly splitter: FrameSplitterCore;
@@ -33,6 +49,8 @@ export class Side {
   /** Outbound to this side: masks (upstream only), then serializes. */
   readonly masker: MaskerCore | null;
   readonly serializer: FrameSerializerCore;
+  /** The WebSocket connection on this socket: its closing handshake, failing and local pongs. */
+  readonly core: ConnectionCore;
   peer!: Side;
   /** A relayed frame is half written to this side: injected frames must wait. */
   midFrame = false;
@@ -40,10 +58,6 @@ export class Side {
   queued: Frame[] = [];
   /** End this socket once the queue is written. */
   endAfterQueue = false;
-  /** The close frame this side sent us, once it came. */
-  closeFrom: { code: number; reason: string } | null = null;
-  /** A close frame went to this side. */
-  closeSent = false;
   /** This side's socket wants 'drain' (a write returned false). */
   needDrain = false;
   /** We paused this socket. */
@@ -72,9 +86,28 @@ export class Side {
     readonly socket: net.Socket,
     splitter: (side: Side) => FrameSplitterCore,
     unmasker: (side: Side) => UnmaskerCore,
+    options: ConnectionCoreOptions,
+    events: SideEvents,
   ) {
     this.splitter = splitter(this);
     this.unmasker = unmasker(this);
+    const handler: ConnectionCoreHandler = {
+      // Only control frames go through the core: data frames are relayed as they come.
+      onMessage: () => undefined,
+      onPing: () => undefined,
+      onPong: () => undefined,
+      onPeerClose: (code, reason) => events.onPeerClose(this, code, reason),
+      sendFrame: (frame) => this.inject(frame),
+      onError: (err) => events.onError(this, err),
+      endTransport: () => this.endAfterQueued(),
+      destroyTransport: () => this.socket.destroy(),
+      // The relay pauses and resumes its sockets itself (updateFlow), for both sides together.
+      setReading: () => undefined,
+      onClosed: () => undefined,
+      unsentBytes: () => this.socket.writableLength,
+      assemblingBytes: () => 0,
+    };
+    this.core = new ConnectionCore(name === 'client' ? 'server' : 'client', options, handler, Date.now());
     this.serializer = new FrameSerializerCore({}, { onData: (chunk: Buffer) => this.out(chunk) });
     this.masker =
       name === 'upstream' ? new MaskerCore({}, { onFrame: (frame: Frame) => this.serializer.write(frame) }) : null;
@@ -89,6 +122,33 @@ export class Side {
     if (!this.writable) return;
     const err = this.masker !== null ? this.masker.write(frame) : this.serializer.write(frame);
     if (err !== null) this.socket.destroy(err);
+  }
+
+  /** Writes a relayed frame (or piece) to this side, unless a close already went to it. */
+  relay(frame: Frame): void {
+    // RFC 6455 §5.5.1: nothing is sent after a close frame (the frame under way still ends before it).
+    if (this.core.closeSent && !this.midFrame) return;
+    this.write(frame);
+    this.midFrame = !isLastPiece(frame);
+    if (!this.midFrame) this.flushQueue();
+  }
+
+  /** Sends a frame of our own (the core's pongs and closes, probe pings): now, or after the relayed frame under way. */
+  inject(frame: Frame): void {
+    this.queued.push(frame);
+    if (!this.midFrame) this.flushQueue();
+  }
+
+  /** Ends this socket once the frames of our own are written (after the relayed frame under way). */
+  endAfterQueued(): void {
+    this.endAfterQueue = true;
+    if (!this.midFrame) this.flushQueue();
+  }
+
+  private flushQueue(): void {
+    // The core sends nothing after its close, so the queue never holds a frame after one.
+    while (this.queued.length > 0 && !this.midFrame) this.write(this.queued.shift()!);
+    if (this.endAfterQueue && this.queued.length === 0) this.end();
   }
 
   /** Starts gathering small outbound buffers (batches nest). */
@@ -152,11 +212,9 @@ export class Side {
   }
 }
 
-const MAX_REASON = 123;
-
-/** A close frame with `code` and `reason` (cut to fit the 125 bytes of a control frame). */
-export function closeFrameOf(code: number, reason: string): Frame {
+/** `reason` cut to fit a close frame (123 bytes of UTF-8, RFC 6455 §5.5). */
+export function fitReason(reason: string): string {
   let text = reason;
-  while (Buffer.byteLength(text, 'utf8') > MAX_REASON) text = text.slice(0, -1);
-  return makeFrame(Opcode.Close, encodeClosePayload(code, text));
+  while (Buffer.byteLength(text, 'utf8') > MAX_CLOSE_REASON) text = text.slice(0, -1);
+  return text;
 }

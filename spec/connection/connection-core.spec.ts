@@ -172,6 +172,29 @@ describe('ConnectionCore', () => {
       expect(core.answerPending).to.equal(false);
     });
 
+    it("a deferred answer may be another close: close() after the peer's close sends its own code and reason (a relay answers with the far side's close)", () => {
+      const { core, calls } = setup({}, true);
+      core.receive(close(4001, 'client says bye'), 1);
+      expect(core.answerPending).to.equal(true);
+      core.close(4002, 'upstream answers', 2);
+      // Not an echo: the code and reason given; then, as the server, TCP ends at once (§7.1.1).
+      expect(calls.slice(1)).to.deep.equal([['send', 'close', 4002, 'upstream answers'], ['end']]);
+      expect(core.handshakeDone).to.equal(true);
+      core.transportClosed();
+      // 'close' reports the peer's close, not the answer.
+      expect(calls.at(-1)).to.deep.equal(['closed', 4001, 'client says bye', true]);
+    });
+
+    it('beginClose() with no close to send yet starts the close timeout only once', () => {
+      const { core, calls } = setup({ role: 'client' });
+      core.beginClose(10);
+      core.beginClose(500);
+      expect(core.state).to.equal(CoreState.Closing);
+      expect(core.deadline).to.equal(1010);
+      core.tick(1010);
+      expect(calls).to.deep.equal([['destroy']]);
+    });
+
     it('discards messages and control frames after the peer close (§1.4)', () => {
       const { core, calls } = setup();
       core.receive(close(1000), 1);

@@ -139,6 +139,26 @@ describe('proxy', function () {
     return proxy;
   }
 
+  /** A raw client and a raw upstream relayed by a proxy, with readers of the frames each gets. */
+  async function rawPair(): Promise<{
+    conn: ProxyConnection;
+    client: { socket: net.Socket };
+    socket: net.Socket;
+    upReader: ReturnType<typeof frameReader>;
+    downReader: ReturnType<typeof frameReader>;
+  }> {
+    const up = await rawUpstream();
+    cleanups.push(() => up.server.close());
+    const proxy = proxyTo(up.url);
+    const proxyUrl = await listening(proxy);
+    const upstream = up.next();
+    const connection = nextConnection(proxy);
+    const client = await rawClient(proxyUrl);
+    const { socket, head } = await upstream;
+    const conn = await connection;
+    return { conn, client, socket, upReader: frameReader(socket, head), downReader: frameReader(client.socket, client.head) };
+  }
+
   describe('our client -> proxy -> ws server', () => {
     it('relays text and binary messages both ways and the subprotocol the upstream chose', async () => {
       const { server, url } = await wsServer({ handleProtocols: (offered: Set<string>) => (offered.has('b') ? 'b' : false) });
@@ -451,6 +471,26 @@ describe('proxy', function () {
       expect(code).to.equal(1001);
     });
 
+    it('a reset by the upstream after its closing handshake completed is not an error', async () => {
+      const { conn, client, socket, upReader, downReader } = await rawPair();
+      const errors: Error[] = [];
+      conn.on('error', (err: Error) => errors.push(err));
+      const proxyClosed = once(conn, 'close') as Promise<[{ upstream: { code: number; reason: string } }]>;
+      client.socket.write(clientFrame(Opcode.Close, hex('03 e8')));
+      const [toUpstream] = await upReader.until(1);
+      expect(toUpstream!.payload.readUInt16BE(0)).to.equal(1000);
+      socket.write(hex('88 02 03 e8'));
+      // The upstream's close reached the client: close frames went both ways on the upstream side.
+      const [toClient] = await downReader.until(1);
+      expect(toClient!.payload.readUInt16BE(0)).to.equal(1000);
+      socket.resetAndDestroy();
+      const [info] = await proxyClosed;
+      expect(info.upstream).to.deep.equal({ code: 1000, reason: '' });
+      expect(errors).to.deep.equal([]);
+      expect(conn.error).to.equal(null);
+      client.socket.destroy();
+    });
+
     it('proxy.close() closes both sides with 1001', async () => {
       const { server, url } = await ourServer();
       cleanups.push(() => new Promise<void>((r) => server.close(r)));
@@ -602,6 +642,35 @@ describe('proxy', function () {
       expect(code).to.equal(1014);
       const [toUpstream] = await upReader.until(1);
       expect(toUpstream!.payload.readUInt16BE(0)).to.equal(1002);
+      socket.destroy();
+    });
+    it('a close frame the RFC forbids (code 1005) fails its sender: 1002 with the error code as reason to it, 1001 to the other side', async () => {
+      const { conn, client, socket, upReader, downReader } = await rawPair();
+      client.socket.write(clientFrame(Opcode.Close, hex('03 ed'))); // §7.4.1: 1005 is never sent
+      const [toClient] = await downReader.until(1);
+      const [toUpstream] = await upReader.until(1);
+      expect(toClient!.opcode).to.equal(Opcode.Close);
+      expect(toClient!.payload.readUInt16BE(0)).to.equal(1002);
+      expect(toClient!.payload.subarray(2).toString()).to.equal('WS_ERR_INVALID_CLOSE_CODE');
+      expect(toUpstream!.opcode).to.equal(Opcode.Close);
+      expect(toUpstream!.payload.readUInt16BE(0)).to.equal(1001);
+      expect(conn.error).to.have.property('code', 'WS_ERR_INVALID_CLOSE_CODE');
+      client.socket.destroy();
+      socket.destroy();
+    });
+
+    it('close() with a code that may not be on the wire throws WS_ERR_INVALID_ARGUMENT and sends nothing', async () => {
+      const { conn, client, socket, upReader, downReader } = await rawPair();
+      expect(() => conn.close(1005)).to.throw().with.property('code', 'WS_ERR_INVALID_ARGUMENT');
+      conn.close(4000, 'x'.repeat(200)); // a reason over 123 bytes is cut
+      const [toClient] = await downReader.until(1);
+      const [toUpstream] = await upReader.until(1);
+      for (const frame of [toClient!, toUpstream!]) {
+        expect(frame.opcode).to.equal(Opcode.Close);
+        expect(frame.payload.readUInt16BE(0)).to.equal(4000);
+        expect(frame.payload.length).to.equal(125);
+      }
+      client.socket.destroy();
       socket.destroy();
     });
   });
