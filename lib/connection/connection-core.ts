@@ -14,6 +14,7 @@
  *   tick(now)                  (at deadline)    setReading(on)        hold / resume reading
  *   hold(reason) / release(reason)              onClosed(code, reason, clean)
  *   unread(+-bytes)            (memory budget)
+ *   readAhead(+-bytes)         (kept aside while inflating)
  *
  * What it owns:
  * - The closing handshake (RFC 6455 §5.5.1, §7.1): closeSent / closeReceived, the peer's code
@@ -29,8 +30,12 @@
  *   one timer for it after each call.
  * - Reading holds and the memory budget: reading stops while any reason holds it (the budget,
  *   unanswered replies, an inflater at work, a blocking tap, an external budget) and resumes once
- *   none does; setReading() reports the transitions only. The budget counts received data not
- *   read yet (unread()), what is being assembled and what waits to be sent (the adapter's
+ *   none does; setReading() reports the transitions only. The inflater's hold is soft: while
+ *   it is the only one, reading goes on into a bounded read-ahead (readAhead(), up to
+ *   READ_AHEAD or a quarter of memoryBudget), which the adapter keeps aside unparsed and parses
+ *   once the inflater is idle; so a peer's FIN or reset right behind the frames being inflated
+ *   is seen (the adapter then stops the inflation). The budget counts received data not
+ *   read yet (unread()), what is read ahead, what is being assembled and what waits to be sent (the adapter's
  *   `sizes`): reading waits while that reaches memoryBudget and some of it goes away without
  *   reading more; once our close is sent it never waits (the peer's close must be found).
  * - Outbound ordering of streamed messages: claim(owner) / finish(owner): one streamed message
@@ -50,7 +55,10 @@ export enum ReadHold {
   Budget = 1 << 0,
   /** Our replies (pongs) wait for the transport to drain. */
   Replies = 1 << 1,
-  /** permessage-deflate: received frames wait to be inflated. */
+  /**
+   * permessage-deflate: received frames wait to be inflated. Alone, it holds reading only once
+   * the read-ahead is full (see ConnectionCore.readAhead).
+   */
   Inflate = 1 << 2,
   /** A blocking tap, or another reader of the adapter's, is full. */
   Reader = 1 << 3,
@@ -120,6 +128,15 @@ const FAILED = 4;
 const AUTO_PONG = 8;
 const ANSWER_LATER = 16;
 const SERVER = 32;
+/** setReading(false) was the last transition reported. */
+const NOT_READING = 64;
+
+/**
+ * Most bytes read ahead while the inflater alone holds reading (1 MiB, or a quarter of
+ * memoryBudget if less): enough to take in the rest of a bomb's compressed frame (one of about
+ * 1 MB inflates to 1 GiB) and see its sender leave behind it.
+ */
+export const READ_AHEAD = 1024 * 1024;
 
 /** See the module comment. */
 export class ConnectionCore {
@@ -133,6 +150,8 @@ export class ConnectionCore {
   unreadBytes = 0;
   /** ReadHold bits now holding reading. */
   holds = 0;
+  /** Bytes read while the inflater holds reading, kept aside by the adapter (see readAhead()). */
+  aheadBytes = 0;
   private flags: number;
   private readonly options: ConnectionCoreOptions;
   private readonly handler: ConnectionCoreHandler;
@@ -408,24 +427,57 @@ export class ConnectionCore {
     return this.options.memoryBudget ?? Defaults.memoryBudget;
   }
 
-  /** Bytes held against memoryBudget: unread data, the message being assembled, unsent data. */
+  /** Bytes held against memoryBudget: unread data, data read ahead, the message being assembled, unsent data. */
   get heldBytes(): number {
-    return this.unreadBytes + this.handler.assemblingBytes() + this.handler.unsentBytes();
+    return this.unreadBytes + this.aheadBytes + this.handler.assemblingBytes() + this.handler.unsentBytes();
   }
 
-  /** `reason` holds reading (setReading(false) if nothing held it). */
+  /**
+   * `reason` holds reading (setReading(false) if nothing held it; for ReadHold.Inflate alone,
+   * only once the read-ahead is full).
+   */
   hold(reason: ReadHold): void {
     if ((this.holds & reason) !== 0) return;
-    const was = this.holds;
     this.holds |= reason;
-    if (was === 0) this.handler.setReading(false);
+    this.updateReading();
   }
 
   /** `reason` no longer holds reading (setReading(true) if nothing else holds it). */
   release(reason: ReadHold): void {
     if ((this.holds & reason) === 0) return;
     this.holds &= ~reason;
-    if (this.holds === 0 && this.state !== CoreState.Closed) this.handler.setReading(true);
+    this.updateReading();
+  }
+
+  /**
+   * While the inflater holds reading, what is read is kept aside (unparsed) instead of parsed:
+   * frames stay in order behind those being inflated.
+   */
+  get readingAhead(): boolean {
+    return (this.holds & ReadHold.Inflate) !== 0;
+  }
+
+  /**
+   * Bytes were kept aside while the inflater holds reading (+bytes), or handed to the parser
+   * (-bytes). They count in heldBytes; reading stops once they reach the read-ahead's bound.
+   */
+  readAhead(bytes: number): void {
+    this.aheadBytes += bytes;
+    this.updateReading();
+  }
+
+  /** Reports a change of whether reading should go on (see hold() and readAhead()). */
+  private updateReading(): void {
+    const holds = this.holds;
+    const off = holds !== 0 && (holds !== ReadHold.Inflate || this.aheadBytes >= Math.min(READ_AHEAD, this.memoryBudget / 4));
+    if (off === ((this.flags & NOT_READING) !== 0)) return;
+    if (off) {
+      this.flags |= NOT_READING;
+      this.handler.setReading(false);
+    } else if (this.state !== CoreState.Closed) {
+      this.flags &= ~NOT_READING;
+      this.handler.setReading(true);
+    }
   }
 
   /** Received data went into a buffer (+bytes) or left it (-bytes); the budget is checked. */
