@@ -30,14 +30,12 @@
  *   one timer for it after each call.
  * - Reading holds and the memory budget: reading stops while any reason holds it (the budget,
  *   unanswered replies, an inflater at work, a blocking tap, an external budget) and resumes once
- *   none does; setReading() reports the transitions only. The inflater's hold is soft: while
- *   it is the only one, reading goes on into a bounded read-ahead (readAhead(), up to
- *   READ_AHEAD or a quarter of memoryBudget), which the adapter keeps aside unparsed and parses
- *   once the inflater is idle; so a peer's FIN or reset right behind the frames being inflated
- *   is seen (the adapter then stops the inflation). The budget counts received data not
- *   read yet (unread()), what is read ahead, what is being assembled and what waits to be sent (the adapter's
- *   `sizes`): reading waits while that reaches memoryBudget and some of it goes away without
- *   reading more; once our close is sent it never waits (the peer's close must be found).
+ *   none does; setReading() reports the transitions only. The inflater alone holds it only once
+ *   READ_AHEAD bytes are kept aside (readAhead()), so that a peer leaving behind frames being
+ *   inflated is seen. The budget counts received data not read yet (unread()), data read
+ *   ahead, what is being assembled and what waits to be sent (the adapter's `sizes`): reading
+ *   waits while that reaches memoryBudget and some of it goes away without reading more; once
+ *   our close is sent it never waits (the peer's close must be found).
  * - Outbound ordering of streamed messages: claim(owner) / finish(owner): one streamed message
  *   owns the data side at a time; the others (and plain sends) wait their turn; control frames
  *   never wait (the adapter's sender writes whole frames, so they fall between fragments).
@@ -55,10 +53,7 @@ export enum ReadHold {
   Budget = 1 << 0,
   /** Our replies (pongs) wait for the transport to drain. */
   Replies = 1 << 1,
-  /**
-   * permessage-deflate: received frames wait to be inflated. Alone, it holds reading only once
-   * the read-ahead is full (see ConnectionCore.readAhead).
-   */
+  /** permessage-deflate: received frames wait to be inflated (alone: once the read-ahead is full). */
   Inflate = 1 << 2,
   /** A blocking tap, or another reader of the adapter's, is full. */
   Reader = 1 << 3,
@@ -432,10 +427,7 @@ export class ConnectionCore {
     return this.unreadBytes + this.aheadBytes + this.handler.assemblingBytes() + this.handler.unsentBytes();
   }
 
-  /**
-   * `reason` holds reading (setReading(false) if nothing held it; for ReadHold.Inflate alone,
-   * only once the read-ahead is full).
-   */
+  /** `reason` holds reading (setReading(false) if nothing held it; see ReadHold.Inflate). */
   hold(reason: ReadHold): void {
     if ((this.holds & reason) !== 0) return;
     this.holds |= reason;
@@ -449,10 +441,7 @@ export class ConnectionCore {
     this.updateReading();
   }
 
-  /**
-   * While the inflater holds reading, what is read is kept aside (unparsed) instead of parsed:
-   * frames stay in order behind those being inflated.
-   */
+  /** The inflater holds reading: what is read is kept aside, unparsed (frames stay in order). */
   get readingAhead(): boolean {
     return (this.holds & ReadHold.Inflate) !== 0;
   }
