@@ -214,3 +214,44 @@ describe('decompression bombs whose sender leaves (connection side)', function (
     });
   }
 });
+
+describe('decompression bombs on many connections at once: the server-wide budget', function () {
+  this.timeout(60_000);
+
+  it('4 bombs that stay, each allowed 256 MiB: what they inflate counts in serverMemoryBudget (32 MiB); each is cut with 1008, the sum never far over it', async () => {
+    const budget = 32 * MiB;
+    const server = createServer({ host: '127.0.0.1', port: 0, perMessageDeflate: true, maxPayload: 256 * MiB, maxMessageSize: 256 * MiB, serverMemoryBudget: budget });
+    await once(server, 'listening');
+    try {
+      const payload = await bomb(512);
+      let peak = 0;
+      const conns: Watched[] = [];
+      const sockets: net.Socket[] = [];
+      for (let i = 0; i < 4; i++) {
+        const accepted = nextConnection(server);
+        sockets.push(await deflateClient(server.address()!.port));
+        const conn = await accepted;
+        // The sum over the server's connections, at every inflated chunk of any of them.
+        const hooked = conn.ws as unknown as { onInflatedFrame(): void };
+        const own = hooked.onInflatedFrame;
+        hooked.onInflatedFrame = () => {
+          let sum = 0;
+          for (const ws of server.clients) sum += ws.heldBytes;
+          peak = Math.max(peak, sum);
+          own();
+        };
+        conns.push(conn);
+      }
+      const frame = wireFrame({ opcode: 0x2, payload, rsv1: true });
+      for (const socket of sockets) socket.write(frame);
+      const codes = await Promise.all(conns.map((c) => c.closed));
+      expect(codes).to.deep.equal([CloseCode.PolicyViolation, CloseCode.PolicyViolation, CloseCode.PolicyViolation, CloseCode.PolicyViolation]);
+      for (const { ws } of conns) expect((ws.error as { code?: string }).code).to.equal('WS_ERR_SERVER_MEMORY');
+      expect(peak, `peak ${(peak / MiB).toFixed(1)} MiB held by the server`).to.be.below(budget + MiB);
+      expect(server.memoryBudget!.core.total).to.equal(0);
+      for (const socket of sockets) socket.destroy();
+    } finally {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+  });
+});
