@@ -123,6 +123,8 @@ const FAILED = 4;
 const AUTO_PONG = 8;
 const ANSWER_LATER = 16;
 const SERVER = 32;
+/** The holds for memory, released once our close is sent (the peer's close must be read). */
+const BUDGET_HOLDS = ReadHold.Budget | ReadHold.External;
 /** setReading(false) was the last transition reported. */
 const NOT_READING = 64;
 
@@ -298,7 +300,7 @@ export class ConnectionCore {
       if (isValidWireCloseCode(err.closeCode)) this.handler.sendFrame(makeFrame(Opcode.Close, encodeClosePayload(err.closeCode, err.code)));
     }
     this.startClosing(now);
-    this.release(ReadHold.Budget);
+    this.release(BUDGET_HOLDS);
     this.handler.endTransport();
   }
 
@@ -306,8 +308,9 @@ export class ConnectionCore {
     this.flags |= CLOSE_SENT;
     this.handler.sendFrame(makeFrame(Opcode.Close, encodeClosePayload(code, reason)));
     this.startClosing(now);
-    // Only the peer's close is awaited now: reading never waits for the budget again.
-    this.release(ReadHold.Budget);
+    // Only the peer's close is awaited now: reading never waits for a budget (ours or the
+    // server's) again; what would take the connection past its own is discarded (discards()).
+    this.release(BUDGET_HOLDS);
     if (this.closeReceived) this.handshakeCompleted();
   }
 
@@ -429,7 +432,7 @@ export class ConnectionCore {
 
   /** `reason` holds reading (setReading(false) if nothing held it; see ReadHold.Inflate). */
   hold(reason: ReadHold): void {
-    if ((this.holds & reason) !== 0) return;
+    if ((this.holds & reason) !== 0 || (reason === ReadHold.External && this.closeSent)) return;
     this.holds |= reason;
     this.updateReading();
   }

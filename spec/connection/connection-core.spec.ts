@@ -336,6 +336,19 @@ describe('ConnectionCore', () => {
       expect(calls).to.deep.equal([['reading', false]]);
     });
 
+    it("once our close is sent the server-wide budget's hold (External) is released and no longer taken: the peer's close must be read", () => {
+      const { core, calls } = setup();
+      core.hold(ReadHold.External);
+      core.fail(new WebSocketError('WS_ERR_SERVER_MEMORY', 'over'), 1);
+      expect(calls.filter((c) => c[0] === 'reading')).to.deep.equal([
+        ['reading', false],
+        ['reading', true],
+      ]);
+      core.hold(ReadHold.External);
+      expect(core.holds).to.equal(0);
+      expect(calls.filter((c) => c[0] === 'reading')).to.have.length(2);
+    });
+
     it('holds at the budget while unread data can go away, and resumes once read', () => {
       const { core, calls } = setup({ memoryBudget: 100 });
       core.unread(60);

@@ -14,7 +14,7 @@ import { CloseCode } from '../../lib/protocol/constants';
 import type { Receiver } from '../../lib/connection/receiver';
 import { type Transport, WebSocket } from '../../lib/connection/websocket';
 import { type WebSocketServer, createServer } from '../../lib/server/server';
-import { clientFrame, decodeFrames, wireFrame } from '../helpers/frames';
+import { clientClose, clientFrame, decodeFrames, wireFrame } from '../helpers/frames';
 import { NullTransport } from '../helpers/transports';
 
 const MiB = 1024 * 1024;
@@ -250,6 +250,44 @@ describe('decompression bombs on many connections at once: the server-wide budge
       expect(peak, `peak ${(peak / MiB).toFixed(1)} MiB held by the server`).to.be.below(budget + MiB);
       expect(server.memoryBudget!.core.total).to.equal(0);
       for (const socket of sockets) socket.destroy();
+    } finally {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+  });
+
+  it("a bomb cut by the server-wide budget while the budget held its reading: the peer's leaving is still read, not waited out (closeTimeout)", async () => {
+    const budget = 8 * MiB;
+    const server = createServer({ host: '127.0.0.1', port: 0, perMessageDeflate: true, maxPayload: 256 * MiB, maxMessageSize: 256 * MiB, serverMemoryBudget: budget, closeTimeout: 10_000 });
+    await once(server, 'listening');
+    try {
+      const payload = await bomb(512);
+      const accepted = nextConnection(server);
+      const socket = await deflateClient(server.address()!.port);
+      const { ws, closed } = await accepted;
+      let held = false;
+      let timedOut = false;
+      const hooked = ws as unknown as { holdForServer(hold: boolean): void; destroyTransport(): void };
+      const own = hooked.holdForServer.bind(ws);
+      hooked.holdForServer = (hold) => {
+        held ||= hold;
+        own(hold);
+      };
+      const destroy = hooked.destroyTransport.bind(ws);
+      hooked.destroyTransport = () => {
+        timedOut = true;
+        destroy();
+      };
+      let received = Buffer.alloc(0);
+      socket.on('data', (chunk: Buffer) => (received = Buffer.concat([received, chunk])));
+      socket.write(wireFrame({ opcode: 0x2, payload, rsv1: true }));
+      // The server's close (1008); the peer answers it and leaves.
+      while (!decodeFrames(received).frames.some((f) => f.opcode === 0x8)) await once(socket, 'data');
+      const close = decodeFrames(received).frames.find((f) => f.opcode === 0x8)!;
+      expect(close.payload.readUInt16BE(0)).to.equal(CloseCode.PolicyViolation);
+      socket.end(clientClose(CloseCode.PolicyViolation));
+      expect(await closed).to.equal(CloseCode.PolicyViolation);
+      expect(held, 'the budget held it (over 3/4) before cutting it').to.equal(true);
+      expect(timedOut, 'destroyed at closeTimeout').to.equal(false);
     } finally {
       await new Promise<void>((resolve) => server.close(() => resolve()));
     }
