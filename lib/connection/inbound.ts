@@ -3,7 +3,7 @@
  * messages it delivers into the readable side (pushOrPause, or a MessageReadable per streamed
  * message), and reading from the transport held and released (the memory budget, replies
  * waiting, inflation, full readers: the core's ReadHold bits; while inflating, a bounded
- * read-ahead, abandoned when the peer leaves). Functions of the connection, which
+ * read-ahead, so that a peer leaving is seen). Functions of the connection, which
  * keeps the state (see connection-state.ts).
  */
 import { Buffer } from 'node:buffer';
@@ -136,28 +136,39 @@ function takeKeptAside(ws: WebSocket): Buffer[] | null {
 /**
  * permessage-deflate: everything received has been inflated and delivered. What was read
  * meanwhile is parsed now, in order (a chunk that starts inflating again has the rest kept
- * aside again).
+ * aside again); after the transport closed, the connection finishes.
  */
 export function inflateIdle(ws: WebSocket): void {
+  const then = ws.extras?.afterInflate ?? null;
+  if (then !== null) {
+    ws.extras!.afterInflate = null;
+    then();
+    return;
+  }
   const kept = takeKeptAside(ws);
   ws.core.release(ReadHold.Inflate);
   if (kept !== null) for (const chunk of kept) onData(ws, chunk);
 }
 
 /**
- * The peer has left (FIN, reset, the transport closed) while its frames wait to be inflated:
- * nobody is there to answer them, so the inflation stops at once (a bomb whose sender left is
- * not inflated to maxMessageSize), zlib and the inflated part are freed, and what was kept
- * aside is dropped. Not an error of the connection ('close' reports 1006, as for a peer that
- * leaves in the middle of a message).
+ * The peer has left (FIN, reset, the transport closed) while its frames wait to be inflated;
+ * what was kept aside is parsed now (nothing more will come). If the peer's close frame waits
+ * behind them, it closed properly: they are inflated and delivered as usual (returns true
+ * while that goes on). If not, it left without closing (a bomb's sender that left): nobody is
+ * there to answer them, so the inflation stops at once, zlib and the inflated part are freed,
+ * and 'close' reports 1006 without an error, as for a peer that leaves in the middle of a message.
  */
-export function abandonInflation(ws: WebSocket): void {
+export function peerLeft(ws: WebSocket): boolean {
   const receiver = ws.receiver;
-  if (receiver === null || !ws.core.readingAhead || receiver.error !== null) return;
-  takeKeptAside(ws);
+  if (receiver === null || !ws.core.readingAhead || receiver.error !== null) return false;
+  const kept = takeKeptAside(ws);
+  if (kept !== null) for (const chunk of kept) if (receiver.error === null) parse(ws, receiver, chunk);
+  if (receiver.error !== null) return false;
+  if (!ws.core.closeReceived && receiver.inflater!.closeQueued) return true;
   receiver.abort(new WebSocketError('WS_ERR_CONNECTION_LOST', 'the peer left while its messages were being inflated'));
   ws.core.release(ReadHold.Inflate);
   ws.options.heldBytesObserver?.heldBytesChanged(ws);
+  return false;
 }
 
 /** A whole data message: to taps and diagnostics, then to the readable side. */

@@ -156,7 +156,7 @@ describe('reading ahead while a message is being inflated', () => {
     ws.terminate();
   });
 
-  it('the peer leaving drops what was kept aside and stops the inflation: zlib freed, nothing delivered, nothing reported', async () => {
+  it('the peer leaving without a close drops what was kept aside and stops the inflation: zlib freed, nothing delivered, nothing reported', async () => {
     const { ws, transport } = inflatingConnection();
     const messages: unknown[] = [];
     const errors: unknown[] = [];
@@ -175,6 +175,18 @@ describe('reading ahead while a message is being inflated', () => {
     expect((await closing)[0]).to.equal(CloseCode.Abnormal);
     expect(messages).to.deep.equal([]);
     expect(errors).to.deep.equal([]);
+  });
+  it("a peer that closed properly before leaving (its close frame behind what is being inflated) has its messages delivered, then 'close' with its code", async () => {
+    const { ws, transport } = inflatingConnection();
+    const messages: Array<string | number> = [];
+    ws.on('message', (data: Buffer | string) => messages.push(typeof data === 'string' ? data : data.length));
+    transport.emit('data', compressedFrame(8 * MiB));
+    transport.emit('data', Buffer.concat([clientFrame(0x1, 'last'), clientClose(CloseCode.Normal, 'bye')]));
+    transport.emit('end');
+    const closing = once(ws, 'close');
+    transport.emit('close');
+    expect(await closing).to.deep.equal([CloseCode.Normal, 'bye']);
+    expect(messages).to.deep.equal([8 * MiB, 'last']);
   });
 });
 
