@@ -37,6 +37,8 @@ interface Result {
   before: number;
   after: number;
   fdsLeft: number;
+  /** ms from the attackers leaving to the server closing the last of their sockets (NaN: not within SETTLE_MS). */
+  fdsClosedMs: number;
   canary: CanaryResult;
   outcome: AttackOutcome;
 }
@@ -93,14 +95,17 @@ async function measure(attack: AttackName, target: Target, canary: ChildProcess)
     canary.send({ cmd: 'start', port: server.port } satisfies CanaryCommand);
     await next(canary, 'ready');
     const outcome = await runAttack(attack, server.port, performance.now() + ATTACK_MS);
+    // runAttack destroys the attackers' sockets as it returns.
+    const left = performance.now();
     canary.send({ cmd: 'stop' } satisfies CanaryCommand);
     const { result } = await next<{ result: CanaryResult }>(canary, 'canary');
     const peak = peakRss(pid);
     // The attackers are gone: give the server a bounded time to close their sockets.
     const settle = performance.now() + SETTLE_MS;
-    while (fds(pid) > fds0 && performance.now() < settle) await new Promise((resolve) => setTimeout(resolve, 50));
+    while (fds(pid) > fds0 && performance.now() < settle) await new Promise((resolve) => setTimeout(resolve, 10));
+    const fdsClosedMs = fds(pid) > fds0 ? NaN : performance.now() - left;
     const after = (await server.memory()).rss;
-    return { attack, target, peakRss: peak, before, after, fdsLeft: fds(pid) - fds0, canary: result, outcome };
+    return { attack, target, peakRss: peak, before, after, fdsLeft: fds(pid) - fds0, fdsClosedMs, canary: result, outcome };
   } finally {
     for (const s of servers) await s.stop();
   }
@@ -125,13 +130,13 @@ function cutCell(o: AttackOutcome): string {
 
 function table(results: Result[]): string {
   const lines = [
-    '| attack | server | peak RSS MiB | canary echo p50 / p99 ms | attackers cut off (ms after each started; how) | RSS after - before, MiB (after GC) | fds left |',
+    '| attack | server | peak RSS MiB | canary echo p50 / p99 ms | attackers cut off (ms after each started; how) | RSS after - before, MiB (after GC) | fds left (closed how long after the attackers left) |',
     '| --- | --- | --- | --- | --- | --- | --- |',
   ];
   for (const r of results) {
     const canary = `${ms(r.canary.p50)} / ${ms(r.canary.p99)}${r.canary.lost ? ' (lost)' : ''} (${r.canary.count} echoes)`;
     const peak = r.target === 'ours' ? ratioTo(r, results) : mib(r.peakRss);
-    lines.push(`| ${r.attack} | ${r.target} | ${peak} | ${canary} | ${cutCell(r.outcome)} | ${mib(r.after - r.before)} (${mib(r.before)} → ${mib(r.after)}) | ${r.fdsLeft} |`);
+    lines.push(`| ${r.attack} | ${r.target} | ${peak} | ${canary} | ${cutCell(r.outcome)} | ${mib(r.after - r.before)} (${mib(r.before)} → ${mib(r.after)}) | ${r.fdsLeft} (${Number.isNaN(r.fdsClosedMs) ? `not within ${SETTLE_MS} ms` : `${ms(r.fdsClosedMs)} ms`}) |`);
   }
   return lines.join('\n');
 }

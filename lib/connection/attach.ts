@@ -11,7 +11,7 @@ import { Flag, type OwnedTransport, ignore, kConnection } from './connection-sta
 import { channels as diagnostics, peerAddress } from './diagnostics';
 import type { HandshakeResult, Transport } from './websocket-types';
 import { arm } from './closing';
-import { onData } from './inbound';
+import { onData, peerLeft } from './inbound';
 import { onDrain } from './outbound';
 import { hookFrameDiagnostics, hookTaps } from './taps';
 import type { WebSocket } from './websocket';
@@ -108,7 +108,9 @@ export function detachTransport(ws: WebSocket): void {
 }
 
 function onEnd(ws: WebSocket): void {
-  // The peer will send nothing more; finish our side too.
+  // The peer will send nothing more; finish our side too. What it sent is still being
+  // inflated only if it closed properly (see peerLeft).
+  peerLeft(ws);
   if (ws.transport !== null && !ws.transport.destroyed) ws.transport.end();
 }
 
@@ -121,11 +123,11 @@ function onTransportError(ws: WebSocket, err: Error): void {
 }
 
 function onTransportClose(ws: WebSocket): void {
-  // permessage-deflate: frames received before the end are still being inflated; deliver
-  // them (whatever the reader's pace) before 'close'.
-  if (ws.receiver !== null && ws.receiver.busy && ws.receiver.error === null) {
+  // permessage-deflate: frames received before the end are still being inflated (the peer
+  // closed properly, see peerLeft); deliver them (whatever the reader's pace) before 'close'.
+  if (peerLeft(ws)) {
     ws.more().afterInflate = () => ws.finish();
-    ws.receiver.resumeInflate();
+    ws.receiver!.resumeInflate();
     return;
   }
   ws.finish();

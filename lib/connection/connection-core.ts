@@ -14,6 +14,7 @@
  *   tick(now)                  (at deadline)    setReading(on)        hold / resume reading
  *   hold(reason) / release(reason)              onClosed(code, reason, clean)
  *   unread(+-bytes)            (memory budget)
+ *   readAhead(+-bytes)         (kept aside while inflating)
  *
  * What it owns:
  * - The closing handshake (RFC 6455 §5.5.1, §7.1): closeSent / closeReceived, the peer's code
@@ -29,10 +30,12 @@
  *   one timer for it after each call.
  * - Reading holds and the memory budget: reading stops while any reason holds it (the budget,
  *   unanswered replies, an inflater at work, a blocking tap, an external budget) and resumes once
- *   none does; setReading() reports the transitions only. The budget counts received data not
- *   read yet (unread()), what is being assembled and what waits to be sent (the adapter's
- *   `sizes`): reading waits while that reaches memoryBudget and some of it goes away without
- *   reading more; once our close is sent it never waits (the peer's close must be found).
+ *   none does; setReading() reports the transitions only. The inflater alone holds it only once
+ *   READ_AHEAD bytes are kept aside (readAhead()), so that a peer leaving behind frames being
+ *   inflated is seen. The budget counts received data not read yet (unread()), data read
+ *   ahead, what is being assembled and what waits to be sent (the adapter's `sizes`): reading
+ *   waits while that reaches memoryBudget and some of it goes away without reading more; once
+ *   our close is sent it never waits (the peer's close must be found).
  * - Outbound ordering of streamed messages: claim(owner) / finish(owner): one streamed message
  *   owns the data side at a time; the others (and plain sends) wait their turn; control frames
  *   never wait (the adapter's sender writes whole frames, so they fall between fragments).
@@ -50,7 +53,7 @@ export enum ReadHold {
   Budget = 1 << 0,
   /** Our replies (pongs) wait for the transport to drain. */
   Replies = 1 << 1,
-  /** permessage-deflate: received frames wait to be inflated. */
+  /** permessage-deflate: received frames wait to be inflated (alone: once the read-ahead is full). */
   Inflate = 1 << 2,
   /** A blocking tap, or another reader of the adapter's, is full. */
   Reader = 1 << 3,
@@ -120,6 +123,17 @@ const FAILED = 4;
 const AUTO_PONG = 8;
 const ANSWER_LATER = 16;
 const SERVER = 32;
+/** The holds for memory, released once our close is sent (the peer's close must be read). */
+const BUDGET_HOLDS = ReadHold.Budget | ReadHold.External;
+/** setReading(false) was the last transition reported. */
+const NOT_READING = 64;
+
+/**
+ * Most bytes read ahead while the inflater alone holds reading (1 MiB, or a quarter of
+ * memoryBudget if less): enough to take in the rest of a bomb's compressed frame (one of about
+ * 1 MB inflates to 1 GiB) and see its sender leave behind it.
+ */
+export const READ_AHEAD = 1024 * 1024;
 
 /** See the module comment. */
 export class ConnectionCore {
@@ -133,6 +147,8 @@ export class ConnectionCore {
   unreadBytes = 0;
   /** ReadHold bits now holding reading. */
   holds = 0;
+  /** Bytes read while the inflater holds reading, kept aside by the adapter (see readAhead()). */
+  aheadBytes = 0;
   private flags: number;
   private readonly options: ConnectionCoreOptions;
   private readonly handler: ConnectionCoreHandler;
@@ -284,7 +300,7 @@ export class ConnectionCore {
       if (isValidWireCloseCode(err.closeCode)) this.handler.sendFrame(makeFrame(Opcode.Close, encodeClosePayload(err.closeCode, err.code)));
     }
     this.startClosing(now);
-    this.release(ReadHold.Budget);
+    this.release(BUDGET_HOLDS);
     this.handler.endTransport();
   }
 
@@ -292,8 +308,9 @@ export class ConnectionCore {
     this.flags |= CLOSE_SENT;
     this.handler.sendFrame(makeFrame(Opcode.Close, encodeClosePayload(code, reason)));
     this.startClosing(now);
-    // Only the peer's close is awaited now: reading never waits for the budget again.
-    this.release(ReadHold.Budget);
+    // Only the peer's close is awaited now: reading never waits for a budget (ours or the
+    // server's) again; what would take the connection past its own is discarded (discards()).
+    this.release(BUDGET_HOLDS);
     if (this.closeReceived) this.handshakeCompleted();
   }
 
@@ -408,24 +425,51 @@ export class ConnectionCore {
     return this.options.memoryBudget ?? Defaults.memoryBudget;
   }
 
-  /** Bytes held against memoryBudget: unread data, the message being assembled, unsent data. */
+  /** Bytes held against memoryBudget: unread data, data read ahead, the message being assembled, unsent data. */
   get heldBytes(): number {
-    return this.unreadBytes + this.handler.assemblingBytes() + this.handler.unsentBytes();
+    return this.unreadBytes + this.aheadBytes + this.handler.assemblingBytes() + this.handler.unsentBytes();
   }
 
-  /** `reason` holds reading (setReading(false) if nothing held it). */
+  /** `reason` holds reading (setReading(false) if nothing held it; see ReadHold.Inflate). */
   hold(reason: ReadHold): void {
-    if ((this.holds & reason) !== 0) return;
-    const was = this.holds;
+    if ((this.holds & reason) !== 0 || (reason === ReadHold.External && this.closeSent)) return;
     this.holds |= reason;
-    if (was === 0) this.handler.setReading(false);
+    this.updateReading();
   }
 
   /** `reason` no longer holds reading (setReading(true) if nothing else holds it). */
   release(reason: ReadHold): void {
     if ((this.holds & reason) === 0) return;
     this.holds &= ~reason;
-    if (this.holds === 0 && this.state !== CoreState.Closed) this.handler.setReading(true);
+    this.updateReading();
+  }
+
+  /** The inflater holds reading: what is read is kept aside, unparsed (frames stay in order). */
+  get readingAhead(): boolean {
+    return (this.holds & ReadHold.Inflate) !== 0;
+  }
+
+  /**
+   * Bytes were kept aside while the inflater holds reading (+bytes), or handed to the parser
+   * (-bytes). They count in heldBytes; reading stops once they reach the read-ahead's bound.
+   */
+  readAhead(bytes: number): void {
+    this.aheadBytes += bytes;
+    this.updateReading();
+  }
+
+  /** Reports a change of whether reading should go on (see hold() and readAhead()). */
+  private updateReading(): void {
+    const holds = this.holds;
+    const off = holds !== 0 && (holds !== ReadHold.Inflate || this.aheadBytes >= Math.min(READ_AHEAD, this.memoryBudget / 4));
+    if (off === ((this.flags & NOT_READING) !== 0)) return;
+    if (off) {
+      this.flags |= NOT_READING;
+      this.handler.setReading(false);
+    } else if (this.state !== CoreState.Closed) {
+      this.flags &= ~NOT_READING;
+      this.handler.setReading(true);
+    }
   }
 
   /** Received data went into a buffer (+bytes) or left it (-bytes); the budget is checked. */

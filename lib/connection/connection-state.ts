@@ -67,6 +67,8 @@ export class Extras {
    * and could crash a process that does not listen for it); the caller's own callback gets it.
    */
   unsent: WeakMap<Message, Error> | null = null;
+  /** permessage-deflate: bytes read while frames are being inflated, parsed once the inflater is idle. */
+  readAhead: Buffer[] | null = null;
   /** permessage-deflate: what to do once inflation is through (finish after the transport closed). */
   afterInflate: (() => void) | null = null;
 }

@@ -2,7 +2,8 @@
  * A WebSocket's inbound path: bytes from the transport into the Receiver (onData), the
  * messages it delivers into the readable side (pushOrPause, or a MessageReadable per streamed
  * message), and reading from the transport held and released (the memory budget, replies
- * waiting, inflation, full readers: the core's ReadHold bits). Functions of the connection, which
+ * waiting, inflation, full readers: the core's ReadHold bits; while inflating, a bounded
+ * read-ahead, so that a peer leaving is seen). Functions of the connection, which
  * keeps the state (see connection-state.ts).
  */
 import { Buffer } from 'node:buffer';
@@ -11,8 +12,9 @@ import type { MessagePiece } from '../stages/fragment-assembler';
 import { MessageReadable } from '../stages/message-stream';
 import { emitIfFlowing } from '../stages/stage';
 import { Defaults } from '../protocol/constants';
-import type { WebSocketError } from '../protocol/errors';
+import { WebSocketError } from '../protocol/errors';
 import type { Message } from '../protocol/frame';
+import type { Receiver } from './receiver';
 import { channels as diagnostics } from './diagnostics';
 import { Flag, unreadSize } from './connection-state';
 import { ReadHold } from './connection-core';
@@ -24,6 +26,17 @@ export function onData(ws: WebSocket, chunk: Buffer): void {
   const receiver = ws.receiver!;
   if (receiver.error !== null) return;
   if (ws.has(Flag.Timed)) ws.core.received(Date.now());
+  // permessage-deflate: while frames are being inflated, what comes is kept aside, unparsed
+  // (a bounded read-ahead, see ConnectionCore.readAhead), so that a peer leaving right behind
+  // them is seen (abandonInflation).
+  if (ws.core.readingAhead) {
+    keepAside(ws, chunk);
+    return;
+  }
+  parse(ws, receiver, chunk);
+}
+
+function parse(ws: WebSocket, receiver: Receiver, chunk: Buffer): void {
   // Server role: the unmasker works in place, so a bytes tap gets a copy of the wire bytes.
   if (ws.tapPoints !== null && ws.tapPoints.in.bytes.active) {
     offerInbound(ws, ws.tapPoints.in.bytes, ws.role === 'server' ? Buffer.from(chunk) : chunk);
@@ -102,7 +115,29 @@ export function endReadable(ws: WebSocket): void {
   ws.push(null);
 }
 
-/** permessage-deflate: everything received has been inflated and delivered. */
+/** permessage-deflate: bytes read while frames are being inflated wait here, in order. */
+function keepAside(ws: WebSocket, chunk: Buffer): void {
+  (ws.more().readAhead ??= []).push(chunk);
+  ws.core.readAhead(chunk.length);
+  ws.options.heldBytesObserver?.heldBytesChanged(ws);
+}
+
+/** Takes what was kept aside (null for nothing); it no longer counts as read ahead. */
+function takeKeptAside(ws: WebSocket): Buffer[] | null {
+  const kept = ws.extras?.readAhead ?? null;
+  if (kept === null) return null;
+  ws.extras!.readAhead = null;
+  let bytes = 0;
+  for (const chunk of kept) bytes += chunk.length;
+  ws.core.readAhead(-bytes);
+  return kept;
+}
+
+/**
+ * permessage-deflate: everything received has been inflated and delivered. What was read
+ * meanwhile is parsed now, in order (a chunk that starts inflating again has the rest kept
+ * aside again); after the transport closed, the connection finishes.
+ */
 export function inflateIdle(ws: WebSocket): void {
   const then = ws.extras?.afterInflate ?? null;
   if (then !== null) {
@@ -110,7 +145,30 @@ export function inflateIdle(ws: WebSocket): void {
     then();
     return;
   }
+  const kept = takeKeptAside(ws);
   ws.core.release(ReadHold.Inflate);
+  if (kept !== null) for (const chunk of kept) onData(ws, chunk);
+}
+
+/**
+ * The peer has left (FIN, reset, the transport closed) while its frames wait to be inflated;
+ * what was kept aside is parsed now (nothing more will come). If the peer's close frame waits
+ * behind them, it closed properly: they are inflated and delivered as usual (returns true
+ * while that goes on). If not, it left without closing (a bomb's sender that left): nobody is
+ * there to answer them, so the inflation stops at once, zlib and the inflated part are freed,
+ * and 'close' reports 1006 without an error, as for a peer that leaves in the middle of a message.
+ */
+export function peerLeft(ws: WebSocket): boolean {
+  const receiver = ws.receiver;
+  if (receiver === null || !ws.core.readingAhead || receiver.error !== null) return false;
+  const kept = takeKeptAside(ws);
+  if (kept !== null) for (const chunk of kept) if (receiver.error === null) parse(ws, receiver, chunk);
+  if (receiver.error !== null) return false;
+  if (!ws.core.closeReceived && receiver.inflater!.closeQueued) return true;
+  receiver.abort(new WebSocketError('WS_ERR_CONNECTION_LOST', 'the peer left while its messages were being inflated'));
+  ws.core.release(ReadHold.Inflate);
+  ws.options.heldBytesObserver?.heldBytesChanged(ws);
+  return false;
 }
 
 /** A whole data message: to taps and diagnostics, then to the readable side. */

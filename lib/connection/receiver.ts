@@ -249,8 +249,10 @@ export class Receiver {
     }
   }
 
-  /** Frees zlib (the connection is gone); nothing more is delivered or reported. */
+  /** Frees zlib and the message being assembled (the connection is gone); nothing more is delivered or reported. */
   destroy(): void {
+    // The error is only made when something is dropped (a stack trace costs more than the rest of a close).
+    if (this.assembler.heldBytes > 0) this.assembler.fail(new WebSocketError('WS_ERR_CONNECTION_LOST', 'connection closed in the middle of a message'));
     if (this.inflating === null) return;
     this.inflating.asyncErrorReported = true;
     this.inflating.inflater.destroy();

@@ -179,6 +179,11 @@ export class InflaterCore {
     return this.queue.length;
   }
 
+  /** A close frame waits behind the frames being inflated (the peer closed properly). */
+  get closeQueued(): boolean {
+    return this.queue.has(Opcode.Close);
+  }
+
   /** True while a zlib stream (and its memory) is held. */
   get hasContext(): boolean {
     return this.zlib !== null;

@@ -19,6 +19,7 @@
 import { Buffer } from 'node:buffer';
 import { WebSocketError, invalidArgument } from '../protocol/errors';
 import type { Frame } from '../protocol/frame';
+import type { Opcode } from '../protocol/constants';
 import type { ExtensionOffer } from '../handshake/handshake';
 
 /** The extension's registered name (RFC 7692 §7). */
@@ -438,6 +439,12 @@ export class FrameQueue<Done extends (err: WebSocketError | null) => void> {
   at(index: number): Frame | undefined {
     const i = this.head + index;
     return i < this.frames.length ? this.frames[i] : undefined;
+  }
+
+  /** Whether an unfinished frame has `opcode`. */
+  has(opcode: Opcode): boolean {
+    for (let i = this.head; i < this.frames.length; i++) if (this.frames[i]!.opcode === opcode) return true;
+    return false;
   }
 
   push(frame: Frame, done: Done): void {

@@ -324,6 +324,54 @@ describe('ConnectionCore', () => {
       ]);
     });
 
+    it('the inflater alone holds reading only once 1 MiB is read ahead (counted in heldBytes); any other hold stops reading at once', () => {
+      const { core, calls } = setup();
+      core.hold(ReadHold.Inflate);
+      expect(core.readingAhead).to.equal(true);
+      expect(calls, 'reading goes on: a FIN or reset behind the frames is seen').to.deep.equal([]);
+      core.readAhead(1024 * 1024 - 1);
+      expect(calls).to.deep.equal([]);
+      expect(core.heldBytes).to.equal(1024 * 1024 - 1);
+      core.readAhead(1);
+      expect(calls).to.deep.equal([['reading', false]]);
+      // The inflater is idle: what was kept aside goes to the parser, and reading goes on.
+      core.readAhead(-1024 * 1024);
+      core.release(ReadHold.Inflate);
+      expect(core.readingAhead).to.equal(false);
+      expect(calls).to.deep.equal([
+        ['reading', false],
+        ['reading', true],
+      ]);
+      calls.length = 0;
+      core.hold(ReadHold.Inflate);
+      core.hold(ReadHold.Reader);
+      expect(calls).to.deep.equal([['reading', false]]);
+      core.release(ReadHold.Reader);
+      expect(calls.at(-1)).to.deep.equal(['reading', true]);
+    });
+
+    it('the read-ahead is at most a quarter of a small memoryBudget', () => {
+      const { core, calls } = setup({ memoryBudget: 1000 });
+      core.hold(ReadHold.Inflate);
+      core.readAhead(249);
+      expect(calls).to.deep.equal([]);
+      core.readAhead(1);
+      expect(calls).to.deep.equal([['reading', false]]);
+    });
+
+    it("once our close is sent the server-wide budget's hold (External) is released and no longer taken: the peer's close must be read", () => {
+      const { core, calls } = setup();
+      core.hold(ReadHold.External);
+      core.fail(new WebSocketError('WS_ERR_SERVER_MEMORY', 'over'), 1);
+      expect(calls.filter((c) => c[0] === 'reading')).to.deep.equal([
+        ['reading', false],
+        ['reading', true],
+      ]);
+      core.hold(ReadHold.External);
+      expect(core.holds).to.equal(0);
+      expect(calls.filter((c) => c[0] === 'reading')).to.have.length(2);
+    });
+
     it('holds at the budget while unread data can go away, and resumes once read', () => {
       const { core, calls } = setup({ memoryBudget: 100 });
       core.unread(60);
