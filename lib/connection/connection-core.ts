@@ -59,6 +59,8 @@ export enum ReadHold {
   Reader = 1 << 3,
   /** Something outside the connection (a server-wide budget) asked to hold. */
   External = 1 << 4,
+  /** A chunk took long to parse: reading waits for the next turn of the event loop (fairness). */
+  Turn = 1 << 5,
 }
 
 /** The connection's state, as the browser API numbers it. */

@@ -479,6 +479,38 @@ describe('WebSocket (fused connection)', () => {
 });
 
 describe('WebSocket liveness and limits', () => {
+  it('a chunk that keeps the event loop long (a flood of 1-byte fragments) yields the turn: reading pauses, and resumes on the next', async () => {
+    const [a, b] = await socketPair();
+    const calls: string[] = [];
+    const pause = a.pause.bind(a);
+    const resume = a.resume.bind(a);
+    a.pause = () => (calls.push('pause'), pause());
+    a.resume = () => (calls.push('resume'), resume());
+    const ws = new WebSocket('server', {});
+    ws.attach(a as Transport, null, { protocol: '', extensions: '' });
+    // 300 000 masked 1-byte fragments of one text message (2.1 MB): a 64 KiB read holds about
+    // 9 000 of them, milliseconds of parsing each.
+    const fragment = (opcode: number, fin: boolean): Buffer => Buffer.from([(fin ? 0x80 : 0) | opcode, 0x81, 0, 0, 0, 0, 0x61]);
+    const count = 300_000;
+    const frames = [fragment(0x1, false)];
+    for (let i = 1; i < count - 1; i++) frames.push(fragment(0x0, false));
+    frames.push(fragment(0x0, true));
+    const message = once(ws, 'message') as Promise<[string, boolean]>;
+    b.write(Buffer.concat(frames));
+    const [data] = await message;
+    expect(data.length).to.equal(count);
+    // It paused after a long chunk and went on reading at the next turn (more than once).
+    expect(calls.filter((c) => c === 'pause').length).to.be.at.least(2);
+    expect(calls.indexOf('resume', calls.indexOf('pause'))).to.be.greaterThan(calls.indexOf('pause'));
+    // The last long chunk's pause ends at the next turn.
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(a.isPaused()).to.equal(false);
+    const gone = new Promise((resolve) => b.once('close', resolve));
+    ws.terminate();
+    b.on('error', () => {});
+    await gone;
+  });
+
   it('heartbeat: pings an idle peer and keeps a peer that answers', async () => {
     const { ws, peer } = await serverSide({ heartbeat: { interval: 60, timeout: 200 } });
     // Answer every ping (89 00) with a masked empty pong.
