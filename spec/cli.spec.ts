@@ -7,11 +7,11 @@ import { ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import * as fs from 'node:fs';
-import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { ClientOptions, connect, createServer, ServerOptions, WebSocket, WebSocketServer } from '../lib';
 import type { UpgradeRequest } from '../lib';
+import { freePort } from './helpers/sockets';
 import { hasOpenssl, selfSignedCert } from './helpers/tls';
 
 const ROOT = path.resolve(__dirname, '..');
@@ -55,14 +55,6 @@ async function waitFor(check: () => boolean, what: string, ms = 10000): Promise<
     if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 20));
   }
-}
-
-async function freePort(): Promise<number> {
-  const server = net.createServer().listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((r) => server.close(r));
-  return port;
 }
 
 /** Starts `wspipe listen --port 0 ...` and waits for the address it prints. */

@@ -12,18 +12,10 @@ import * as path from 'node:path';
 import { Opcode, connect } from '../lib';
 import { clientClose, clientFrame, closeOf, decodeFrames, upgradeRequest } from './helpers/frames';
 import { killGroup } from './helpers/processes';
-import { readAll } from './helpers/sockets';
+import { freePort, readAll } from './helpers/sockets';
 
 const ROOT = path.resolve(__dirname, '..');
 const TS_NODE = path.join(ROOT, 'node_modules', '.bin', 'ts-node');
-
-async function freePort(): Promise<number> {
-  const server = net.createServer().listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((r) => server.close(r));
-  return port;
-}
 
 interface Run {
   child: ChildProcess;

@@ -14,7 +14,7 @@ import type * as tls from 'node:tls';
 import { connect, createServer, WebSocket, WebSocketServer } from '../../lib';
 import type { ClientOptions } from '../../lib/client/client';
 import type { UpgradeRequest } from '../../lib/handshake/handshake';
-import { hex } from '../helpers/sockets';
+import { freePort, hex } from '../helpers/sockets';
 import { hasOpenssl, selfSignedCert } from '../helpers/tls';
 
 const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
@@ -142,16 +142,6 @@ async function ourServer(options = {}): Promise<{ server: WebSocketServer; port:
 
 function closeServer(server: WebSocketServer): Promise<void> {
   return new Promise((resolve) => server.close(() => resolve()));
-}
-
-/** A port with nothing listening on it (it was free a moment ago). */
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((r) => server.close(r));
-  return port;
 }
 
 describe('connect()', () => {

@@ -5,7 +5,7 @@
  */
 import { expect } from 'chai';
 import { once } from 'node:events';
-import * as net from 'node:net';
+import { freePort } from '../helpers/sockets';
 import { createServer, WebSocket, WebSocketServer } from '../../lib';
 import { backoffDelay, reconnecting } from '../../lib/client/reconnect';
 
@@ -82,11 +82,7 @@ describe('client/reconnect', function () {
 
     it('retries a failed attempt with backoff, then gives up with the last error after `retries`', async () => {
       // A port with nobody listening: every attempt is refused.
-      const probe = net.createServer();
-      probe.listen(0, '127.0.0.1');
-      await once(probe, 'listening');
-      const port = (probe.address() as net.AddressInfo).port;
-      await new Promise<void>((resolve) => probe.close(() => resolve()));
+      const port = await freePort();
       const delays: number[] = [];
       const connections = reconnecting(`ws://127.0.0.1:${port}`, {
         reconnect: {
@@ -120,11 +116,7 @@ describe('client/reconnect', function () {
     });
 
     it('close() from a retry listener ends the iteration before any wait', async () => {
-      const probe = net.createServer();
-      probe.listen(0, '127.0.0.1');
-      await once(probe, 'listening');
-      const port = (probe.address() as net.AddressInfo).port;
-      await new Promise<void>((resolve) => probe.close(() => resolve()));
+      const port = await freePort();
       let waiting: (() => void) | null = null;
       const connections = reconnecting(`ws://127.0.0.1:${port}`, {
         reconnect: {
@@ -150,11 +142,7 @@ describe('client/reconnect', function () {
     });
 
     it('close() in the middle of a backoff wait cancels it and ends the iteration', async () => {
-      const probe = net.createServer();
-      probe.listen(0, '127.0.0.1');
-      await once(probe, 'listening');
-      const port = (probe.address() as net.AddressInfo).port;
-      await new Promise<void>((resolve) => probe.close(() => resolve()));
+      const port = await freePort();
       let waiting: (() => void) | null = null;
       const connections = reconnecting(`ws://127.0.0.1:${port}`, {
         reconnect: {

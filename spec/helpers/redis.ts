@@ -6,7 +6,7 @@
  */
 import { ChildProcess, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as net from 'node:net';
+import { freePort } from './sockets';
 import { once } from 'node:events';
 
 export const REDIS_SERVER = process.env.WSPIPE_REDIS_SERVER ?? '/usr/bin/redis-server';
@@ -20,16 +20,7 @@ export function hasRedis(): boolean {
   }
 }
 
-/** A port free on 127.0.0.1 just now. */
-export async function freePort(): Promise<number> {
-  const server = net.createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as net.AddressInfo;
-  server.close();
-  await once(server, 'close');
-  return port;
-}
+export { freePort };
 
 export class RedisProcess {
   private child: ChildProcess | null = null;

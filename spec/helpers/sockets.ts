@@ -76,3 +76,13 @@ export async function readResponseHead(socket: net.Socket): Promise<{ response: 
     }
   }
 }
+
+/** A port with nothing listening on it on 127.0.0.1 (it was free a moment ago). */
+export async function freePort(): Promise<number> {
+  const server = net.createServer();
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
