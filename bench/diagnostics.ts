@@ -14,9 +14,9 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import * as dc from 'node:diagnostics_channel';
 import { once } from 'node:events';
-import { performance } from 'node:perf_hooks';
 import WsWebSocket, { WebSocketServer as WsServer } from 'ws';
 import { connect, createServer } from '../lib';
+import { echoRate } from './echo-rate';
 
 const CASES = ['ws', 'never', 'unsubscribed', 'lifecycle', 'all'] as const;
 type Case = (typeof CASES)[number];
@@ -34,30 +34,8 @@ const subscriber = (): void => {
 };
 
 /** Echoes for DURATION_MS after a short warm-up; returns messages per second. */
-async function measure(send: (data: string) => void, onMessage: (listener: () => void) => void): Promise<number> {
-  let received = 0;
-  let counting = false;
-  let stop = false;
-  let done: (() => void) | null = null;
-  onMessage(() => {
-    if (counting) received++;
-    if (stop) {
-      done?.();
-      done = null;
-      return;
-    }
-    send(PAYLOAD);
-  });
-  for (let i = 0; i < IN_FLIGHT; i++) send(PAYLOAD);
-  await new Promise((resolve) => setTimeout(resolve, 300));
-  counting = true;
-  const start = performance.now();
-  await new Promise((resolve) => setTimeout(resolve, DURATION_MS));
-  counting = false;
-  const elapsed = performance.now() - start;
-  stop = true;
-  await new Promise<void>((resolve) => (done = resolve));
-  return (received / elapsed) * 1000;
+function measure(send: (data: string) => void, onMessage: (listener: () => void) => void): Promise<number> {
+  return echoRate([{ send, onMessage }], PAYLOAD, IN_FLIGHT, DURATION_MS);
 }
 
 async function runWs(): Promise<number> {

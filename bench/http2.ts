@@ -19,9 +19,9 @@ import * as https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { performance } from 'node:perf_hooks';
 import WsWebSocket, { WebSocketServer as WsServer } from 'ws';
 import { connect, createServer } from '../lib';
+import { type EchoEndpoint, echoRate } from './echo-rate';
 
 const ALL_CASES = ['ws h1', 'ours h1', 'ours h2', 'ours h2 64K'] as const;
 type Case = (typeof ALL_CASES)[number];
@@ -38,43 +38,9 @@ const IN_FLIGHT = 16;
 const DURATION_MS = Number(process.env.BENCH_MS ?? 2000);
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 
-interface Endpoint {
-  send(data: Buffer): void;
-  onMessage(listener: () => void): void;
-}
-
 /** All endpoints echo for DURATION_MS after a warm-up; returns messages per second (all sockets). */
-async function measure(endpoints: Endpoint[], size: number): Promise<number> {
-  const payload = Buffer.alloc(size, 7);
-  let received = 0;
-  let counting = false;
-  let stop = false;
-  let pending = endpoints.length;
-  let done: (() => void) | null = null;
-  for (const endpoint of endpoints) {
-    let finished = false;
-    endpoint.onMessage(() => {
-      if (counting) received++;
-      if (stop) {
-        if (!finished) {
-          finished = true;
-          if (--pending === 0) done?.();
-        }
-        return;
-      }
-      endpoint.send(payload);
-    });
-    for (let i = 0; i < IN_FLIGHT; i++) endpoint.send(payload);
-  }
-  await new Promise((resolve) => setTimeout(resolve, 300));
-  counting = true;
-  const start = performance.now();
-  await new Promise((resolve) => setTimeout(resolve, DURATION_MS));
-  counting = false;
-  const elapsed = performance.now() - start;
-  stop = true;
-  await new Promise<void>((resolve) => (done = resolve));
-  return (received / elapsed) * 1000;
+function measure(endpoints: Array<EchoEndpoint<Buffer>>, size: number): Promise<number> {
+  return echoRate(endpoints, Buffer.alloc(size, 7), IN_FLIGHT, DURATION_MS);
 }
 
 async function runCase(which: Case, size: number, tls: { key: string; cert: string }): Promise<number> {
