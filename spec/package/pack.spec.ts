@@ -108,9 +108,9 @@ server.on('listening', () => {
 });
 `;
 
-const ESM_ECHO = `import wspipe, { createServer, connect, createProxy, FrameLogWriter, readFrameLog, replay, Tap } from 'wspipe';
+const ESM_ECHO = `import wspipe, { createServer, connect, createProxy, FrameLogWriter, readFrameLog, replay, Tap, WebSocketStream, toWebSocketStream, composePipeline, reconnecting } from 'wspipe';
 
-for (const f of [createProxy, FrameLogWriter, readFrameLog, replay, Tap]) if (typeof f !== 'function') throw new Error('missing export');
+for (const f of [createProxy, FrameLogWriter, readFrameLog, replay, Tap, WebSocketStream, toWebSocketStream, composePipeline, reconnecting]) if (typeof f !== 'function') throw new Error('missing export');
 if (wspipe.createServer !== createServer) throw new Error('the default import is not module.exports');
 
 const server = createServer({ port: 0, host: '127.0.0.1' });
