@@ -27,6 +27,12 @@ import { GoingAway, shutDown } from '../connection/shutdown';
  * received) before it is destroyed, so that a peer that never closes cannot hold it open.
  */
 export const REFUSED_LINGER_MS = 1000;
+/**
+ * Bytes a refused socket may send after our answer (they are read and dropped, so that its FIN
+ * can be seen) before it is destroyed: a peer still sending that much after a refusal (a header
+ * flood) is not reading our answer, and dropping its flood for REFUSED_LINGER_MS costs CPU.
+ */
+export const REFUSED_LINGER_BYTES = 64 * 1024;
 /** Longest time between two checks of the handshake deadlines (ms). */
 const MAX_SWEEP_PERIOD_MS = 1000;
 /** The status of a request that cannot be parsed or is not a valid upgrade. */
@@ -37,8 +43,9 @@ const NO_BYTES = Buffer.alloc(0);
 /**
  * Writes a refusal (a complete HTTP response with `Connection: close`) and closes the socket:
  * our side ends at once; the socket is read (and the bytes dropped) until the peer's FIN, or
- * destroyed after REFUSED_LINGER_MS. Destroying at once could reset the connection and lose
- * the answer when the peer's unread bytes are still in flight.
+ * destroyed after REFUSED_LINGER_MS or once REFUSED_LINGER_BYTES were dropped. Destroying at
+ * once could reset the connection and lose the answer when the peer's unread bytes are still
+ * in flight.
  */
 export function refuseSocket(socket: net.Socket, status: number, message: string, headers?: Record<string, string>): void {
   if (socket.destroyed || !socket.writable) {
@@ -49,6 +56,11 @@ export function refuseSocket(socket: net.Socket, status: number, message: string
   const linger = setTimeout(() => socket.destroy(), REFUSED_LINGER_MS);
   linger.unref();
   socket.once('close', () => clearTimeout(linger));
+  let dropped = 0;
+  socket.on('data', (chunk: Buffer) => {
+    dropped += chunk.length;
+    if (dropped > REFUSED_LINGER_BYTES) socket.destroy();
+  });
   socket.resume();
 }
 

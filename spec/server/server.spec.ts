@@ -12,6 +12,7 @@ import * as net from 'node:net';
 import { connect, createServer, WebSocket, WebSocketError, WebSocketServer } from '../../lib';
 import type { ServerOptions } from '../../lib/server/server';
 import type { UpgradeRequest } from '../../lib/handshake/handshake';
+import { REFUSED_LINGER_BYTES } from '../../lib/server/accept';
 import { hex, readAll } from '../helpers/sockets';
 import { hasOpenssl, selfSignedCert } from '../helpers/tls';
 
@@ -281,6 +282,31 @@ describe('WebSocketServer', () => {
       await once(socket, 'end');
       expect(parseResponse(Buffer.concat(chunks)).status).to.equal(400);
       await untilNoConnections(server);
+      socket.destroy();
+    });
+
+    it('destroys a refused socket whose peer keeps sending, after dropping REFUSED_LINGER_BYTES', async () => {
+      // A header flood: the refusal (431) is sent at maxHeaderSize; the peer goes on sending
+      // 8 MiB and never closes. Reading and dropping all of it until the linger timer costs the
+      // server the whole flood; it must stop after a bounded number of dropped bytes.
+      const netServer = (server as unknown as { netServer: net.Server }).netServer;
+      const accepted = once(netServer, 'connection') as Promise<[net.Socket]>;
+      const socket = await rawConnect(port);
+      const [serverSide] = await accepted;
+      const serverClosed = once(serverSide, 'close');
+      socket.on('error', () => {});
+      socket.write(`GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n`);
+      const line = `X-Flood: ${'a'.repeat(1014)}\r\n`;
+      const flood = Buffer.from(line.repeat(64));
+      for (let i = 0; i < 128 && !socket.destroyed; i++) {
+        // once() rejects on the EPIPE or ECONNRESET that ends the flood.
+        if (!socket.write(flood)) await Promise.race([once(socket, 'drain'), once(socket, 'close')]).catch(() => {});
+      }
+      await serverClosed;
+      // maxHeaderSize (1 KiB here) + REFUSED_LINGER_BYTES, plus what the socket had read
+      // ahead (reads of up to 64 KiB): far from the 8 MiB it would drop until the linger timer.
+      expect(serverSide.bytesRead).to.be.at.most(1024 + REFUSED_LINGER_BYTES + 2 * 65536);
+      expect(rejections.map((e) => e.code)).to.deep.equal(['WS_ERR_HEADER_TOO_LARGE']);
       socket.destroy();
     });
 
