@@ -7,6 +7,7 @@
 import { once } from 'node:events';
 import * as net from 'node:net';
 import { performance } from 'node:perf_hooks';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { constants as zlibConstants, createDeflateRaw } from 'node:zlib';
 
 export interface AttackOutcome {
@@ -57,6 +58,8 @@ class Attacker {
   cutAt = -1;
   how = '';
   upgraded = false;
+  /** Bytes written since this attacker last let its event loop turn (see write()). */
+  unyielded = 0;
   private pending: Buffer = Buffer.alloc(0);
   private skip = 0;
 
@@ -140,7 +143,16 @@ class Attacker {
 /** Writes `bytes` unless the deadline passed or the attacker was cut; waits for 'drain' (bounded by the deadline). */
 async function write(attacker: Attacker, bytes: Buffer | string, deadline: number): Promise<boolean> {
   if (attacker.closed || performance.now() > deadline) return false;
-  if (attacker.socket.write(bytes)) return true;
+  if (attacker.socket.write(bytes)) {
+    // While the kernel takes every write, the loop of awaits never leaves the microtask queue:
+    // the attacker would not see the server's answer (or its own socket's end) until it stops.
+    // Let the event loop turn every 64 KiB, as a real client's would.
+    attacker.unyielded += bytes.length;
+    if (attacker.unyielded < 65536) return true;
+    attacker.unyielded = 0;
+    await nextTurn();
+    return !attacker.closed && performance.now() <= deadline;
+  }
   const left = deadline - performance.now();
   if (left <= 0) return false;
   let timer: NodeJS.Timeout | undefined;
