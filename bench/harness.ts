@@ -21,7 +21,8 @@ export const CLIENT_CPU = '1';
 /** Starts `file` (relative to bench/, without extension) on `cpu` with an IPC channel. */
 function start(file: string, cpu: string, env: Record<string, string>, nodeFlags: string[]): ChildProcess {
   const loader = COMPILED ? [] : ['-r', 'ts-node/register'];
-  return fork(path.join(__dirname, `${file}${COMPILED ? '.js' : '.ts'}`), [], {
+  // `file` is relative to bench/, or absolute (another build's, see BENCH_BASE in bench/run.ts).
+  return fork(path.resolve(__dirname, `${file}${COMPILED ? '.js' : '.ts'}`), [], {
     cwd: ROOT,
     execPath: 'taskset',
     execArgv: ['-c', cpu, process.execPath, ...nodeFlags, ...loader],
@@ -80,7 +81,7 @@ export class Server {
 
   /** Starts bench/servers/<name> on the server CPU and waits until it listens. */
   static async start(name: string, env: Record<string, string> = {}, nodeFlags: string[] = []): Promise<Server> {
-    const child = start(`servers/${name}`, SERVER_CPU, env, ['--expose-gc', ...nodeFlags]);
+    const child = start(path.isAbsolute(name) ? name : `servers/${name}`, SERVER_CPU, env, ['--expose-gc', ...nodeFlags]);
     const message = await nextMessage<ServerMessage>(child);
     if (message.type !== 'ready') throw new Error(`server ${name} did not start`);
     return new Server(child, message.port);
@@ -130,9 +131,9 @@ export class LoadGenerator {
 export class ClientBench {
   private constructor(private readonly child: ChildProcess) {}
 
-  /** BENCH_CLIENT=ours|ws in `env` picks the library. */
-  static async start(env: Record<string, string>): Promise<ClientBench> {
-    const child = start('client-bench', CLIENT_CPU, env, []);
+  /** BENCH_CLIENT=ours|ws in `env` picks the library; `file`: another build's client-bench. */
+  static async start(env: Record<string, string>, file = 'client-bench'): Promise<ClientBench> {
+    const child = start(file, CLIENT_CPU, env, []);
     await nextMessage<ServerMessage>(child);
     return new ClientBench(child);
   }

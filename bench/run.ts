@@ -26,7 +26,14 @@ const IDLE_WANTED = QUICK ? 1000 : 10_000;
 const KiB = 1024;
 const MiB = 1024 * KiB;
 
-type Column = 'ours' | 'oursPipe' | 'stages' | 'ws' | 'wsBufferutil' | 'raw';
+type Column = 'ours' | 'oursPipe' | 'stages' | 'ws' | 'wsBufferutil' | 'raw' | 'base';
+
+/**
+ * BENCH_BASE: the compiled bench/ folder of another build of wspipe (e.g. an older commit's
+ * `dist/bench`, built in its own checkout), run as one more column ('base') beside ours and ws,
+ * in the same run: its ratios against ws and ours against it. BENCH_BASE_NAME titles it.
+ */
+const BASE = process.env.BENCH_BASE;
 
 const COLUMN_TITLES: Record<Column, string> = {
   ours: 'ours',
@@ -35,12 +42,14 @@ const COLUMN_TITLES: Record<Column, string> = {
   ws: 'ws',
   wsBufferutil: 'ws+bufferutil',
   raw: 'raw TCP',
+  base: `ours at ${process.env.BENCH_BASE_NAME ?? 'base'}`,
 };
-const COLUMNS = Object.keys(COLUMN_TITLES) as Column[];
+const COLUMNS = (Object.keys(COLUMN_TITLES) as Column[]).filter((c) => c !== 'base' || BASE !== undefined);
 
 const onlyServers = process.env.BENCH_SERVERS?.split(',').map((s) => s.trim());
 const onlyCases = process.env.BENCH_CASES;
-const wanted = (column: Column): boolean => onlyServers === undefined || onlyServers.includes(column);
+const wanted = (column: Column): boolean =>
+  column === 'base' ? BASE !== undefined : onlyServers === undefined || onlyServers.includes(column);
 const wantedCase = (label: string): boolean => onlyCases === undefined || label.includes(onlyCases);
 
 /** Each server: its file in bench/servers and its environment. */
@@ -51,6 +60,7 @@ const ALL_SERVERS: Array<{ column: Column; file: string; env: Record<string, str
   { column: 'ws', file: 'ws', env: { WS_NO_BUFFER_UTIL: '1' } },
   { column: 'wsBufferutil', file: 'ws', env: {} },
   { column: 'raw', file: 'raw', env: {} },
+  { column: 'base', file: path.join(BASE ?? '', 'servers/ours'), env: {} },
 ];
 const SERVERS = ALL_SERVERS.filter((spec) => wanted(spec.column));
 
@@ -108,8 +118,9 @@ const ALL_LOAD_CASES: Array<{ command(port: number): LoadCommand; rows: Row[] }>
 const LOAD_CASES = ALL_LOAD_CASES.filter((c) => wantedCase(c.rows[0]!.label));
 
 /** Client direction: each client library echoes against the ws+bufferutil server. */
-const ALL_CLIENTS: Array<{ column: Column; env: Record<string, string> }> = [
+const ALL_CLIENTS: Array<{ column: Column; env: Record<string, string>; file?: string }> = [
   { column: 'ours', env: { BENCH_CLIENT: 'ours' } },
+  { column: 'base', env: { BENCH_CLIENT: 'ours' }, file: path.join(BASE ?? '', 'client-bench') },
   { column: 'ws', env: { BENCH_CLIENT: 'ws', WS_NO_BUFFER_UTIL: '1' } },
   { column: 'wsBufferutil', env: { BENCH_CLIENT: 'ws' } },
 ];
@@ -298,7 +309,7 @@ async function clientCases(): Promise<void> {
   const server = await Server.start('ws', {});
   const clients = new Map<Column, ClientBench>();
   try {
-    for (const spec of CLIENTS) clients.set(spec.column, await ClientBench.start(spec.env));
+    for (const spec of CLIENTS) clients.set(spec.column, await ClientBench.start(spec.env, spec.file));
     for (const c of CLIENT_CASES) {
       for (let run = 0; run < RUNS; run++) {
         for (const spec of rotate(CLIENTS, run)) {
@@ -400,12 +411,17 @@ function header(): string {
 }
 
 function table(rows: Results): string {
-  const titles = [...COLUMNS.map((c) => COLUMN_TITLES[c]), 'ours/ws', 'ours/ws+bufferutil'];
+  const baseTitles = BASE === undefined ? [] : ['base/ws', 'base/ws+bufferutil', 'ours/base'];
+  const titles = [...COLUMNS.map((c) => COLUMN_TITLES[c]), 'ours/ws', 'ours/ws+bufferutil', ...baseTitles];
   const lines = [`| case | ${titles.join(' | ')} |`, `| --- |${titles.map(() => ' ---: |').join('')}`];
   for (const [label, byColumn] of rows) {
     const cells = COLUMNS.map((c) => cell(byColumn.get(c)));
     const ours = byColumn.get('ours');
     cells.push(ratio(ours, byColumn.get('ws')), ratio(ours, byColumn.get('wsBufferutil')));
+    if (BASE !== undefined) {
+      const base = byColumn.get('base');
+      cells.push(ratio(base, byColumn.get('ws')), ratio(base, byColumn.get('wsBufferutil')), ratio(ours, base));
+    }
     lines.push(`| ${label} | ${cells.join(' | ')} |`);
   }
   return lines.join('\n');
