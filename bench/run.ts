@@ -8,7 +8,8 @@
  *
  * To run a part only: BENCH_SERVERS=ours,ws (columns: ours, oursPipe, stages, ws, wsBufferutil,
  * raw) and BENCH_CASES=text (cases whose label contains the text; 'idle' and 'client' name those
- * groups).
+ * groups). To compare with another build in the same run: BENCH_BASE=<its dist/bench folder>
+ * (and BENCH_BASE_NAME=<label>) adds it as column 'base'.
  */
 import { execSync } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
