@@ -226,6 +226,10 @@ export class ProxyConnection extends EventEmitter {
         this.budget?.heldBytesChanged(this);
       });
       socket.on('error', (err: Error) => this.onSocketError(side, err));
+      // The peer sends nothing more: our side ends too (as a WebSocket does, and as Node does by
+      // itself for a socket without allowHalfOpen). An http server's sockets allow half-open:
+      // without this, a client's FIN would leave its socket open, and the other side waiting.
+      socket.on('end', () => side.end());
       socket.on('close', () => this.onSocketClose(side));
     }
     // Bytes that came with the handshakes are relayed once the 'connection'

@@ -388,6 +388,22 @@ describe('proxy relay under attack', function () {
         await done;
       }
     });
+
+    it('the client ends TCP without a close (its socket from an http server allows half-open) and the upstream never answers the 1001: it is destroyed within the short bound, not the close timeout', async () => {
+      const up = await deafUpstream();
+      cleanups.push(() => {
+        for (const s of up.sockets) s.destroy();
+        up.server.close();
+      });
+      const f = await front({ target: up.url, ...SLOW });
+      cleanups.push(() => f.close());
+      const client = await rawClient(f.url);
+      const { conn, socket } = await f.next();
+      const done = pairCloses(f, conn, socket);
+      client.socket.destroy();
+      await done;
+      expect(conn.error).to.equal(null);
+    });
   });
 
   describe("'local' ping/pong", () => {
