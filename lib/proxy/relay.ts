@@ -64,7 +64,10 @@ export interface RelayOptions {
   maxMessageSize?: number;
   /** Bytes each frame of a relayed message after its first counts against maxMessageSize. Default 256 (as the server's frameOverhead). */
   frameOverhead?: number;
-  /** Milliseconds the closing handshake may take before both sockets are destroyed. Default 5000. */
+  /**
+   * Milliseconds the closing handshake may take before both sockets are destroyed. Default 5000.
+   * Once one side's socket is gone, the other has 1000 at most (see GONE_CLOSE_TIMEOUT).
+   */
   closeTimeout?: number;
   /**
    * Milliseconds between the pings the proxy sends to a side it stopped reading from (its peer
