@@ -327,6 +327,18 @@ export class ConnectionCore {
   }
 
   /**
+   * The closing handshake must be over within `ms` of `now`, or sooner if the close timeout
+   * says so (a proxy's side whose partner left: its answer is not worth the whole close
+   * timeout). CLOSING, as beginClose().
+   */
+  closeWithin(now: number, ms: number): void {
+    this.beginClose(now);
+    if (this.state === CoreState.Closed) return;
+    this.settle(now);
+    this.closeBy = Math.min(this.closeBy, now + ms);
+  }
+
+  /**
    * CLOSING, and the close timeout runs from `now`. Without a time (a close frame that came
    * through receive() without one) the deadline is fixed by the next settle(now).
    */

@@ -24,6 +24,12 @@
  * to the side that caused it with the error's own code (1002, 1009, ...: its core fails), and
  * that side's socket is closed. The connection's one timer is armed at the earliest of the two
  * cores' deadlines.
+ *
+ * Once one side's socket is gone (closed, reset, errored), whatever the state of its closing
+ * handshake, the other is closed promptly: nothing more is relayed, it is read (never paused
+ * again: the side that held it will not drain) and what it sends is dropped but for its close,
+ * and its closing handshake gets GONE_CLOSE_TIMEOUT (or closeTimeout if shorter). When a frame
+ * relayed to it is half written, no close frame can follow: its socket is destroyed at once.
  */
 import { Buffer } from 'node:buffer';
 import { EventEmitter } from 'node:events';
@@ -58,7 +64,10 @@ export interface RelayOptions {
   maxMessageSize?: number;
   /** Bytes each frame of a relayed message after its first counts against maxMessageSize. Default 256 (as the server's frameOverhead). */
   frameOverhead?: number;
-  /** Milliseconds the closing handshake may take before both sockets are destroyed. Default 5000. */
+  /**
+   * Milliseconds the closing handshake may take before both sockets are destroyed. Default 5000.
+   * Once one side's socket is gone, the other has 1000 at most (see GONE_CLOSE_TIMEOUT).
+   */
   closeTimeout?: number;
   /**
    * Milliseconds between the pings the proxy sends to a side it stopped reading from (its peer
@@ -72,6 +81,15 @@ export interface RelayOptions {
 
 /** Default of RelayOptions.pausedPingInterval (ms): a ping a second to a paused side costs next to nothing. */
 const DEFAULT_PAUSED_PING_INTERVAL = 1000;
+
+/**
+ * Milliseconds (at most; closeTimeout if shorter) the remaining side of a pair has to complete
+ * its closing handshake once the other side's socket is gone: its answer to a close is read at
+ * once (nothing holds reading then), so a peer that answers at all answers well within it, and
+ * one that does not read, or is behind a backlog of its own, does not keep the socket for
+ * the whole closeTimeout.
+ */
+const GONE_CLOSE_TIMEOUT = 1000;
 
 /** @internal What the proxy-wide memory budget (lib/server/memory-budget.ts) is told of. */
 export interface ProxyBudgetObserver {
@@ -211,6 +229,10 @@ export class ProxyConnection extends EventEmitter {
         this.budget?.heldBytesChanged(this);
       });
       socket.on('error', (err: Error) => this.onSocketError(side, err));
+      // The peer sends nothing more: our side ends too (as a WebSocket does, and as Node does by
+      // itself for a socket without allowHalfOpen). An http server's sockets allow half-open:
+      // without this, a client's FIN would leave its socket open, and the other side waiting.
+      socket.on('end', () => side.end());
       socket.on('close', () => this.onSocketClose(side));
     }
     // Bytes that came with the handshakes are relayed once the 'connection'
@@ -343,6 +365,8 @@ export class ProxyConnection extends EventEmitter {
       if (err !== null) source.splitter.fail(err);
       if (frame.opcode === Opcode.Close || this.localPingPong) return;
     }
+    // The other side is gone: what comes from this one is dropped (but for its close, above).
+    if (source.peer.closed) return;
     source.peer.relay(frame);
     if (isLastPiece(frame)) this.frames[source.name === 'client' ? 'upstream' : 'downstream']++;
   }
@@ -376,8 +400,10 @@ export class ProxyConnection extends EventEmitter {
    */
   private updateFlow(source: Side): void {
     if (!source.reading) return;
+    // Once the other side is gone nothing holds this one: its answer to our close must be read.
     const hold =
-      source.peer.needDrain || source.observer.blocked || this.heldForBudget || (this.localPingPong && source.needDrain);
+      !source.peer.closed &&
+      (source.peer.needDrain || source.observer.blocked || this.heldForBudget || (this.localPingPong && source.needDrain));
     if (hold && !source.paused) {
       source.paused = true;
       source.socket.pause();
@@ -434,30 +460,37 @@ export class ProxyConnection extends EventEmitter {
 
   private onSocketClose(side: Side): void {
     side.closed = true;
+    side.needDrain = false; // it never drains now
     side.stopProbing();
     side.queued = [];
     side.core.transportClosed();
     const other = side.peer;
-    if (!other.closed) {
-      const now = Date.now();
-      if (!side.core.closeReceived && !other.core.closeSent && other.writable) {
-        // Gone without a close frame. A frame of it half relayed can never end: just end the other socket.
-        if (other.midFrame) other.end();
-        else other.core.close(side.goneCode, `${side.name} went away`, now);
-      } else if (side.core.closeReceived && other.core.closeReceived) {
-        other.end();
-      }
-      // Whatever the other side still owes, the close timeout bounds it.
-      other.core.beginClose(now);
-      this.arm();
-      if (other.paused) {
-        other.paused = false;
-        other.stopProbing();
-        other.socket.resume();
-      }
+    if (other.closed) {
+      this.finish();
       return;
     }
-    this.finish();
+    if (other.midFrame) {
+      // A frame relayed to the other side is half written and can never end: no close frame can
+      // follow it, and its peer would wait for the rest of the frame. Its 'close' finishes.
+      other.socket.destroy();
+      return;
+    }
+    const now = Date.now();
+    if (!side.core.closeReceived && !other.core.closeSent && other.writable) {
+      // Gone without a close frame.
+      other.core.close(side.goneCode, `${side.name} went away`, now);
+    } else if (side.core.closeReceived && other.core.closeReceived) {
+      other.end();
+    }
+    // Whatever the other side still owes, it gets a short time for it (see GONE_CLOSE_TIMEOUT),
+    // and it is read meanwhile, whatever held it: its answer may be behind data it sent.
+    other.core.closeWithin(now, GONE_CLOSE_TIMEOUT);
+    this.arm();
+    if (other.paused) {
+      other.paused = false;
+      other.stopProbing();
+      other.socket.resume();
+    }
   }
 
   /**

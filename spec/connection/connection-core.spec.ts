@@ -195,6 +195,23 @@ describe('ConnectionCore', () => {
       expect(calls).to.deep.equal([['destroy']]);
     });
 
+    it('closeWithin() brings the closing deadline forward, never back, and starts closing', () => {
+      const { core, calls } = setup({ role: 'client', closeTimeout: 30000 });
+      core.close(1001, 'going', 0);
+      expect(core.deadline).to.equal(30000);
+      core.closeWithin(100, 500);
+      expect(core.deadline).to.equal(600);
+      core.closeWithin(200, 5000);
+      expect(core.deadline).to.equal(600);
+      core.tick(600);
+      expect(calls.slice(-1)).to.deep.equal([['destroy']]);
+      // Open still: CLOSING, with the shorter of the two bounds.
+      const open = setup({ role: 'server', closeTimeout: 300 });
+      open.core.closeWithin(10, 1000);
+      expect(open.core.state).to.equal(CoreState.Closing);
+      expect(open.core.deadline).to.equal(310);
+    });
+
     it('discards messages and control frames after the peer close (§1.4)', () => {
       const { core, calls } = setup();
       core.receive(close(1000), 1);

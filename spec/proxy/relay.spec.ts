@@ -16,7 +16,7 @@ import { WebSocketError } from '../../lib/protocol/errors';
 import { buildAcceptResponse } from '../../lib/handshake/handshake';
 import type { UpgradeRequest } from '../../lib/handshake/handshake-parser';
 import { ProxyConnection, WebSocketProxy, createProxy } from '../../lib/proxy/proxy';
-import { clientFrame, closeOf, decodeFrames, DecodedFrame, upgradeRequest } from '../helpers/frames';
+import { clientClose, clientFrame, closeOf, decodeFrames, DecodedFrame, upgradeRequest, wireFrame } from '../helpers/frames';
 import { readResponseHead } from '../helpers/sockets';
 
 const LOCAL = '127.0.0.1';
@@ -159,6 +159,56 @@ async function fragmentsUntil(socket: net.Socket, paused: net.Socket): Promise<n
   return writeUntil(socket, clientFrame(Opcode.Continuation, Buffer.alloc(16 * 1024), { fin: false }), paused, 256 * 1024 * 1024);
 }
 
+/** The proxy's socket toward the upstream of `conn` (a private field: the spec waits for its events). */
+function upstreamSocketOf(conn: ProxyConnection): net.Socket {
+  return (conn as unknown as { upstream: { socket: net.Socket } }).upstream.socket;
+}
+
+/** `promise`, failing the spec when it takes `ms` or more: a deadline on an event, never a wait. */
+async function within<T>(ms: number, promise: Promise<T>, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([promise, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * Both proxy sockets of a pair and the connection close, promptly (well under the specs' 30 s
+ * closeTimeout), and the connection's 'close' comes once.
+ */
+async function pairCloses(f: Front, conn: ProxyConnection, clientSide: net.Socket): Promise<void> {
+  let closes = 0;
+  conn.on('close', () => closes++);
+  const upSide = upstreamSocketOf(conn);
+  await within(PROMPTLY, Promise.all([next(clientSide, 'close'), next(upSide, 'close'), next(conn, 'close')]), 'both sockets closed');
+  expect(clientSide.destroyed && upSide.destroyed).to.equal(true);
+  expect(f.proxy.connections.has(conn)).to.equal(false);
+  await new Promise<void>((resolve) => setImmediate(resolve));
+  expect(closes).to.equal(1);
+}
+
+/** A server frame (unmasked) of `opcode`. */
+function serverFrame(opcode: number, payload: Buffer | string, fin = true): Buffer {
+  return wireFrame({ opcode, payload, fin, mask: null });
+}
+
+/** Decodes what `socket` receives; once a close frame came, answers it with `reply` and ends. */
+function answerClose(socket: net.Socket, head: Buffer, reply: (code: number | undefined) => Buffer): Promise<number | undefined> {
+  return untilClose(socket, head).then((frames) => {
+    const { code } = closeOf(frames.find((fr) => fr.opcode === Opcode.Close)!);
+    socket.end(reply(code));
+    return code;
+  });
+}
+
+/** How long a pair may take to close once one side left (the specs' closeTimeout is 30 s). */
+const PROMPTLY = 5000;
+
 describe('proxy relay under attack', function () {
   this.timeout(20000);
   const cleanups: Array<() => unknown> = [];
@@ -239,6 +289,120 @@ describe('proxy relay under attack', function () {
       expect(opcodes).to.not.include(Opcode.Pong);
       expect(opcodes.filter((o) => o === Opcode.Continuation).length).to.be.greaterThan(1);
       client.socket.destroy();
+    });
+  });
+
+  describe('one side gone without a closing handshake: the other is closed promptly', () => {
+    // closeTimeout is 30 s and probes are off unless the case needs them: a pass proves the new path, not a timer.
+    const SLOW = { closeTimeout: 30000, pausedPingInterval: Infinity };
+
+    it('the client resets while the upstream is paused behind data the client did not read: the upstream gets 1001, its answer is found behind that data', async () => {
+      const up = await deafUpstream();
+      cleanups.push(() => {
+        for (const s of up.sockets) s.destroy();
+        up.server.close();
+      });
+      const f = await front({ target: up.url, ...SLOW });
+      cleanups.push(() => f.close());
+      const client = await rawClient(f.url); // never reads
+      const { conn, socket } = await f.next();
+      const upSocket = up.sockets[up.sockets.length - 1]!;
+      const proxyUp = upstreamSocketOf(conn);
+      // The upstream sends until the proxy stops reading it (the client does not read).
+      await writeUntil(upSocket, serverFrame(Opcode.Binary, Buffer.alloc(64 * 1024)), proxyUp, 256 * 1024 * 1024);
+      expect(proxyUp.isPaused(), 'the upstream was paused').to.equal(true);
+      const answered = answerClose(upSocket, Buffer.alloc(0), (code) => serverFrame(Opcode.Close, Buffer.from([code! >> 8, code! & 0xff])));
+      const done = pairCloses(f, conn, socket);
+      client.socket.resetAndDestroy();
+      expect(await answered).to.equal(1001);
+      await done;
+    });
+
+    it('the client resets in the middle of a frame relayed to the upstream: no close can follow it, the upstream socket is destroyed at once', async () => {
+      const up = await deafUpstream();
+      cleanups.push(() => {
+        for (const s of up.sockets) s.destroy();
+        up.server.close();
+      });
+      const f = await front({ target: up.url, ...SLOW });
+      cleanups.push(() => f.close());
+      const client = await rawClient(f.url);
+      const { conn, socket } = await f.next();
+      const upSocket = up.sockets[up.sockets.length - 1]!;
+      // All but the last byte of a 1 MiB frame go out; once its first 64 KiB reached the upstream
+      // it stops reading, with the rest unread before a FIN (as an upstream held by its budget).
+      const PART = 14 + 64 * 1024;
+      const relayed = new Promise<void>((resolve) => {
+        let got = 0;
+        upSocket.on('data', (chunk: Buffer) => {
+          got += chunk.length;
+          if (got < PART) return;
+          upSocket.pause();
+          resolve();
+        });
+      });
+      upSocket.resume();
+      const frame = clientFrame(Opcode.Binary, Buffer.alloc(1024 * 1024));
+      client.socket.write(frame.subarray(0, frame.length - 1));
+      await relayed;
+      const done = pairCloses(f, conn, socket);
+      client.socket.resetAndDestroy();
+      await done;
+    });
+
+    it('the upstream resets while the client is paused behind data the upstream did not read: the client gets 1014, its answer is found behind that data', async () => {
+      const up = await deafUpstream();
+      cleanups.push(() => {
+        for (const s of up.sockets) s.destroy();
+        up.server.close();
+      });
+      const f = await front({ target: up.url, ...SLOW });
+      cleanups.push(() => f.close());
+      const client = await rawClient(f.url);
+      const { conn, socket } = await f.next();
+      const upSocket = up.sockets[up.sockets.length - 1]!;
+      await fragmentsUntil(client.socket, socket);
+      expect(socket.isPaused(), 'the client was paused').to.equal(true);
+      const answered = answerClose(client.socket, client.head, (code) => clientClose(code));
+      const done = pairCloses(f, conn, socket);
+      upSocket.resetAndDestroy();
+      expect(await answered).to.equal(1014);
+      await done;
+    });
+
+    it('a client that leaves while paused is noticed by the probe pings; the upstream that does not read is closed within the short bound', async () => {
+      const up = await deafUpstream();
+      cleanups.push(() => {
+        for (const s of up.sockets) s.destroy();
+        up.server.close();
+      });
+      const f = await front({ target: up.url, closeTimeout: 30000, pausedPingInterval: 50 });
+      cleanups.push(() => f.close());
+      for (const leave of ['destroy', 'resetAndDestroy'] as const) {
+        const client = await rawClient(f.url);
+        const { conn, socket } = await f.next();
+        await fragmentsUntil(client.socket, socket);
+        expect(socket.isPaused(), 'the client was paused').to.equal(true);
+        const done = pairCloses(f, conn, socket);
+        client.socket[leave]();
+        await done;
+      }
+    });
+
+    it('the client ends TCP without a close (its socket from an http server allows half-open) and the upstream never answers the 1001: it is destroyed within the short bound, not the close timeout', async () => {
+      const up = await deafUpstream();
+      cleanups.push(() => {
+        for (const s of up.sockets) s.destroy();
+        up.server.close();
+      });
+      const f = await front({ target: up.url, ...SLOW });
+      cleanups.push(() => f.close());
+      const client = await rawClient(f.url);
+      const { conn, socket } = await f.next();
+      const done = pairCloses(f, conn, socket);
+      client.socket.destroy();
+      await done;
+      expect(conn.error).to.equal(null);
     });
   });
 
