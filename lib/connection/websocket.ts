@@ -30,7 +30,7 @@
  * a peer's bad bytes must never crash the process.
  */
 import { Buffer } from 'node:buffer';
-import type { AnyListener } from '../protocol/events';
+import type { AnyListener, Emitting, PlainDuplex } from '../protocol/events';
 import { Duplex } from '../stages/streams';
 import type { MessagePiece } from '../stages/fragment-assembler';
 import { MessageReadable, MessageWritable, MessageWritableOptions } from '../stages/message-stream';
@@ -56,20 +56,6 @@ import { attachTransport } from './attach';
 export { ReadyState } from './websocket-types';
 export type { HandshakeResult, HeldBytesObserver, TapDirection, TapLayer, TappedMessage, Transport, WebSocketEvents, WebSocketOptions } from './websocket-types';
 
-/** Typed listeners for WebSocketEvents (see lib/protocol/events.ts). */
-export interface WebSocket {
-  on<E extends keyof WebSocketEvents>(event: E, listener: WebSocketEvents[E]): this;
-  on(event: string | symbol, listener: AnyListener): this;
-  once<E extends keyof WebSocketEvents>(event: E, listener: WebSocketEvents[E]): this;
-  once(event: string | symbol, listener: AnyListener): this;
-  addListener<E extends keyof WebSocketEvents>(event: E, listener: WebSocketEvents[E]): this;
-  addListener(event: string | symbol, listener: AnyListener): this;
-  prependListener<E extends keyof WebSocketEvents>(event: E, listener: WebSocketEvents[E]): this;
-  prependListener(event: string | symbol, listener: AnyListener): this;
-  prependOnceListener<E extends keyof WebSocketEvents>(event: E, listener: WebSocketEvents[E]): this;
-  prependOnceListener(event: string | symbol, listener: AnyListener): this;
-}
-
 /**
  * Memory per connection: an idle connection should cost little more than its socket. So the
  * connection is itself the handler of its Receiver and of its core (the methods below), the
@@ -81,7 +67,7 @@ export interface WebSocket {
  * declarations (stripInternal), where the clause would no longer hold; `new Receiver(..., this)`
  * checks the shape.
  */
-export class WebSocket extends Duplex {
+export class WebSocket extends (Duplex as Emitting<typeof Duplex, WebSocketEvents, PlainDuplex>) {
   static readonly CONNECTING = ReadyState.CONNECTING;
   static readonly OPEN = ReadyState.OPEN;
   static readonly CLOSING = ReadyState.CLOSING;

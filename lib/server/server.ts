@@ -11,7 +11,7 @@ import { Buffer } from 'node:buffer';
 import * as http from 'node:http';
 import type * as http2 from 'node:http2';
 import type * as net from 'node:net';
-import type { AnyListener } from '../protocol/events';
+import type { Emitting } from '../protocol/events';
 import { WebSocketError, invalidArgument, isWebSocketError } from '../protocol/errors';
 import {
   UpgradeInfo,
@@ -131,20 +131,6 @@ export interface WebSocketServerEvents {
   adapter: (event: AdapterEvent) => void;
 }
 
-/** Typed listeners for WebSocketServerEvents (see lib/protocol/events.ts). */
-export interface WebSocketServer {
-  on<E extends keyof WebSocketServerEvents>(event: E, listener: WebSocketServerEvents[E]): this;
-  on(event: string | symbol, listener: AnyListener): this;
-  once<E extends keyof WebSocketServerEvents>(event: E, listener: WebSocketServerEvents[E]): this;
-  once(event: string | symbol, listener: AnyListener): this;
-  addListener<E extends keyof WebSocketServerEvents>(event: E, listener: WebSocketServerEvents[E]): this;
-  addListener(event: string | symbol, listener: AnyListener): this;
-  prependListener<E extends keyof WebSocketServerEvents>(event: E, listener: WebSocketServerEvents[E]): this;
-  prependListener(event: string | symbol, listener: AnyListener): this;
-  prependOnceListener<E extends keyof WebSocketServerEvents>(event: E, listener: WebSocketServerEvents[E]): this;
-  prependOnceListener(event: string | symbol, listener: AnyListener): this;
-}
-
 /** RFC 9110 §15.6.4: the server is shutting down (close() was called). */
 const SERVICE_UNAVAILABLE = 503;
 const INTERNAL_SERVER_ERROR = 500;
@@ -158,7 +144,7 @@ function isStream(channel: Channel): channel is http2.ServerHttp2Stream {
   return 'respond' in channel;
 }
 
-export class WebSocketServer extends UpgradeListener {
+export class WebSocketServer extends (UpgradeListener as Emitting<typeof UpgradeListener, WebSocketServerEvents>) {
   /** The open connections. */
   readonly clients = new Set<WebSocket>();
   private readonly options: ServerOptions;
