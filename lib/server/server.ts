@@ -249,15 +249,8 @@ export class WebSocketServer extends (UpgradeListener as Emitting<typeof Upgrade
       // An HTTP/2 stream's client is its session's socket (RFC 8441: one connection, many streams).
       (req as ServerRequest).socket = isStream(socket) ? (socket.session?.socket as net.Socket) : socket;
     }
-    if (this.closed) {
-      this.refuse(socket, new WebSocketError('WS_ERR_HANDSHAKE_REJECTED', 'the server is closing'), req, SERVICE_UNAVAILABLE);
-      return;
-    }
-    // A handshake read by our own parser has left `handshaking` when it gets here.
-    if (this.full()) {
-      this.refuse(socket, new WebSocketError('WS_ERR_HANDSHAKE_REJECTED', 'too many connections'), req, SERVICE_UNAVAILABLE);
-      return;
-    }
+    // (A handshake read by our own parser has left `handshaking` when it gets here.)
+    if (this.unavailable(socket, req)) return;
     const info = isStream(socket) ? validateConnectRequest(req.headers) : validateUpgradeRequest(req);
     if (isWebSocketError(info)) {
       this.refuse(socket, info, req);
@@ -382,6 +375,14 @@ export class WebSocketServer extends (UpgradeListener as Emitting<typeof Upgrade
     return max !== undefined && this.clients.size + this.handshaking.size >= max;
   }
 
+  /** Refuses with 503 while the server is closing or full (maxConnections); true when it did. */
+  private unavailable(socket: Channel, req: UpgradeRequest): boolean {
+    const reason = this.closed ? 'the server is closing' : this.full() ? 'too many connections' : null;
+    if (reason === null) return false;
+    this.refuse(socket, new WebSocketError('WS_ERR_HANDSHAKE_REJECTED', reason), req, SERVICE_UNAVAILABLE);
+    return true;
+  }
+
   private accept(
     req: UpgradeRequest,
     info: UpgradeInfo,
@@ -393,16 +394,8 @@ export class WebSocketServer extends (UpgradeListener as Emitting<typeof Upgrade
       socket.destroy();
       return;
     }
-    if (this.closed) {
-      // close() was called while verifyClient was deciding.
-      this.refuse(socket, new WebSocketError('WS_ERR_HANDSHAKE_REJECTED', 'the server is closing'), req, SERVICE_UNAVAILABLE);
-      return;
-    }
-    if (this.full()) {
-      // Others got in while verifyClient was deciding.
-      this.refuse(socket, new WebSocketError('WS_ERR_HANDSHAKE_REJECTED', 'too many connections'), req, SERVICE_UNAVAILABLE);
-      return;
-    }
+    // Again: close() may have been called, or others got in, while verifyClient was deciding.
+    if (this.unavailable(socket, req)) return;
     const supported = this.options.protocols;
     const protocol =
       supported === undefined
