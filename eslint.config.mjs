@@ -10,9 +10,9 @@ export default tseslint.config(
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
       'no-constant-condition': ['error', { checkLoops: false }],
       eqeqeq: ['error', 'always'],
-      // Typed events merge an interface into an emitter class (lib/protocol/events.ts); those
-      // interfaces only re-declare inherited listener methods, never fields the class would have
-      // to initialise, which is what this rule guards against.
+      // WebSocket's type is merged with ConnectionHandlers (lib/connection/handlers.ts), whose
+      // methods installHandlers() puts on its prototype: methods, never fields the class would
+      // have to initialise, which is what this rule guards against.
       '@typescript-eslint/no-unsafe-declaration-merging': 'off',
     },
   },

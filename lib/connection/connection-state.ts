@@ -7,7 +7,8 @@ import { Buffer } from 'node:buffer';
 import type { Frame, Message } from '../protocol/frame';
 import { MessageReadable } from '../stages/message-stream';
 import type { TapPoint } from '../stages/tap';
-import type { Transport, TappedMessage } from './websocket-types';
+import type { DuplexOptions } from '../stages/streams';
+import type { Transport, TappedMessage, WebSocketOptions } from './websocket-types';
 import type { WebSocket } from './websocket';
 
 export type WriteCallback = (error?: Error | null) => void;
@@ -71,6 +72,21 @@ export class Extras {
   readAhead: Buffer[] | null = null;
   /** permessage-deflate: what to do once inflation is through (finish after the transport closed). */
   afterInflate: (() => void) | null = null;
+}
+
+/** The options of a connection's Duplex. */
+export function streamOptions(options: WebSocketOptions): DuplexOptions {
+  return {
+    objectMode: true,
+    readableHighWaterMark: options.readableHighWaterMark ?? 16,
+    writableHighWaterMark: options.writableHighWaterMark ?? 16,
+    allowHalfOpen: true,
+    // 'close' is the connection's own, with (code, reason), emitted once the transport is gone.
+    emitClose: false,
+    // Messages received before the close stay readable.
+    autoDestroy: false,
+    decodeStrings: false,
+  };
 }
 
 /**

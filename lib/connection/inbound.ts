@@ -8,7 +8,7 @@
  */
 import { Buffer } from 'node:buffer';
 import { performance } from 'node:perf_hooks';
-import type { Duplex, Readable } from '../stages/streams';
+import { Duplex, type Readable } from '../stages/streams';
 import type { MessagePiece } from '../stages/fragment-assembler';
 import { MessageReadable } from '../stages/message-stream';
 import { emitIfFlowing } from '../stages/stage';
@@ -259,4 +259,24 @@ export function peerClosed(ws: WebSocket): boolean {
   }
   // The core echoes the close right after this call.
   return false;
+}
+
+// ----- The 'message' event: fed by a 'data' listener while anyone listens for it -----
+
+/** The connection's 'newListener' listener: a 'message' listener puts the stream in flowing mode, as a 'data' listener does. */
+export function onNewListener(this: WebSocket, event: string | symbol): void {
+  if (event === 'message' && this.listenerCount('message') === 0) this.on('data', emitMessage);
+}
+
+/**
+ * Listeners were removed: with the last 'message' listener goes the 'data' listener that fed
+ * it, so that a 'message' listener added later is not fed twice.
+ */
+export function messageListenersGone(ws: WebSocket): void {
+  if (ws.listenerCount('message') === 0) Duplex.prototype.removeListener.call(ws, 'data', emitMessage);
+}
+
+function emitMessage(this: WebSocket, value: string | Buffer | MessageReadable): void {
+  if (value instanceof MessageReadable) this.emit('message', value, value.binary);
+  else this.emit('message', value, typeof value !== 'string');
 }

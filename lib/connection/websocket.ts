@@ -9,13 +9,14 @@
  *        +--bytes-- Sender (framer > masker) <-- outbound.ts: write()/send() (sendAtOnce, or the
  *                                                 Writable's _write > dispatch > sendNow)
  *
- *   websocket.ts   this class: the public API, attach(), the transport's listeners, and the
- *                  handler methods the Receiver and the core call (each a line into the files below)
- *   inbound.ts     bytes in, messages into the readable side, reading held and released
+ *   websocket.ts   this class: the public API, attach(), the Duplex internals
+ *   handlers.ts    the methods the Receiver, the core and the server's memory budget call, put on
+ *                  this class's prototype (most a line into the files below)
+ *   inbound.ts     bytes in, messages into the readable side and 'message', reading held and released
  *   outbound.ts    write(), send(), streamed and pre-framed sends, control frames, 'drain'
  *   closing.ts     failing, close(), _final's close, the one timer at the core's deadline, 'close'
  *   taps.ts        taps and the frame diagnostics channel
- *   connection-state.ts  the flag bits and what only some connections need (Extras)
+ *   connection-state.ts  the flag bits, the Duplex options, what only some connections need (Extras)
  *   connection-core.ts   the protocol decisions, without I/O (closing handshake, failing, deadlines)
  *
  * Reading side: text messages come out as strings, binary ones as Buffers. When the reader
@@ -30,58 +31,50 @@
  * a peer's bad bytes must never crash the process.
  */
 import { Buffer } from 'node:buffer';
-import type { AnyListener } from '../protocol/events';
+import type { AnyListener, Emitting, PlainDuplex } from '../protocol/events';
 import { Duplex } from '../stages/streams';
-import type { MessagePiece } from '../stages/fragment-assembler';
 import { MessageReadable, MessageWritable, MessageWritableOptions } from '../stages/message-stream';
 import type { Tap, TapOptions } from '../stages/tap';
 import { Defaults, Opcode } from '../protocol/constants';
 import { WebSocketError } from '../protocol/errors';
-import { type Frame, type Message, makeFrame } from '../protocol/frame';
-import { encodeClosePayload } from '../protocol/close';
+import type { Frame, Message } from '../protocol/frame';
 import type { OutboundMessage } from '../stages/message-framer';
 import { Receiver, Role } from './receiver';
-import { ConnectionCore, CoreState, ReadHold } from './connection-core';
+import { ConnectionCore, CoreState } from './connection-core';
 import { Sender } from './sender';
 import type { FanoutCounters, SubscriptionOptions, TopicHost } from './topics';
 import { channels as diagnostics } from './diagnostics';
-import { type ControlCallback, Extras, Flag, PreFramed, SentAhead, type TapPoints, type WriteCallback, listenerTable, roleError, unreadSize } from './connection-state';
+import { type ControlCallback, Extras, Flag, PreFramed, SentAhead, type TapPoints, type WriteCallback, listenerTable, roleError, streamOptions, unreadSize } from './connection-state';
 import { HandshakeResult, ReadyState, TapDirection, TapLayer, TappedMessage, Transport, WebSocketEvents, WebSocketOptions } from './websocket-types';
-import { consumed, deliverMessage, deliverPiece, inflateIdle, peerClosed, resumeTransport } from './inbound';
-import { partSink, sendControlForm, sendFrameBytes, sendReply, writeMany, writeMessage, writeOne } from './outbound';
-import { closeConnection, closed, failConnection, finalClose } from './closing';
+import { consumed, messageListenersGone, onNewListener, resumeTransport } from './inbound';
+import { partSink, sendControlForm, sendFrameBytes, writeMany, writeMessage, writeOne } from './outbound';
+import { closeConnection, finalClose } from './closing';
 import { openTap } from './taps';
 import { attachTransport } from './attach';
+import { ConnectionHandlers, installHandlers } from './handlers';
 
 export { ReadyState } from './websocket-types';
 export type { HandshakeResult, HeldBytesObserver, TapDirection, TapLayer, TappedMessage, Transport, WebSocketEvents, WebSocketOptions } from './websocket-types';
 
-/** Typed listeners for WebSocketEvents (see lib/protocol/events.ts). */
-export interface WebSocket {
-  on<E extends keyof WebSocketEvents>(event: E, listener: WebSocketEvents[E]): this;
-  on(event: string | symbol, listener: AnyListener): this;
-  once<E extends keyof WebSocketEvents>(event: E, listener: WebSocketEvents[E]): this;
-  once(event: string | symbol, listener: AnyListener): this;
-  addListener<E extends keyof WebSocketEvents>(event: E, listener: WebSocketEvents[E]): this;
-  addListener(event: string | symbol, listener: AnyListener): this;
-  prependListener<E extends keyof WebSocketEvents>(event: E, listener: WebSocketEvents[E]): this;
-  prependListener(event: string | symbol, listener: AnyListener): this;
-  prependOnceListener<E extends keyof WebSocketEvents>(event: E, listener: WebSocketEvents[E]): this;
-  prependOnceListener(event: string | symbol, listener: AnyListener): this;
-}
+/**
+ * @internal The handler methods of its Receiver, its core and the server's memory budget: in
+ * handlers.ts, installed on the prototype below (installHandlers).
+ */
+// eslint-disable-next-line @typescript-eslint/no-empty-object-type -- merged into the class: adds ConnectionHandlers' methods
+export interface WebSocket extends ConnectionHandlers {}
 
 /**
  * Memory per connection: an idle connection should cost little more than its socket. So the
- * connection is itself the handler of its Receiver and of its core (the methods below), the
+ * connection is itself the handler of its Receiver and of its core (handlers.ts), the
  * transport's and its own listeners are shared functions that find the connection through the
  * transport (or `this`), yes/no state is bits of one field, and what only some connections need
  * (heartbeat, closing state, waiting lists, streamed messages, taps) is made on first use.
  *
- * No `implements ReceiverHandler, ConnectionCoreHandler`: their methods here are marked internal, left out of the published
- * declarations (stripInternal), where the clause would no longer hold; `new Receiver(..., this)`
- * checks the shape.
+ * No `implements ReceiverHandler, ConnectionCoreHandler`: their methods are internal, left out of
+ * the published declarations (stripInternal), where the clause would no longer hold;
+ * `new Receiver(..., this)` checks the shape.
  */
-export class WebSocket extends Duplex {
+export class WebSocket extends (Duplex as Emitting<typeof Duplex, WebSocketEvents, PlainDuplex>) {
   static readonly CONNECTING = ReadyState.CONNECTING;
   static readonly OPEN = ReadyState.OPEN;
   static readonly CLOSING = ReadyState.CLOSING;
@@ -113,25 +106,13 @@ export class WebSocket extends Duplex {
 
   constructor(role: Role, options: WebSocketOptions = {}) {
     if (role !== 'client' && role !== 'server') throw roleError(role);
-    // emitClose is off: 'close' is ours, with (code, reason), emitted once the transport is
-    // gone. autoDestroy is off: messages received before the close stay readable.
-    // (@types/readable-stream lacks both options, hence the cast.)
-    const streamOptions = {
-      objectMode: true,
-      readableHighWaterMark: options.readableHighWaterMark ?? 16,
-      writableHighWaterMark: options.writableHighWaterMark ?? 16,
-      allowHalfOpen: true,
-      emitClose: false,
-      autoDestroy: false,
-      decodeStrings: false,
-    };
-    super(streamOptions as ConstructorParameters<typeof Duplex>[0]);
+    super(streamOptions(options));
     const emitter = this as unknown as { _events: object; _eventsCount: number };
     if (emitter._eventsCount === 0) emitter._events = listenerTable();
     this.flags = (role === 'client' ? Flag.ClientRole : 0) | (options.heartbeat !== undefined || options.idleTimeout !== undefined ? Flag.Timed : 0);
     this.options = options;
     this.core = new ConnectionCore(role, options, this);
-    this.on('newListener', WebSocket.newListener);
+    this.on('newListener', onNewListener);
   }
 
   /** The names of the events listened to (the listener table also holds names without listeners). */
@@ -217,19 +198,13 @@ export class WebSocket extends Duplex {
     attachTransport(this, transport, head, handshake);
   }
 
-  /** A 'message' listener puts the stream in flowing mode, as a 'data' listener does (`this` is the connection). */
-  private static newListener(this: WebSocket, event: string | symbol): void {
-    if (event === 'message' && this.listenerCount('message') === 0) this.on('data', WebSocket.emitMessage);
-  }
-
   // A stream's emitter emits no 'removeListener' event (Node keeps its listener table's shape):
-  // removing the last 'message' listener is seen here, and takes the 'data' listener that fed it
-  // along, so that a 'message' listener added later is not fed twice.
+  // removing the last 'message' listener is seen here (see messageListenersGone in inbound.ts).
 
   /** @internal Removes a listener (and the 'data' listener feeding 'message' with the last 'message' listener). */
   override removeListener(event: string | symbol, listener: AnyListener): this {
     super.removeListener(event, listener);
-    if (event === 'message') this.messageListenersGone();
+    if (event === 'message') messageListenersGone(this);
     return this;
   }
 
@@ -247,22 +222,13 @@ export class WebSocket extends Duplex {
     // (No argument and an undefined one differ to EventEmitter: the latter removes nothing.)
     if (event === undefined) {
       super.removeAllListeners();
-      this.on('newListener', WebSocket.newListener);
+      this.on('newListener', onNewListener);
       return this;
     }
     super.removeAllListeners(event);
-    if (event === 'message') this.messageListenersGone();
-    if (event === 'newListener') this.on('newListener', WebSocket.newListener);
+    if (event === 'message') messageListenersGone(this);
+    if (event === 'newListener') this.on('newListener', onNewListener);
     return this;
-  }
-
-  private messageListenersGone(): void {
-    if (this.listenerCount('message') === 0) super.removeListener('data', WebSocket.emitMessage);
-  }
-
-  private static emitMessage(this: WebSocket, value: string | Buffer | MessageReadable): void {
-    if (value instanceof MessageReadable) this.emit('message', value, value.binary);
-    else this.emit('message', value, typeof value !== 'string');
   }
 
   /**
@@ -435,128 +401,6 @@ export class WebSocket extends Duplex {
     if (this.transport !== null && !this.transport.destroyed) this.transport.destroy();
     callback(err);
   }
-
-  // ----- Inbound -----
-
-  /** @internal permessage-deflate: an inflated chunk reached the assembler (heldBytes grew). */
-  onInflatedFrame(): void {
-    this.options.heldBytesObserver?.heldBytesChanged(this);
-  }
-
-  /** @internal The server's memory budget holds (true) or releases (false) reading from the peer. */
-  holdForServer(hold: boolean): void {
-    if (hold) this.core.hold(ReadHold.External);
-    else this.core.release(ReadHold.External);
-  }
-
-  /**
-   * @internal The server's memory budget cuts this connection: what it assembles or inflates is
-   * dropped, it fails with `err`'s code, and a peer that does not read (bytes still queued for
-   * it) has its transport destroyed at once.
-   */
-  failForServer(err: WebSocketError): void {
-    if (this.state === ReadyState.CLOSED) return;
-    this.receiver?.abort(err);
-    failConnection(this, err);
-    if (this.bufferedAmount > 0) this.transport?.destroy();
-  }
-
-  // ----- ReceiverHandler: what the receiver delivers -----
-
-  /** @internal permessage-deflate: everything received has been inflated and delivered. */
-  onInflateIdle(): void {
-    inflateIdle(this);
-  }
-
-  /** @internal permessage-deflate: an error met while inflating, after onData returned. */
-  onAsyncError(err: WebSocketError): void {
-    failConnection(this, err);
-  }
-
-  /** @internal The peer pinged. */
-  onPing(payload: Buffer): void {
-    if (diagnostics.ping.hasSubscribers) diagnostics.ping.publish({ websocket: this, payload });
-    this.emit('ping', payload);
-  }
-
-  /** @internal The peer ponged. */
-  onPong(payload: Buffer): void {
-    if (diagnostics.pong.hasSubscribers) diagnostics.pong.publish({ websocket: this, payload });
-    this.emit('pong', payload);
-  }
-
-  /** @internal A whole data message. */
-  onMessage(message: Message): void {
-    // Straight from the receiver (the core sees control frames only): nothing after the peer's close.
-    if (!this.core.closeReceived) deliverMessage(this, message);
-  }
-
-  /** @internal A piece of a streamed message. */
-  onMessagePiece(piece: MessagePiece): void {
-    deliverPiece(this, piece);
-  }
-
-  /** @internal The peer's close frame (the core keeps its code and reason; the close timeout runs). */
-  onPeerClose(): boolean {
-    return peerClosed(this);
-  }
-
-  // ----- ConnectionCoreHandler: what the core asks of its adapter -----
-
-  /** @internal The core's frame to send now (pong, close, heartbeat ping). */
-  sendFrame(frame: Frame): void {
-    sendReply(this, frame);
-  }
-
-  /** @internal The core's error (it keeps the first in `error`): published, and emitted when listened for. */
-  onError(err: Error): void {
-    if (diagnostics.error.hasSubscribers) diagnostics.error.publish({ websocket: this, error: err });
-    if (this.listenerCount('error') > 0) this.emit('error', err);
-  }
-
-  /** @internal The core closes our side: the closing handshake completed (server), or we failed. */
-  endTransport(): void {
-    this.transport?.end();
-  }
-
-  /** @internal The core gives up on the transport (close timeout, a dead peer): 'close' follows. */
-  destroyTransport(): void {
-    this.terminate();
-  }
-
-  /** @internal Nothing holds reading any more (true), or something does (false): see the core's ReadHold. */
-  setReading(on: boolean): void {
-    if (on) this.transport?.resume();
-    else this.transport?.pause();
-  }
-
-  /** @internal For the core's memory budget: bytes waiting to be sent. */
-  unsentBytes(): number {
-    return this.bufferedAmount;
-  }
-
-  /** @internal For the core's memory budget: bytes of the message being assembled. */
-  assemblingBytes(): number {
-    return this.receiver === null ? 0 : this.receiver.assembler.heldBytes;
-  }
-
-  /** @internal An error of the connection that does not fail it: the core keeps the first, onError emits it. */
-  reportError(err: Error): void {
-    this.core.reportError(err);
-  }
-
-  /** @internal The transport is gone: the core reports it once (onClosed). */
-  finish(): void {
-    this.core.transportClosed();
-  }
-
-  /** @internal The transport is gone (the core is CLOSED): settle every pending callback and emit 'close'. */
-  onClosed(code: number, reason: string): void {
-    closed(this, code, reason);
-  }
 }
 
-/** Encodes a close frame (used by stages and specs that build the bytes of a close by hand). */
-export function closeFrame(code?: number, reason?: string): Frame {
-  return makeFrame(Opcode.Close, encodeClosePayload(code, reason));
-}
+installHandlers(WebSocket);

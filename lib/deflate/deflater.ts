@@ -32,18 +32,8 @@ import { constants as zlibConstants, createDeflateRaw, type DeflateRaw } from 'n
 import { Opcode, isControlOpcode } from '../protocol/constants';
 import { WebSocketError, invalidArgument } from '../protocol/errors';
 import { type Frame, makeFrame } from '../protocol/frame';
-import {
-  DEFLATE_TRAILER,
-  DeflateDefaults,
-  MAX_WINDOW_BITS,
-  MIN_DEFLATE_WINDOW_BITS,
-  ZlibLimiter,
-  FrameQueue,
-  ZlibListeners,
-  attachZlib,
-  discardZlib,
-  sharedLimiter,
-} from './permessage-deflate';
+import { DEFLATE_TRAILER, DeflateDefaults, MAX_WINDOW_BITS, MIN_DEFLATE_WINDOW_BITS, ZlibLimiter, ZlibListeners } from './permessage-deflate';
+import { type ZlibDone, type ZlibHandler, ZlibWork, noDone } from './zlib-work';
 
 /** Options of DeflaterCore and Deflater. */
 export interface DeflaterOptions {
@@ -61,15 +51,6 @@ export interface DeflaterOptions {
   limiter?: ZlibLimiter;
 }
 
-/** Where DeflaterCore sends its output. */
-export interface DeflaterHandler {
-  /** A frame, in order: compressed, passed through, or a control frame. */
-  onFrame(frame: Frame): void;
-}
-
-/** Called once per written frame, when its output has been handed on (or with the error that stopped it). */
-export type DeflateDone = (err: WebSocketError | null) => void;
-
 const EMPTY = Buffer.alloc(0);
 const TRAILER_SIZE = DEFLATE_TRAILER.length;
 /**
@@ -79,37 +60,24 @@ const TRAILER_SIZE = DEFLATE_TRAILER.length;
  */
 const EMPTY_BLOCK = Buffer.from([0x00]);
 
-function noDone(): void {}
-
 /** The I/O-free (but asynchronous) deflater; see the module comment. */
-export class DeflaterCore {
-  /** The first error met; once set, all further input is ignored. */
-  error: WebSocketError | null = null;
-
-  private readonly handler: DeflaterHandler;
+export class DeflaterCore extends ZlibWork<DeflateRaw> {
   private readonly windowBits: number;
   private readonly noContextTakeover: boolean;
   private readonly threshold: number;
   private readonly level: number;
   private readonly memLevel: number;
-  private readonly limiter: ZlibLimiter;
 
-  private readonly queue = new FrameQueue<DeflateDone>();
-  private busy = false;
-  private holdsSlot = false;
-
-  private zlib: DeflateRaw | null = null;
   /** Compressed chunks of the frame being compressed. */
   private chunks: Buffer[] = [];
   private chunkBytes = 0;
-  private zlibWritten = false;
 
   /** The message being sent is compressed (decided on its first frame). */
   private compressing = false;
 
   /** Throws a RangeError for a windowBits outside 9-15. */
-  constructor(options: DeflaterOptions, handler: DeflaterHandler) {
-    this.handler = handler;
+  constructor(options: DeflaterOptions, handler: ZlibHandler) {
+    super(options.limiter, handler);
     const bits = options.windowBits ?? MAX_WINDOW_BITS;
     if (!Number.isInteger(bits) || bits < MIN_DEFLATE_WINDOW_BITS || bits > MAX_WINDOW_BITS) {
       throw invalidArgument(`Deflater windowBits must be 9-15 (zlib cannot compress with 8), got ${bits}`, RangeError);
@@ -119,24 +87,13 @@ export class DeflaterCore {
     this.threshold = options.threshold ?? DeflateDefaults.threshold;
     this.level = options.level ?? DeflateDefaults.level;
     this.memLevel = options.memLevel ?? DeflateDefaults.memLevel;
-    this.limiter = options.limiter ?? sharedLimiter();
-  }
-
-  /** Frames written whose `done` has not been called yet. */
-  get pending(): number {
-    return this.queue.length;
-  }
-
-  /** True while a zlib stream (and its memory) is held. */
-  get hasContext(): boolean {
-    return this.zlib !== null;
   }
 
   /**
    * Queues one whole, unmasked frame; `done` is called once its output has been handed on.
    * Ping and Pong frames are handed on at once. Returns the error known so far.
    */
-  write(frame: Frame, done: DeflateDone = noDone): WebSocketError | null {
+  write(frame: Frame, done: ZlibDone = noDone): WebSocketError | null {
     if (this.error !== null) {
       done(this.error);
       return this.error;
@@ -151,16 +108,9 @@ export class DeflaterCore {
     return this.error;
   }
 
-  /** Sets `error` if not yet set, frees zlib, and calls back every queued frame with it. */
-  fail(err: WebSocketError): void {
-    if (this.error !== null) return;
-    this.error = err;
+  protected dropOutput(): void {
     this.chunks = [];
     this.chunkBytes = 0;
-    this.releaseZlib();
-    this.releaseSlot();
-    this.busy = false;
-    this.queue.failAll(err);
   }
 
   /** Frees the zlib stream and stops; queued frames are called back with an error. */
@@ -223,24 +173,10 @@ export class DeflaterCore {
     zlib.flush(zlibConstants.Z_SYNC_FLUSH, this.onZlibWritten);
   };
 
-  private readonly zlibListeners: ZlibListeners = { onData: (c) => this.onZlibData(c), onError: (e) => this.onZlibError(e) };
+  protected readonly zlibListeners: ZlibListeners = { onData: (c) => this.onZlibData(c), onError: (e) => this.onZlibError(e) };
 
-  private createZlib(): DeflateRaw {
-    const options = { windowBits: this.windowBits, level: this.level, memLevel: this.memLevel };
-    this.zlib = attachZlib(createDeflateRaw(options), this.zlibListeners);
-    return this.zlib;
-  }
-
-  private releaseZlib(): void {
-    if (this.zlib === null) return;
-    discardZlib(this.zlib, this.zlibListeners);
-    this.zlib = null;
-  }
-
-  private releaseSlot(): void {
-    if (!this.holdsSlot) return;
-    this.holdsSlot = false;
-    this.limiter.release();
+  protected newZlib(): DeflateRaw {
+    return createDeflateRaw({ windowBits: this.windowBits, level: this.level, memLevel: this.memLevel });
   }
 
   private readonly onZlibData = (chunk: Buffer): void => {

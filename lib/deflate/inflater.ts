@@ -46,17 +46,8 @@ import { Defaults, Opcode, isControlOpcode } from '../protocol/constants';
 import { WebSocketError } from '../protocol/errors';
 import { type Frame, isLastPiece, makeFrame } from '../protocol/frame';
 import { fragmentsOverLimit } from '../stages/fragment-assembler';
-import {
-  DEFLATE_TRAILER,
-  MAX_WINDOW_BITS,
-  MIN_DEFLATE_WINDOW_BITS,
-  FrameQueue,
-  ZlibLimiter,
-  ZlibListeners,
-  attachZlib,
-  discardZlib,
-  sharedLimiter,
-} from './permessage-deflate';
+import { DEFLATE_TRAILER, MAX_WINDOW_BITS, MIN_DEFLATE_WINDOW_BITS, ZlibLimiter, ZlibListeners } from './permessage-deflate';
+import { type ZlibDone, type ZlibHandler, ZlibWork, noDone } from './zlib-work';
 
 /** Options of InflaterCore and Inflater. */
 export interface InflaterOptions {
@@ -82,15 +73,6 @@ export interface InflaterOptions {
   limiter?: ZlibLimiter;
 }
 
-/** Where InflaterCore sends its output. */
-export interface InflaterHandler {
-  /** A frame: passed through, or a chunk of an inflated message (whole, unmasked, RSV1 clear). */
-  onFrame(frame: Frame): void;
-}
-
-/** Called once per written frame, when it has been fully handed on (or with the error that stopped it). */
-export type InflateDone = (err: WebSocketError | null) => void;
-
 const EMPTY = Buffer.alloc(0);
 const DEFAULT_CHUNK_SIZE = 16 * 1024;
 /** Frames smaller than this are joined with the queued frames after them into one zlib operation. */
@@ -99,8 +81,6 @@ const BATCH_BELOW = 1024;
 const MAX_BATCH = 64 * 1024;
 /** Inflated bytes after which an operation yields its slot to a waiting one. */
 const SLICE = 1024 * 1024;
-
-function noDone(): void {}
 
 /**
  * An inflate error means the peer sent bytes that are not DEFLATE data: close 1007 ("data within
@@ -111,11 +91,7 @@ function corrupt(detail: string): WebSocketError {
 }
 
 /** The I/O-free (but asynchronous) inflater; see the module comment. */
-export class InflaterCore {
-  /** The first error met; once set, all further input is ignored. */
-  error: WebSocketError | null = null;
-
-  private readonly handler: InflaterHandler;
+export class InflaterCore extends ZlibWork<InflateRaw> {
   private readonly windowBits: number;
   private readonly noContextTakeover: boolean;
   private readonly maxMessageSize: number;
@@ -123,22 +99,13 @@ export class InflaterCore {
   private readonly maxFragments: number;
   private readonly frameOverhead: number;
   private readonly chunkSize: number;
-  private readonly limiter: ZlibLimiter;
 
-  /** Frames written and not yet handled, with their callbacks. */
-  private readonly queue = new FrameQueue<InflateDone>();
-  /** A zlib operation is under way (the frame at the head of the queue is being inflated). */
-  private busy = false;
   private paused = false;
-  private holdsSlot = false;
   /** Waiting for a slot from the limiter. */
   private waitingForSlot = false;
   /** The current operation's input has been given to zlib. */
   private opStarted = false;
 
-  private zlib: InflateRaw | null = null;
-  /** The current operation's zlib writes have called back. */
-  private zlibWritten = false;
   /** The current operation ends its message. */
   private opEndsMessage = false;
   /** Wire frames the current operation inflates (consecutive tiny ones are joined). */
@@ -161,8 +128,8 @@ export class InflaterCore {
   /** The last inflated chunk, held back so that the final frame can carry FIN with data. */
   private held: Buffer | null = null;
 
-  constructor(options: InflaterOptions, handler: InflaterHandler) {
-    this.handler = handler;
+  constructor(options: InflaterOptions, handler: ZlibHandler) {
+    super(options.limiter, handler);
     const bits = options.windowBits ?? MAX_WINDOW_BITS;
     this.windowBits = Math.max(bits, MIN_DEFLATE_WINDOW_BITS);
     this.noContextTakeover = options.noContextTakeover === true;
@@ -171,12 +138,6 @@ export class InflaterCore {
     this.maxFragments = options.maxFragments ?? Defaults.maxFragments;
     this.frameOverhead = options.frameOverhead ?? Defaults.frameOverhead;
     this.chunkSize = options.chunkSize ?? DEFAULT_CHUNK_SIZE;
-    this.limiter = options.limiter ?? sharedLimiter();
-  }
-
-  /** Frames written whose `done` has not been called yet. */
-  get pending(): number {
-    return this.queue.length;
   }
 
   /** A close frame waits behind the frames being inflated (the peer closed properly). */
@@ -184,16 +145,11 @@ export class InflaterCore {
     return this.queue.has(Opcode.Close);
   }
 
-  /** True while a zlib stream (and its memory) is held. */
-  get hasContext(): boolean {
-    return this.zlib !== null;
-  }
-
   /**
    * Queues one frame (or piece); `done` is called once it has been handed on, synchronously
    * when no zlib work is needed. Returns the error known so far.
    */
-  write(frame: Frame, done: InflateDone = noDone): WebSocketError | null {
+  write(frame: Frame, done: ZlibDone = noDone): WebSocketError | null {
     if (this.error !== null) {
       done(this.error);
       return this.error;
@@ -203,15 +159,8 @@ export class InflaterCore {
     return this.error;
   }
 
-  /** Sets `error` if not yet set, frees zlib, and calls back every queued frame with it. */
-  fail(err: WebSocketError): void {
-    if (this.error !== null) return;
-    this.error = err;
+  protected dropOutput(): void {
     this.held = null;
-    this.releaseZlib();
-    this.releaseSlot();
-    this.busy = false;
-    this.queue.failAll(err);
   }
 
   /** The consumer is full: inflate nothing more (after zlib's current chunk) until resume(). */
@@ -409,23 +358,10 @@ export class InflaterCore {
     return Buffer.concat(parts);
   }
 
-  private readonly zlibListeners: ZlibListeners = { onData: (c) => this.onZlibData(c), onError: (e) => this.onZlibError(e) };
+  protected readonly zlibListeners: ZlibListeners = { onData: (c) => this.onZlibData(c), onError: (e) => this.onZlibError(e) };
 
-  private createZlib(): InflateRaw {
-    this.zlib = attachZlib(createInflateRaw({ windowBits: this.windowBits, chunkSize: this.chunkSize }), this.zlibListeners);
-    return this.zlib;
-  }
-
-  private releaseZlib(): void {
-    if (this.zlib === null) return;
-    discardZlib(this.zlib, this.zlibListeners);
-    this.zlib = null;
-  }
-
-  private releaseSlot(): void {
-    if (!this.holdsSlot) return;
-    this.holdsSlot = false;
-    this.limiter.release();
+  protected newZlib(): InflateRaw {
+    return createInflateRaw({ windowBits: this.windowBits, chunkSize: this.chunkSize });
   }
 
   private readonly onZlibData = (chunk: Buffer): void => {

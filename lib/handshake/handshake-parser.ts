@@ -12,7 +12,7 @@
  */
 import { Buffer } from 'node:buffer';
 import { Defaults } from '../protocol/constants';
-import type { AnyListener } from '../protocol/events';
+import type { Emitting } from '../protocol/events';
 import { WebSocketError } from '../protocol/errors';
 import { Stage } from '../stages/stage';
 
@@ -381,26 +381,12 @@ export interface HandshakeParserEvents {
   handshake: (head: UpgradeRequest | UpgradeResponse) => void;
 }
 
-/** Typed listeners for HandshakeParserEvents (see lib/protocol/events.ts). */
-export interface HandshakeParser {
-  on<E extends keyof HandshakeParserEvents>(event: E, listener: HandshakeParserEvents[E]): this;
-  on(event: string | symbol, listener: AnyListener): this;
-  once<E extends keyof HandshakeParserEvents>(event: E, listener: HandshakeParserEvents[E]): this;
-  once(event: string | symbol, listener: AnyListener): this;
-  addListener<E extends keyof HandshakeParserEvents>(event: E, listener: HandshakeParserEvents[E]): this;
-  addListener(event: string | symbol, listener: AnyListener): this;
-  prependListener<E extends keyof HandshakeParserEvents>(event: E, listener: HandshakeParserEvents[E]): this;
-  prependListener(event: string | symbol, listener: AnyListener): this;
-  prependOnceListener<E extends keyof HandshakeParserEvents>(event: E, listener: HandshakeParserEvents[E]): this;
-  prependOnceListener(event: string | symbol, listener: AnyListener): this;
-}
-
 /**
  * The stream stage: bytes in, bytes out. Emits `'handshake'` with the parsed head
  * (UpgradeRequest for the server role, UpgradeResponse for the client role) before pushing any
  * byte that follows it; those bytes are pushed untouched. Fails with the core's WebSocketError.
  */
-export class HandshakeParser extends Stage {
+export class HandshakeParser extends (Stage as Emitting<typeof Stage, HandshakeParserEvents>) {
   readonly core: HandshakeParserCore;
 
   constructor(options: HandshakeParserOptions) {

@@ -14,7 +14,7 @@ import { Buffer } from 'node:buffer';
 import type * as net from 'node:net';
 import type * as tls from 'node:tls';
 import { WebSocketError, invalidArgument, isWebSocketError } from '../protocol/errors';
-import type { AnyListener } from '../protocol/events';
+import type { Emitting } from '../protocol/events';
 import {
   UpgradeInfo,
   UpgradeRequest,
@@ -122,21 +122,7 @@ function upstreamFailure(target: URL, result: Extract<DialResult, { ok: false }>
   }
 }
 
-/** Typed listeners for WebSocketProxyEvents (see lib/protocol/events.ts). */
-export interface WebSocketProxy {
-  on<E extends keyof WebSocketProxyEvents>(event: E, listener: WebSocketProxyEvents[E]): this;
-  on(event: string | symbol, listener: AnyListener): this;
-  once<E extends keyof WebSocketProxyEvents>(event: E, listener: WebSocketProxyEvents[E]): this;
-  once(event: string | symbol, listener: AnyListener): this;
-  addListener<E extends keyof WebSocketProxyEvents>(event: E, listener: WebSocketProxyEvents[E]): this;
-  addListener(event: string | symbol, listener: AnyListener): this;
-  prependListener<E extends keyof WebSocketProxyEvents>(event: E, listener: WebSocketProxyEvents[E]): this;
-  prependListener(event: string | symbol, listener: AnyListener): this;
-  prependOnceListener<E extends keyof WebSocketProxyEvents>(event: E, listener: WebSocketProxyEvents[E]): this;
-  prependOnceListener(event: string | symbol, listener: AnyListener): this;
-}
-
-export class WebSocketProxy extends UpgradeListener {
+export class WebSocketProxy extends (UpgradeListener as Emitting<typeof UpgradeListener, WebSocketProxyEvents>) {
   /** The open connections. */
   readonly connections = new Set<ProxyConnection>();
   /** The proxy-wide memory budget (serverMemoryBudget), or null when it is off. */

@@ -35,7 +35,7 @@ import { Buffer } from 'node:buffer';
 import { EventEmitter } from 'node:events';
 import type * as net from 'node:net';
 import { CloseCode, Defaults, Opcode, isControlOpcode } from '../protocol/constants';
-import type { AnyListener } from '../protocol/events';
+import type { Emitting } from '../protocol/events';
 import { checkCloseArgs } from '../protocol/close';
 import type { WebSocketError } from '../protocol/errors';
 import { Frame, isFirstPiece, isLastPiece } from '../protocol/frame';
@@ -110,25 +110,11 @@ export interface ProxyConnectionEvents {
   error: (err: Error, side: 'client' | 'upstream') => void;
 }
 
-/** Typed listeners for ProxyConnectionEvents (see lib/protocol/events.ts). */
-export interface ProxyConnection {
-  on<E extends keyof ProxyConnectionEvents>(event: E, listener: ProxyConnectionEvents[E]): this;
-  on(event: string | symbol, listener: AnyListener): this;
-  once<E extends keyof ProxyConnectionEvents>(event: E, listener: ProxyConnectionEvents[E]): this;
-  once(event: string | symbol, listener: AnyListener): this;
-  addListener<E extends keyof ProxyConnectionEvents>(event: E, listener: ProxyConnectionEvents[E]): this;
-  addListener(event: string | symbol, listener: AnyListener): this;
-  prependListener<E extends keyof ProxyConnectionEvents>(event: E, listener: ProxyConnectionEvents[E]): this;
-  prependListener(event: string | symbol, listener: AnyListener): this;
-  prependOnceListener<E extends keyof ProxyConnectionEvents>(event: E, listener: ProxyConnectionEvents[E]): this;
-  prependOnceListener(event: string | symbol, listener: AnyListener): this;
-}
-
 /**
  * One relayed connection. `tap()` observes it; `close()` closes both sides. Emits 'close' once
  * both sockets are closed.
  */
-export class ProxyConnection extends EventEmitter {
+export class ProxyConnection extends (EventEmitter as Emitting<typeof EventEmitter, ProxyConnectionEvents>) {
   /** The client's opening handshake. */
   readonly request: UpgradeRequest;
   /** The upstream's 101 answer. */

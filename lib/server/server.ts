@@ -11,7 +11,7 @@ import { Buffer } from 'node:buffer';
 import * as http from 'node:http';
 import type * as http2 from 'node:http2';
 import type * as net from 'node:net';
-import type { AnyListener } from '../protocol/events';
+import type { Emitting } from '../protocol/events';
 import { WebSocketError, invalidArgument, isWebSocketError } from '../protocol/errors';
 import {
   UpgradeInfo,
@@ -131,20 +131,6 @@ export interface WebSocketServerEvents {
   adapter: (event: AdapterEvent) => void;
 }
 
-/** Typed listeners for WebSocketServerEvents (see lib/protocol/events.ts). */
-export interface WebSocketServer {
-  on<E extends keyof WebSocketServerEvents>(event: E, listener: WebSocketServerEvents[E]): this;
-  on(event: string | symbol, listener: AnyListener): this;
-  once<E extends keyof WebSocketServerEvents>(event: E, listener: WebSocketServerEvents[E]): this;
-  once(event: string | symbol, listener: AnyListener): this;
-  addListener<E extends keyof WebSocketServerEvents>(event: E, listener: WebSocketServerEvents[E]): this;
-  addListener(event: string | symbol, listener: AnyListener): this;
-  prependListener<E extends keyof WebSocketServerEvents>(event: E, listener: WebSocketServerEvents[E]): this;
-  prependListener(event: string | symbol, listener: AnyListener): this;
-  prependOnceListener<E extends keyof WebSocketServerEvents>(event: E, listener: WebSocketServerEvents[E]): this;
-  prependOnceListener(event: string | symbol, listener: AnyListener): this;
-}
-
 /** RFC 9110 §15.6.4: the server is shutting down (close() was called). */
 const SERVICE_UNAVAILABLE = 503;
 const INTERNAL_SERVER_ERROR = 500;
@@ -158,7 +144,7 @@ function isStream(channel: Channel): channel is http2.ServerHttp2Stream {
   return 'respond' in channel;
 }
 
-export class WebSocketServer extends UpgradeListener {
+export class WebSocketServer extends (UpgradeListener as Emitting<typeof UpgradeListener, WebSocketServerEvents>) {
   /** The open connections. */
   readonly clients = new Set<WebSocket>();
   private readonly options: ServerOptions;
@@ -263,15 +249,8 @@ export class WebSocketServer extends UpgradeListener {
       // An HTTP/2 stream's client is its session's socket (RFC 8441: one connection, many streams).
       (req as ServerRequest).socket = isStream(socket) ? (socket.session?.socket as net.Socket) : socket;
     }
-    if (this.closed) {
-      this.refuse(socket, new WebSocketError('WS_ERR_HANDSHAKE_REJECTED', 'the server is closing'), req, SERVICE_UNAVAILABLE);
-      return;
-    }
-    // A handshake read by our own parser has left `handshaking` when it gets here.
-    if (this.full()) {
-      this.refuse(socket, new WebSocketError('WS_ERR_HANDSHAKE_REJECTED', 'too many connections'), req, SERVICE_UNAVAILABLE);
-      return;
-    }
+    // (A handshake read by our own parser has left `handshaking` when it gets here.)
+    if (this.unavailable(socket, req)) return;
     const info = isStream(socket) ? validateConnectRequest(req.headers) : validateUpgradeRequest(req);
     if (isWebSocketError(info)) {
       this.refuse(socket, info, req);
@@ -396,6 +375,14 @@ export class WebSocketServer extends UpgradeListener {
     return max !== undefined && this.clients.size + this.handshaking.size >= max;
   }
 
+  /** Refuses with 503 while the server is closing or full (maxConnections); true when it did. */
+  private unavailable(socket: Channel, req: UpgradeRequest): boolean {
+    const reason = this.closed ? 'the server is closing' : this.full() ? 'too many connections' : null;
+    if (reason === null) return false;
+    this.refuse(socket, new WebSocketError('WS_ERR_HANDSHAKE_REJECTED', reason), req, SERVICE_UNAVAILABLE);
+    return true;
+  }
+
   private accept(
     req: UpgradeRequest,
     info: UpgradeInfo,
@@ -407,16 +394,8 @@ export class WebSocketServer extends UpgradeListener {
       socket.destroy();
       return;
     }
-    if (this.closed) {
-      // close() was called while verifyClient was deciding.
-      this.refuse(socket, new WebSocketError('WS_ERR_HANDSHAKE_REJECTED', 'the server is closing'), req, SERVICE_UNAVAILABLE);
-      return;
-    }
-    if (this.full()) {
-      // Others got in while verifyClient was deciding.
-      this.refuse(socket, new WebSocketError('WS_ERR_HANDSHAKE_REJECTED', 'too many connections'), req, SERVICE_UNAVAILABLE);
-      return;
-    }
+    // Again: close() may have been called, or others got in, while verifyClient was deciding.
+    if (this.unavailable(socket, req)) return;
     const supported = this.options.protocols;
     const protocol =
       supported === undefined

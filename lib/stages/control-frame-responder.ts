@@ -10,7 +10,7 @@
 import { Buffer } from 'node:buffer';
 import { Readable } from './streams';
 import { CloseCode, Opcode, isValidWireCloseCode } from '../protocol/constants';
-import type { AnyListener } from '../protocol/events';
+import type { Emitting } from '../protocol/events';
 import { WebSocketError } from '../protocol/errors';
 import { type Frame, type Inbound, type Message, isMessage, makeFrame } from '../protocol/frame';
 import { checkCloseArgs, encodeClosePayload, parseClosePayload } from '../protocol/close';
@@ -243,20 +243,6 @@ export interface ControlFrameResponderEvents {
   peerclose: (code: number, reason: string) => void;
 }
 
-/** Typed listeners for ControlFrameResponderEvents (see lib/protocol/events.ts). */
-export interface ControlFrameResponder {
-  on<E extends keyof ControlFrameResponderEvents>(event: E, listener: ControlFrameResponderEvents[E]): this;
-  on(event: string | symbol, listener: AnyListener): this;
-  once<E extends keyof ControlFrameResponderEvents>(event: E, listener: ControlFrameResponderEvents[E]): this;
-  once(event: string | symbol, listener: AnyListener): this;
-  addListener<E extends keyof ControlFrameResponderEvents>(event: E, listener: ControlFrameResponderEvents[E]): this;
-  addListener(event: string | symbol, listener: AnyListener): this;
-  prependListener<E extends keyof ControlFrameResponderEvents>(event: E, listener: ControlFrameResponderEvents[E]): this;
-  prependListener(event: string | symbol, listener: AnyListener): this;
-  prependOnceListener<E extends keyof ControlFrameResponderEvents>(event: E, listener: ControlFrameResponderEvents[E]): this;
-  prependOnceListener(event: string | symbol, listener: AnyListener): this;
-}
-
 /**
  * ControlFrameResponder as a Transform: writes Message and control Frame values, reads Message
  * values (object mode on both sides). Events: 'ping' (payload: Buffer), 'pong' (payload: Buffer),
@@ -269,7 +255,7 @@ export interface ControlFrameResponder {
  * peer sends nothing after it). With `closeAnswer: 'manual'` the peer's close is answered by
  * answerClose(), after the replies to the messages before it.
  */
-export class ControlFrameResponder extends Stage {
+export class ControlFrameResponder extends (Stage as Emitting<typeof Stage, ControlFrameResponderEvents>) {
   readonly core: ControlFrameResponderCore;
   /** The frames to send to the peer (unmasked), object mode. */
   readonly replies: Readable;

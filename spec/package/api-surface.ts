@@ -103,6 +103,20 @@ function withoutPrivates(statement: ts.Statement): ts.Statement {
   );
 }
 
+/**
+ * The unexported `declare const X_base: ...` that TypeScript emits for a class whose `extends` is
+ * an expression (`class WebSocket extends (Duplex as Emitting<...>)`): the class's base, printed
+ * with it so that the snapshot still says what the class extends.
+ */
+function baseOf(statement: ts.Statement, file: ts.SourceFile): ts.Statement | undefined {
+  if (!ts.isClassDeclaration(statement)) return undefined;
+  const base = statement.heritageClauses?.find((h) => h.token === ts.SyntaxKind.ExtendsKeyword)?.types[0]?.expression;
+  if (base === undefined || !ts.isIdentifier(base)) return undefined;
+  return file.statements.find(
+    (s) => ts.isVariableStatement(s) && !s.modifiers?.some((m) => m.kind === ts.SyntaxKind.ExportKeyword) && declaredNames(s).includes(base.text),
+  );
+}
+
 /** The public surface of every entry point. */
 export function apiSurface(): Surface {
   const entries = entryPoints();
@@ -140,6 +154,8 @@ export function apiSurface(): Surface {
           if (file === undefined) continue;
           for (const statement of file.statements) {
             if (!declaredNames(statement).includes(target.name)) continue;
+            const base = baseOf(statement, file);
+            if (base !== undefined) printed.add(printer.printNode(ts.EmitHint.Unspecified, base, file));
             const text = printer.printNode(ts.EmitHint.Unspecified, withoutPrivates(statement), file);
             if (!printed.has(text)) printed.add(text);
           }

@@ -131,7 +131,7 @@ server.on('listening', () => {
 
 /** TypeScript, strict: the event arguments must be inferred (the @ts-expect-error lines fail if they were any). */
 const TS_ECHO = (label: string): string => `import { createServer, connect, WebSocket, WebSocketError, MessageReadable } from 'wspipe';
-import type { WebSocketServer, WebSocketProxy, ControlFrameResponder } from 'wspipe';
+import type { WebSocketServer, WebSocketProxy, ControlFrameResponder, HandshakeParser, ProxyConnection } from 'wspipe';
 import type { UpgradeRequest, ServerOptions } from 'wspipe';
 import { pipeline, Writable } from 'node:stream';
 
@@ -196,6 +196,55 @@ export function listeners(server: WebSocketServer, proxy: WebSocketProxy, respon
     conn.on('error', (err, side) => console.log(err.message, side === 'client' ? 'client' : 'upstream'));
   });
   responder.on('peerclose', (code, reason) => console.log(code + 1, reason.length));
+}
+
+// The listener methods keep their typing however they are reached (never called: types only).
+export function typedListeners(ws: WebSocket, parser: HandshakeParser, responder: ControlFrameResponder, conn: ProxyConnection): void {
+  // Chained, they return the class itself (not the Duplex it extends): send() is there.
+  ws.on('open', () => {}).once('close', (code) => code).prependListener('message', () => {}).send('chained');
+  const again: WebSocket = ws.addListener('ping', (p) => p.length).prependOnceListener('pong', (p) => p.length);
+  void again;
+  ws.once('close', (code, reason) => {
+    // @ts-expect-error reason is a string, not any (once, as on)
+    const n: number = reason;
+    void n, code;
+  });
+  ws.prependListener('message', (data, isBinary) => {
+    // @ts-expect-error isBinary is a boolean, not any (prependListener, as on)
+    const s: string = isBinary;
+    void s, data;
+  });
+  ws.on('error', (err) => {
+    // @ts-expect-error err is an Error, not any
+    const n: number = err;
+    void n;
+  });
+  // Events the map does not name are still accepted (Node's catch-all).
+  ws.on('not-an-event', (a: number, b: string) => console.log(a, b)).on(Symbol('s'), () => {});
+  // Statics and instanceof are the class's own.
+  const states: number[] = [WebSocket.CONNECTING, WebSocket.OPEN, WebSocket.CLOSING, WebSocket.CLOSED];
+  void states;
+  const maybe: unknown = ws;
+  if (maybe instanceof WebSocket) maybe.send('narrowed');
+  parser.on('handshake', (head) => {
+    // @ts-expect-error head is an UpgradeRequest | UpgradeResponse, not any
+    const n: number = head;
+    void n;
+  });
+  const p: HandshakeParser = parser.once('handshake', () => {});
+  void p;
+  responder.on('ping', (payload) => {
+    // @ts-expect-error payload is a Buffer, not any
+    const n: number = payload;
+    void n;
+  });
+  conn.on('error', (err, side) => {
+    // @ts-expect-error side is 'client' | 'upstream'
+    const s: 'neither' = side;
+    void s, err;
+  });
+  const c: ProxyConnection = conn.once('close', () => {}).on('error', () => {});
+  void c;
 }
 `;
 
