@@ -55,7 +55,7 @@ function parse(ws: WebSocket, receiver: Receiver, chunk: Buffer): void {
     failConnection(ws, err);
     return;
   }
-  if (started !== 0 && performance.now() - started > TURN_MS) yieldTurn(ws);
+  if ((ws.turnBytes += chunk.length) >= TURN_BYTES || (started !== 0 && performance.now() - started > TURN_MS)) yieldTurn(ws);
   // permessage-deflate: frames still being inflated; read nothing more until they are through.
   if (receiver.busy) ws.core.hold(ReadHold.Inflate);
   ws.core.checkBudget();
@@ -66,14 +66,23 @@ function parse(ws: WebSocket, receiver: Receiver, chunk: Buffer): void {
 const TIMED_CHUNK = 16 * 1024;
 /** A chunk whose parsing took longer than this (ms) ends the connection's turn. */
 const TURN_MS = 1;
+/** Bytes a connection parses before it yields its turn, however fast (see yieldTurn). */
+export const TURN_BYTES = 64 * 1024;
 
 /**
  * Fairness: libuv hands a readable socket up to 32 reads (64 KiB each) in one go, so a peer
  * sending thousands of tiny frames per read (a flood of 1-byte fragments) would hold the event
  * loop for tens of milliseconds per turn, and every other connection would wait. After a chunk
  * that took longer than TURN_MS, reading from this connection pauses until the next turn
- * (setImmediate): each connection gets about one read per turn while it is expensive. Bulk
- * transfers (large frames) and ordinary traffic never take this path.
+ * (setImmediate): each connection gets about one read per turn while it is expensive.
+ *
+ * Cheap chunks add up too: 100 peers sending large messages (to an echo nobody reads) have
+ * libuv read 32 x 64 KiB from each in one turn, hundreds of milliseconds before the event loop
+ * comes back to a timer or to a connection that just became readable. So a connection also
+ * yields once it has parsed TURN_BYTES since its last turn ended: a turn reads at most about
+ * TURN_BYTES (and the one read that comes as reading pauses) from each connection. Ordinary
+ * traffic meets this once per TURN_BYTES (a setImmediate); a bulk transfer yields the event
+ * loop every TURN_BYTES.
  */
 function yieldTurn(ws: WebSocket): void {
   if ((ws.core.holds & ReadHold.Turn) !== 0) return;
@@ -82,6 +91,7 @@ function yieldTurn(ws: WebSocket): void {
 }
 
 function endTurn(ws: WebSocket): void {
+  ws.turnBytes = 0;
   ws.core.release(ReadHold.Turn);
 }
 

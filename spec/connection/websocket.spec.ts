@@ -5,6 +5,7 @@ import { CloseCode, WebSocketError } from '../../lib';
 import { Transport, WebSocket, WebSocketOptions } from '../../lib/connection/websocket';
 import { hex, readAll, readBytes, socketPair } from '../helpers/sockets';
 import { NullTransport } from '../helpers/transports';
+import { TURN_BYTES } from '../../lib/connection/inbound';
 
 /** RFC 6455 §5.7 vectors. */
 const MASKED_HELLO = hex('81 85 37 fa 21 3d 7f 9f 4d 51 58');
@@ -503,6 +504,53 @@ describe('WebSocket liveness and limits', () => {
     expect(calls.filter((c) => c === 'pause').length).to.be.at.least(2);
     expect(calls.indexOf('resume', calls.indexOf('pause'))).to.be.greaterThan(calls.indexOf('pause'));
     // The last long chunk's pause ends at the next turn.
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(a.isPaused()).to.equal(false);
+    const gone = new Promise((resolve) => b.once('close', resolve));
+    ws.terminate();
+    b.on('error', () => {});
+    await gone;
+  });
+
+  it('reading yields the turn after TURN_BYTES however cheap the chunks: a flood of 64 KiB messages pauses reading again and again, each pause ending at the next turn', async () => {
+    const [a, b] = await socketPair();
+    const calls: string[] = [];
+    const pause = a.pause.bind(a);
+    const resume = a.resume.bind(a);
+    a.pause = () => (calls.push('pause'), pause());
+    a.resume = () => (calls.push('resume'), resume());
+    const ws = new WebSocket('server', {});
+    ws.attach(a as Transport, null, { protocol: '', extensions: '' });
+    // 64 masked binary messages of 64 KiB (4 MiB): cheap to parse (no chunk takes a millisecond),
+    // so only the byte count can end the connection's turn.
+    const size = 64 * 1024;
+    const count = 64;
+    // FIN + binary, masked with a zero key, 64-bit length.
+    const header = Buffer.alloc(14);
+    header[0] = 0x82;
+    header[1] = 0x80 | 127;
+    header.writeUInt32BE(size, 6);
+    const frame = Buffer.concat([header, Buffer.alloc(size, 0x61)]);
+    let received = 0;
+    const all = new Promise<void>((resolve) =>
+      ws.on('message', (data: Buffer) => {
+        expect(data.length).to.equal(size);
+        calls.push('message');
+        if (++received === count) resolve();
+      }),
+    );
+    b.write(Buffer.concat(Array.from({ length: count }, () => frame)));
+    await all;
+    // Reading paused at least every TURN_BYTES: between two pauses, at most TURN_BYTES of messages
+    // and the reads around them (the one that crossed the mark, the one read as it paused).
+    let run = 0;
+    let longest = 0;
+    for (const c of calls) {
+      if (c === 'message') longest = Math.max(longest, ++run);
+      else if (c === 'pause') run = 0;
+    }
+    expect(longest).to.be.at.most(TURN_BYTES / size + 2);
+    for (let i = calls.indexOf('pause'); i >= 0; i = calls.indexOf('pause', i + 1)) expect(calls.indexOf('resume', i)).to.be.greaterThan(i);
     await new Promise((resolve) => setImmediate(resolve));
     expect(a.isPaused()).to.equal(false);
     const gone = new Promise((resolve) => b.once('close', resolve));
