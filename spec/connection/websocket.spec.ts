@@ -5,7 +5,7 @@ import { CloseCode, WebSocketError } from '../../lib';
 import { Transport, WebSocket, WebSocketOptions } from '../../lib/connection/websocket';
 import { hex, readAll, readBytes, socketPair } from '../helpers/sockets';
 import { NullTransport } from '../helpers/transports';
-import { TURN_BYTES } from '../../lib/connection/inbound';
+import { TURN_BYTES, TURN_FRAMES } from '../../lib/connection/inbound';
 
 /** RFC 6455 §5.7 vectors. */
 const MASKED_HELLO = hex('81 85 37 fa 21 3d 7f 9f 4d 51 58');
@@ -557,6 +557,48 @@ describe('WebSocket liveness and limits', () => {
     ws.terminate();
     b.on('error', () => {});
     await gone;
+  });
+
+  it('a connection parses at most TURN_FRAMES frames per turn: the rest of a chunk of thousands of tiny messages waits, in order, for the next turns', async () => {
+    class HeldTransport extends NullTransport {
+      reading = true;
+      override pause(): this {
+        this.reading = false;
+        return this;
+      }
+      override resume(): this {
+        this.reading = true;
+        return this;
+      }
+    }
+    const transport = new HeldTransport();
+    const ws = new WebSocket('server', {});
+    ws.attach(transport as unknown as Transport, null, { protocol: '', extensions: '' });
+    const got: string[] = [];
+    ws.on('message', (data: string) => got.push(data));
+    // The readable side flows from the next tick on.
+    await new Promise((resolve) => setImmediate(resolve));
+    const count = 3 * TURN_FRAMES + 10;
+    // One chunk of `count` masked text messages, '0', '1', ... (zero mask key).
+    const frames = Array.from({ length: count }, (_, i) => {
+      const text = Buffer.from(String(i));
+      return Buffer.concat([Buffer.from([0x81, 0x80 | text.length, 0, 0, 0, 0]), text]);
+    });
+    transport.emit('data', Buffer.concat(frames));
+    // This turn: TURN_FRAMES of them, and reading is held until the next.
+    expect(got.length).to.equal(TURN_FRAMES);
+    expect(transport.reading).to.equal(false);
+    let turns = 0;
+    while (got.length < count && turns < 10) {
+      await new Promise((resolve) => setImmediate(resolve));
+      turns++;
+      expect(got.length).to.be.at.most((turns + 1) * TURN_FRAMES);
+    }
+    expect(got).to.deep.equal(Array.from({ length: count }, (_, i) => String(i)));
+    expect(turns).to.equal(3);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(transport.reading).to.equal(true);
+    ws.terminate();
   });
 
   it('heartbeat: pings an idle peer and keeps a peer that answers', async () => {
