@@ -83,6 +83,12 @@ export function diagnose(): { connection(ws: WebSocket): void } {
     lines.push(`[diag] canary holds (bits: samples of ${samples}) ${JSON.stringify(Object.fromEntries(holdSamples))}; server budget: held max ${budgetHeldMax}, total max ${(budgetTotalMax / 2 ** 20).toFixed(0)} MiB`);
     lines.push(`[diag] canary stalls (µs) ${JSON.stringify(stalls.map(([a, b]) => [Math.round(a), Math.round(b)]))}`);
     lines.push(`[diag] loop stalls (µs) ${JSON.stringify(loopStalls.map(([a, b]) => [Math.round(a), Math.round(b)]))}`);
+    const gc = (globalThis as { gc?: () => void }).gc;
+    gc?.();
+    gc?.();
+    const m = process.memoryUsage();
+    const mib = (n: number): string => (n / 2 ** 20).toFixed(0);
+    lines.push(`[diag] at exit after GC, MiB: rss ${mib(m.rss)} heapTotal ${mib(m.heapTotal)} heapUsed ${mib(m.heapUsed)} external ${mib(m.external)} arrayBuffers ${mib(m.arrayBuffers)}`);
     process.stderr.write(`${lines.join('\n')}\n`);
   });
   return {
