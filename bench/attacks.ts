@@ -9,7 +9,9 @@
  * Loopback only. Servers run pinned to CPU 0 (with --expose-gc), the attackers (this process,
  * pinned by the npm script) and the canary to CPU 1. Each attack lasts BENCH_ATTACK_MS (default
  * 2500 ms) and is bounded in count too. BENCH_TARGETS=ours,ws,proxy and BENCH_ATTACKS=<text>
- * pick a part.
+ * pick a part. BENCH_SERVER_FLAGS adds node flags to the attacked server (e.g. '--cpu-prof
+ * --cpu-prof-dir=/tmp/p', which NODE_OPTIONS refuses); BENCH_DIAG=1 has our server write where
+ * the canary's time went (bench/servers/attacks-diag.ts) to stderr as it exits.
  */
 import { ChildProcess, fork } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -25,6 +27,8 @@ const ATTACK_MS = Number(process.env.BENCH_ATTACK_MS ?? 2500);
 const SETTLE_MS = 3000;
 const MiB = 1024 * 1024;
 const COMPILED = __filename.endsWith('.js');
+/** BENCH_SERVER_FLAGS: node flags for the attacked server (e.g. '--cpu-prof --trace-gc'), space-separated. */
+const SERVER_FLAGS = process.env.BENCH_SERVER_FLAGS?.split(' ').filter((flag) => flag !== '') ?? [];
 
 type Target = 'ours' | 'ws' | 'proxy';
 const TARGETS = (process.env.BENCH_TARGETS?.split(',') ?? ['ours', 'ws', 'proxy']) as Target[];
@@ -79,8 +83,8 @@ function fds(pid: number): number {
 
 /** The servers of a target: the one attacked first (measured), and the upstream for the proxy. */
 async function startTarget(target: Target): Promise<Server[]> {
-  if (target === 'ws') return [await Server.start('attacks-ws')];
-  const ours = await Server.start('attacks-ours');
+  if (target === 'ws') return [await Server.start('attacks-ws', {}, SERVER_FLAGS)];
+  const ours = await Server.start('attacks-ours', {}, SERVER_FLAGS);
   if (target === 'ours') return [ours];
   return [await Server.start('attacks-proxy', { UPSTREAM_PORT: String(ours.port) }), ours];
 }

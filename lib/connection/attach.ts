@@ -11,7 +11,7 @@ import { Flag, type OwnedTransport, ignore, kConnection } from './connection-sta
 import { channels as diagnostics, peerAddress } from './diagnostics';
 import type { HandshakeResult, Transport } from './websocket-types';
 import { arm } from './closing';
-import { onData, peerLeft } from './inbound';
+import { TURN_FRAMES, onData, peerLeft } from './inbound';
 import { onDrain } from './outbound';
 import { hookFrameDiagnostics, hookTaps } from './taps';
 import type { WebSocket } from './websocket';
@@ -32,6 +32,8 @@ export function attachTransport(ws: WebSocket, transport: Transport, head: Buffe
     deflate === undefined ? undefined : { ...deflate.sides.inflate, maxConcurrency: deflate.options.maxConcurrency },
     ws.core,
   );
+  // Fairness: at most TURN_FRAMES frames parsed per turn (renewed at each turn's end, see yieldTurn).
+  ws.receiver.splitter.budget = TURN_FRAMES;
   const deflateSide = deflate?.sides.deflate ?? null;
   ws.sender = new Sender(
     transport,

@@ -18,7 +18,7 @@ import type { Message } from '../protocol/frame';
 import type { Receiver } from './receiver';
 import { channels as diagnostics } from './diagnostics';
 import { Flag, unreadSize } from './connection-state';
-import { ReadHold } from './connection-core';
+import { CoreState, ReadHold } from './connection-core';
 import { arm, clearAnswerTimer, failConnection } from './closing';
 import { offerInbound, inboundTapsBlocked } from './taps';
 import type { WebSocket } from './websocket';
@@ -37,9 +37,10 @@ export function onData(ws: WebSocket, chunk: Buffer): void {
   parse(ws, receiver, chunk);
 }
 
-function parse(ws: WebSocket, receiver: Receiver, chunk: Buffer): void {
+/** Parses `chunk`, or (null) what the splitter held back at the end of the last turn (see yieldTurn). */
+function parse(ws: WebSocket, receiver: Receiver, chunk: Buffer | null): void {
   // Server role: the unmasker works in place, so a bytes tap gets a copy of the wire bytes.
-  if (ws.tapPoints !== null && ws.tapPoints.in.bytes.active) {
+  if (chunk !== null && ws.tapPoints !== null && ws.tapPoints.in.bytes.active) {
     offerInbound(ws, ws.tapPoints.in.bytes, ws.role === 'server' ? Buffer.from(chunk) : chunk);
   }
   // Everything sent while this chunk is processed (pongs, close echoes, and the messages that
@@ -47,15 +48,24 @@ function parse(ws: WebSocket, receiver: Receiver, chunk: Buffer): void {
   const transport = ws.transport!;
   // A large chunk is timed: one that kept the event loop long (thousands of tiny frames) ends
   // this connection's turn (see yieldTurn). A small one cannot hold many frames: not timed.
-  const started = chunk.length >= TIMED_CHUNK ? performance.now() : 0;
+  const started = chunk !== null && chunk.length >= TIMED_CHUNK ? performance.now() : 0;
+  // A chunk that comes while reading is held (from a transport that does not honor pause(), or
+  // kept aside while inflating) renews the budget: what the splitter holds back stays bounded.
+  if (chunk !== null && receiver.splitter.budget <= 0) receiver.splitter.budget = TURN_FRAMES;
   transport.cork();
-  const err = receiver.write(chunk);
+  const err = chunk === null ? receiver.resumeParsing() : receiver.write(chunk);
   transport.uncork();
   if (err !== null) {
     failConnection(ws, err);
     return;
   }
-  if (started !== 0 && performance.now() - started > TURN_MS) yieldTurn(ws);
+  if (
+    (chunk !== null && (ws.turnBytes += chunk.length) >= TURN_BYTES) ||
+    receiver.splitter.budget <= 0 ||
+    (started !== 0 && performance.now() - started > TURN_MS)
+  ) {
+    yieldTurn(ws);
+  }
   // permessage-deflate: frames still being inflated; read nothing more until they are through.
   if (receiver.busy) ws.core.hold(ReadHold.Inflate);
   ws.core.checkBudget();
@@ -66,14 +76,31 @@ function parse(ws: WebSocket, receiver: Receiver, chunk: Buffer): void {
 const TIMED_CHUNK = 16 * 1024;
 /** A chunk whose parsing took longer than this (ms) ends the connection's turn. */
 const TURN_MS = 1;
+/** Bytes a connection parses before it yields its turn, however fast (see yieldTurn). */
+export const TURN_BYTES = 64 * 1024;
+/** Frames (or pieces of frames) a connection parses per turn; the rest of its input waits for the next (see yieldTurn). */
+export const TURN_FRAMES = 1024;
 
 /**
  * Fairness: libuv hands a readable socket up to 32 reads (64 KiB each) in one go, so a peer
  * sending thousands of tiny frames per read (a flood of 1-byte fragments) would hold the event
  * loop for tens of milliseconds per turn, and every other connection would wait. After a chunk
  * that took longer than TURN_MS, reading from this connection pauses until the next turn
- * (setImmediate): each connection gets about one read per turn while it is expensive. Bulk
- * transfers (large frames) and ordinary traffic never take this path.
+ * (setImmediate): each connection gets about one read per turn while it is expensive.
+ *
+ * Cheap chunks add up too: 100 peers sending large messages (to an echo nobody reads) have
+ * libuv read 32 x 64 KiB from each in one turn, hundreds of milliseconds before the event loop
+ * comes back to a timer or to a connection that just became readable. So a connection also
+ * yields once it has parsed TURN_BYTES since its last turn ended: a turn reads at most about
+ * TURN_BYTES (and the one read that comes as reading pauses) from each connection. Ordinary
+ * traffic meets this once per TURN_BYTES (a setImmediate); a bulk transfer yields the event
+ * loop every TURN_BYTES.
+ *
+ * And one read is not cut short by the time rule: 64 KiB of 1-byte fragments are 9 000 frames,
+ * milliseconds each read, and 50 such peers make turns of hundreds of ms. So the receiver's
+ * splitter hands on at most TURN_FRAMES frames per turn (its budget): it stops in the middle of
+ * a chunk, holds the rest, and the connection yields; the next turn renews the budget and parses
+ * what was held (before anything read later: reading stays held until it is through).
  */
 function yieldTurn(ws: WebSocket): void {
   if ((ws.core.holds & ReadHold.Turn) !== 0) return;
@@ -82,8 +109,24 @@ function yieldTurn(ws: WebSocket): void {
 }
 
 function endTurn(ws: WebSocket): void {
+  ws.turnBytes = 0;
+  const receiver = ws.receiver;
+  if (receiver !== null) {
+    const stalled = receiver.splitter.stalled;
+    receiver.splitter.budget = TURN_FRAMES;
+    if (stalled && receiver.error === null && ws.transport !== null && ws.core.state !== CoreState.Closed) {
+      // What the splitter held back goes first, reading still held; if it uses up the budget
+      // again, the turn ends again.
+      parse(ws, receiver, null);
+      if (receiver.splitter.budget <= 0 && receiver.error === null) {
+        setImmediate(endTurn, ws);
+        return;
+      }
+    }
+  }
   ws.core.release(ReadHold.Turn);
 }
+
 
 /** Received bytes left a buffer (the application read them). */
 export function consumed(ws: WebSocket, bytes: number): void {
@@ -190,6 +233,8 @@ export function peerLeft(ws: WebSocket): boolean {
   const receiver = ws.receiver;
   if (receiver === null || !ws.core.readingAhead || receiver.error !== null) return false;
   const kept = takeKeptAside(ws);
+  // Nothing more will come: all of it is parsed now, whatever the turn's budget (TURN_FRAMES).
+  receiver.splitter.budget = Infinity;
   if (kept !== null) for (const chunk of kept) if (receiver.error === null) parse(ws, receiver, chunk);
   if (receiver.error !== null) return false;
   if (!ws.core.closeReceived && receiver.inflater!.closeQueued) return true;

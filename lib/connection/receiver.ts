@@ -220,6 +220,16 @@ export class Receiver {
     return err;
   }
 
+  /** Parses what the splitter held back once its budget is renewed (FrameSplitterCore.budget); returns the first error, or null. */
+  resumeParsing(): WebSocketError | null {
+    const inflating = this.inflating;
+    if (inflating === null) return this.splitter.resume();
+    inflating.writing = true;
+    const err = this.splitter.resume();
+    inflating.writing = false;
+    return err;
+  }
+
   /** permessage-deflate's receiving side, when negotiated. */
   get inflater(): InflaterCore | null {
     return this.inflating === null ? null : this.inflating.inflater;

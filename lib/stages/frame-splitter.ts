@@ -146,6 +146,11 @@ export class FrameSplitterCore {
   private length = 0;
   /** Payload bytes of the current frame already handed on (streaming mode). */
   private emitted = 0;
+  /**
+   * Frames (and pieces) it may still hand on before it stops parsing, the rest of its input
+   * held until resume() (a fairness budget set by its owner; Infinity: no limit).
+   */
+  budget = Infinity;
 
   constructor(options: FrameSplitterOptions, handler: FrameSplitterHandler) {
     this.handler = handler;
@@ -186,6 +191,21 @@ export class FrameSplitterCore {
     if (this.chunks === NO_CHUNKS) this.chunks = [chunk];
     else this.chunks.push(chunk);
     this.buffered += chunk.length;
+    return this.parseHeld();
+  }
+
+  /** True when the budget stopped parsing with input held (resume() goes on once it is renewed). */
+  get stalled(): boolean {
+    return this.budget <= 0 && this.buffered > 0 && this.error === null;
+  }
+
+  /** Parses what is held (after the budget was renewed); returns `this.error`. */
+  resume(): WebSocketError | null {
+    if (this.error !== null || this.buffered === 0) return this.error;
+    return this.parseHeld();
+  }
+
+  private parseHeld(): WebSocketError | null {
     this.run();
     if (this.head === 0) return this.error;
     if (this.head === this.chunks.length) {
@@ -199,7 +219,7 @@ export class FrameSplitterCore {
   }
 
   private run(): void {
-    while (this.error === null) {
+    while (this.error === null && this.budget > 0) {
       switch (this.state) {
         case State.Header:
           if (this.buffered < BASE_HEADER_SIZE) return;
@@ -315,7 +335,7 @@ export class FrameSplitterCore {
       this.emit(EMPTY, 0);
       return true;
     }
-    while (this.buffered > 0 && this.error === null) {
+    while (this.buffered > 0 && this.error === null && this.budget > 0) {
       const chunk = this.chunks[this.head]!;
       const size = Math.min(chunk.length - this.headOffset, this.length - this.emitted);
       const piece = this.consume(size);
@@ -346,6 +366,7 @@ export class FrameSplitterCore {
       length: this.length,
       offset,
     };
+    this.budget--;
     this.handler.onFrame(frame);
   }
 

@@ -5,6 +5,7 @@ import { CloseCode, WebSocketError } from '../../lib';
 import { Transport, WebSocket, WebSocketOptions } from '../../lib/connection/websocket';
 import { hex, readAll, readBytes, socketPair } from '../helpers/sockets';
 import { NullTransport } from '../helpers/transports';
+import { TURN_BYTES, TURN_FRAMES } from '../../lib/connection/inbound';
 
 /** RFC 6455 §5.7 vectors. */
 const MASKED_HELLO = hex('81 85 37 fa 21 3d 7f 9f 4d 51 58');
@@ -509,6 +510,96 @@ describe('WebSocket liveness and limits', () => {
     ws.terminate();
     b.on('error', () => {});
     await gone;
+  });
+
+  it('reading yields the turn after TURN_BYTES however cheap the chunks: a flood of 64 KiB messages pauses reading again and again, each pause ending at the next turn', async () => {
+    const [a, b] = await socketPair();
+    const calls: string[] = [];
+    const pause = a.pause.bind(a);
+    const resume = a.resume.bind(a);
+    a.pause = () => (calls.push('pause'), pause());
+    a.resume = () => (calls.push('resume'), resume());
+    const ws = new WebSocket('server', {});
+    ws.attach(a as Transport, null, { protocol: '', extensions: '' });
+    // 64 masked binary messages of 64 KiB (4 MiB): cheap to parse (no chunk takes a millisecond),
+    // so only the byte count can end the connection's turn.
+    const size = 64 * 1024;
+    const count = 64;
+    // FIN + binary, masked with a zero key, 64-bit length.
+    const header = Buffer.alloc(14);
+    header[0] = 0x82;
+    header[1] = 0x80 | 127;
+    header.writeUInt32BE(size, 6);
+    const frame = Buffer.concat([header, Buffer.alloc(size, 0x61)]);
+    let received = 0;
+    const all = new Promise<void>((resolve) =>
+      ws.on('message', (data: Buffer) => {
+        expect(data.length).to.equal(size);
+        calls.push('message');
+        if (++received === count) resolve();
+      }),
+    );
+    b.write(Buffer.concat(Array.from({ length: count }, () => frame)));
+    await all;
+    // Reading paused at least every TURN_BYTES: between two pauses, at most TURN_BYTES of messages
+    // and the reads around them (the one that crossed the mark, the one read as it paused).
+    let run = 0;
+    let longest = 0;
+    for (const c of calls) {
+      if (c === 'message') longest = Math.max(longest, ++run);
+      else if (c === 'pause') run = 0;
+    }
+    expect(longest).to.be.at.most(TURN_BYTES / size + 2);
+    // Each pause ends at the next turn (the last one's too, once that turn came).
+    await new Promise((resolve) => setImmediate(resolve));
+    for (let i = calls.indexOf('pause'); i >= 0; i = calls.indexOf('pause', i + 1)) expect(calls.indexOf('resume', i)).to.be.greaterThan(i);
+    expect(a.isPaused()).to.equal(false);
+    const gone = new Promise((resolve) => b.once('close', resolve));
+    ws.terminate();
+    b.on('error', () => {});
+    await gone;
+  });
+
+  it('a connection parses at most TURN_FRAMES frames per turn: the rest of a chunk of thousands of tiny messages waits, in order, for the next turns', async () => {
+    class HeldTransport extends NullTransport {
+      reading = true;
+      override pause(): this {
+        this.reading = false;
+        return this;
+      }
+      override resume(): this {
+        this.reading = true;
+        return this;
+      }
+    }
+    const transport = new HeldTransport();
+    const ws = new WebSocket('server', {});
+    ws.attach(transport as unknown as Transport, null, { protocol: '', extensions: '' });
+    const got: string[] = [];
+    ws.on('message', (data: string) => got.push(data));
+    // The readable side flows from the next tick on.
+    await new Promise((resolve) => setImmediate(resolve));
+    const count = 3 * TURN_FRAMES + 10;
+    // One chunk of `count` masked text messages, '0', '1', ... (zero mask key).
+    const frames = Array.from({ length: count }, (_, i) => {
+      const text = Buffer.from(String(i));
+      return Buffer.concat([Buffer.from([0x81, 0x80 | text.length, 0, 0, 0, 0]), text]);
+    });
+    transport.emit('data', Buffer.concat(frames));
+    // This turn: TURN_FRAMES of them, and reading is held until the next.
+    expect(got.length).to.equal(TURN_FRAMES);
+    expect(transport.reading).to.equal(false);
+    let turns = 0;
+    while (got.length < count && turns < 10) {
+      await new Promise((resolve) => setImmediate(resolve));
+      turns++;
+      expect(got.length).to.be.at.most((turns + 1) * TURN_FRAMES);
+    }
+    expect(got).to.deep.equal(Array.from({ length: count }, (_, i) => String(i)));
+    expect(turns).to.equal(3);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(transport.reading).to.equal(true);
+    ws.terminate();
   });
 
   it('heartbeat: pings an idle peer and keeps a peer that answers', async () => {

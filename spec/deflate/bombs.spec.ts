@@ -151,6 +151,8 @@ describe('reading ahead while a message is being inflated', () => {
     expect(ws.core.aheadBytes).to.equal(16 * small.length);
     expect(transport.reading, 'held: 1 MiB read ahead').to.equal(false);
     while (count < 17) await once(ws, 'message');
+    // Parsing the 1 MiB kept aside ended the connection's turn (TURN_BYTES): reading goes on at the next.
+    await new Promise((resolve) => setImmediate(resolve));
     expect(transport.reading).to.equal(true);
     expect(ws.core.aheadBytes).to.equal(0);
     ws.terminate();

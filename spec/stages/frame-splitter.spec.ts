@@ -300,6 +300,37 @@ describe('FrameSplitter', () => {
     });
   });
 
+  describe('budget (fairness: frames per turn)', () => {
+    it('stops at its budget in the middle of a chunk, holds the rest, and goes on in order after resume() with a new budget', () => {
+      const frames = Array.from({ length: 10 }, (_, i) => encode({ opcode: Opcode.Binary, payload: Buffer.from([i]), mask: hex('01 02 03 04') }));
+      for (const streaming of [false, true]) {
+        const got: number[] = [];
+        const core = new FrameSplitterCore({ streaming }, { onFrame: (f) => got.push(f.payload[0]! ^ f.mask![0]!) });
+        core.budget = 4;
+        expect(core.write(Buffer.concat(frames.slice(0, 7)))).to.equal(null);
+        expect(got, `streaming ${streaming}`).to.deep.equal([0, 1, 2, 3]);
+        expect(core.stalled).to.equal(true);
+        // More input while stalled is held behind the rest.
+        expect(core.write(Buffer.concat(frames.slice(7)))).to.equal(null);
+        expect(got.length).to.equal(4);
+        core.budget = 4;
+        expect(core.resume()).to.equal(null);
+        expect(got).to.deep.equal([0, 1, 2, 3, 4, 5, 6, 7]);
+        core.budget = 4;
+        expect(core.resume()).to.equal(null);
+        expect(got).to.deep.equal([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+        expect(core.stalled).to.equal(false);
+        expect(core.bufferedBytes).to.equal(0);
+      }
+    });
+
+    it('without a budget (the default) parses everything', () => {
+      const frames = Array.from({ length: 3000 }, () => encode({ opcode: Opcode.Text, payload: Buffer.from('x') }));
+      const { frames: got } = run([Buffer.concat(frames)]);
+      expect(got.length).to.equal(3000);
+    });
+  });
+
   describe('streaming mode', () => {
     it('hands on pieces that are views of the chunks, never copies of whole frames', () => {
       const chunks = [hex('82 0a 00 01 02'), hex('03 04 05 06'), hex('07 08 09')];
