@@ -7,7 +7,6 @@
  * keeps the state (see connection-state.ts).
  */
 import { Buffer } from 'node:buffer';
-import { performance } from 'node:perf_hooks';
 import type { Duplex, Readable } from '../stages/streams';
 import type { MessagePiece } from '../stages/fragment-assembler';
 import { MessageReadable } from '../stages/message-stream';
@@ -19,6 +18,7 @@ import type { Receiver } from './receiver';
 import { channels as diagnostics } from './diagnostics';
 import { Flag, unreadSize } from './connection-state';
 import { ReadHold } from './connection-core';
+import { endTurnIfLong, turnClock } from './turn';
 import { arm, clearAnswerTimer, failConnection } from './closing';
 import { offerInbound, inboundTapsBlocked } from './taps';
 import type { WebSocket } from './websocket';
@@ -46,8 +46,8 @@ function parse(ws: WebSocket, receiver: Receiver, chunk: Buffer): void {
   // synchronous 'message' listeners send back) leaves in one writev instead of one write each.
   const transport = ws.transport!;
   // A large chunk is timed: one that kept the event loop long (thousands of tiny frames) ends
-  // this connection's turn (see yieldTurn). A small one cannot hold many frames: not timed.
-  const started = chunk.length >= TIMED_CHUNK ? performance.now() : 0;
+  // this connection's turn (see turn.ts). A small one cannot hold many frames: not timed.
+  const started = turnClock(chunk.length);
   transport.cork();
   const err = receiver.write(chunk);
   transport.uncork();
@@ -55,34 +55,11 @@ function parse(ws: WebSocket, receiver: Receiver, chunk: Buffer): void {
     failConnection(ws, err);
     return;
   }
-  if (started !== 0 && performance.now() - started > TURN_MS) yieldTurn(ws);
+  endTurnIfLong(ws.core, started);
   // permessage-deflate: frames still being inflated; read nothing more until they are through.
   if (receiver.busy) ws.core.hold(ReadHold.Inflate);
   ws.core.checkBudget();
   ws.options.heldBytesObserver?.heldBytesChanged(ws);
-}
-
-/** Chunks at least this large are timed (a 16 KiB chunk holds at most about 2 300 frames). */
-const TIMED_CHUNK = 16 * 1024;
-/** A chunk whose parsing took longer than this (ms) ends the connection's turn. */
-const TURN_MS = 1;
-
-/**
- * Fairness: libuv hands a readable socket up to 32 reads (64 KiB each) in one go, so a peer
- * sending thousands of tiny frames per read (a flood of 1-byte fragments) would hold the event
- * loop for tens of milliseconds per turn, and every other connection would wait. After a chunk
- * that took longer than TURN_MS, reading from this connection pauses until the next turn
- * (setImmediate): each connection gets about one read per turn while it is expensive. Bulk
- * transfers (large frames) and ordinary traffic never take this path.
- */
-function yieldTurn(ws: WebSocket): void {
-  if ((ws.core.holds & ReadHold.Turn) !== 0) return;
-  ws.core.hold(ReadHold.Turn);
-  setImmediate(endTurn, ws);
-}
-
-function endTurn(ws: WebSocket): void {
-  ws.core.release(ReadHold.Turn);
 }
 
 /** Received bytes left a buffer (the application read them). */
