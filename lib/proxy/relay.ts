@@ -45,7 +45,8 @@ import type { UpgradeRequest } from '../handshake/handshake';
 import type { UpgradeResponse } from '../handshake/handshake-parser';
 import type { Tap, TapOptions } from '../stages/tap';
 import { UnmaskerCore } from '../stages/unmasker';
-import { CoreState } from '../connection/connection-core';
+import { CoreState, ReadHold } from '../connection/connection-core';
+import { endTurnIfLong, turnClock } from '../connection/turn';
 import { DirectionObserver, ProxyDirection, ProxyMessage, ProxyTapLayer, negotiated } from './observer';
 import { Side, fitReason } from './side';
 
@@ -204,7 +205,11 @@ export class ProxyConnection extends EventEmitter {
         (side) => new UnmaskerCore({ role: name === 'client' ? 'server' : 'client' }, { onFrame: (frame) => this.onFrame(side, frame) }),
         // 'local': each side's core answers its pings (RFC 6455 §5.5.2); 'relay': the far side does.
         { closeTimeout: options.closeTimeout ?? Defaults.closeTimeout, autoPong: this.localPingPong },
-        { onPeerClose: (side, code, reason) => this.onPeerClose(side, code, reason), onError: (side, err) => this.reportError(err, side) },
+        {
+          onPeerClose: (side, code, reason) => this.onPeerClose(side, code, reason),
+          onError: (side, err) => this.reportError(err, side),
+          onHoldsChanged: (side) => this.updateFlow(side),
+        },
       );
     this.client = makeSide('client', init.clientSocket);
     this.upstream = makeSide('upstream', init.upstreamSocket);
@@ -333,10 +338,13 @@ export class ProxyConnection extends EventEmitter {
     const dest = source.peer;
     dest.beginBatch();
     source.beginBatch();
+    // A long chunk (a flood of tiny frames) ends this side's turn: see lib/connection/turn.ts.
+    const started = turnClock(chunk.length);
     const err = source.splitter.write(chunk);
     dest.endBatch();
     source.endBatch();
     if (err !== null) this.failSide(source, err);
+    else endTurnIfLong(source.core, started);
     // Closing began (close frames, a failure): the close timeout runs.
     if (source.core.state !== CoreState.Open || dest.core.state !== CoreState.Open) this.arm();
     this.updateFlow(source);
@@ -396,18 +404,21 @@ export class ProxyConnection extends EventEmitter {
    * Pauses `source` while its destination wants 'drain', one of its blocking taps is full, the
    * memory budget holds the connection, or (with local ping/pong) the pongs we answer it with
    * fill its own socket: a side that does not read cannot make us queue without bound. A paused
-   * side gets a probe ping every pausedPingInterval, so that its peer leaving is noticed.
+   * side gets a probe ping every pausedPingInterval, so that its peer leaving is noticed. Also
+   * for the rest of the event loop's turn after a chunk of it took long (fairness between
+   * connections, ReadHold.Turn: see lib/connection/turn.ts); no probe for that.
    */
   private updateFlow(source: Side): void {
     if (!source.reading) return;
     // Once the other side is gone nothing holds this one: its answer to our close must be read.
-    const hold =
-      !source.peer.closed &&
-      (source.peer.needDrain || source.observer.blocked || this.heldForBudget || (this.localPingPong && source.needDrain));
+    const gone = source.peer.closed;
+    const held =
+      !gone && (source.peer.needDrain || source.observer.blocked || this.heldForBudget || (this.localPingPong && source.needDrain));
+    const hold = held || (!gone && (source.core.holds & ReadHold.Turn) !== 0);
+    if (held) this.startProbing(source);
     if (hold && !source.paused) {
       source.paused = true;
       source.socket.pause();
-      this.startProbing(source);
     } else if (!hold && source.paused) {
       source.paused = false;
       source.stopProbing();

@@ -40,6 +40,8 @@ export interface SideEvents {
   onPeerClose(side: Side, code: number, reason: string): boolean;
   /** `side`'s first error, or its socket's (none once its closing handshake completed). */
   onError(side: Side, err: Error): void;
+  /** `side`'s core holds reading (ReadHold.Turn, see lib/connection/turn.ts) or released it: the relay decides (updateFlow). */
+  onHoldsChanged(side: Side): void;
 }
 
 /** The side of a connection on one socket. */
@@ -101,8 +103,9 @@ export class Side {
       onError: (err) => events.onError(this, err),
       endTransport: () => this.endAfterQueued(),
       destroyTransport: () => this.socket.destroy(),
-      // The relay pauses and resumes its sockets itself (updateFlow), for both sides together.
-      setReading: () => undefined,
+      // The relay pauses and resumes its sockets itself (updateFlow), for both sides together;
+      // the core's holds (the turn a long chunk ends) are one of the things it weighs.
+      setReading: () => events.onHoldsChanged(this),
       onClosed: () => undefined,
       unsentBytes: () => this.socket.writableLength,
       assemblingBytes: () => 0,

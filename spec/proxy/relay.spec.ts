@@ -11,6 +11,7 @@ import { expect } from 'chai';
 import { once } from 'node:events';
 import * as http from 'node:http';
 import * as net from 'node:net';
+import { WebSocketServer as WsServer } from 'ws';
 import { Opcode } from '../../lib';
 import { WebSocketError } from '../../lib/protocol/errors';
 import { buildAcceptResponse } from '../../lib/handshake/handshake';
@@ -520,6 +521,82 @@ describe('proxy relay under attack', function () {
       expect(budget.core.total).to.equal(0);
       expect(budget.core.held).to.equal(0);
       client.socket.destroy();
+    });
+  });
+
+  describe('fairness between connections', () => {
+    it('a chunk that keeps the relay long (a flood of 1-byte fragments) ends its side\'s turn: reading it pauses with nothing else holding it and resumes at the next turn, and another connection is relayed meanwhile', async () => {
+      // An echo upstream that reads everything (ws's, not ours: the upstream's own fairness is not under test).
+      const upstream = new WsServer({ port: 0, host: LOCAL, maxFragments: 0 });
+      await once(upstream, 'listening');
+      upstream.on('connection', (peer) => peer.on('message', (data, binary) => peer.send(data, { binary })));
+      cleanups.push(() => new Promise<void>((resolve) => upstream.close(() => resolve())));
+      cleanups.push(() => {
+        for (const peer of upstream.clients) peer.terminate();
+      });
+      const f = await front({ target: `ws://${LOCAL}:${(upstream.address() as net.AddressInfo).port}` });
+      cleanups.push(() => f.close());
+      const flooder = await rawClient(f.url);
+      const { conn, socket } = await f.next();
+      const other = await rawClient(f.url);
+      await f.next();
+      const upSide = upstreamSocketOf(conn);
+      // The proxy's socket toward the flooder: its pauses with nothing queued toward the
+      // upstream (not backpressure) are the turns it yielded; the other client's message goes
+      // out at the first of them.
+      const order: string[] = [];
+      let turns = 0;
+      const pause = socket.pause.bind(socket);
+      const resume = socket.resume.bind(socket);
+      socket.pause = () => {
+        if (!upSide.writableNeedDrain) {
+          turns++;
+          if (turns === 1) other.socket.write(clientFrame(Opcode.Text, 'canary'));
+        }
+        order.push('pause');
+        return pause();
+      };
+      socket.resume = () => {
+        order.push('resume');
+        return resume();
+      };
+      const echoed = (client: { socket: net.Socket; head: Buffer }, name: string): Promise<void> => {
+        let pending = client.head;
+        return new Promise((resolve) => {
+          client.socket.on('data', (chunk: Buffer) => {
+            pending = Buffer.concat([pending, chunk]);
+            const { frames, rest } = decodeFrames(pending);
+            pending = Buffer.from(rest);
+            if (frames.some((fr) => fr.fin && fr.opcode !== Opcode.Close)) {
+              order.push(name);
+              resolve();
+            }
+          });
+          client.socket.resume();
+        });
+      };
+      const otherEcho = echoed(other, 'other echoed');
+      const floodEcho = echoed(flooder, 'flood echoed');
+      // 300 000 masked 1-byte fragments of one text message (2.1 MB): a 64 KiB read holds about
+      // 9 000 of them, milliseconds of relaying each.
+      const count = 300_000;
+      const fragment = (opcode: number, fin: boolean): Buffer => clientFrame(opcode, 'a', { fin });
+      const frames = [fragment(Opcode.Text, false)];
+      for (let i = 1; i < count - 1; i++) frames.push(fragment(Opcode.Continuation, false));
+      frames.push(fragment(Opcode.Continuation, true));
+      flooder.socket.write(Buffer.concat(frames));
+      await floodEcho;
+      expect(conn.frames.upstream).to.equal(count);
+      // The flooder's reading was held for a turn, more than once, and went on at the next turn.
+      expect(turns).to.be.at.least(2);
+      expect(order.indexOf('resume', order.indexOf('pause'))).to.be.greaterThan(order.indexOf('pause'));
+      // The other connection got its echo before the flood was through.
+      await otherEcho;
+      expect(order.indexOf('other echoed')).to.be.lessThan(order.indexOf('flood echoed'));
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(socket.isPaused()).to.equal(false);
+      flooder.socket.destroy();
+      other.socket.destroy();
     });
   });
 });
