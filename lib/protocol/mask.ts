@@ -309,14 +309,49 @@ let poolOffset = POOL_SIZE;
  * already handed out (still referenced by queued frames) never change.
  */
 export const randomMask: MaskGenerator = () => {
+  const from = drawKey();
+  return pool.subarray(from, from + 4);
+};
+
+/** Where the next fresh key lies in `pool` (4 bytes, never handed out before). */
+function drawKey(): number {
   if (poolOffset === POOL_SIZE) {
     pool = randomFillSync(Buffer.allocUnsafe(POOL_SIZE));
     poolOffset = 0;
   }
-  const key = pool.subarray(poolOffset, poolOffset + 4);
+  const from = poolOffset;
   poolOffset += 4;
-  return key;
-};
+  return from;
+}
+
+/**
+ * Writes a fresh key, drawn as randomMask draws it, into `target` at `keyAt`, then `data` masked
+ * with it into `target` at `at` (data.length bytes, from the payload's start; not overlapping
+ * the key or `data`): a small frame masked straight into an output buffer, with no Buffer for
+ * its key or its masked payload.
+ */
+export function maskWithFreshKey(data: Buffer, target: Buffer, keyAt: number, at: number): void {
+  const from = drawKey();
+  const k0 = (target[keyAt] = pool[from]!);
+  const k1 = (target[keyAt + 1] = pool[from + 1]!);
+  const k2 = (target[keyAt + 2] = pool[from + 2]!);
+  const k3 = (target[keyAt + 3] = pool[from + 3]!);
+  const length = data.length;
+  if (length >= WORD_THRESHOLD) {
+    applyMask(data, target.subarray(keyAt, keyAt + 4), 0, target, at);
+    return;
+  }
+  let i = 0;
+  for (; i + 4 <= length; i += 4) {
+    target[at + i] = data[i]! ^ k0;
+    target[at + i + 1] = data[i + 1]! ^ k1;
+    target[at + i + 2] = data[i + 2]! ^ k2;
+    target[at + i + 3] = data[i + 3]! ^ k3;
+  }
+  if (i < length) target[at + i] = data[i]! ^ k0;
+  if (i + 1 < length) target[at + i + 1] = data[i + 1]! ^ k1;
+  if (i + 2 < length) target[at + i + 2] = data[i + 2]! ^ k2;
+}
 
 /** Draws `size` bytes from a strong random source (the client's Sec-WebSocket-Key nonce). */
 export function randomBytes(size: number): Buffer {

@@ -15,14 +15,21 @@
  * gathered and written as one, so that a socket's write queue holds a few entries per received
  * chunk, not one per relayed frame (each entry costs far more than a 2-byte header). Large
  * payloads still pass as they are, without a copy.
+ *
+ * They are gathered in an output block shared by every side (see reserve()): a side's run of
+ * bytes in it goes out as one write at the end of the batch. A small relayed frame (whole, under
+ * COALESCE_BELOW bytes) is written straight into the block, its header, a fresh masking key
+ * toward the upstream (RFC 6455 §5.3: one per frame, drawn as the Masker draws it) and its
+ * payload masked with it: no Frame, key or payload Buffer of its own, one pass over its bytes.
  */
 import { Buffer } from 'node:buffer';
 import type * as net from 'node:net';
 import { CloseCode, Opcode } from '../protocol/constants';
+import { maskWithFreshKey } from '../protocol/mask';
 import { MAX_CLOSE_REASON } from '../protocol/close';
 import { Frame, isLastPiece, makeFrame } from '../protocol/frame';
 import { ConnectionCore, type ConnectionCoreHandler, type ConnectionCoreOptions } from '../connection/connection-core';
-import { FrameSerializerCore } from '../stages/frame-serializer';
+import { FrameSerializerCore, headerSize, writeHeader } from '../stages/frame-serializer';
 import type { FrameSplitterCore } from '../stages/frame-splitter';
 import { MaskerCore } from '../stages/masker';
 import type { UnmaskerCore } from '../stages/unmasker';
@@ -30,6 +37,21 @@ import type { DirectionObserver } from './observer';
 
 /** Buffers smaller than this are gathered into one write per batch. */
 const COALESCE_BELOW = 1024;
+/** The MASK bit of a header's second byte (RFC 6455 §5.2). */
+const MASK_BIT = 0x80;
+
+/** Size of the output block that every side gathers its small buffers in (see Side.reserve). */
+const BLOCK_SIZE = 64 * 1024;
+/**
+ * A run shorter than this goes out as a copy, not as a view of the block: a socket that does
+ * not read keeps what it was handed, so a view keeps the whole block alive; this bounds that to
+ * 4 times the bytes the socket holds (the copy of a small run comes from Node's pool, as any
+ * small Buffer would).
+ */
+const VIEW_AT_LEAST = BLOCK_SIZE / 4;
+/** The output block and how much of it is taken: shared, bytes once taken are never written again. */
+let block = Buffer.alloc(0);
+let blockUsed = 0;
 
 /** The payload of the pings the relay sends to a paused side to notice that its peer left. */
 const PROBE = 'wspipe-proxy-probe';
@@ -78,10 +100,12 @@ export class Side {
   /** While paused: the timer of the probe pings. */
   probeTimer: NodeJS.Timeout | null = null;
 
-  /** Batches open (see the module comment); small outbound buffers wait in `small` meanwhile. */
+  /** Batches open (see the module comment); small outbound buffers wait in the block meanwhile. */
   private batches = 0;
-  private small: Buffer[] = [];
-  private smallBytes = 0;
+  /** This side's run of gathered bytes: runBlock[runStart, runEnd), or none (null). */
+  private runBlock: Buffer | null = null;
+  private runStart = 0;
+  private runEnd = 0;
 
   constructor(
     readonly name: 'client' | 'upstream',
@@ -131,8 +155,32 @@ export class Side {
   relay(frame: Frame): void {
     // RFC 6455 §5.5.1: nothing is sent after a close frame (the frame under way still ends before it).
     if (this.core.closeSent && !this.midFrame) return;
-    this.write(frame);
-    this.midFrame = !isLastPiece(frame);
+    const payload = frame.payload;
+    if (
+      this.batches > 0 &&
+      payload.length < COALESCE_BELOW &&
+      payload.length === frame.length &&
+      frame.offset === 0 &&
+      frame.mask === null &&
+      frame.opcode !== Opcode.Close &&
+      this.writable
+    ) {
+      // A small whole frame: the masker and serializer are between frames (and stay so), and it is
+      // written straight into the block (see the module comment). Relayed closes never come here.
+      const masked = this.masker !== null;
+      const at = this.reserve(headerSize(frame) + (masked ? 4 : 0) + payload.length);
+      const end = writeHeader(frame, block, at);
+      if (masked) {
+        block[at + 1]! |= MASK_BIT;
+        maskWithFreshKey(payload, block, end, end + 4);
+      } else {
+        payload.copy(block, end);
+      }
+      this.midFrame = false;
+    } else {
+      this.write(frame);
+      this.midFrame = !isLastPiece(frame);
+    }
     if (!this.midFrame) this.flushQueue();
   }
 
@@ -192,21 +240,41 @@ export class Side {
 
   private out(chunk: Buffer): void {
     if (this.batches > 0 && chunk.length < COALESCE_BELOW) {
-      this.small.push(chunk);
-      this.smallBytes += chunk.length;
+      const at = this.reserve(chunk.length); // (first: it may start a new block)
+      chunk.copy(block, at);
       return;
     }
     this.flushSmall();
     this.send(chunk);
   }
 
+  /**
+   * Where in the block `bytes` (at most BLOCK_SIZE) may be written to go out at the end of this
+   * side's run: right after it, unless another side took bytes since or the block is full; then
+   * the run goes out now and a new one starts (in a new block if need be).
+   */
+  private reserve(bytes: number): number {
+    if (this.runBlock !== block || this.runEnd !== blockUsed || blockUsed + bytes > block.length) {
+      this.flushSmall();
+      if (blockUsed + bytes > block.length) {
+        block = Buffer.allocUnsafe(BLOCK_SIZE);
+        blockUsed = 0;
+      }
+      this.runBlock = block;
+      this.runStart = blockUsed;
+    }
+    const at = blockUsed;
+    this.runEnd = blockUsed += bytes;
+    return at;
+  }
+
+  /** Sends this side's run of gathered bytes (see reserve()). */
   private flushSmall(): void {
-    const small = this.small;
-    if (small.length === 0) return;
-    const chunk = small.length === 1 ? small[0]! : Buffer.concat(small, this.smallBytes);
-    this.small = [];
-    this.smallBytes = 0;
-    this.send(chunk);
+    const runBlock = this.runBlock;
+    if (runBlock === null) return;
+    this.runBlock = null;
+    const run = runBlock.subarray(this.runStart, this.runEnd);
+    this.send(run.length >= VIEW_AT_LEAST ? run : Buffer.from(run));
   }
 
   private send(chunk: Buffer): void {
