@@ -205,24 +205,9 @@ async function writeUntil(socket: net.Socket, chunk: Buffer, paused: net.Socket,
   return written;
 }
 
-/** Decodes what `socket` receives; resolves with the frames once one of them is a close frame. */
+/** Decodes what `socket` receives; resolves with the frames once one of them is a close frame (or the socket closed). */
 function untilClose(socket: net.Socket, head: Buffer): Promise<DecodedFrame[]> {
-  let pending = head;
-  const frames: DecodedFrame[] = [];
-  return new Promise((resolve) => {
-    const take = (): void => {
-      const decoded = decodeFrames(pending);
-      pending = Buffer.from(decoded.rest);
-      frames.push(...decoded.frames);
-      if (frames.some((fr) => fr.opcode === Opcode.Close)) resolve(frames);
-    };
-    socket.on('data', (chunk: Buffer) => {
-      pending = Buffer.concat([pending, chunk]);
-      take();
-    });
-    socket.resume();
-    take();
-  });
+  return framesUntil(socket, head, (frames) => frames.some((fr) => fr.opcode === Opcode.Close)).then(({ frames }) => frames);
 }
 
 /**
