@@ -324,33 +324,36 @@ function drawKey(): number {
   return from;
 }
 
+/** The key applyMask gets in maskWithFreshKey for a longer payload (used at once, never kept). */
+const scratchKey = Buffer.alloc(4);
+
 /**
- * Writes a fresh key, drawn as randomMask draws it, into `target` at `keyAt`, then `data` masked
- * with it into `target` at `at` (data.length bytes, from the payload's start; not overlapping
- * the key or `data`): a small frame masked straight into an output buffer, with no Buffer for
- * its key or its masked payload.
+ * Writes a fresh key, drawn as randomMask draws it, into `target` at `keyAt`, then
+ * source[from, from + length) masked with it into `target` at `at` (from the payload's start;
+ * not overlapping the key or the source). With `sourceKeyAt` >= 0 the source bytes are masked
+ * with the key at source[sourceKeyAt] (a received client frame): they are unmasked in the same
+ * pass. A small frame masked straight into an output buffer, with no Buffer for its key or its
+ * masked payload.
  */
-export function maskWithFreshKey(data: Buffer, target: Buffer, keyAt: number, at: number): void {
-  const from = drawKey();
-  const k0 = (target[keyAt] = pool[from]!);
-  const k1 = (target[keyAt + 1] = pool[from + 1]!);
-  const k2 = (target[keyAt + 2] = pool[from + 2]!);
-  const k3 = (target[keyAt + 3] = pool[from + 3]!);
-  const length = data.length;
-  if (length >= WORD_THRESHOLD) {
-    applyMask(data, target.subarray(keyAt, keyAt + 4), 0, target, at);
-    return;
+export function maskWithFreshKey(source: Buffer, from: number, length: number, sourceKeyAt: number, target: Buffer, keyAt: number, at: number): void {
+  const key = drawKey();
+  let k0 = (target[keyAt] = pool[key]!);
+  let k1 = (target[keyAt + 1] = pool[key + 1]!);
+  let k2 = (target[keyAt + 2] = pool[key + 2]!);
+  let k3 = (target[keyAt + 3] = pool[key + 3]!);
+  if (sourceKeyAt >= 0) {
+    k0 ^= source[sourceKeyAt]!;
+    k1 ^= source[sourceKeyAt + 1]!;
+    k2 ^= source[sourceKeyAt + 2]!;
+    k3 ^= source[sourceKeyAt + 3]!;
   }
-  let i = 0;
-  for (; i + 4 <= length; i += 4) {
-    target[at + i] = data[i]! ^ k0;
-    target[at + i + 1] = data[i + 1]! ^ k1;
-    target[at + i + 2] = data[i + 2]! ^ k2;
-    target[at + i + 3] = data[i + 3]! ^ k3;
-  }
-  if (i < length) target[at + i] = data[i]! ^ k0;
-  if (i + 1 < length) target[at + i + 1] = data[i + 1]! ^ k1;
-  if (i + 2 < length) target[at + i + 2] = data[i + 2]! ^ k2;
+  scratchKey[0] = k0;
+  scratchKey[1] = k1;
+  scratchKey[2] = k2;
+  scratchKey[3] = k3;
+  if (length >= WORD_THRESHOLD) applyMask(source.subarray(from, from + length), scratchKey, 0, target, at);
+  // (xorBytes writes source[i] to target[at + i]: here source[from] goes to target[at].)
+  else xorBytes(source, scratchKey, -from, target, from, from + length, at - from);
 }
 
 /** Draws `size` bytes from a strong random source (the client's Sec-WebSocket-Key nonce). */

@@ -48,7 +48,7 @@ import { UnmaskerCore } from '../stages/unmasker';
 import { CoreState, ReadHold } from '../connection/connection-core';
 import { endTurnIfLong, turnClock } from '../connection/turn';
 import { DirectionObserver, ProxyDirection, ProxyMessage, ProxyTapLayer, negotiated } from './observer';
-import { Side, fitReason } from './side';
+import { COALESCE_BELOW, Side, fitReason } from './side';
 
 /** How a relayed connection behaves (the part of ProxyOptions it reads). */
 export interface RelayOptions {
@@ -213,6 +213,9 @@ export class ProxyConnection extends EventEmitter {
       );
     this.client = makeSide('client', init.clientSocket);
     this.upstream = makeSide('upstream', init.upstreamSocket);
+    for (const side of [this.client, this.upstream]) {
+      side.relaySmall = (chunk, at, payloadAt, length) => this.relaySmall(side, chunk, at, payloadAt, length);
+    }
     this.client.peer = this.upstream;
     this.upstream.peer = this.client;
     const maxMessageSize = (this.maxMessageSize = options.maxMessageSize ?? Defaults.maxMessageSize);
@@ -340,7 +343,7 @@ export class ProxyConnection extends EventEmitter {
     source.beginBatch();
     // A long chunk (a flood of tiny frames) ends this side's turn: see lib/connection/turn.ts.
     const started = turnClock(chunk.length);
-    const err = source.splitter.write(chunk);
+    const err = this.relayChunk(source, chunk);
     dest.endBatch();
     source.endBatch();
     if (err !== null) this.failSide(source, err);
@@ -349,6 +352,56 @@ export class ProxyConnection extends EventEmitter {
     if (source.core.state !== CoreState.Open || dest.core.state !== CoreState.Open) this.arm();
     this.updateFlow(source);
     this.budget?.heldBytesChanged(this);
+  }
+
+  /**
+   * Parses and relays one chunk of `source`. Runs of small whole data frames are relayed without
+   * Frames (relaySmall) while nothing observes them as Frames and `source` may still send data;
+   * the frame under way at the chunk's start, and each frame that ends a run, go through the
+   * splitter (and onFrame) as usual, up to the next frame boundary; so does all of the chunk
+   * otherwise. Returns the splitter's error.
+   */
+  private relayChunk(source: Side, chunk: Buffer): WebSocketError | null {
+    const splitter = source.splitter;
+    const masked = source.name === 'client';
+    let at = 0;
+    while (at < chunk.length) {
+      if (source.observer.wantsFrames || source.core.closeReceived || !source.reading) {
+        return splitter.write(at === 0 ? chunk : chunk.subarray(at));
+      }
+      at = splitter.scanSmall(chunk, at, masked, COALESCE_BELOW - 1, source.relaySmall);
+      // The frame under way, or the one that ended the run, through the splitter: to its end when
+      // its header is whole in the chunk, else a byte at a time until the splitter knows it.
+      while (at < chunk.length) {
+        const need = splitter.atFrameBoundary ? FrameSplitterCore.frameSizeAt(chunk, at) : splitter.bytesToBoundary;
+        const end = need <= 0 ? at + 1 : Math.min(chunk.length, at + need);
+        const err = splitter.write(chunk.subarray(at, end));
+        at = end;
+        if (err !== null) return err;
+        if (splitter.atFrameBoundary) break;
+      }
+    }
+    return null;
+  }
+
+  /**
+   * One small whole data frame of `source` (see FrameSplitterCore.scanSmall), relayed as
+   * onFrame() would relay it, without a Frame: the same count against maxMessageSize, the same
+   * observer (no tap wants Frames), the same checks of the other side. False: not here (it is
+   * parsed and relayed, or refused, by the usual path).
+   */
+  private relaySmall(source: Side, chunk: Buffer, at: number, payloadAt: number, length: number): boolean {
+    const dest = source.peer;
+    if (dest.closed || !dest.takesRaw) return false;
+    const b0 = chunk[at]!;
+    const fragments = (b0 & 0x0f) === Opcode.Continuation ? source.fragments + 1 : 1;
+    if ((fragments - 1) * this.frameOverhead > this.maxMessageSize) return false;
+    source.fragments = fragments;
+    source.observer.rawFrame(b0);
+    // A client's frame carries its key right before its payload; the upstream's carry none.
+    dest.relayRaw(b0, chunk, payloadAt, length, source.name === 'client' ? payloadAt - 4 : -1);
+    this.frames[source.name === 'client' ? 'upstream' : 'downstream']++;
+    return true;
   }
 
   private onFrame(source: Side, frame: Frame): void {

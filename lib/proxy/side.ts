@@ -36,9 +36,10 @@ import type { UnmaskerCore } from '../stages/unmasker';
 import type { DirectionObserver } from './observer';
 
 /** Buffers smaller than this are gathered into one write per batch. */
-const COALESCE_BELOW = 1024;
-/** The MASK bit of a header's second byte (RFC 6455 §5.2). */
+export const COALESCE_BELOW = 1024;
+/** The MASK bit of a header's second byte, and its 7-bit length that announces a 16-bit one (RFC 6455 §5.2). */
 const MASK_BIT = 0x80;
+const LENGTH_16 = 126;
 
 /** Size of the output block that every side gathers its small buffers in (see Side.reserve). */
 const BLOCK_SIZE = 64 * 1024;
@@ -95,6 +96,8 @@ export class Side {
   observer!: DirectionObserver;
   /** Frames of the data message this side is sending, so far (each after the first costs frameOverhead). */
   fragments = 0;
+  /** The relay's handler of this side's small whole frames (see FrameSplitterCore.scanSmall). */
+  relaySmall: (chunk: Buffer, at: number, payloadAt: number, length: number) => boolean = () => false;
   /** Probe pings sent to this side and not answered yet. */
   probes = 0;
   /** While paused: the timer of the probe pings. */
@@ -172,7 +175,7 @@ export class Side {
       const end = writeHeader(frame, block, at);
       if (masked) {
         block[at + 1]! |= MASK_BIT;
-        maskWithFreshKey(payload, block, end, end + 4);
+        maskWithFreshKey(payload, 0, payload.length, -1, block, end, end + 4);
       } else {
         payload.copy(block, end);
       }
@@ -182,6 +185,33 @@ export class Side {
       this.midFrame = !isLastPiece(frame);
     }
     if (!this.midFrame) this.flushQueue();
+  }
+
+  /** relayRaw() may write to this side now: in a batch, between frames, open, no close sent. */
+  get takesRaw(): boolean {
+    return this.batches > 0 && !this.midFrame && !this.core.closeSent && this.writable;
+  }
+
+  /**
+   * Relays a small whole data frame (under COALESCE_BELOW bytes) as received, header byte `b0`, its payload at
+   * chunk[payloadAt, payloadAt + length), with no Frame made: written straight into the block
+   * like relay()'s small frames. Toward the upstream, the client's frame (masked with the key at
+   * chunk[keyAt]) is unmasked and masked with a fresh key in one pass; toward the client, the
+   * upstream's (plain, keyAt -1) is copied. Only when takesRaw.
+   */
+  relayRaw(b0: number, chunk: Buffer, payloadAt: number, length: number, keyAt: number): void {
+    const masked = this.masker !== null;
+    const lengthBytes = length < LENGTH_16 ? 0 : 2;
+    const at = this.reserve(2 + lengthBytes + (masked ? 4 : 0) + length);
+    block[at] = b0;
+    block[at + 1] = (masked ? MASK_BIT : 0) | (lengthBytes === 0 ? length : LENGTH_16);
+    if (lengthBytes !== 0) {
+      block[at + 2] = length >>> 8;
+      block[at + 3] = length & 0xff;
+    }
+    const end = at + 2 + lengthBytes;
+    if (masked) maskWithFreshKey(chunk, payloadAt, length, keyAt, block, end, end + 4);
+    else chunk.copy(block, end, payloadAt, payloadAt + length);
   }
 
   /** Sends a frame of our own (the core's pongs and closes, probe pings): now, or after the relayed frame under way. */

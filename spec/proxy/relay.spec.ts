@@ -681,7 +681,7 @@ describe('proxy relay under attack', function () {
   });
 
   describe('fairness between connections', () => {
-    it('a chunk that keeps the relay long (a flood of 1-byte fragments) ends its side\'s turn: reading it pauses with nothing else holding it and resumes at the next turn, and another connection is relayed meanwhile', async () => {
+    it('a chunk that keeps the relay long (a flood of 1-byte fragments, observed by a frames tap) ends its side\'s turn: reading it pauses with nothing else holding it and resumes at the next turn, and another connection is relayed meanwhile', async () => {
       // An echo upstream that reads everything (ws's, not ours: the upstream's own fairness is not under test).
       const upstream = new WsServer({ port: 0, host: LOCAL, maxFragments: 0 });
       await once(upstream, 'listening');
@@ -694,6 +694,9 @@ describe('proxy relay under attack', function () {
       cleanups.push(() => f.close());
       const flooder = await rawClient(f.url);
       const { conn, socket } = await f.next();
+      // A frames tap (dropping what it cannot hold) makes every frame a Frame offered to it:
+      // milliseconds per 64 KiB read.
+      conn.tap('frames', 'upstream');
       const other = await rawClient(f.url);
       await f.next();
       const upSide = upstreamSocketOf(conn);
