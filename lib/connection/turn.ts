@@ -2,18 +2,19 @@
  * Fairness between connections: libuv hands a readable socket up to 32 reads (64 KiB each) in
  * one go, so a peer sending thousands of tiny frames per read (a flood of 1-byte fragments)
  * would hold the event loop for tens of milliseconds per turn, and every other connection would
- * wait. After a chunk that took longer than TURN_MS, reading from that connection pauses until
- * the next turn (setImmediate, ReadHold.Turn): each connection gets about one read per turn
- * while it is expensive. Bulk transfers (large frames) and ordinary traffic never take this
- * path. Used by the WebSocket's inbound path (inbound.ts) and by the proxy's relay, for each of
- * its sides (lib/proxy/relay.ts).
+ * wait. Once a connection's reads took longer than TURN_MS within one turn of the event loop
+ * (one long read, or several shorter ones: a read handled quickly still adds up over 32 of
+ * them), reading from it pauses until the next turn (setImmediate, ReadHold.Turn): each
+ * connection gets about TURN_MS of reading per turn while it is expensive. Bulk transfers
+ * (large frames) and ordinary traffic never take this path. Used by the WebSocket's inbound
+ * path (inbound.ts) and by the proxy's relay, for each of its sides (lib/proxy/relay.ts).
  */
 import { performance } from 'node:perf_hooks';
 import { type ConnectionCore, ReadHold } from './connection-core';
 
 /** Chunks at least this large are timed (a 16 KiB chunk holds at most about 2 300 frames). */
 const TIMED_CHUNK = 16 * 1024;
-/** A chunk whose handling took longer than this (ms) ends the connection's turn. */
+/** Reads that took longer than this (ms) together within one turn end the connection's turn. */
 const TURN_MS = 1;
 
 /**
@@ -24,10 +25,36 @@ export function turnClock(length: number): number {
   return length >= TIMED_CHUNK ? performance.now() : 0;
 }
 
-/** Ends `core`'s turn (ReadHold.Turn until the next turn of the event loop) when the chunk timed from `started` took long. */
+/** The turn of the event loop (counted only while reads are timed: see countTurns). */
+let turn = 0;
+let counting = false;
+
+/** Counts the next turn: once per turn in which a read was timed. */
+function countTurns(): void {
+  if (counting) return;
+  counting = true;
+  setImmediate(nextTurn);
+}
+
+function nextTurn(): void {
+  turn++;
+  counting = false;
+}
+
+/**
+ * Adds what the chunk timed from `started` took to what `core`'s reads took in this turn of the
+ * event loop, and ends `core`'s turn (ReadHold.Turn until the next one) once that is over TURN_MS.
+ */
 export function endTurnIfLong(core: ConnectionCore, started: number): void {
-  if (started === 0 || performance.now() - started <= TURN_MS) return;
-  if ((core.holds & ReadHold.Turn) !== 0) return;
+  if (started === 0) return;
+  const took = performance.now() - started;
+  countTurns();
+  if (core.turnOf !== turn) {
+    core.turnOf = turn;
+    core.turnTook = 0;
+  }
+  core.turnTook += took;
+  if (core.turnTook <= TURN_MS || (core.holds & ReadHold.Turn) !== 0) return;
   core.hold(ReadHold.Turn);
   setImmediate(endTurn, core);
 }
