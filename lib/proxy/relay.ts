@@ -363,13 +363,16 @@ export class ProxyConnection extends EventEmitter {
    */
   private relayChunk(source: Side, chunk: Buffer): WebSocketError | null {
     const splitter = source.splitter;
+    const dest = source.peer;
     const masked = source.name === 'client';
     let at = 0;
     while (at < chunk.length) {
       if (source.observer.wantsFrames || source.core.closeReceived || !source.reading) {
         return splitter.write(at === 0 ? chunk : chunk.subarray(at));
       }
-      at = splitter.scanSmall(chunk, at, masked, COALESCE_BELOW - 1, source.relaySmall);
+      // (What the other side may take does not change within a run: its socket's events and its
+      // core's frames come in other turns, or from frames of this side that end a run.)
+      if (!dest.closed && dest.takesRaw) at = splitter.scanSmall(chunk, at, masked, COALESCE_BELOW - 1, source.relaySmall);
       // The frame under way, or the one that ended the run, through the splitter: to its end when
       // its header is whole in the chunk, else a byte at a time until the splitter knows it.
       while (at < chunk.length) {
@@ -387,19 +390,17 @@ export class ProxyConnection extends EventEmitter {
   /**
    * One small whole data frame of `source` (see FrameSplitterCore.scanSmall), relayed as
    * onFrame() would relay it, without a Frame: the same count against maxMessageSize, the same
-   * observer (no tap wants Frames), the same checks of the other side. False: not here (it is
-   * parsed and relayed, or refused, by the usual path).
+   * observer (no tap wants Frames); relayChunk checked the other side (takesRaw). False: not
+   * here (it is parsed and relayed, or refused, by the usual path).
    */
   private relaySmall(source: Side, chunk: Buffer, at: number, payloadAt: number, length: number): boolean {
-    const dest = source.peer;
-    if (dest.closed || !dest.takesRaw) return false;
     const b0 = chunk[at]!;
     const fragments = (b0 & 0x0f) === Opcode.Continuation ? source.fragments + 1 : 1;
     if ((fragments - 1) * this.frameOverhead > this.maxMessageSize) return false;
     source.fragments = fragments;
     source.observer.rawFrame(b0);
     // A client's frame carries its key right before its payload; the upstream's carry none.
-    dest.relayRaw(b0, chunk, payloadAt, length, source.name === 'client' ? payloadAt - 4 : -1);
+    source.peer.relayRaw(b0, chunk, payloadAt, length, source.name === 'client' ? payloadAt - 4 : -1);
     this.frames[source.name === 'client' ? 'upstream' : 'downstream']++;
     return true;
   }
