@@ -17,7 +17,7 @@
  * payloads still pass as they are, without a copy.
  *
  * They are gathered in an output block shared by every side (see reserve()): a side's run of
- * bytes in it goes out as one write at the end of the batch. A small relayed frame (whole, under
+ * bytes in it goes out as one write (a copy) at the end of the batch. A small relayed frame (whole, under
  * COALESCE_BELOW bytes) is written straight into the block, its header, a fresh masking key
  * toward the upstream (RFC 6455 §5.3: one per frame, drawn as the Masker draws it) and its
  * payload masked with it: no Frame, key or payload Buffer of its own, one pass over its bytes.
@@ -41,18 +41,20 @@ export const COALESCE_BELOW = 1024;
 const MASK_BIT = 0x80;
 const LENGTH_16 = 126;
 
-/** Size of the output block that every side gathers its small buffers in (see Side.reserve). */
-const BLOCK_SIZE = 64 * 1024;
 /**
- * A run shorter than this goes out as a copy, not as a view of the block: a socket that does
- * not read keeps what it was handed, so a view keeps the whole block alive; this bounds that to
- * 4 times the bytes the socket holds (the copy of a small run comes from Node's pool, as any
- * small Buffer would).
+ * Size of the output block that every side gathers its small buffers in (see Side.reserve). A
+ * run goes out as a copy of its exact size, never as a view: the block is never held by a
+ * socket (one that does not read would keep a whole block alive for a few bytes, unseen by
+ * writableLength and the memory budget), and one block serves the process.
  */
-const VIEW_AT_LEAST = BLOCK_SIZE / 4;
-/** The output block and how much of it is taken: shared, bytes once taken are never written again. */
+const BLOCK_SIZE = 256 * 1024;
+/** The output block and how much of it is taken: shared, bytes once taken are not written again while a side's run holds them. */
 let block = Buffer.alloc(0);
 let blockUsed = 0;
+/** Payloads of at most this many bytes are copied into the block byte by byte. */
+const SHORT_COPY = 32;
+/** Sides whose run is in the block: once none is, the block is taken from its start again. */
+let runs = 0;
 
 /** The payload of the pings the relay sends to a paused side to notice that its peer left. */
 const PROBE = 'wspipe-proxy-probe';
@@ -211,7 +213,9 @@ export class Side {
     }
     const end = at + 2 + lengthBytes;
     if (masked) maskWithFreshKey(chunk, payloadAt, length, keyAt, block, end, end + 4);
-    else chunk.copy(block, end, payloadAt, payloadAt + length);
+    else if (length > SHORT_COPY) chunk.copy(block, end, payloadAt, payloadAt + length);
+    // (A few bytes are copied faster by hand than by a call into the runtime.)
+    else for (let i = 0; i < length; i++) block[end + i] = chunk[payloadAt + i]!;
   }
 
   /** Sends a frame of our own (the core's pongs and closes, probe pings): now, or after the relayed frame under way. */
@@ -292,6 +296,7 @@ export class Side {
       }
       this.runBlock = block;
       this.runStart = blockUsed;
+      runs++;
     }
     const at = blockUsed;
     this.runEnd = blockUsed += bytes;
@@ -303,8 +308,8 @@ export class Side {
     const runBlock = this.runBlock;
     if (runBlock === null) return;
     this.runBlock = null;
-    const run = runBlock.subarray(this.runStart, this.runEnd);
-    this.send(run.length >= VIEW_AT_LEAST ? run : Buffer.from(run));
+    if (--runs === 0 && runBlock === block) blockUsed = 0;
+    this.send(Buffer.from(runBlock.subarray(this.runStart, this.runEnd)));
   }
 
   private send(chunk: Buffer): void {
