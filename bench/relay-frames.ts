@@ -7,6 +7,8 @@
  *
  *   node dist/bench/relay-frames.js            (after npm run build; pin it: taskset -c 1)
  *   RELAY_FRAMES=2000000 RELAY_KINDS=tiny ...  (frames per kind; kinds: tiny, small, downstream)
+ *   RELAY_TAP=frames ...                       (a frames tap on the measured direction: every
+ *                                               frame a Frame, the relay's path when observed)
  *
  * Kinds: 'tiny': the tiny-fragment flood (1-byte continuation frames without FIN, each 64 KiB
  * chunk one message: a first frame, continuations, a last one with FIN); 'small': complete
@@ -26,6 +28,7 @@ const FRAMES = Number(process.env.RELAY_FRAMES ?? 2_000_000);
 const RUNS = Number(process.env.RELAY_RUNS ?? 5);
 const KINDS = (process.env.RELAY_KINDS ?? 'tiny,small,downstream').split(',') as Kind[];
 const CHUNK = 64 * 1024;
+const TAP = process.env.RELAY_TAP === 'frames';
 
 type Kind = 'tiny' | 'small' | 'downstream';
 
@@ -129,6 +132,8 @@ function run(kind: Kind): { nsPerFrame: number; frames: number; writes: number; 
   // Fresh chunks each run: the client's are unmasked in place.
   const { chunks: input, frames } = chunks(kind);
   const { conn, client, upstream } = connection();
+  // A tap nobody reads (it drops what it cannot hold): the relay makes and offers every Frame.
+  if (TAP) conn.tap('frames', kind === 'downstream' ? 'downstream' : 'upstream');
   const source = kind === 'downstream' ? upstream : client;
   const dest = kind === 'downstream' ? client : upstream;
   const started = performance.now();
@@ -140,7 +145,7 @@ function run(kind: Kind): { nsPerFrame: number; frames: number; writes: number; 
 }
 
 function main(): void {
-  console.log(`relay-frames: ${FRAMES} frames per kind, best of ${RUNS} runs, node ${process.version}`);
+  console.log(`relay-frames: ${FRAMES} frames per kind, best of ${RUNS} runs${TAP ? ', frames tap' : ''}, node ${process.version}`);
   for (const kind of KINDS) {
     const all: number[] = [];
     let last = run(kind); // warm-up
