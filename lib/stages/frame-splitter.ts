@@ -180,7 +180,7 @@ export class FrameSplitterCore {
   }
 
   /**
-   * For a caller that handles small whole frames itself (the proxy's relay), at a frame
+   * @internal For a caller that handles small whole frames itself (the proxy's relay), at a frame
    * boundary: hands each frame from chunk[from] on that lies whole in it and is a data frame
    * (opcode 0x0-0x2) of at most `maxLength` bytes (a 7-bit or minimal 16-bit length), masked as
    * `masked` says, whose RSV bits are claimed and whose length is within maxPayload, to
@@ -232,7 +232,7 @@ export class FrameSplitterCore {
   }
 
   /**
-   * The size of the frame whose first byte is chunk[at] when its header lies whole in `chunk`
+   * @internal The size of the frame whose first byte is chunk[at] when its header lies whole in `chunk`
    * (header and payload; -1 otherwise, or for a 64-bit length): what a caller writes to end on
    * the next frame boundary.
    */
@@ -251,7 +251,7 @@ export class FrameSplitterCore {
   }
 
   /**
-   * Bytes still to come before the frame under way ends: 0 at a frame boundary, -1 while its
+   * @internal Bytes still to come before the frame under way ends: 0 at a frame boundary, -1 while its
    * header is incomplete (the length is not known yet). Writing just these ends on a boundary.
    */
   get bytesToBoundary(): number {
