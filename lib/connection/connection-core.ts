@@ -151,6 +151,10 @@ export class ConnectionCore {
   holds = 0;
   /** Bytes read while the inflater holds reading, kept aside by the adapter (see readAhead()). */
   aheadBytes = 0;
+  /** @internal What reads took (ms) in the event loop's turn numbered turnOf (lib/connection/turn.ts). */
+  turnTook = 0;
+  /** @internal See turnTook. */
+  turnOf = 0;
   private flags: number;
   private readonly options: ConnectionCoreOptions;
   private readonly handler: ConnectionCoreHandler;

@@ -7,7 +7,6 @@
  * keeps the state (see connection-state.ts).
  */
 import { Buffer } from 'node:buffer';
-import { performance } from 'node:perf_hooks';
 import { Duplex, type Readable } from '../stages/streams';
 import type { MessagePiece } from '../stages/fragment-assembler';
 import { MessageReadable } from '../stages/message-stream';
@@ -19,6 +18,7 @@ import type { Receiver } from './receiver';
 import { channels as diagnostics } from './diagnostics';
 import { Flag, unreadSize } from './connection-state';
 import { CoreState, ReadHold } from './connection-core';
+import { turnClock, turnTookLong } from './turn';
 import { arm, clearAnswerTimer, failConnection } from './closing';
 import { offerInbound, inboundTapsBlocked } from './taps';
 import type { WebSocket } from './websocket';
@@ -47,8 +47,8 @@ function parse(ws: WebSocket, receiver: Receiver, chunk: Buffer | null): void {
   // synchronous 'message' listeners send back) leaves in one writev instead of one write each.
   const transport = ws.transport!;
   // A large chunk is timed: one that kept the event loop long (thousands of tiny frames) ends
-  // this connection's turn (see yieldTurn). A small one cannot hold many frames: not timed.
-  const started = chunk !== null && chunk.length >= TIMED_CHUNK ? performance.now() : 0;
+  // this connection's turn (see yieldTurn and turn.ts). A small one cannot hold many frames: not timed.
+  const started = chunk === null ? 0 : turnClock(chunk.length);
   // A chunk that comes while reading is held (from a transport that does not honor pause(), or
   // kept aside while inflating) renews the budget: what the splitter holds back stays bounded.
   if (chunk !== null && receiver.splitter.budget <= 0) receiver.splitter.budget = TURN_FRAMES;
@@ -62,7 +62,7 @@ function parse(ws: WebSocket, receiver: Receiver, chunk: Buffer | null): void {
   if (
     (chunk !== null && (ws.turnBytes += chunk.length) >= TURN_BYTES) ||
     receiver.splitter.budget <= 0 ||
-    (started !== 0 && performance.now() - started > TURN_MS)
+    turnTookLong(ws.core, started)
   ) {
     yieldTurn(ws);
   }
@@ -72,10 +72,6 @@ function parse(ws: WebSocket, receiver: Receiver, chunk: Buffer | null): void {
   ws.options.heldBytesObserver?.heldBytesChanged(ws);
 }
 
-/** Chunks at least this large are timed (a 16 KiB chunk holds at most about 2 300 frames). */
-const TIMED_CHUNK = 16 * 1024;
-/** A chunk whose parsing took longer than this (ms) ends the connection's turn. */
-const TURN_MS = 1;
 /** Bytes a connection parses before it yields its turn, however fast (see yieldTurn). */
 export const TURN_BYTES = 64 * 1024;
 /** Frames (or pieces of frames) a connection parses per turn; the rest of its input waits for the next (see yieldTurn). */
@@ -84,9 +80,10 @@ export const TURN_FRAMES = 1024;
 /**
  * Fairness: libuv hands a readable socket up to 32 reads (64 KiB each) in one go, so a peer
  * sending thousands of tiny frames per read (a flood of 1-byte fragments) would hold the event
- * loop for tens of milliseconds per turn, and every other connection would wait. After a chunk
- * that took longer than TURN_MS, reading from this connection pauses until the next turn
- * (setImmediate): each connection gets about one read per turn while it is expensive.
+ * loop for tens of milliseconds per turn, and every other connection would wait. Once its reads
+ * took longer than TURN_MS within one turn (turn.ts, the rule the proxy's sides follow too),
+ * reading from this connection pauses until the next turn (setImmediate): each connection gets
+ * about one read per turn while it is expensive.
  *
  * Cheap chunks add up too: 100 peers sending large messages (to an echo nobody reads) have
  * libuv read 32 x 64 KiB from each in one turn, hundreds of milliseconds before the event loop

@@ -309,14 +309,52 @@ let poolOffset = POOL_SIZE;
  * already handed out (still referenced by queued frames) never change.
  */
 export const randomMask: MaskGenerator = () => {
+  const from = drawKey();
+  return pool.subarray(from, from + 4);
+};
+
+/** Where the next fresh key lies in `pool` (4 bytes, never handed out before). */
+function drawKey(): number {
   if (poolOffset === POOL_SIZE) {
     pool = randomFillSync(Buffer.allocUnsafe(POOL_SIZE));
     poolOffset = 0;
   }
-  const key = pool.subarray(poolOffset, poolOffset + 4);
+  const from = poolOffset;
   poolOffset += 4;
-  return key;
-};
+  return from;
+}
+
+/** The key applyMask gets in maskWithFreshKey for a longer payload (used at once, never kept). */
+const scratchKey = Buffer.alloc(4);
+
+/**
+ * Writes a fresh key, drawn as randomMask draws it, into `target` at `keyAt`, then
+ * source[from, from + length) masked with it into `target` at `at` (from the payload's start;
+ * not overlapping the key or the source). With `sourceKeyAt` >= 0 the source bytes are masked
+ * with the key at source[sourceKeyAt] (a received client frame): they are unmasked in the same
+ * pass. A small frame masked straight into an output buffer, with no Buffer for its key or its
+ * masked payload.
+ */
+export function maskWithFreshKey(source: Buffer, from: number, length: number, sourceKeyAt: number, target: Buffer, keyAt: number, at: number): void {
+  const key = drawKey();
+  let k0 = (target[keyAt] = pool[key]!);
+  let k1 = (target[keyAt + 1] = pool[key + 1]!);
+  let k2 = (target[keyAt + 2] = pool[key + 2]!);
+  let k3 = (target[keyAt + 3] = pool[key + 3]!);
+  if (sourceKeyAt >= 0) {
+    k0 ^= source[sourceKeyAt]!;
+    k1 ^= source[sourceKeyAt + 1]!;
+    k2 ^= source[sourceKeyAt + 2]!;
+    k3 ^= source[sourceKeyAt + 3]!;
+  }
+  scratchKey[0] = k0;
+  scratchKey[1] = k1;
+  scratchKey[2] = k2;
+  scratchKey[3] = k3;
+  if (length >= WORD_THRESHOLD) applyMask(source.subarray(from, from + length), scratchKey, 0, target, at);
+  // (xorBytes writes source[i] to target[at + i]: here source[from] goes to target[at].)
+  else xorBytes(source, scratchKey, -from, target, from, from + length, at - from);
+}
 
 /** Draws `size` bytes from a strong random source (the client's Sec-WebSocket-Key nonce). */
 export function randomBytes(size: number): Buffer {

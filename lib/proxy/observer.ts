@@ -120,6 +120,18 @@ export class DirectionObserver {
     if (taps !== null && taps.bytes.active) taps.bytes.offer(mutable ? Buffer.from(chunk) : chunk);
   }
 
+  /** A tap wants the Frames of this direction (frames, or messages to reassemble): the relay must make them (see rawFrame). */
+  get wantsFrames(): boolean {
+    const taps = this.taps;
+    return taps !== null && (taps.frames.active || this.assembler !== null);
+  }
+
+  /** A whole data frame relayed in this direction without a Frame (wantsFrames false); `b0`: its first header byte. */
+  rawFrame(b0: number): void {
+    // As frame() does: RSV1 on a message's first frame (opcode not continuation) marks it compressed.
+    if ((b0 & 0x40) !== 0 && (b0 & 0x0f) !== Opcode.Continuation) this.compressedSeen = true;
+  }
+
   /** A frame (or piece) relayed in this direction, unmasked. */
   frame(frame: Frame): void {
     if (frame.rsv1 && frame.opcode !== Opcode.Continuation && isFirstPiece(frame)) this.compressedSeen = true;

@@ -45,9 +45,10 @@ import type { UpgradeRequest } from '../handshake/handshake';
 import type { UpgradeResponse } from '../handshake/handshake-parser';
 import type { Tap, TapOptions } from '../stages/tap';
 import { UnmaskerCore } from '../stages/unmasker';
-import { CoreState } from '../connection/connection-core';
+import { CoreState, ReadHold } from '../connection/connection-core';
+import { endTurnIfLong, turnClock } from '../connection/turn';
 import { DirectionObserver, ProxyDirection, ProxyMessage, ProxyTapLayer, negotiated } from './observer';
-import { Side, fitReason } from './side';
+import { COALESCE_BELOW, Side, fitReason } from './side';
 
 /** How a relayed connection behaves (the part of ProxyOptions it reads). */
 export interface RelayOptions {
@@ -190,10 +191,17 @@ export class ProxyConnection extends (EventEmitter as Emitting<typeof EventEmitt
         (side) => new UnmaskerCore({ role: name === 'client' ? 'server' : 'client' }, { onFrame: (frame) => this.onFrame(side, frame) }),
         // 'local': each side's core answers its pings (RFC 6455 §5.5.2); 'relay': the far side does.
         { closeTimeout: options.closeTimeout ?? Defaults.closeTimeout, autoPong: this.localPingPong },
-        { onPeerClose: (side, code, reason) => this.onPeerClose(side, code, reason), onError: (side, err) => this.reportError(err, side) },
+        {
+          onPeerClose: (side, code, reason) => this.onPeerClose(side, code, reason),
+          onError: (side, err) => this.reportError(err, side),
+          onHoldsChanged: (side) => this.updateFlow(side),
+        },
       );
     this.client = makeSide('client', init.clientSocket);
     this.upstream = makeSide('upstream', init.upstreamSocket);
+    for (const side of [this.client, this.upstream]) {
+      side.relaySmall = (chunk, at, payloadAt, length) => this.relaySmall(side, chunk, at, payloadAt, length);
+    }
     this.client.peer = this.upstream;
     this.upstream.peer = this.client;
     const maxMessageSize = (this.maxMessageSize = options.maxMessageSize ?? Defaults.maxMessageSize);
@@ -319,14 +327,68 @@ export class ProxyConnection extends (EventEmitter as Emitting<typeof EventEmitt
     const dest = source.peer;
     dest.beginBatch();
     source.beginBatch();
-    const err = source.splitter.write(chunk);
+    // A long chunk (a flood of tiny frames) ends this side's turn: see lib/connection/turn.ts.
+    const started = turnClock(chunk.length);
+    const err = this.relayChunk(source, chunk);
     dest.endBatch();
     source.endBatch();
     if (err !== null) this.failSide(source, err);
+    else endTurnIfLong(source.core, started);
     // Closing began (close frames, a failure): the close timeout runs.
     if (source.core.state !== CoreState.Open || dest.core.state !== CoreState.Open) this.arm();
     this.updateFlow(source);
     this.budget?.heldBytesChanged(this);
+  }
+
+  /**
+   * Parses and relays one chunk of `source`. Runs of small whole data frames are relayed without
+   * Frames (relaySmall) while nothing observes them as Frames and `source` may still send data;
+   * the frame under way at the chunk's start, and each frame that ends a run, go through the
+   * splitter (and onFrame) as usual, up to the next frame boundary; so does all of the chunk
+   * otherwise. Returns the splitter's error.
+   */
+  private relayChunk(source: Side, chunk: Buffer): WebSocketError | null {
+    const splitter = source.splitter;
+    const dest = source.peer;
+    const masked = source.name === 'client';
+    let at = 0;
+    while (at < chunk.length) {
+      if (source.observer.wantsFrames || source.core.closeReceived || !source.reading) {
+        return splitter.write(at === 0 ? chunk : chunk.subarray(at));
+      }
+      // (What the other side may take does not change within a run: its socket's events and its
+      // core's frames come in other turns, or from frames of this side that end a run.)
+      if (!dest.closed && dest.takesRaw) at = splitter.scanSmall(chunk, at, masked, COALESCE_BELOW - 1, source.relaySmall);
+      // The frame under way, or the one that ended the run, through the splitter: to its end when
+      // its header is whole in the chunk, else a byte at a time until the splitter knows it.
+      while (at < chunk.length) {
+        const need = splitter.atFrameBoundary ? FrameSplitterCore.frameSizeAt(chunk, at) : splitter.bytesToBoundary;
+        const end = need <= 0 ? at + 1 : Math.min(chunk.length, at + need);
+        const err = splitter.write(chunk.subarray(at, end));
+        at = end;
+        if (err !== null) return err;
+        if (splitter.atFrameBoundary) break;
+      }
+    }
+    return null;
+  }
+
+  /**
+   * One small whole data frame of `source` (see FrameSplitterCore.scanSmall), relayed as
+   * onFrame() would relay it, without a Frame: the same count against maxMessageSize, the same
+   * observer (no tap wants Frames); relayChunk checked the other side (takesRaw). False: not
+   * here (it is parsed and relayed, or refused, by the usual path).
+   */
+  private relaySmall(source: Side, chunk: Buffer, at: number, payloadAt: number, length: number): boolean {
+    const b0 = chunk[at]!;
+    const fragments = (b0 & 0x0f) === Opcode.Continuation ? source.fragments + 1 : 1;
+    if ((fragments - 1) * this.frameOverhead > this.maxMessageSize) return false;
+    source.fragments = fragments;
+    source.observer.rawFrame(b0);
+    // A client's frame carries its key right before its payload; the upstream's carry none.
+    source.peer.relayRaw(b0, chunk, payloadAt, length, source.name === 'client' ? payloadAt - 4 : -1);
+    this.frames[source.name === 'client' ? 'upstream' : 'downstream']++;
+    return true;
   }
 
   private onFrame(source: Side, frame: Frame): void {
@@ -382,18 +444,21 @@ export class ProxyConnection extends (EventEmitter as Emitting<typeof EventEmitt
    * Pauses `source` while its destination wants 'drain', one of its blocking taps is full, the
    * memory budget holds the connection, or (with local ping/pong) the pongs we answer it with
    * fill its own socket: a side that does not read cannot make us queue without bound. A paused
-   * side gets a probe ping every pausedPingInterval, so that its peer leaving is noticed.
+   * side gets a probe ping every pausedPingInterval, so that its peer leaving is noticed. Also
+   * for the rest of the event loop's turn after a chunk of it took long (fairness between
+   * connections, ReadHold.Turn: see lib/connection/turn.ts); no probe for that.
    */
   private updateFlow(source: Side): void {
     if (!source.reading) return;
     // Once the other side is gone nothing holds this one: its answer to our close must be read.
-    const hold =
-      !source.peer.closed &&
-      (source.peer.needDrain || source.observer.blocked || this.heldForBudget || (this.localPingPong && source.needDrain));
+    const gone = source.peer.closed;
+    const held =
+      !gone && (source.peer.needDrain || source.observer.blocked || this.heldForBudget || (this.localPingPong && source.needDrain));
+    const hold = held || (!gone && (source.core.holds & ReadHold.Turn) !== 0);
+    if (held) this.startProbing(source);
     if (hold && !source.paused) {
       source.paused = true;
       source.socket.pause();
-      this.startProbing(source);
     } else if (!hold && source.paused) {
       source.paused = false;
       source.stopProbing();

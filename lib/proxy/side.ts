@@ -15,21 +15,46 @@
  * gathered and written as one, so that a socket's write queue holds a few entries per received
  * chunk, not one per relayed frame (each entry costs far more than a 2-byte header). Large
  * payloads still pass as they are, without a copy.
+ *
+ * They are gathered in an output block shared by every side (see reserve()): a side's run of
+ * bytes in it goes out as one write (a copy) at the end of the batch. A small relayed frame (whole, under
+ * COALESCE_BELOW bytes) is written straight into the block, its header, a fresh masking key
+ * toward the upstream (RFC 6455 §5.3: one per frame, drawn as the Masker draws it) and its
+ * payload masked with it: no Frame, key or payload Buffer of its own, one pass over its bytes.
  */
 import { Buffer } from 'node:buffer';
 import type * as net from 'node:net';
 import { CloseCode, Opcode } from '../protocol/constants';
+import { maskWithFreshKey } from '../protocol/mask';
 import { MAX_CLOSE_REASON } from '../protocol/close';
 import { Frame, isLastPiece, makeFrame } from '../protocol/frame';
 import { ConnectionCore, type ConnectionCoreHandler, type ConnectionCoreOptions } from '../connection/connection-core';
-import { FrameSerializerCore } from '../stages/frame-serializer';
+import { FrameSerializerCore, headerSize, writeHeader } from '../stages/frame-serializer';
 import type { FrameSplitterCore } from '../stages/frame-splitter';
 import { MaskerCore } from '../stages/masker';
 import type { UnmaskerCore } from '../stages/unmasker';
 import type { DirectionObserver } from './observer';
 
 /** Buffers smaller than this are gathered into one write per batch. */
-const COALESCE_BELOW = 1024;
+export const COALESCE_BELOW = 1024;
+/** The MASK bit of a header's second byte, and its 7-bit length that announces a 16-bit one (RFC 6455 §5.2). */
+const MASK_BIT = 0x80;
+const LENGTH_16 = 126;
+
+/**
+ * Size of the output block that every side gathers its small buffers in (see Side.reserve). A
+ * run goes out as a copy of its exact size, never as a view: the block is never held by a
+ * socket (one that does not read would keep a whole block alive for a few bytes, unseen by
+ * writableLength and the memory budget), and one block serves the process.
+ */
+const BLOCK_SIZE = 256 * 1024;
+/** The output block and how much of it is taken: shared, bytes once taken are not written again while a side's run holds them. */
+let block = Buffer.alloc(0);
+let blockUsed = 0;
+/** Payloads of at most this many bytes are copied into the block byte by byte. */
+const SHORT_COPY = 32;
+/** Sides whose run is in the block: once none is, the block is taken from its start again. */
+let runs = 0;
 
 /** The payload of the pings the relay sends to a paused side to notice that its peer left. */
 const PROBE = 'wspipe-proxy-probe';
@@ -40,6 +65,8 @@ export interface SideEvents {
   onPeerClose(side: Side, code: number, reason: string): boolean;
   /** `side`'s first error, or its socket's (none once its closing handshake completed). */
   onError(side: Side, err: Error): void;
+  /** `side`'s core holds reading (ReadHold.Turn, see lib/connection/turn.ts) or released it: the relay decides (updateFlow). */
+  onHoldsChanged(side: Side): void;
 }
 
 /** The side of a connection on one socket. */
@@ -71,15 +98,19 @@ export class Side {
   observer!: DirectionObserver;
   /** Frames of the data message this side is sending, so far (each after the first costs frameOverhead). */
   fragments = 0;
+  /** The relay's handler of this side's small whole frames (see FrameSplitterCore.scanSmall). */
+  relaySmall: (chunk: Buffer, at: number, payloadAt: number, length: number) => boolean = () => false;
   /** Probe pings sent to this side and not answered yet. */
   probes = 0;
   /** While paused: the timer of the probe pings. */
   probeTimer: NodeJS.Timeout | null = null;
 
-  /** Batches open (see the module comment); small outbound buffers wait in `small` meanwhile. */
+  /** Batches open (see the module comment); small outbound buffers wait in the block meanwhile. */
   private batches = 0;
-  private small: Buffer[] = [];
-  private smallBytes = 0;
+  /** This side's run of gathered bytes: runBlock[runStart, runEnd), or none (null). */
+  private runBlock: Buffer | null = null;
+  private runStart = 0;
+  private runEnd = 0;
 
   constructor(
     readonly name: 'client' | 'upstream',
@@ -101,8 +132,9 @@ export class Side {
       onError: (err) => events.onError(this, err),
       endTransport: () => this.endAfterQueued(),
       destroyTransport: () => this.socket.destroy(),
-      // The relay pauses and resumes its sockets itself (updateFlow), for both sides together.
-      setReading: () => undefined,
+      // The relay pauses and resumes its sockets itself (updateFlow), for both sides together;
+      // the core's holds (the turn a long chunk ends) are one of the things it weighs.
+      setReading: () => events.onHoldsChanged(this),
       onClosed: () => undefined,
       unsentBytes: () => this.socket.writableLength,
       assemblingBytes: () => 0,
@@ -128,9 +160,62 @@ export class Side {
   relay(frame: Frame): void {
     // RFC 6455 §5.5.1: nothing is sent after a close frame (the frame under way still ends before it).
     if (this.core.closeSent && !this.midFrame) return;
-    this.write(frame);
-    this.midFrame = !isLastPiece(frame);
+    const payload = frame.payload;
+    if (
+      this.batches > 0 &&
+      payload.length < COALESCE_BELOW &&
+      payload.length === frame.length &&
+      frame.offset === 0 &&
+      frame.mask === null &&
+      frame.opcode !== Opcode.Close &&
+      this.writable
+    ) {
+      // A small whole frame: the masker and serializer are between frames (and stay so), and it is
+      // written straight into the block (see the module comment). Relayed closes never come here.
+      const masked = this.masker !== null;
+      const at = this.reserve(headerSize(frame) + (masked ? 4 : 0) + payload.length);
+      const end = writeHeader(frame, block, at);
+      if (masked) {
+        block[at + 1]! |= MASK_BIT;
+        maskWithFreshKey(payload, 0, payload.length, -1, block, end, end + 4);
+      } else {
+        payload.copy(block, end);
+      }
+      this.midFrame = false;
+    } else {
+      this.write(frame);
+      this.midFrame = !isLastPiece(frame);
+    }
     if (!this.midFrame) this.flushQueue();
+  }
+
+  /** relayRaw() may write to this side now: in a batch, between frames, open, no close sent. */
+  get takesRaw(): boolean {
+    return this.batches > 0 && !this.midFrame && !this.core.closeSent && this.writable;
+  }
+
+  /**
+   * Relays a small whole data frame (under COALESCE_BELOW bytes) as received, header byte `b0`, its payload at
+   * chunk[payloadAt, payloadAt + length), with no Frame made: written straight into the block
+   * like relay()'s small frames. Toward the upstream, the client's frame (masked with the key at
+   * chunk[keyAt]) is unmasked and masked with a fresh key in one pass; toward the client, the
+   * upstream's (plain, keyAt -1) is copied. Only when takesRaw.
+   */
+  relayRaw(b0: number, chunk: Buffer, payloadAt: number, length: number, keyAt: number): void {
+    const masked = this.masker !== null;
+    const lengthBytes = length < LENGTH_16 ? 0 : 2;
+    const at = this.reserve(2 + lengthBytes + (masked ? 4 : 0) + length);
+    block[at] = b0;
+    block[at + 1] = (masked ? MASK_BIT : 0) | (lengthBytes === 0 ? length : LENGTH_16);
+    if (lengthBytes !== 0) {
+      block[at + 2] = length >>> 8;
+      block[at + 3] = length & 0xff;
+    }
+    const end = at + 2 + lengthBytes;
+    if (masked) maskWithFreshKey(chunk, payloadAt, length, keyAt, block, end, end + 4);
+    else if (length > SHORT_COPY) chunk.copy(block, end, payloadAt, payloadAt + length);
+    // (A few bytes are copied faster by hand than by a call into the runtime.)
+    else for (let i = 0; i < length; i++) block[end + i] = chunk[payloadAt + i]!;
   }
 
   /** Sends a frame of our own (the core's pongs and closes, probe pings): now, or after the relayed frame under way. */
@@ -189,21 +274,42 @@ export class Side {
 
   private out(chunk: Buffer): void {
     if (this.batches > 0 && chunk.length < COALESCE_BELOW) {
-      this.small.push(chunk);
-      this.smallBytes += chunk.length;
+      const at = this.reserve(chunk.length); // (first: it may start a new block)
+      chunk.copy(block, at);
       return;
     }
     this.flushSmall();
     this.send(chunk);
   }
 
+  /**
+   * Where in the block `bytes` (at most BLOCK_SIZE) may be written to go out at the end of this
+   * side's run: right after it, unless another side took bytes since or the block is full; then
+   * the run goes out now and a new one starts (in a new block if need be).
+   */
+  private reserve(bytes: number): number {
+    if (this.runBlock !== block || this.runEnd !== blockUsed || blockUsed + bytes > block.length) {
+      this.flushSmall();
+      if (blockUsed + bytes > block.length) {
+        block = Buffer.allocUnsafe(BLOCK_SIZE);
+        blockUsed = 0;
+      }
+      this.runBlock = block;
+      this.runStart = blockUsed;
+      runs++;
+    }
+    const at = blockUsed;
+    this.runEnd = blockUsed += bytes;
+    return at;
+  }
+
+  /** Sends this side's run of gathered bytes (see reserve()). */
   private flushSmall(): void {
-    const small = this.small;
-    if (small.length === 0) return;
-    const chunk = small.length === 1 ? small[0]! : Buffer.concat(small, this.smallBytes);
-    this.small = [];
-    this.smallBytes = 0;
-    this.send(chunk);
+    const runBlock = this.runBlock;
+    if (runBlock === null) return;
+    this.runBlock = null;
+    if (--runs === 0 && runBlock === block) blockUsed = 0;
+    this.send(Buffer.from(runBlock.subarray(this.runStart, this.runEnd)));
   }
 
   private send(chunk: Buffer): void {

@@ -61,9 +61,10 @@ export function headerSize(frame: Frame): number {
 /**
  * Writes `frame`'s header into `target` at `at` (headerSize(frame) bytes, every one of them
  * written) and returns the offset just past it. The length is the whole frame's (`frame.length`),
- * in the minimal form §5.2 requires ("the minimal number of bytes MUST be used").
+ * in the minimal form §5.2 requires ("the minimal number of bytes MUST be used"). Expects a frame
+ * that checkFrame accepts.
  */
-function writeHeader(frame: Frame, target: Buffer, at: number): number {
+export function writeHeader(frame: Frame, target: Buffer, at: number): number {
   const length = frame.length;
   target[at] =
     (frame.fin ? FIN_BIT : 0) |

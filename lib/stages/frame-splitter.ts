@@ -184,6 +184,94 @@ export class FrameSplitterCore {
     }
   }
 
+  /**
+   * @internal For a caller that handles small whole frames itself (the proxy's relay), at a frame
+   * boundary: hands each frame from chunk[from] on that lies whole in it and is a data frame
+   * (opcode 0x0-0x2) of at most `maxLength` bytes (a 7-bit or minimal 16-bit length), masked as
+   * `masked` says, whose RSV bits are claimed and whose length is within maxPayload, to
+   * `each(chunk, at, payloadAt, length)` (`at`: its first header byte; its key, if any, is the 4
+   * bytes before `payloadAt`), until `each` returns false or a frame is anything else. Returns
+   * where it stopped: what follows goes to write(), which parses (and checks) whatever stopped
+   * the run as usual.
+   */
+  scanSmall(
+    chunk: Buffer,
+    from: number,
+    masked: boolean,
+    maxLength: number,
+    each: (chunk: Buffer, at: number, payloadAt: number, length: number) => boolean,
+  ): number {
+    if (this.error !== null || !this.atFrameBoundary) return from;
+    const { allowedRsv, maxPayload } = this.config;
+    const maskBit = masked ? MASK_BIT : 0;
+    const keySize = masked ? MASK_KEY_SIZE : 0;
+    const end = chunk.length;
+    let at = from;
+    while (at + BASE_HEADER_SIZE <= end) {
+      const b0 = chunk[at]!;
+      const b1 = chunk[at + 1]!;
+      let length = b1 & LENGTH_BITS;
+      let payloadAt = at + BASE_HEADER_SIZE + keySize;
+      if (length === LENGTH_16) {
+        if (at + BASE_HEADER_SIZE + LENGTH_16_SIZE > end) break;
+        length = (chunk[at + 2]! << 8) | chunk[at + 3]!;
+        // §5.2: the minimal form only (a 16-bit length under 126 is left to the usual path).
+        if (length < LENGTH_16) break;
+        payloadAt += LENGTH_16_SIZE;
+      }
+      if (
+        (b0 & OPCODE_BITS) > Opcode.Binary ||
+        (b0 & RSV_BITS & ~allowedRsv) !== 0 ||
+        (b1 & MASK_BIT) !== maskBit ||
+        length === LENGTH_64 ||
+        length > maxLength ||
+        length > maxPayload ||
+        payloadAt + length > end ||
+        !each(chunk, at, payloadAt, length)
+      ) {
+        break;
+      }
+      at = payloadAt + length;
+    }
+    return at;
+  }
+
+  /**
+   * @internal The size of the frame whose first byte is chunk[at] when its header lies whole in `chunk`
+   * (header and payload; -1 otherwise, or for a 64-bit length): what a caller writes to end on
+   * the next frame boundary.
+   */
+  static frameSizeAt(chunk: Buffer, at: number): number {
+    if (at + BASE_HEADER_SIZE > chunk.length) return -1;
+    const b1 = chunk[at + 1]!;
+    let length = b1 & LENGTH_BITS;
+    let header = BASE_HEADER_SIZE + ((b1 & MASK_BIT) !== 0 ? MASK_KEY_SIZE : 0);
+    if (length === LENGTH_64) return -1;
+    if (length === LENGTH_16) {
+      if (at + BASE_HEADER_SIZE + LENGTH_16_SIZE > chunk.length) return -1;
+      length = (chunk[at + 2]! << 8) | chunk[at + 3]!;
+      header += LENGTH_16_SIZE;
+    }
+    return header + length;
+  }
+
+  /**
+   * @internal Bytes still to come before the frame under way ends: 0 at a frame boundary, -1 while its
+   * header is incomplete (the length is not known yet). Writing just these ends on a boundary.
+   */
+  get bytesToBoundary(): number {
+    switch (this.state) {
+      case State.Header:
+        return this.buffered === 0 ? 0 : -1;
+      case State.MaskKey:
+        return MASK_KEY_SIZE - this.buffered + this.length;
+      case State.Payload:
+        return this.length - this.emitted - this.buffered;
+      default:
+        return -1;
+    }
+  }
+
   /** Parses `chunk` together with the bytes still held; returns `this.error`. */
   write(chunk: Buffer): WebSocketError | null {
     if (this.error !== null) return this.error;

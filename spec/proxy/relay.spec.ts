@@ -11,12 +11,13 @@ import { expect } from 'chai';
 import { once } from 'node:events';
 import * as http from 'node:http';
 import * as net from 'node:net';
+import { WebSocketServer as WsServer } from 'ws';
 import { Opcode } from '../../lib';
 import { WebSocketError } from '../../lib/protocol/errors';
 import { buildAcceptResponse } from '../../lib/handshake/handshake';
 import type { UpgradeRequest } from '../../lib/handshake/handshake-parser';
 import { ProxyConnection, WebSocketProxy, createProxy } from '../../lib/proxy/proxy';
-import { clientClose, clientFrame, closeOf, decodeFrames, DecodedFrame, upgradeRequest, wireFrame } from '../helpers/frames';
+import { CLIENT_KEY, clientClose, clientFrame, closeOf, decodeFrames, DecodedFrame, upgradeRequest, wireFrame } from '../helpers/frames';
 import { readResponseHead } from '../helpers/sockets';
 
 const LOCAL = '127.0.0.1';
@@ -90,6 +91,80 @@ async function front(options: Omit<Parameters<typeof createProxy>[0], 'noServer'
   };
 }
 
+/** An upstream that accepts every handshake and reads all that follows: its sockets, and the bytes after the handshake of each. */
+async function readingUpstream(): Promise<{ url: string; server: net.Server; sockets: net.Socket[]; peers: Promise<{ socket: net.Socket; head: Buffer }>[] }> {
+  const sockets: net.Socket[] = [];
+  const peers: Array<Promise<{ socket: net.Socket; head: Buffer }>> = [];
+  const server = net.createServer((socket) => {
+    sockets.push(socket);
+    socket.on('error', () => {});
+    peers.push(
+      new Promise((resolve) => {
+        let got = Buffer.alloc(0);
+        const onData = (chunk: Buffer): void => {
+          got = Buffer.concat([got, chunk]);
+          const end = got.indexOf('\r\n\r\n');
+          if (end < 0) return;
+          socket.removeListener('data', onData);
+          socket.pause();
+          const key = /sec-websocket-key:\s*(\S+)/i.exec(got.subarray(0, end).toString('latin1'))![1]!;
+          socket.write(buildAcceptResponse({ key }));
+          resolve({ socket, head: got.subarray(end + 4) });
+        };
+        socket.on('data', onData);
+      }),
+    );
+  });
+  server.listen(0, LOCAL);
+  await once(server, 'listening');
+  return { url: `ws://${LOCAL}:${(server.address() as net.AddressInfo).port}`, server, sockets, peers };
+}
+
+/** Collects the frames `socket` receives (after `head`) until `done` says so, or it closes; `raw`: all the bytes that carried them. */
+function framesUntil(socket: net.Socket, head: Buffer, done: (frames: DecodedFrame[]) => boolean): Promise<{ frames: DecodedFrame[]; raw: Buffer }> {
+  let pending = head;
+  const raw: Buffer[] = [head];
+  const frames: DecodedFrame[] = [];
+  return new Promise((resolve) => {
+    const take = (): void => {
+      const decoded = decodeFrames(pending);
+      pending = Buffer.from(decoded.rest);
+      frames.push(...decoded.frames);
+      if (done(frames)) resolve({ frames, raw: Buffer.concat(raw) });
+    };
+    socket.on('data', (chunk: Buffer) => {
+      raw.push(chunk);
+      pending = Buffer.concat([pending, chunk]);
+      take();
+    });
+    socket.once('close', () => resolve({ frames, raw: Buffer.concat(raw) }));
+    socket.resume();
+    take();
+  });
+}
+
+/** The masking key of each frame in `bytes` (whole frames), null for an unmasked one. */
+function keysOf(bytes: Buffer): Array<string | null> {
+  const keys: Array<string | null> = [];
+  let i = 0;
+  while (i < bytes.length) {
+    const length7 = bytes[i + 1]! & 0x7f;
+    let at = i + 2;
+    let length = length7;
+    if (length7 === 126) {
+      length = bytes.readUInt16BE(at);
+      at += 2;
+    } else if (length7 === 127) {
+      length = Number(bytes.readBigUInt64BE(at));
+      at += 8;
+    }
+    const masked = (bytes[i + 1]! & 0x80) !== 0;
+    keys.push(masked ? bytes.subarray(at, at + 4).toString('hex') : null);
+    i = at + (masked ? 4 : 0) + length;
+  }
+  return keys;
+}
+
 /** A raw client that did the opening handshake; `head`: bytes after the 101. */
 async function rawClient(url: string): Promise<{ socket: net.Socket; head: Buffer }> {
   const { port } = new URL(url);
@@ -130,24 +205,9 @@ async function writeUntil(socket: net.Socket, chunk: Buffer, paused: net.Socket,
   return written;
 }
 
-/** Decodes what `socket` receives; resolves with the frames once one of them is a close frame. */
+/** Decodes what `socket` receives; resolves with the frames once one of them is a close frame (or the socket closed). */
 function untilClose(socket: net.Socket, head: Buffer): Promise<DecodedFrame[]> {
-  let pending = head;
-  const frames: DecodedFrame[] = [];
-  return new Promise((resolve) => {
-    const take = (): void => {
-      const decoded = decodeFrames(pending);
-      pending = Buffer.from(decoded.rest);
-      frames.push(...decoded.frames);
-      if (frames.some((fr) => fr.opcode === Opcode.Close)) resolve(frames);
-    };
-    socket.on('data', (chunk: Buffer) => {
-      pending = Buffer.concat([pending, chunk]);
-      take();
-    });
-    socket.resume();
-    take();
-  });
+  return framesUntil(socket, head, (frames) => frames.some((fr) => fr.opcode === Opcode.Close)).then(({ frames }) => frames);
 }
 
 /**
@@ -521,5 +581,193 @@ describe('proxy relay under attack', function () {
       expect(budget.core.held).to.equal(0);
       client.socket.destroy();
     });
+  });
+
+  describe('small frames written straight into the output block', () => {
+    /** Sizes around every boundary of the path: empty, the 7-bit and 16-bit forms, COALESCE_BELOW (1024) and above. */
+    const SIZES = [0, 1, 2, 3, 4, 5, 7, 125, 126, 127, 128, 500, 1023, 1024, 1025, 3000];
+    /** Chunk sizes the sender writes in, in turn (a turn of the event loop between writes). */
+    const CHUNKS = [1, 2, 7, 13, 100, 1000, 5000, 20_000, 70_000];
+
+    /** A deterministic mix of data frames (messages of 1 to 4 frames) and pings, over about 1 MB. */
+    function traffic(): Array<{ opcode: number; fin: boolean; payload: Buffer }> {
+      // First pings alone, more than a block's worth (64 KiB) of pongs: the block fills up with
+      // buffers the serializer gathers (not frames written straight into it).
+      const out: Array<{ opcode: number; fin: boolean; payload: Buffer }> = [];
+      for (let i = 0; i < 600; i++) out.push({ opcode: Opcode.Ping, fin: true, payload: Buffer.alloc(120, i & 0xff) });
+      let seed = 7;
+      const pick = (n: number): number => {
+        seed = (seed * 1103515245 + 12345) % 2147483648;
+        return seed % n;
+      };
+      for (let m = 0; m < 1000; m++) {
+        const count = 1 + pick(4);
+        for (let f = 0; f < count; f++) {
+          const size = SIZES[pick(SIZES.length)]!;
+          const payload = Buffer.alloc(size);
+          for (let i = 0; i < size; i++) payload[i] = (m * 31 + f * 7 + i) & 0xff;
+          out.push({ opcode: f === 0 ? Opcode.Binary : Opcode.Continuation, fin: f === count - 1, payload });
+          if (pick(3) === 0) out.push({ opcode: Opcode.Ping, fin: true, payload: Buffer.from(`ping ${out.length}`) });
+        }
+      }
+      return out;
+    }
+
+    /** Writes `bytes` to `socket` in CHUNKS' sizes, a turn of the event loop between writes. */
+    async function writeInChunks(socket: net.Socket, bytes: Buffer): Promise<void> {
+      let at = 0;
+      for (let i = 0; at < bytes.length; i++) {
+        const size = CHUNKS[i % CHUNKS.length]!;
+        socket.write(bytes.subarray(at, at + size));
+        at += size;
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+    }
+
+    it("each way, at every chunking: data frames relayed unchanged (opcode, FIN, payload), each toward the upstream with a fresh key of the proxy's; the local pongs to the sender, written into the same block, come in order", async () => {
+      const up = await readingUpstream();
+      cleanups.push(() => {
+        for (const s of up.sockets) s.destroy();
+        up.server.close();
+      });
+      const f = await front({ target: up.url, pingPong: 'local' });
+      cleanups.push(() => f.close());
+      const client = await rawClient(f.url);
+      await f.next();
+      const peer = await up.peers[0]!;
+      const sent = traffic();
+      const data = sent.filter((fr) => fr.opcode !== Opcode.Ping);
+      const pings = sent.filter((fr) => fr.opcode === Opcode.Ping);
+      const same = (got: DecodedFrame[], want: typeof sent): void => {
+        expect(got.length).to.equal(want.length);
+        for (let i = 0; i < want.length; i++) {
+          const [g, w] = [got[i]!, want[i]!];
+          if (g.opcode !== w.opcode || g.fin !== w.fin || g.rsv !== 0 || !g.payload.equals(w.payload)) {
+            expect({ i, opcode: g.opcode, fin: g.fin, rsv: g.rsv, payload: g.payload.toString('hex') }).to.deep.equal({
+              i,
+              opcode: w.opcode,
+              fin: w.fin,
+              rsv: 0,
+              payload: w.payload.toString('hex'),
+            });
+          }
+        }
+      };
+      const isData = (fr: DecodedFrame): boolean => fr.opcode === Opcode.Binary || fr.opcode === Opcode.Continuation;
+      const isPong = (fr: DecodedFrame): boolean => fr.opcode === Opcode.Pong;
+      // Each side gets the other's data frames and the pongs to its own pings; anything else ends the wait.
+      const all = (frames: DecodedFrame[]): boolean =>
+        frames.some((fr) => !isData(fr) && !isPong(fr)) || (frames.filter(isData).length >= data.length && frames.filter(isPong).length >= pings.length);
+      const atUpstream = framesUntil(peer.socket, peer.head, all);
+      const atClient = framesUntil(client.socket, client.head, all);
+      await writeInChunks(client.socket, Buffer.concat(sent.map((fr) => clientFrame(fr.opcode, fr.payload, { fin: fr.fin }))));
+      await writeInChunks(peer.socket, Buffer.concat(sent.map((fr) => wireFrame({ opcode: fr.opcode, payload: fr.payload, fin: fr.fin, mask: null }))));
+      const [toUpstream, toClient] = await Promise.all([atUpstream, atClient]);
+      same(toUpstream.frames.filter(isData), data);
+      same(toClient.frames.filter(isData), data);
+      // The pongs answer the pings in order, each side its own.
+      for (const got of [toUpstream.frames, toClient.frames]) {
+        expect(got.filter(isPong).map((fr) => fr.payload.toString())).to.deep.equal(pings.map((fr) => fr.payload.toString()));
+      }
+      // Toward the upstream every frame is masked, never with the client's key, and no two frames in a row share one.
+      const keys = keysOf(toUpstream.raw);
+      expect(keys.length).to.equal(toUpstream.frames.length);
+      expect(keys.every((k) => k !== null && k !== CLIENT_KEY.toString('hex'))).to.equal(true);
+      for (let i = 1; i < keys.length; i++) expect(keys[i]).to.not.equal(keys[i - 1]);
+      // Toward the client nothing is masked.
+      expect(keysOf(toClient.raw).every((k) => k === null)).to.equal(true);
+      client.socket.destroy();
+    });
+  });
+
+  describe('fairness between connections', () => {
+    /**
+     * One client floods 1-byte fragments through an echo upstream while another sends one
+     * message: the flooder's side yields turns (its socket pauses with nothing queued toward the
+     * upstream, and resumes), and the other's echo comes before the flood's. `tapped`: a frames
+     * tap observes the flood (each frame a Frame offered to it: milliseconds per 64 KiB read);
+     * else its frames take the relay's fast path (a fraction of a millisecond per read).
+     */
+    async function floodAndCanary(tapped: boolean, minTurns: number): Promise<void> {
+      // An echo upstream that reads everything (ws's, not ours: the upstream's own fairness is not under test).
+      const upstream = new WsServer({ port: 0, host: LOCAL, maxFragments: 0 });
+      await once(upstream, 'listening');
+      upstream.on('connection', (peer) => peer.on('message', (data, binary) => peer.send(data, { binary })));
+      cleanups.push(() => new Promise<void>((resolve) => upstream.close(() => resolve())));
+      cleanups.push(() => {
+        for (const peer of upstream.clients) peer.terminate();
+      });
+      const f = await front({ target: `ws://${LOCAL}:${(upstream.address() as net.AddressInfo).port}` });
+      cleanups.push(() => f.close());
+      const flooder = await rawClient(f.url);
+      const { conn, socket } = await f.next();
+      // (The tap drops what it cannot hold.)
+      if (tapped) conn.tap('frames', 'upstream');
+      const other = await rawClient(f.url);
+      await f.next();
+      const upSide = upstreamSocketOf(conn);
+      // The proxy's socket toward the flooder: its pauses with nothing queued toward the
+      // upstream (not backpressure) are the turns it yielded; the other client's message goes
+      // out at the first of them.
+      const order: string[] = [];
+      let turns = 0;
+      const pause = socket.pause.bind(socket);
+      const resume = socket.resume.bind(socket);
+      socket.pause = () => {
+        if (!upSide.writableNeedDrain) {
+          turns++;
+          if (turns === 1) other.socket.write(clientFrame(Opcode.Text, 'canary'));
+        }
+        order.push('pause');
+        return pause();
+      };
+      socket.resume = () => {
+        order.push('resume');
+        return resume();
+      };
+      const echoed = (client: { socket: net.Socket; head: Buffer }, name: string): Promise<void> => {
+        let pending = client.head;
+        return new Promise((resolve) => {
+          client.socket.on('data', (chunk: Buffer) => {
+            pending = Buffer.concat([pending, chunk]);
+            const { frames, rest } = decodeFrames(pending);
+            pending = Buffer.from(rest);
+            if (frames.some((fr) => fr.fin && fr.opcode !== Opcode.Close)) {
+              order.push(name);
+              resolve();
+            }
+          });
+          client.socket.resume();
+        });
+      };
+      const otherEcho = echoed(other, 'other echoed');
+      const floodEcho = echoed(flooder, 'flood echoed');
+      // 300 000 masked 1-byte fragments of one text message (2.1 MB): a 64 KiB read holds about
+      // 9 000 of them, milliseconds of relaying each.
+      const count = 300_000;
+      const fragment = (opcode: number, fin: boolean): Buffer => clientFrame(opcode, 'a', { fin });
+      const frames = [fragment(Opcode.Text, false)];
+      for (let i = 1; i < count - 1; i++) frames.push(fragment(Opcode.Continuation, false));
+      frames.push(fragment(Opcode.Continuation, true));
+      flooder.socket.write(Buffer.concat(frames));
+      await floodEcho;
+      expect(conn.frames.upstream).to.equal(count);
+      // The flooder's reading was held for a turn, and went on at the next turn.
+      expect(turns).to.be.at.least(minTurns);
+      expect(order.indexOf('resume', order.indexOf('pause'))).to.be.greaterThan(order.indexOf('pause'));
+      // The other connection got its echo before the flood was through.
+      await otherEcho;
+      expect(order.indexOf('other echoed')).to.be.lessThan(order.indexOf('flood echoed'));
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(socket.isPaused()).to.equal(false);
+      flooder.socket.destroy();
+      other.socket.destroy();
+    }
+
+    it("a chunk that keeps the relay long (a flood of 1-byte fragments, observed by a frames tap) ends its side's turn: reading it pauses with nothing else holding it and resumes at the next turn, and another connection is relayed meanwhile", () =>
+      floodAndCanary(true, 2));
+
+    it('reads that are quick one by one (the fast path of small frames) but long together within one turn of the event loop end the turn as well', () =>
+      floodAndCanary(false, 1));
   });
 });

@@ -1,0 +1,74 @@
+/**
+ * Fairness between connections: libuv hands a readable socket up to 32 reads (64 KiB each) in
+ * one go, so a peer sending thousands of tiny frames per read (a flood of 1-byte fragments)
+ * would hold the event loop for tens of milliseconds per turn, and every other connection would
+ * wait. Once a connection's reads took longer than TURN_MS within one turn of the event loop
+ * (one long read, or several shorter ones: a read handled quickly still adds up over 32 of
+ * them), reading from it pauses until the next turn (setImmediate, ReadHold.Turn): each
+ * connection gets about TURN_MS of reading per turn while it is expensive. Bulk transfers
+ * (large frames) and ordinary traffic never take this path. Used by the WebSocket's inbound
+ * path (inbound.ts, which also bounds the bytes and frames of a turn) and by the proxy's relay,
+ * for each of its sides (lib/proxy/relay.ts).
+ */
+import { performance } from 'node:perf_hooks';
+import { type ConnectionCore, ReadHold } from './connection-core';
+
+/** Chunks at least this large are timed (a 16 KiB chunk holds at most about 2 300 frames). */
+const TIMED_CHUNK = 16 * 1024;
+/** Reads that took longer than this (ms) together within one turn end the connection's turn. */
+const TURN_MS = 1;
+
+/**
+ * The clock reading to pass to endTurnIfLong once a chunk of `length` bytes is handled; 0 for a
+ * small chunk, which cannot hold many frames and is not timed.
+ */
+export function turnClock(length: number): number {
+  return length >= TIMED_CHUNK ? performance.now() : 0;
+}
+
+/** The turn of the event loop (counted only while reads are timed: see countTurns). */
+let turn = 0;
+let counting = false;
+
+/** Counts the next turn: once per turn in which a read was timed. */
+function countTurns(): void {
+  if (counting) return;
+  counting = true;
+  setImmediate(nextTurn);
+}
+
+function nextTurn(): void {
+  turn++;
+  counting = false;
+}
+
+/**
+ * Adds what the chunk timed from `started` took to what `core`'s reads took in this turn of the
+ * event loop; true once that is over TURN_MS (the caller ends `core`'s turn).
+ */
+export function turnTookLong(core: ConnectionCore, started: number): boolean {
+  if (started === 0) return false;
+  const took = performance.now() - started;
+  countTurns();
+  if (core.turnOf !== turn) {
+    core.turnOf = turn;
+    core.turnTook = 0;
+  }
+  core.turnTook += took;
+  return core.turnTook > TURN_MS;
+}
+
+/**
+ * The proxy's sides: ends `core`'s turn (ReadHold.Turn until the next one) once its reads took
+ * over TURN_MS in this turn (see turnTookLong). A WebSocket's inbound path does this itself, with
+ * its byte and frame budgets beside (inbound.ts, yieldTurn).
+ */
+export function endTurnIfLong(core: ConnectionCore, started: number): void {
+  if (!turnTookLong(core, started) || (core.holds & ReadHold.Turn) !== 0) return;
+  core.hold(ReadHold.Turn);
+  setImmediate(endTurn, core);
+}
+
+function endTurn(core: ConnectionCore): void {
+  core.release(ReadHold.Turn);
+}
