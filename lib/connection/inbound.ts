@@ -18,7 +18,7 @@ import type { Receiver } from './receiver';
 import { channels as diagnostics } from './diagnostics';
 import { Flag, unreadSize } from './connection-state';
 import { CoreState, ReadHold } from './connection-core';
-import { turnClock, turnTookLong } from './turn';
+import { loopBusy, turnClock, turnTookLong } from './turn';
 import { arm, clearAnswerTimer, failConnection } from './closing';
 import { offerInbound, inboundTapsBlocked } from './taps';
 import type { WebSocket } from './websocket';
@@ -52,6 +52,8 @@ function parse(ws: WebSocket, receiver: Receiver, chunk: Buffer | null): void {
   // A chunk that comes while reading is held (from a transport that does not honor pause(), or
   // kept aside while inflating) renews the budget: what the splitter holds back stays bounded.
   if (chunk !== null && receiver.splitter.budget <= 0) receiver.splitter.budget = TURN_FRAMES;
+  // Every chunk counts toward the turn's reads, whether or not this one's budget is reached.
+  const busy = chunk !== null && loopBusy(chunk.length);
   transport.cork();
   const err = chunk === null ? receiver.resumeParsing() : receiver.write(chunk);
   transport.uncork();
@@ -60,7 +62,7 @@ function parse(ws: WebSocket, receiver: Receiver, chunk: Buffer | null): void {
     return;
   }
   if (
-    (chunk !== null && (ws.turnBytes += chunk.length) >= TURN_BYTES) ||
+    (chunk !== null && (ws.turnBytes += chunk.length) >= TURN_BYTES && busy) ||
     receiver.splitter.budget <= 0 ||
     turnTookLong(ws.core, started)
   ) {
@@ -87,11 +89,11 @@ export const TURN_FRAMES = 1024;
  *
  * Cheap chunks add up too: 100 peers sending large messages (to an echo nobody reads) have
  * libuv read 32 x 64 KiB from each in one turn, hundreds of milliseconds before the event loop
- * comes back to a timer or to a connection that just became readable. So a connection also
- * yields once it has parsed TURN_BYTES since its last turn ended: a turn reads at most about
- * TURN_BYTES (and the one read that comes as reading pauses) from each connection. Ordinary
- * traffic meets this once per TURN_BYTES (a setImmediate); a bulk transfer yields the event
- * loop every TURN_BYTES.
+ * comes back to a timer or to a connection that just became readable. So once the turn's reads
+ * (all connections') reached LOOP_BYTES (turn.ts, 1 MiB), a connection also yields when it has
+ * parsed TURN_BYTES since its last turn ended: a busy turn reads at most about TURN_BYTES (and
+ * the one read that comes as reading pauses) from each connection. A lone bulk transfer yields
+ * about every LOOP_BYTES, not every TURN_BYTES (a pause and a resume of the socket each).
  *
  * And one read is not cut short by the time rule: 64 KiB of 1-byte fragments are 9 000 frames,
  * milliseconds each read, and 50 such peers make turns of hundreds of ms. So the receiver's

@@ -43,6 +43,27 @@ function nextTurn(): void {
 }
 
 /**
+ * Bytes all connections together parse in one turn of the event loop before a WebSocket's byte
+ * budget (TURN_BYTES, inbound.ts) applies: one busy connection alone is not held back (a yield
+ * every 64 KiB, a readStop/readStart and a turn each, cost a lone bulk transfer up to half its
+ * rate); many busy ones are, each after its share.
+ */
+export const LOOP_BYTES = 1024 * 1024;
+let loopBytes = 0;
+let loopBytesTurn = -1;
+
+/** Counts `length` bytes read in this turn; true once this turn's reads reached LOOP_BYTES. */
+export function loopBusy(length: number): boolean {
+  countTurns();
+  if (loopBytesTurn !== turn) {
+    loopBytesTurn = turn;
+    loopBytes = 0;
+  }
+  loopBytes += length;
+  return loopBytes >= LOOP_BYTES;
+}
+
+/**
  * Adds what the chunk timed from `started` took to what `core`'s reads took in this turn of the
  * event loop; true once that is over TURN_MS (the caller ends `core`'s turn).
  */
