@@ -17,6 +17,14 @@ import { type ConnectionCore, ReadHold } from './connection-core';
 const TIMED_CHUNK = 16 * 1024;
 /** Reads that took longer than this (ms) together within one turn end the connection's turn. */
 const TURN_MS = 1;
+/**
+ * What all connections' reads took in one turn (ms) before TURN_MS applies: a lone busy
+ * connection (an echo of 16 KiB messages: 32 reads of 64 KiB, 4 ms) is not held back, which cost
+ * it a sixth of its rate; many busy ones are, each after its TURN_MS.
+ */
+export const LOOP_MS = 5;
+let loopTook = 0;
+let loopTookTurn = -1;
 
 /**
  * The clock reading to pass to endTurnIfLong once a chunk of `length` bytes is handled; 0 for a
@@ -65,7 +73,8 @@ export function loopBusy(length: number): boolean {
 
 /**
  * Adds what the chunk timed from `started` took to what `core`'s reads took in this turn of the
- * event loop; true once that is over TURN_MS (the caller ends `core`'s turn).
+ * event loop; true once that is over TURN_MS and the turn's reads (all connections') took over
+ * LOOP_MS (the caller ends `core`'s turn).
  */
 export function turnTookLong(core: ConnectionCore, started: number): boolean {
   if (started === 0) return false;
@@ -76,7 +85,12 @@ export function turnTookLong(core: ConnectionCore, started: number): boolean {
     core.turnTook = 0;
   }
   core.turnTook += took;
-  return core.turnTook > TURN_MS;
+  if (loopTookTurn !== turn) {
+    loopTookTurn = turn;
+    loopTook = 0;
+  }
+  loopTook += took;
+  return core.turnTook > TURN_MS && loopTook > LOOP_MS;
 }
 
 /**
