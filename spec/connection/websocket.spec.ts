@@ -45,6 +45,17 @@ class HeldTransport extends NullTransport {
   }
 }
 
+/** A server connection on a HeldTransport, counting its messages, its readable side flowing. */
+async function heldServer(): Promise<{ transport: HeldTransport; ws: WebSocket; counted: { messages: number } }> {
+  const transport = new HeldTransport();
+  const ws = new WebSocket('server', {});
+  ws.attach(transport as unknown as Transport, null, { protocol: '', extensions: '' });
+  const counted = { messages: 0 };
+  ws.on('message', () => counted.messages++);
+  await new Promise((resolve) => setImmediate(resolve));
+  return { transport, ws, counted };
+}
+
 /** Reads of this size: under the size whose parsing is timed (turn.ts), so only byte budgets apply. */
 const READ = 8 * 1024;
 
@@ -543,12 +554,7 @@ describe('WebSocket liveness and limits', () => {
   });
 
   it('reading yields the turn after TURN_BYTES however cheap the chunks once the turn is busy (LOOP_BYTES): the first pause comes as the turn\'s reads reach LOOP_BYTES, and ends at the next turn', async () => {
-    const transport = new HeldTransport();
-    const ws = new WebSocket('server', {});
-    ws.attach(transport as unknown as Transport, null, { protocol: '', extensions: '' });
-    let received = 0;
-    ws.on('message', () => received++);
-    await new Promise((resolve) => setImmediate(resolve));
+    const { transport, ws, counted } = await heldServer();
     // 2 MiB of 64 KiB messages, in reads of 8 KiB: cheap and under the size that is timed, so
     // only the byte budgets can end the turn. Fed while the connection reads.
     const stream = bulkMessages(32);
@@ -566,7 +572,7 @@ describe('WebSocket liveness and limits', () => {
       transport.emit('data', stream.subarray(fed, fed + READ));
       fed += READ;
     }
-    expect(received).to.equal(32);
+    expect(counted.messages).to.equal(32);
     ws.terminate();
   });
 
@@ -574,16 +580,11 @@ describe('WebSocket liveness and limits', () => {
     // Yielding every TURN_BYTES costs a socket a readStop/readStart and a turn of the event loop
     // for every 64 KiB: up to half a bulk transfer's rate, for nobody's benefit when no other
     // connection is busy. (Spec first: paused after 64 KiB.)
-    const transport = new HeldTransport();
-    const ws = new WebSocket('server', {});
-    ws.attach(transport as unknown as Transport, null, { protocol: '', extensions: '' });
-    let received = 0;
-    ws.on('message', () => received++);
-    await new Promise((resolve) => setImmediate(resolve));
+    const { transport, ws, counted } = await heldServer();
     const count = LOOP_BYTES / (64 * 1024) / 2;
     const stream = bulkMessages(count);
     for (let fed = 0; fed < stream.length; fed += READ) transport.emit('data', stream.subarray(fed, fed + READ));
-    expect(received).to.equal(count);
+    expect(counted.messages).to.equal(count);
     expect(transport.pauses).to.equal(0);
     ws.terminate();
   });

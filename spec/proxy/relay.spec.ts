@@ -276,15 +276,21 @@ describe('proxy relay under attack', function () {
     for (const c of cleanups.splice(0).reverse()) await c();
   });
 
+  /** A deaf upstream (it reads nothing once told) and a proxy in front of it, both closed after the case. */
+  async function deafFront(options: Omit<Parameters<typeof front>[0], 'target'>): Promise<{ up: Awaited<ReturnType<typeof deafUpstream>>; f: Front }> {
+    const up = await deafUpstream();
+    cleanups.push(() => {
+      for (const s of up.sockets) s.destroy();
+      up.server.close();
+    });
+    const f = await front({ target: up.url, ...options });
+    cleanups.push(() => f.close());
+    return { up, f };
+  }
+
   describe('a paused side is still watched for its peer leaving', () => {
     it('clients that leave while paused by a deaf upstream: both sockets of every pair close', async () => {
-      const up = await deafUpstream();
-      cleanups.push(() => {
-        for (const s of up.sockets) s.destroy();
-        up.server.close();
-      });
-      const f = await front({ target: up.url, pausedPingInterval: 50, closeTimeout: 200 });
-      cleanups.push(() => f.close());
+      const { f } = await deafFront({ pausedPingInterval: 50, closeTimeout: 200 });
       const PAIRS = 6;
       const closes: Array<Promise<unknown>> = [];
       const clientCloses: Array<Promise<unknown>> = [];
@@ -306,13 +312,7 @@ describe('proxy relay under attack', function () {
     });
 
     it("the proxy's own pings to a paused side are answered, and the answering pongs are not relayed", async () => {
-      const up = await deafUpstream();
-      cleanups.push(() => {
-        for (const s of up.sockets) s.destroy();
-        up.server.close();
-      });
-      const f = await front({ target: up.url, pausedPingInterval: 20 });
-      cleanups.push(() => f.close());
+      const { up, f } = await deafFront({ pausedPingInterval: 20 });
       const client = await rawClient(f.url);
       const { socket } = await f.next();
       const upSocket = up.sockets[up.sockets.length - 1]!;
@@ -357,13 +357,7 @@ describe('proxy relay under attack', function () {
     const SLOW = { closeTimeout: 30000, pausedPingInterval: Infinity };
 
     it('the client resets while the upstream is paused behind data the client did not read: the upstream gets 1001, its answer is found behind that data', async () => {
-      const up = await deafUpstream();
-      cleanups.push(() => {
-        for (const s of up.sockets) s.destroy();
-        up.server.close();
-      });
-      const f = await front({ target: up.url, ...SLOW });
-      cleanups.push(() => f.close());
+      const { up, f } = await deafFront(SLOW);
       const client = await rawClient(f.url); // never reads
       const { conn, socket } = await f.next();
       const upSocket = up.sockets[up.sockets.length - 1]!;
@@ -379,13 +373,7 @@ describe('proxy relay under attack', function () {
     });
 
     it('the client resets in the middle of a frame relayed to the upstream: no close can follow it, the upstream socket is destroyed at once', async () => {
-      const up = await deafUpstream();
-      cleanups.push(() => {
-        for (const s of up.sockets) s.destroy();
-        up.server.close();
-      });
-      const f = await front({ target: up.url, ...SLOW });
-      cleanups.push(() => f.close());
+      const { up, f } = await deafFront(SLOW);
       const client = await rawClient(f.url);
       const { conn, socket } = await f.next();
       const upSocket = up.sockets[up.sockets.length - 1]!;
@@ -411,13 +399,7 @@ describe('proxy relay under attack', function () {
     });
 
     it('the upstream resets while the client is paused behind data the upstream did not read: the client gets 1014, its answer is found behind that data', async () => {
-      const up = await deafUpstream();
-      cleanups.push(() => {
-        for (const s of up.sockets) s.destroy();
-        up.server.close();
-      });
-      const f = await front({ target: up.url, ...SLOW });
-      cleanups.push(() => f.close());
+      const { up, f } = await deafFront(SLOW);
       const client = await rawClient(f.url);
       const { conn, socket } = await f.next();
       const upSocket = up.sockets[up.sockets.length - 1]!;
@@ -431,13 +413,7 @@ describe('proxy relay under attack', function () {
     });
 
     it('a client that leaves while paused is noticed by the probe pings; the upstream that does not read is closed within the short bound', async () => {
-      const up = await deafUpstream();
-      cleanups.push(() => {
-        for (const s of up.sockets) s.destroy();
-        up.server.close();
-      });
-      const f = await front({ target: up.url, closeTimeout: 30000, pausedPingInterval: 50 });
-      cleanups.push(() => f.close());
+      const { f } = await deafFront({ closeTimeout: 30000, pausedPingInterval: 50 });
       for (const leave of ['destroy', 'resetAndDestroy'] as const) {
         const client = await rawClient(f.url);
         const { conn, socket } = await f.next();
@@ -450,13 +426,7 @@ describe('proxy relay under attack', function () {
     });
 
     it('the client ends TCP without a close (its socket from an http server allows half-open) and the upstream never answers the 1001: it is destroyed within the short bound, not the close timeout', async () => {
-      const up = await deafUpstream();
-      cleanups.push(() => {
-        for (const s of up.sockets) s.destroy();
-        up.server.close();
-      });
-      const f = await front({ target: up.url, ...SLOW });
-      cleanups.push(() => f.close());
+      const { f } = await deafFront(SLOW);
       const client = await rawClient(f.url);
       const { conn, socket } = await f.next();
       const done = pairCloses(f, conn, socket);
@@ -468,13 +438,7 @@ describe('proxy relay under attack', function () {
 
   describe("'local' ping/pong", () => {
     it('a client that pings and never reads is paused once its pongs fill its socket, and they stay bounded', async () => {
-      const up = await deafUpstream();
-      cleanups.push(() => {
-        for (const s of up.sockets) s.destroy();
-        up.server.close();
-      });
-      const f = await front({ target: up.url, pingPong: 'local', pausedPingInterval: 50, closeTimeout: 200 });
-      cleanups.push(() => f.close());
+      const { f } = await deafFront({ pingPong: 'local', pausedPingInterval: 50, closeTimeout: 200 });
       const client = await rawClient(f.url);
       const { conn, socket } = await f.next();
       const pings = Buffer.concat(Array.from({ length: 256 }, () => clientFrame(Opcode.Ping, Buffer.alloc(125, 1))));
@@ -489,13 +453,7 @@ describe('proxy relay under attack', function () {
 
   describe('per-frame cost and the proxy-wide budget', () => {
     it('a flood of empty fragments is cut with 1009 after maxMessageSize / frameOverhead frames, as the server does', async () => {
-      const up = await deafUpstream();
-      cleanups.push(() => {
-        for (const s of up.sockets) s.destroy();
-        up.server.close();
-      });
-      const f = await front({ target: up.url, maxMessageSize: 64 * 1024, closeTimeout: 200 });
-      cleanups.push(() => f.close());
+      const { f } = await deafFront({ maxMessageSize: 64 * 1024, closeTimeout: 200 });
       const client = await rawClient(f.url);
       const { conn } = await f.next();
       const closed = next(conn, 'close');
