@@ -155,6 +155,8 @@ export class ConnectionCore {
   turnTook = 0;
   /** @internal See turnTook. */
   turnOf = 0;
+  /** @internal Bytes read since reading last yielded its turn (see TURN_BYTES in lib/connection/turn.ts). */
+  turnBytes = 0;
   private flags: number;
   private readonly options: ConnectionCoreOptions;
   private readonly handler: ConnectionCoreHandler;

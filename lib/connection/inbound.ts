@@ -18,7 +18,7 @@ import type { Receiver } from './receiver';
 import { channels as diagnostics } from './diagnostics';
 import { Flag, unreadSize } from './connection-state';
 import { CoreState, ReadHold } from './connection-core';
-import { loopBusy, turnClock, turnTookLong } from './turn';
+import { readTooMuch, turnClock, turnTookLong } from './turn';
 import { arm, clearAnswerTimer, failConnection } from './closing';
 import { offerInbound, inboundTapsBlocked } from './taps';
 import type { WebSocket } from './websocket';
@@ -52,8 +52,8 @@ function parse(ws: WebSocket, receiver: Receiver, chunk: Buffer | null): void {
   // A chunk that comes while reading is held (from a transport that does not honor pause(), or
   // kept aside while inflating) renews the budget: what the splitter holds back stays bounded.
   if (chunk !== null && receiver.splitter.budget <= 0) receiver.splitter.budget = TURN_FRAMES;
-  // Every chunk counts toward the turn's reads, whether or not this one's budget is reached.
-  const busy = chunk !== null && loopBusy(chunk.length);
+  // Counted before parsing: what the 'message' listeners do with this chunk is not its size.
+  const tooMuch = chunk !== null && readTooMuch(ws.core, chunk.length);
   transport.cork();
   const err = chunk === null ? receiver.resumeParsing() : receiver.write(chunk);
   transport.uncork();
@@ -62,7 +62,7 @@ function parse(ws: WebSocket, receiver: Receiver, chunk: Buffer | null): void {
     return;
   }
   if (
-    (chunk !== null && (ws.turnBytes += chunk.length) >= TURN_BYTES && busy) ||
+    tooMuch ||
     receiver.splitter.budget <= 0 ||
     turnTookLong(ws.core, started)
   ) {
@@ -74,8 +74,6 @@ function parse(ws: WebSocket, receiver: Receiver, chunk: Buffer | null): void {
   ws.options.heldBytesObserver?.heldBytesChanged(ws);
 }
 
-/** Bytes a connection parses before it yields its turn, however fast (see yieldTurn). */
-export const TURN_BYTES = 64 * 1024;
 /** Frames (or pieces of frames) a connection parses per turn; the rest of its input waits for the next (see yieldTurn). */
 export const TURN_FRAMES = 1024;
 
@@ -91,7 +89,7 @@ export const TURN_FRAMES = 1024;
  * libuv read 32 x 64 KiB from each in one turn, hundreds of milliseconds before the event loop
  * comes back to a timer or to a connection that just became readable. So once the turn's reads
  * (all connections') reached LOOP_BYTES (turn.ts, 1 MiB), a connection also yields when it has
- * parsed TURN_BYTES since its last turn ended: a busy turn reads at most about TURN_BYTES (and
+ * read TURN_BYTES (turn.ts) since its last turn ended: a busy turn reads at most about TURN_BYTES (and
  * the one read that comes as reading pauses) from each connection. A lone bulk transfer yields
  * about every LOOP_BYTES, not every TURN_BYTES (a pause and a resume of the socket each).
  *
@@ -108,7 +106,7 @@ function yieldTurn(ws: WebSocket): void {
 }
 
 function endTurn(ws: WebSocket): void {
-  ws.turnBytes = 0;
+  ws.core.turnBytes = 0;
   const receiver = ws.receiver;
   if (receiver !== null) {
     const stalled = receiver.splitter.stalled;
@@ -125,7 +123,6 @@ function endTurn(ws: WebSocket): void {
   }
   ws.core.release(ReadHold.Turn);
 }
-
 
 /** Received bytes left a buffer (the application read them). */
 export function consumed(ws: WebSocket, bytes: number): void {

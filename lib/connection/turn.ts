@@ -60,15 +60,22 @@ export const LOOP_BYTES = 1024 * 1024;
 let loopBytes = 0;
 let loopBytesTurn = -1;
 
-/** Counts `length` bytes read in this turn; true once this turn's reads reached LOOP_BYTES. */
-export function loopBusy(length: number): boolean {
+/** Bytes a connection reads before it yields its turn, however fast, once the turn is busy (see readTooMuch). */
+export const TURN_BYTES = 64 * 1024;
+
+/**
+ * Counts a chunk of `length` bytes that `core`'s connection read: true once it has read
+ * TURN_BYTES since its turn last ended (core.turnBytes, reset by the caller when it does) and this
+ * turn's reads of all connections reached LOOP_BYTES. Every chunk is counted toward the turn.
+ */
+export function readTooMuch(core: ConnectionCore, length: number): boolean {
   countTurns();
   if (loopBytesTurn !== turn) {
     loopBytesTurn = turn;
     loopBytes = 0;
   }
   loopBytes += length;
-  return loopBytes >= LOOP_BYTES;
+  return (core.turnBytes += length) >= TURN_BYTES && loopBytes >= LOOP_BYTES;
 }
 
 /**

@@ -96,8 +96,6 @@ export class WebSocket extends (Duplex as Emitting<typeof Duplex, WebSocketEvent
   readonly options: WebSocketOptions;
   /** @internal Bytes given to write() that have not reached the transport yet. */
   queuedBytes = 0;
-  /** @internal Bytes parsed since reading last yielded its turn (see TURN_BYTES in inbound.ts). */
-  turnBytes = 0;
   /**
    * @internal The protocol decisions: the closing handshake, failing (error -> close code), the liveness
    * deadlines and the close timeout. This class does the I/O they ask for.
