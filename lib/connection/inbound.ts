@@ -88,10 +88,10 @@ export const TURN_FRAMES = 1024;
  * Cheap chunks add up too: 100 peers sending large messages (to an echo nobody reads) have
  * libuv read 32 x 64 KiB from each in one turn, hundreds of milliseconds before the event loop
  * comes back to a timer or to a connection that just became readable. So once the turn's reads
- * (all connections') reached LOOP_BYTES (turn.ts, 1 MiB), a connection also yields when it has
+ * (all connections') reached LOOP_BYTES (turn.ts, 4 MiB), a connection also yields when it has
  * read TURN_BYTES (turn.ts) since its last turn ended: a busy turn reads at most about TURN_BYTES (and
- * the one read that comes as reading pauses) from each connection. A lone bulk transfer yields
- * about every LOOP_BYTES, not every TURN_BYTES (a pause and a resume of the socket each).
+ * the one read that comes as reading pauses) from each connection. A lone bulk transfer never yields: libuv
+ * reads at most 2 MiB from one socket in a turn, half of LOOP_BYTES.
  *
  * And one read is not cut short by the time rule: 64 KiB of 1-byte fragments are 9 000 frames,
  * milliseconds each read, and 50 such peers make turns of hundreds of ms. So the receiver's

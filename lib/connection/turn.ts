@@ -54,9 +54,12 @@ function nextTurn(): void {
  * Bytes all connections together parse in one turn of the event loop before a WebSocket's byte
  * budget (TURN_BYTES, inbound.ts) applies: one busy connection alone is not held back (a yield
  * every 64 KiB, a readStop/readStart and a turn each, cost a lone bulk transfer up to half its
- * rate); many busy ones are, each after its share.
+ * rate); many busy ones are, each after its share. Twice the most one socket reads in a turn
+ * (libuv reads a readable socket up to 32 times, Node 64 KiB each: 2 MiB), so that a lone
+ * connection never reaches it: at 1 MiB, a one-way transfer of 16 MiB messages yielded every
+ * MiB and lost about a tenth of its rate.
  */
-export const LOOP_BYTES = 1024 * 1024;
+export const LOOP_BYTES = 4 * 1024 * 1024;
 let loopBytes = 0;
 let loopBytesTurn = -1;
 
