@@ -36,6 +36,11 @@ export enum Flag {
   ClientRole = 1 << 2,
   /** write() returned false because of bufferedAmount; a 'drain' is owed. */
   NeedBytesDrain = 1 << 3,
+  /**
+   * A chunk from the peer is being parsed (its 'message' listeners run): sends made meanwhile
+   * are reported to the memory budget once, when the chunk is through (inbound.ts, parse).
+   */
+  Parsing = 1 << 4,
   /** The readable side has been ended (push(null)). */
   ReadableDone = 1 << 6,
   /** wspipe:websocket:frame had subscribers when the connection opened: its frames are published. */

@@ -55,7 +55,13 @@ function parse(ws: WebSocket, receiver: Receiver, chunk: Buffer | null): void {
   // Counted before parsing: what the 'message' listeners do with this chunk is not its size.
   const tooMuch = chunk !== null && readTooMuch(ws.core, chunk.length);
   transport.cork();
-  const err = chunk === null ? receiver.resumeParsing() : receiver.write(chunk);
+  ws.setFlag(Flag.Parsing, true);
+  let err: WebSocketError | null;
+  try {
+    err = chunk === null ? receiver.resumeParsing() : receiver.write(chunk);
+  } finally {
+    ws.setFlag(Flag.Parsing, false);
+  }
   transport.uncork();
   if (err !== null) {
     failConnection(ws, err);

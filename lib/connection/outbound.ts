@@ -337,7 +337,8 @@ export function writeMessage(ws: WebSocket, chunk: OutboundMessage, a: BufferEnc
         ? ws.queue(message)
         : ws.queue(message, (err?: Error | null) => callback(err ?? ws.extras?.unsent?.get(message) ?? null));
   }
-  ws.options.heldBytesObserver?.heldBytesChanged(ws);
+  // Sent from a 'message' listener: reported with the rest of the chunk, once it is parsed.
+  if (!ws.has(Flag.Parsing)) ws.options.heldBytesObserver?.heldBytesChanged(ws);
   if (flowing && ws.bufferedAmount >= ws.writableBytesMark) {
     // Held back by bytes, not by message count: our own 'drain' follows (maybeBytesDrain).
     ws.setFlag(Flag.NeedBytesDrain, true);

@@ -704,6 +704,34 @@ describe('WebSocket liveness and limits', () => {
   });
 });
 
+describe('WebSocket and the server-wide memory budget (heldBytesObserver)', () => {
+  it('sends from a message listener are reported once, at the end of the chunk that brought the messages, with what they left queued', async () => {
+    // One report per send cost an echo of small messages a getter chain and a Map lookup each
+    // (spec first: 101 reports for one chunk of 100 messages).
+    const reports: number[] = [];
+    // The transport takes nothing away: what is sent stays queued in it, and counts.
+    const transport = new (class extends HeldTransport {
+      override write(chunk: Buffer): boolean {
+        this.writableLength += chunk.length;
+        return false;
+      }
+    })();
+    const ws = new WebSocket('server', { heldBytesObserver: { heldBytesChanged: (c: WebSocket) => reports.push(c.heldBytes) } });
+    ws.attach(transport as unknown as Transport, null, { protocol: '', extensions: '' });
+    ws.on('message', (data: Buffer, isBinary: boolean) => ws.send(data, { binary: isBinary }));
+    await new Promise((resolve) => setImmediate(resolve));
+    const frame = Buffer.from([0x82, 0x80 | 4, 0, 0, 0, 0, 1, 2, 3, 4]);
+    transport.emit('data', Buffer.concat(Array.from({ length: 100 }, () => frame)));
+    expect(reports.length).to.equal(1);
+    expect(reports[0]).to.equal(ws.heldBytes);
+    expect(ws.heldBytes).to.be.greaterThan(0);
+    // A send outside a chunk (a timer, another connection's message) is reported at once.
+    ws.send(Buffer.alloc(10));
+    expect(reports.length).to.equal(2);
+    ws.terminate();
+  });
+});
+
 describe('WebSocket write backpressure in bytes', () => {
   it('write() returns false once bufferedAmount reaches writableHighWaterMarkBytes, then drains', async () => {
     const { ws, peer } = await serverSide({ writableHighWaterMarkBytes: 1024 * 1024 });
