@@ -149,6 +149,29 @@ describe('wspipe proxy and replay (the binary)', function () {
     expect(help.stdout.join('')).to.match(/^usage: wspipe proxy/);
   });
 
+  it('limit flags reach the proxy: --max-payload refuses a larger frame with 1009; a bad value is a usage error naming the flag', async () => {
+    const bad = start(['proxy', '--port', '0', '--to', url, '--max-payload', '12x']);
+    expect(await bad.exit).to.equal(2);
+    expect(bad.stderr.join('')).to.match(/--max-payload/);
+    const badBudget = start(['proxy', '--port', '0', '--to', url, '--memory-budget', '0']);
+    expect(await badBudget.exit).to.equal(2);
+    expect(badBudget.stderr.join('')).to.match(/--memory-budget/);
+    const run = start(['proxy', '--port', '0', '--to', url, '--max-payload', '1k', '--max-message-size', '64k', '--memory-budget', '64m', '--close-timeout', '2000', '--paused-ping-interval', 'Infinity']);
+    const port = await proxyPort(run);
+    const client = connect(`ws://${LOCAL}:${port}/`);
+    await once(client, 'open');
+    // 1 KiB passes; one byte more is refused by the proxy itself.
+    const echoed = once(client, 'message');
+    client.send(Buffer.alloc(1024));
+    expect((await echoed)[0]).to.have.length(1024);
+    const closing = closed(client);
+    client.on('error', () => {});
+    client.send(Buffer.alloc(1025));
+    expect((await closing)[0]).to.equal(1009);
+    run.child.kill('SIGINT');
+    expect(await run.exit).to.equal(0);
+  });
+
   it('a slow upstream does not grow the proxy process (RSS) with the amount sent', async function () {
     // 256 MiB sent: 15 s on a shared two-core machine under load, 20 s is too tight.
     this.timeout(60000);

@@ -51,3 +51,18 @@ export function onSignals(handler: (signal: NodeJS.Signals) => void): () => void
     process.removeListener('SIGTERM', handler);
   };
 }
+
+const UNITS: Record<string, number> = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 };
+
+/**
+ * A positive amount given on the command line: a whole number, with k, m or g (1024, 1024²,
+ * 1024³) after it for sizes in bytes (`units`), or "Infinity" where `infinite` allows it.
+ * Returns null for anything else (the caller's usage error names the flag).
+ */
+export function parseAmount(text: string, { units = false, infinite = false }: { units?: boolean; infinite?: boolean } = {}): number | null {
+  if (infinite && text === 'Infinity') return Infinity;
+  const m = (units ? /^(\d+)([kmg]?)$/i : /^(\d+)()$/).exec(text);
+  if (m === null) return null;
+  const value = Number(m[1]) * UNITS[m[2]!.toLowerCase()]!;
+  return value > 0 && Number.isSafeInteger(value) ? value : null;
+}

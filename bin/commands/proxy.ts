@@ -18,7 +18,7 @@ import { Inspector } from '../../lib/capture/inspector';
 import { headerValue } from '../../lib/handshake/handshake';
 import { ForwardedMode } from '../../lib/proxy/forwarded';
 import { ProxyConnection, createProxy } from '../../lib/proxy/proxy';
-import { ExitCode, onSignals, parseCommand, usageError } from './cli';
+import { ExitCode, onSignals, parseAmount, parseCommand, usageError } from './cli';
 
 export const help = `usage: wspipe proxy --port N --to URL [options]
 
@@ -56,6 +56,20 @@ options:
                         (only behind proxies you trust: any client can write these headers;
                         without it they are replaced)
       --local-ping      answer pings on each side and do not relay them
+      --max-payload N   largest frame payload relayed, in bytes (k, m, g: KiB, MiB, GiB);
+                        a larger frame gets 1009 (default 100m)
+      --max-message-size N
+                        largest message a capture reassembles; also bounds the frames of
+                        one relayed message, each after the first counting 256 bytes
+                        (default 100m)
+      --memory-budget N what all relayed connections together may hold, both sides
+                        (default a quarter of the machine's memory, at most 1g; Infinity:
+                        none); the largest holders are paused, then closed with 1008
+      --close-timeout MS
+                        how long a closing handshake may take (default 5000)
+      --paused-ping-interval MS
+                        ping a side the proxy stopped reading from this often, to notice
+                        a peer that left (default 1000; Infinity: never)
       --insecure        do not check the upstream's TLS certificate
   -h, --help            show this help
 
@@ -80,6 +94,11 @@ export async function run(args: string[]): Promise<number> {
       forwarded: { type: 'string', default: 'both' },
       'trust-forwarded': { type: 'boolean', default: false },
       insecure: { type: 'boolean', default: false },
+      'max-payload': { type: 'string' },
+      'max-message-size': { type: 'string' },
+      'memory-budget': { type: 'string' },
+      'close-timeout': { type: 'string' },
+      'paused-ping-interval': { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -98,6 +117,14 @@ export async function run(args: string[]): Promise<number> {
   if (logMax !== undefined && (!/^\d+$/.test(o['log-max']!) || !Number.isSafeInteger(logMax))) return usageError('proxy', '--log-max must be a number of bytes');
   if (o.ui !== undefined && (!/^\d+$/.test(o.ui) || Number(o.ui) > 65535)) return usageError('proxy', `bad --ui port '${o.ui}'`);
   if (!FORWARDED_MODES.has(o.forwarded)) return usageError('proxy', `unknown --forwarded '${o.forwarded}' (both, x-forwarded, forwarded or none)`);
+  const limits: Partial<Record<(typeof LIMIT_FLAGS)[number]['option'], number>> = {};
+  for (const { flag, option, units, infinite } of LIMIT_FLAGS) {
+    const text = o[flag];
+    if (text === undefined) continue;
+    const value = parseAmount(text, { units, infinite });
+    if (value === null) return usageError('proxy', `bad --${flag} '${text}' (${units ? 'bytes: a positive whole number, k, m or g after it' : 'milliseconds: a positive whole number'}${infinite ? ', or Infinity' : ''})`);
+    limits[option] = value;
+  }
 
   let file: fs.WriteStream | null = null;
   if (o.tap !== undefined) {
@@ -147,6 +174,7 @@ export async function run(args: string[]): Promise<number> {
     host: o.host,
     pingPong: o['local-ping'] ? 'local' : 'relay',
     tls: o.insecure ? { rejectUnauthorized: false } : undefined,
+    ...limits,
   });
   const listened = await new Promise<Error | null>((resolve) => {
     proxy.once('listening', () => resolve(null));
@@ -252,3 +280,12 @@ function record(conn: ProxyConnection, id: number, to: RecordTo): void {
   });
   capturing.add(written);
 }
+
+/** The flags that set a limit of the proxy: the option each sets, in bytes (units) or milliseconds. */
+const LIMIT_FLAGS = [
+  { flag: 'max-payload', option: 'maxPayload', units: true, infinite: false },
+  { flag: 'max-message-size', option: 'maxMessageSize', units: true, infinite: false },
+  { flag: 'memory-budget', option: 'serverMemoryBudget', units: true, infinite: true },
+  { flag: 'close-timeout', option: 'closeTimeout', units: false, infinite: false },
+  { flag: 'paused-ping-interval', option: 'pausedPingInterval', units: false, infinite: true },
+] as const;
