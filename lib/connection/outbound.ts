@@ -75,7 +75,7 @@ export function sendPreFramed(ws: WebSocket, chunk: PreFramed, callback: WriteCa
     return;
   }
   const tapped = chunk.tapped;
-  let flowing = ws.sender!.sendBytes(chunk.buffers, tapped === null ? null : tapped.map((t) => t.frame));
+  let flowing = takesMore(ws, ws.sender!.sendBytes(chunk.buffers, tapped === null ? null : tapped.map((t) => t.frame)));
   if (tapped !== null && ws.tapPoints !== null) for (const t of tapped) if (!ws.tapPoints.out.messages.offer(t.message)) flowing = false;
   afterSend(ws, flowing, callback);
 }
@@ -125,7 +125,7 @@ export function sendAtOnce(ws: WebSocket, message: Message): boolean {
   let flowing = false;
   let refused = false;
   try {
-    flowing = sender.sendMessage(message);
+    flowing = takesMore(ws, sender.sendMessage(message));
   } catch (err) {
     // Its writer gave no callback to hear why: 'error' does (as for the usual path, see refuse()).
     refused = true;
@@ -135,6 +135,19 @@ export function sendAtOnce(ws: WebSocket, message: Message): boolean {
   if (!refused && (!flowing || sender.pending) && writableIdle(ws)) return ws.queue(new SentAhead(flowing));
   maybeBytesDrain(ws);
   return true;
+}
+
+/**
+ * Whether the transport takes more now, after a write to it that returned `wrote`. Its write()
+ * returns false at its own highWaterMark, 16 KiB for a net.Socket or a tls.TLSSocket: less than
+ * one message of that size, so waiting for its 'drain' each time held every such message for a
+ * turn and sent it through the Writable's queue (an echo of 16 KiB messages on 16 connections
+ * at half of ws's rate). The connection goes by its own mark in bytes instead: sends go on while
+ * bufferedAmount (the transport's bytes included) is under writableBytesMark (1 MiB by default),
+ * and wait for the transport's 'drain' from there.
+ */
+function takesMore(ws: WebSocket, wrote: boolean): boolean {
+  return wrote || ws.bufferedAmount < ws.writableBytesMark;
 }
 
 export function dispatch(ws: WebSocket, messages: Message[], callback: WriteCallback): void {
@@ -160,7 +173,7 @@ export function sendNow(ws: WebSocket, messages: Message[], callback: WriteCallb
   }
   let flowing: boolean;
   try {
-    flowing = messages.length === 1 ? ws.sender!.sendMessage(messages[0]!) : ws.sender!.sendMessages(messages);
+    flowing = takesMore(ws, messages.length === 1 ? ws.sender!.sendMessage(messages[0]!) : ws.sender!.sendMessages(messages));
   } catch (err) {
     // The sender refused (not the connection's state): a writer's callback hears of it through
     // `unsent`, and 'error' too, as a Writable reports a failed write both ways.
@@ -174,7 +187,7 @@ export function sendNow(ws: WebSocket, messages: Message[], callback: WriteCallb
   // permessage-deflate: the write is done once its compressed frames are on the socket.
   if (ws.sender!.pending) {
     ws.sender!.whenSent((err, nowFlowing) =>
-      err !== null ? refuse(ws, messages, err, callback) : afterSend(ws, flowing && nowFlowing, callback),
+      err !== null ? refuse(ws, messages, err, callback) : afterSend(ws, flowing && takesMore(ws, nowFlowing), callback),
     );
   } else {
     afterSend(ws, flowing, callback);
@@ -188,7 +201,7 @@ export function sendNow(ws: WebSocket, messages: Message[], callback: WriteCallb
  */
 export function settle(ws: WebSocket, flowing: boolean, callback: WriteCallback): void {
   if (ws.sender!.pending) {
-    ws.sender!.whenSent((err, nowFlowing) => (err !== null ? refuse(ws, [], err, callback) : afterSend(ws, flowing && nowFlowing, callback)));
+    ws.sender!.whenSent((err, nowFlowing) => (err !== null ? refuse(ws, [], err, callback) : afterSend(ws, flowing && takesMore(ws, nowFlowing), callback)));
   } else {
     afterSend(ws, flowing, callback);
   }
@@ -249,7 +262,7 @@ export function sendPart(ws: WebSocket, owner: MessageWritable, data: Buffer, fi
     ws.core.claim(owner);
     let flowing: boolean;
     try {
-      flowing = ws.sender!.sendPart(data, owner.binary, fin);
+      flowing = takesMore(ws, ws.sender!.sendPart(data, owner.binary, fin));
     } catch (err) {
       releaseOutbound(ws, owner);
       callback(err as Error);
@@ -262,7 +275,7 @@ export function sendPart(ws: WebSocket, owner: MessageWritable, data: Buffer, fi
     }
     owner.started = true;
     if (ws.sender!.pending) {
-      ws.sender!.whenSent((err, nowFlowing) => (err !== null ? callback(err) : afterSend(ws, flowing && nowFlowing, callback)));
+      ws.sender!.whenSent((err, nowFlowing) => (err !== null ? callback(err) : afterSend(ws, flowing && takesMore(ws, nowFlowing), callback)));
     } else {
       afterSend(ws, flowing, callback);
     }

@@ -764,6 +764,74 @@ describe('WebSocket write backpressure in bytes', () => {
   });
 });
 
+describe("WebSocket sends past the socket's own mark", () => {
+  /**
+   * A socket as net.Socket and tls.TLSSocket behave: write() takes every byte and returns false
+   * once 16 KiB (its highWaterMark) wait in it; they go out later (at the next turn here, as TLS
+   * does once it has encrypted them), then 'drain'.
+   */
+  class MarkedTransport extends HeldTransport {
+    written = 0;
+    needDrain = false;
+    override write(chunk: Buffer): boolean {
+      this.written += chunk.length;
+      if (this.writableLength === 0) setImmediate(() => this.flush());
+      this.writableLength += chunk.length;
+      const ok = this.writableLength < 16 * 1024;
+      if (!ok) this.needDrain = true;
+      return ok;
+    }
+    flush(): void {
+      this.writableLength = 0;
+      if (this.needDrain) {
+        this.needDrain = false;
+        this.emit('drain');
+      }
+    }
+  }
+
+  it('messages of 16 KiB sent in one turn all go to the socket at once: its write() saying wait at its own 16 KiB mark does not hold them, the connection goes by its byte mark (writableHighWaterMarkBytes)', async () => {
+    // Holding each send until the socket's 'drain' made every 16 KiB message wait a turn, and
+    // sent them through the Writable's queue: an echo of 16 KiB messages over 16 connections ran
+    // at half of ws's rate. (Spec first: one message on the socket, seven waiting.)
+    const transport = new MarkedTransport();
+    const ws = new WebSocket('server', {});
+    ws.attach(transport as unknown as Transport, null, { protocol: '', extensions: '' });
+    const message = Buffer.alloc(16 * 1024);
+    const called: number[] = [];
+    for (let i = 0; i < 8; i++) expect(ws.send(message)).to.equal(true);
+    ws.send(message, {}, () => called.push(8));
+    expect(transport.written).to.equal(9 * (message.length + 4));
+    expect(ws.bufferedAmount).to.equal(9 * (message.length + 4));
+    // The write's callback: the socket holds under the connection's mark, so at once.
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(called).to.deep.equal([8]);
+    ws.terminate();
+  });
+
+  it("past the connection's byte mark, sends wait for the socket's drain as before", async () => {
+    const transport = new MarkedTransport();
+    const ws = new WebSocket('server', { writableHighWaterMarkBytes: 64 * 1024 });
+    ws.attach(transport as unknown as Transport, null, { protocol: '', extensions: '' });
+    const message = Buffer.alloc(16 * 1024);
+    let ok = true;
+    let sent = 0;
+    while (ok) {
+      ok = ws.write(message);
+      sent++;
+    }
+    // write() said wait once bufferedAmount reached the mark; what follows queues in the Writable.
+    expect(ws.bufferedAmount).to.be.at.least(64 * 1024);
+    const before = transport.written;
+    ws.write(message);
+    expect(transport.written).to.equal(before);
+    const drained = once(ws, 'drain');
+    await drained;
+    expect(transport.written).to.equal((sent + 1) * (message.length + 4));
+    ws.terminate();
+  });
+});
+
 describe('WebSocket writes keep one order, whatever waits where', () => {
   it('messages written while a streamed one is open, and right after it ends, arrive in write order', async () => {
     const { ws, peer } = await serverSide();
