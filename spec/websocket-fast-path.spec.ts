@@ -34,13 +34,15 @@ function payloads(bytes: Buffer): string[] {
 
 /**
  * A transport in memory: records what is written, in order, and when told `full`, write()
- * answers false (as a socket over its mark) until drain() emits 'drain'.
+ * answers false (as a socket over its mark) and holds what it is given (writableLength) until
+ * drain() emits 'drain'.
  */
 class MemoryTransport extends NullTransport {
   readonly written: Buffer[] = [];
   full = false;
   override write(chunk: Buffer, callback?: (err?: Error | null) => void): boolean {
     this.written.push(Buffer.from(chunk));
+    if (this.full) this.writableLength += chunk.length;
     if (callback !== undefined) process.nextTick(callback);
     return !this.full;
   }
@@ -52,6 +54,7 @@ class MemoryTransport extends NullTransport {
   }
   drain(): void {
     this.full = false;
+    this.writableLength = 0;
     this.emit('drain');
   }
   /** The payloads of everything written so far. */
@@ -158,15 +161,18 @@ describe('WebSocket fast paths', () => {
     ws.terminate();
   });
 
-  it('a full socket: the write in the fast path is held as the usual path holds it, later writes queue behind it, false comes at the same count, then drain', async () => {
-    const { ws, t } = server({ writableHighWaterMark: 4 });
+  it('a full socket: writes go on to it while bufferedAmount is under writableHighWaterMarkBytes; the write that reaches the mark is held as the usual path holds it, later writes queue behind it, false from the mark on, then drain', async () => {
+    // Each frame is 3 bytes (2 of header): the socket holds 9 once 'c' is written, over the mark.
+    const { ws, t } = server({ writableHighWaterMarkBytes: 7 });
     t.full = true;
     const answers = ['a', 'b', 'c', 'd', 'e'].map((m) => ws.send(m));
-    // 'a' is on the socket; its write stays in progress until the socket drains, so b..e queue
-    // in the Writable, and the fourth write in the Writable's count says to wait.
-    expect(answers).to.deep.equal([true, true, true, false, false]);
-    expect(t.frames()).to.deep.equal(['a']);
-    expect(ws.writableLength).to.equal(5);
+    // The socket said wait from 'a' on, but held less than the connection's mark in bytes: 'a' and
+    // 'b' were done at once. 'c' reached the mark: its write stays in progress until the socket
+    // drains, d and e queue in the Writable, and every answer from 'c' on says to wait.
+    expect(answers).to.deep.equal([true, true, false, false, false]);
+    expect(t.frames()).to.deep.equal(['a', 'b', 'c']);
+    expect(ws.writableLength).to.equal(3);
+    expect(ws.bufferedAmount).to.equal(9 + 2);
     const drained = once(ws, 'drain');
     t.drain();
     await drained;
@@ -181,7 +187,8 @@ describe('WebSocket fast paths', () => {
   });
 
   it('a full socket, then the connection closes: the held write settles and later writes are refused as before', async () => {
-    const { ws, t } = server();
+    // 'a' (3 bytes) reaches the mark: its write is held, and b queues behind it.
+    const { ws, t } = server({ writableHighWaterMarkBytes: 3 });
     t.full = true;
     ws.send('a');
     const refused: Array<Error | null | undefined> = [];
