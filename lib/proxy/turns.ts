@@ -1,0 +1,91 @@
+/**
+ * Fairness between the proxy's sides (issue #21): each side of a relayed connection follows the
+ * rules of a WebSocket's inbound path (lib/connection/inbound.ts, turn.ts), so that connections
+ * flooding the proxy (tiny frames, pings, large messages to an echo nobody reads) do not hold
+ * the event loop for the others:
+ *
+ * - frames: a side relays at most TURN_FRAMES frames (or pieces of frames) per turn of the event
+ *   loop, however cheap. The relay stops at the frame boundary where the budget ran out
+ *   (relay.ts, relayChunk, Side.turnFrames); the rest of the chunk waits here (Side.waiting),
+ *   with whatever the socket still hands on meanwhile (the read that comes as it pauses, or
+ *   everything from a socket that does not honor pause()), in order.
+ * - bytes: once the turn's reads of all connections reached LOOP_BYTES, a side yields after
+ *   TURN_BYTES (readTooMuch): otherwise each of 200 busy sides would read 32 x 64 KiB per turn.
+ * - time: a side whose reads took over TURN_MS in a turn whose reads took over LOOP_MS yields
+ *   (turnTookLong).
+ *
+ * A side that yields holds reading (ReadHold.Turn on its core: the relay pauses its socket, see
+ * updateFlow in relay.ts) until the next turn, when its budgets are renewed and what waits is
+ * relayed first, reading still held; if that uses up the budget again, the turn ends again.
+ */
+import type { Buffer } from 'node:buffer';
+import { ReadHold } from '../connection/connection-core';
+import { TURN_FRAMES, readTooMuch, turnClock, turnTookLong } from '../connection/turn';
+import type { Side } from './side';
+
+/** A chunk `side` read: relayed now as far as its turn allows, or after what waits already, in order. */
+export function received(side: Side, chunk: Buffer): void {
+  // Counted before relaying: every read counts toward the turn's bytes.
+  const tooMuch = readTooMuch(side.core, chunk.length);
+  if (side.waiting !== null) {
+    // Its turn has ended already (yieldTurn): this waits too.
+    wait(side, chunk);
+    return;
+  }
+  const started = turnClock(chunk.length);
+  const at = side.relayFrom(chunk);
+  if (at < chunk.length) wait(side, at === 0 ? chunk : chunk.subarray(at));
+  if (at < chunk.length || tooMuch || turnTookLong(side.core, started)) yieldTurn(side);
+}
+
+/**
+ * `side`'s socket has closed: nothing more comes, so what waits is relayed now, whatever the
+ * turn's budget (a close frame in it is relayed as a close, not taken for the side leaving
+ * without one).
+ */
+export function relayAllWaiting(side: Side): void {
+  if (side.waiting === null) return;
+  side.turnFrames = Infinity;
+  relayWaiting(side);
+}
+
+function wait(side: Side, bytes: Buffer): void {
+  (side.waiting ??= []).push(bytes);
+  side.waitingBytes += bytes.length;
+}
+
+function yieldTurn(side: Side): void {
+  if ((side.core.holds & ReadHold.Turn) !== 0) return;
+  side.core.hold(ReadHold.Turn);
+  setImmediate(endTurn, side);
+}
+
+function endTurn(side: Side): void {
+  side.core.turnBytes = 0;
+  side.turnFrames = TURN_FRAMES;
+  if (side.waiting !== null && !relayWaiting(side)) {
+    // The budget ran out again: reading stays held for one more turn.
+    setImmediate(endTurn, side);
+    return;
+  }
+  side.core.release(ReadHold.Turn);
+}
+
+/** Relays what waits, in order, as far as the turn's budget allows; true once none waits. */
+function relayWaiting(side: Side): boolean {
+  const waiting = side.waiting!;
+  side.waiting = null;
+  side.waitingBytes = 0;
+  for (let i = 0; i < waiting.length; i++) {
+    // (A side that failed relays nothing more: what waits is dropped.)
+    if (!side.reading) return true;
+    const chunk = waiting[i]!;
+    const at = side.relayFrom(chunk);
+    if (at < chunk.length) {
+      wait(side, at === 0 ? chunk : chunk.subarray(at));
+      for (let j = i + 1; j < waiting.length; j++) wait(side, waiting[j]!);
+      return false;
+    }
+  }
+  return true;
+}
