@@ -16,6 +16,7 @@ interface SideInternals {
   socket: net.Socket;
   paused: boolean;
   needDrain: boolean;
+  probeTimer: unknown;
   core: { holds: number };
 }
 interface ConnInternals {
@@ -63,6 +64,25 @@ export function diagnoseProxy(proxy: WebSocketProxy): void {
   const periods: number[] = [];
   let budgetHeldMax = 0;
   let budgetTotalMax = 0;
+  const all = new Set<ConnInternals>();
+  /** Every 100 ms: [ms since the first connection, connections open, sides paused, sides whose peer wants 'drain', sides probed]. */
+  const series: number[][] = [];
+  let firstAt = 0;
+  const seriesTimer = setInterval(() => {
+    if (firstAt === 0) return;
+    let paused = 0;
+    let peerDrain = 0;
+    let probed = 0;
+    for (const c of all) {
+      for (const side of [c.client, c.upstream]) {
+        if (side.paused) paused++;
+        if (side.paused && (side === c.client ? c.upstream : c.client).needDrain) peerDrain++;
+        if (side.probeTimer !== null) probed++;
+      }
+    }
+    series.push([Math.round(performance.now() - firstAt), all.size, paused, peerDrain, probed]);
+  }, 100);
+  seriesTimer.unref();
   let prevTick = performance.now();
   const timer = setInterval(() => {
     const now = performance.now();
@@ -110,6 +130,9 @@ export function diagnoseProxy(proxy: WebSocketProxy): void {
 
   proxy.on('connection', (conn: ProxyConnection) => {
     const c = conn as unknown as ConnInternals;
+    if (firstAt === 0) firstAt = performance.now();
+    all.add(c);
+    conn.on('close', () => all.delete(c));
     watch(c.client.socket);
     watch(c.upstream.socket);
     if (canary !== null) return;
@@ -143,6 +166,7 @@ export function diagnoseProxy(proxy: WebSocketProxy): void {
       `[proxy-diag] canary client leg (echo in -> next message in) ms: ${summary(clientLeg)}`,
       `[proxy-diag] canary side states (P paused, D wants drain, holds, w/r queued) of ${samples}: ${JSON.stringify(Object.fromEntries([...states].sort((a, b) => b[1] - a[1]).slice(0, 8)))}`,
       `[proxy-diag] proxy budget: held max ${budgetHeldMax}, total max ${(budgetTotalMax / 2 ** 20).toFixed(1)} MiB`,
+      `[proxy-diag] every 100 ms [ms, connections, sides paused, of which their peer wants 'drain', sides probed]: ${JSON.stringify(series.filter((_, i) => i % 5 === 0))}`,
     ];
     process.stderr.write(`${lines.join('\n')}\n`);
   });

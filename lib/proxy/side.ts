@@ -110,6 +110,8 @@ export class Side {
   waiting: Buffer[] | null = null;
   /** Bytes in `waiting`. */
   waitingBytes = 0;
+  /** This side got its turn while more sides waited for theirs than got one (see turns.ts): it yields after TURN_BYTES. */
+  crowded = false;
   /** Probe pings sent to this side and not answered yet. */
   probes = 0;
   /** While paused: the timer of the probe pings. */

@@ -15,18 +15,39 @@
  *   (turnTookLong).
  *
  * A side that yields holds reading (ReadHold.Turn on its core: the relay pauses its socket, see
- * updateFlow in relay.ts) until the next turn, when its budgets are renewed and what waits is
- * relayed first, reading still held; if that uses up the budget again, the turn ends again.
+ * updateFlow in relay.ts) until its next turn, when its budgets are renewed and what waits is
+ * relayed first, reading still held; if that uses up the budget again, it yields again.
+ *
+ * Its next turn is not always the event loop's next: with the rules above alone, each busy side
+ * still got one 64 KiB read or 1 024 frames per turn of the event loop, so 40 ping flooders (and
+ * their pongs) or 200 sides of slow readers made turns of 50 to 300 ms. Sides that yielded wait
+ * in line, and each turn of the event loop gives SIDES_PER_TURN of them theirs (round robin,
+ * in the order they yielded); the byte rule then applies to those whatever the turn read in all
+ * (Side.crowded), since the turn no longer reads enough to reach LOOP_BYTES.
  */
 import type { Buffer } from 'node:buffer';
 import { ReadHold } from '../connection/connection-core';
-import { TURN_FRAMES, readTooMuch, turnClock, turnTookLong } from '../connection/turn';
+import { TURN_BYTES, TURN_FRAMES, readTooMuch, turnClock, turnTookLong } from '../connection/turn';
 import type { Side } from './side';
+
+/**
+ * Sides whose turn ended get their next one in the order they yielded, at most SIDES_PER_TURN
+ * of them per turn of the event loop (round robin); the others stay held until theirs. Each one
+ * relays up to TURN_FRAMES frames and about TURN_BYTES in its turn: 4 x 1 024 pings (about 1 µs
+ * each, relayed) make turns of a few milliseconds, however many sides flood.
+ */
+export const SIDES_PER_TURN = 4;
+
+/** Sides held until their next turn, in the order they yielded (queue[head] first). */
+let queue: Side[] = [];
+let head = 0;
+let scheduled = false;
 
 /** A chunk `side` read: relayed now as far as its turn allows, or after what waits already, in order. */
 export function received(side: Side, chunk: Buffer): void {
-  // Counted before relaying: every read counts toward the turn's bytes.
-  const tooMuch = readTooMuch(side.core, chunk.length);
+  // Counted before relaying: every read counts toward the turn's bytes. A side that got its
+  // turn from a crowded queue yields after TURN_BYTES, however few bytes the turn read so far.
+  const tooMuch = readTooMuch(side.core, chunk.length) || (side.crowded && side.core.turnBytes >= TURN_BYTES);
   if (side.waiting !== null) {
     // Its turn has ended already (yieldTurn): this waits too.
     wait(side, chunk);
@@ -57,17 +78,45 @@ function wait(side: Side, bytes: Buffer): void {
 function yieldTurn(side: Side): void {
   if ((side.core.holds & ReadHold.Turn) !== 0) return;
   side.core.hold(ReadHold.Turn);
-  setImmediate(endTurn, side);
+  side.crowded = false;
+  queue.push(side);
+  schedule();
 }
 
-function endTurn(side: Side): void {
+function schedule(): void {
+  if (scheduled || head === queue.length) return;
+  scheduled = true;
+  setImmediate(nextTurns);
+}
+
+/** Once per turn of the event loop: the first SIDES_PER_TURN sides in line get their turn. */
+function nextTurns(): void {
+  scheduled = false;
+  const end = Math.min(queue.length, head + SIDES_PER_TURN);
+  // More sides wait than get a turn: the byte rule applies to them whatever the turn read.
+  const crowded = queue.length - head > SIDES_PER_TURN;
+  const now = queue.slice(head, end);
+  head = end;
+  if (head === queue.length) {
+    queue = [];
+    head = 0;
+  } else if (head > 1024 && head * 2 > queue.length) {
+    queue = queue.slice(head);
+    head = 0;
+  }
+  for (const side of now) endTurn(side, crowded);
+  schedule();
+}
+
+function endTurn(side: Side, crowded: boolean): void {
   side.core.turnBytes = 0;
   side.turnFrames = TURN_FRAMES;
   if (side.waiting !== null && !relayWaiting(side)) {
-    // The budget ran out again: reading stays held for one more turn.
-    setImmediate(endTurn, side);
+    // The budget ran out again: reading stays held, and the side goes back in line.
+    queue.push(side);
     return;
   }
+  side.crowded = crowded;
   side.core.release(ReadHold.Turn);
 }
 

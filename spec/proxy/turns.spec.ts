@@ -2,7 +2,8 @@
  * Fairness between the proxy's sides (lib/proxy/turns.ts): within one turn of the event loop a
  * side relays at most TURN_FRAMES frames (the rest of its chunk waits, in order, for the next
  * turns) and, once the turn is busy (LOOP_BYTES), at most about TURN_BYTES, as a WebSocket's
- * inbound path does (spec/connection/websocket.spec.ts).
+ * inbound path does (spec/connection/websocket.spec.ts); sides whose turn ended get their next
+ * one in the order they yielded, SIDES_PER_TURN per turn of the event loop (round robin).
  *
  * The relay runs between two stand-in sockets: what it writes is recorded, its pause() and
  * resume() too, and reads come by emit('data') as a socket's would, so each case sees the
@@ -13,10 +14,11 @@ import { EventEmitter } from 'node:events';
 import type * as net from 'node:net';
 import { Opcode } from '../../lib';
 import { TURN_FRAMES } from '../../lib/connection/inbound';
-import { LOOP_BYTES } from '../../lib/connection/turn';
+import { LOOP_BYTES, TURN_BYTES } from '../../lib/connection/turn';
 import type { UpgradeRequest } from '../../lib/handshake/handshake';
 import type { UpgradeResponse } from '../../lib/handshake/handshake-parser';
 import { ProxyConnection } from '../../lib/proxy/relay';
+import { SIDES_PER_TURN } from '../../lib/proxy/turns';
 import { clientClose, clientFrame, closeOf, decodeFrames, DecodedFrame, wireFrame } from '../helpers/frames';
 
 /** A socket as far as the relay uses one: writes recorded, pause() and resume() too. */
@@ -187,5 +189,49 @@ describe('proxy turns (fairness between sides)', () => {
     await nextTurn();
     expect(conn.frames.upstream).to.equal(1);
     conn.close();
+  });
+
+  /** Messages each client of crowd() sends: its next turn relays the rest and leaves it frames to relay. */
+  const CROWD = 2 * TURN_FRAMES - 100;
+
+  /** `count` connections whose clients each sent CROWD small messages in one chunk: each relayed TURN_FRAMES, and yielded, in order. */
+  async function crowd(count: number): Promise<Array<Awaited<ReturnType<typeof pair>>>> {
+    const pairs: Array<Awaited<ReturnType<typeof pair>>> = [];
+    for (let i = 0; i < count; i++) pairs.push(await pair());
+    for (const p of pairs) p.client.emit('data', numbered(CROWD));
+    for (const p of pairs) expect(p.upstream.frames().length).to.equal(TURN_FRAMES);
+    return pairs;
+  }
+
+  it('round robin: while more sides wait for their next turn than SIDES_PER_TURN, each turn of the event loop gives it to the next SIDES_PER_TURN in line, in the order they yielded; the others stay held', async () => {
+    const pairs = await crowd(2 * SIDES_PER_TURN + 1);
+    const relayed = (): number[] => pairs.map((p) => p.upstream.frames().length);
+    const reading = (): boolean[] => pairs.map((p) => p.client.reading);
+    const first = (n: number, a: unknown, b: unknown): unknown[] => pairs.map((_, i) => (i < n ? a : b));
+    for (let turn = 1; turn <= 3; turn++) {
+      await nextTurn();
+      const done = Math.min(pairs.length, turn * SIDES_PER_TURN);
+      expect(relayed()).to.deep.equal(first(done, CROWD, TURN_FRAMES));
+      expect(reading()).to.deep.equal(first(done, true, false));
+    }
+    for (const p of pairs) expect(texts(p.upstream.frames())).to.deep.equal(range(CROWD));
+    for (const p of pairs) p.conn.close();
+  });
+
+  it('a side that got its turn while more sides waited than got one yields after TURN_BYTES, however little the turn read in all', async () => {
+    const pairs = await crowd(2 * SIDES_PER_TURN);
+    await nextTurn();
+    // The first in line has had its turn (more waited): 8 KiB reads of a large frame, far under LOOP_BYTES in all.
+    const { client } = pairs[0]!;
+    expect(client.reading).to.equal(true);
+    const READ = 8 * 1024;
+    const stream = clientFrame(Opcode.Binary, Buffer.alloc(LOOP_BYTES / 2, 0x61));
+    let fed = 0;
+    while (client.reading && fed < stream.length) {
+      client.emit('data', stream.subarray(fed, fed + READ));
+      fed += READ;
+    }
+    expect(fed).to.be.within(TURN_BYTES, TURN_BYTES + READ);
+    for (const p of pairs) p.conn.close();
   });
 });
