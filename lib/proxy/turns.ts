@@ -6,7 +6,7 @@
  *
  * - frames: a side relays at most TURN_FRAMES frames (or pieces of frames) per turn of the event
  *   loop, however cheap. The relay stops at the frame boundary where the budget ran out
- *   (relay.ts, relayChunk, Side.turnFrames); the rest of the chunk waits here (Side.waiting),
+ *   (Side.relayChunk, Side.turnFrames); the rest of the chunk waits here (Side.waiting),
  *   with whatever the socket still hands on meanwhile (the read that comes as it pauses, or
  *   everything from a socket that does not honor pause()), in order.
  * - bytes: once the turn's reads of all connections reached LOOP_BYTES, a side yields after
