@@ -191,6 +191,29 @@ describe('proxy turns (fairness between sides)', () => {
     conn.close();
   });
 
+  it("what waits for a side's next turn counts as the connection's buffered bytes (so against the memory budget) until it is relayed", async () => {
+    const { conn, client } = await pair();
+    const chunk = numbered(2 * TURN_FRAMES);
+    client.emit('data', chunk);
+    const rest = chunk.length - numbered(TURN_FRAMES).length;
+    expect(conn.bufferedBytes).to.equal(rest);
+    await nextTurn();
+    expect(conn.bufferedBytes).to.equal(0);
+    conn.close();
+  });
+
+  it('once the other side is gone, a side still yields its turn: what it sends meanwhile waits (and is dropped) instead of being read on without bound', async () => {
+    const { conn, client, upstream } = await pair();
+    upstream.destroy();
+    await new Promise((resolve) => process.nextTick(resolve));
+    client.emit('data', numbered(2 * TURN_FRAMES));
+    expect(client.reading).to.equal(false);
+    await nextTurn();
+    await nextTurn();
+    expect(client.reading).to.equal(true);
+    conn.close();
+  });
+
   /** Messages each client of crowd() sends: its next turn relays the rest and leaves it frames to relay. */
   const CROWD = 2 * TURN_FRAMES - 100;
 
