@@ -202,6 +202,7 @@ export class ProxyConnection extends (EventEmitter as Emitting<typeof EventEmitt
     for (const side of [this.client, this.upstream]) {
       side.relaySmall = (chunk, at, payloadAt, length) => this.relaySmall(side, chunk, at, payloadAt, length);
       side.relayFrom = (chunk) => this.relayFrom(side, chunk);
+      side.probeInterval = this.pausedPingInterval;
     }
     this.client.peer = this.upstream;
     this.upstream.peer = this.client;

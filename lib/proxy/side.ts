@@ -116,6 +116,11 @@ export class Side {
   probes = 0;
   /** While paused: the timer of the probe pings. */
   probeTimer: NodeJS.Timeout | null = null;
+  /** Milliseconds between probe pings (the relay's pausedPingInterval). */
+  probeInterval = Infinity;
+  /** Turns this side used up (turns.ts), and while it keeps doing so, the timer of its probe pings. */
+  yields = 0;
+  busyTimer: NodeJS.Timeout | null = null;
 
   /** Batches open (see the module comment); small outbound buffers wait in the block meanwhile. */
   private batches = 0;
@@ -330,11 +335,14 @@ export class Side {
    */
   startProbing(interval: number): void {
     if (this.probeTimer !== null || !Number.isFinite(interval) || this.closed) return;
-    this.probeTimer = setInterval(() => {
-      if (!this.writable || this.core.closeSent || this.needDrain || this.queued.length > 0) return;
-      this.inject(this.probe());
-    }, interval);
+    this.probeTimer = setInterval(() => this.probeNow(), interval);
     this.probeTimer.unref();
+  }
+
+  /** Sends a probe ping, unless the side cannot take one now (or a write is under way: it fails just the same). */
+  probeNow(): void {
+    if (!this.writable || this.core.closeSent || this.needDrain || this.queued.length > 0) return;
+    this.inject(this.probe());
   }
 
   /** Stops the probe timer (resumed, or closed). */

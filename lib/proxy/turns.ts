@@ -79,8 +79,33 @@ function yieldTurn(side: Side): void {
   if ((side.core.holds & ReadHold.Turn) !== 0) return;
   side.core.hold(ReadHold.Turn);
   side.crowded = false;
+  side.yields++;
+  if (side.busyTimer === null) watchBusy(side);
   queue.push(side);
   schedule();
+}
+
+/**
+ * A side that keeps using up its turns reads behind a backlog: if its peer left, its FIN comes
+ * after the backlog, which a round robin of many flooders relays in seconds. So it is probed as
+ * a paused side is (Side.probeNow, every pausedPingInterval) while it keeps yielding: a peer that
+ * left answers the ping with a reset, and the socket closes at once, its backlog dropped. The
+ * timer stops after an interval without a yield.
+ */
+function watchBusy(side: Side): void {
+  if (!Number.isFinite(side.probeInterval)) return;
+  let seen = side.yields;
+  const timer = setInterval(() => {
+    if (side.yields === seen || side.closed) {
+      clearInterval(timer);
+      side.busyTimer = null;
+      return;
+    }
+    seen = side.yields;
+    side.probeNow();
+  }, side.probeInterval);
+  timer.unref();
+  side.busyTimer = timer;
 }
 
 function schedule(): void {

@@ -70,7 +70,7 @@ class StandInSocket extends EventEmitter {
 }
 
 /** A relayed connection between two stand-in sockets, both read from (after the relay's first turn). */
-async function pair(): Promise<{ conn: ProxyConnection; client: StandInSocket; upstream: StandInSocket }> {
+async function pair(options: { pausedPingInterval?: number } = {}): Promise<{ conn: ProxyConnection; client: StandInSocket; upstream: StandInSocket }> {
   const client = new StandInSocket();
   const upstream = new StandInSocket();
   const conn = new ProxyConnection(
@@ -83,7 +83,7 @@ async function pair(): Promise<{ conn: ProxyConnection; client: StandInSocket; u
       protocol: '',
       extensions: '',
     },
-    {},
+    options,
   );
   conn.start(null, null);
   await nextTurn();
@@ -210,6 +210,21 @@ describe('proxy turns (fairness between sides)', () => {
     expect(client.reading).to.equal(false);
     await nextTurn();
     await nextTurn();
+    expect(client.reading).to.equal(true);
+    conn.close();
+  });
+
+  it("a side that keeps using up its turns (its FIN, if it left, is behind its backlog) gets the proxy's probe pings, as a paused side does", async () => {
+    const { conn, client } = await pair({ pausedPingInterval: 20 });
+    const pings = (): number => client.frames().filter((f) => f.opcode === Opcode.Ping).length;
+    // A flood: each turn, more than the side may relay in one, until the first probe.
+    for (let turns = 0; pings() === 0 && turns < 2000; turns++) {
+      client.emit('data', numbered(2 * TURN_FRAMES));
+      await nextTurn();
+    }
+    expect(pings()).to.equal(1);
+    // (What waits is relayed before the next case.)
+    for (let turns = 0; !client.reading && turns < 10; turns++) await nextTurn();
     expect(client.reading).to.equal(true);
     conn.close();
   });
