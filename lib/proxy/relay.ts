@@ -72,10 +72,11 @@ export interface RelayOptions {
   closeTimeout?: number;
   /**
    * Milliseconds between the pings the proxy sends to a side it stopped reading from (its peer
-   * does not read what it sends, or the memory budget holds it). A paused socket does not see its
-   * peer's FIN; a write to a peer that left fails, so a client or upstream that leaves while
-   * paused is noticed within about two intervals. Their pongs are not relayed. Default 1000;
-   * Infinity: no pings.
+   * does not read what it sends, or the memory budget holds it), or that keeps using up its share
+   * of the event loop's turns (a flood: its FIN would come after its backlog, see turns.ts). A
+   * paused socket does not see its peer's FIN; a write to a peer that left fails, so a client or
+   * upstream that leaves while paused is noticed within about two intervals. Their pongs are not
+   * relayed. Default 1000; Infinity: no pings.
    */
   pausedPingInterval?: number;
 }
