@@ -10,8 +10,9 @@
  * pinned by the npm script) and the canary to CPU 1. Each attack lasts BENCH_ATTACK_MS (default
  * 2500 ms) and is bounded in count too. BENCH_TARGETS=ours,ws,proxy and BENCH_ATTACKS=<text>
  * pick a part. BENCH_SERVER_FLAGS adds node flags to the attacked server (e.g. '--cpu-prof
- * --cpu-prof-dir=/tmp/p', which NODE_OPTIONS refuses); BENCH_DIAG=1 has our server write where
- * the canary's time went (bench/servers/attacks-diag.ts) to stderr as it exits.
+ * --cpu-prof-dir=/tmp/p', which NODE_OPTIONS refuses; for the proxy, to both its processes);
+ * BENCH_DIAG=1 has our server write where the canary's time went (bench/servers/attacks-diag.ts)
+ * to stderr as it exits, and the proxy too (bench/servers/attacks-proxy-diag.ts).
  */
 import { ChildProcess, fork } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -86,7 +87,7 @@ async function startTarget(target: Target): Promise<Server[]> {
   if (target === 'ws') return [await Server.start('attacks-ws', {}, SERVER_FLAGS)];
   const ours = await Server.start('attacks-ours', {}, SERVER_FLAGS);
   if (target === 'ours') return [ours];
-  return [await Server.start('attacks-proxy', { UPSTREAM_PORT: String(ours.port) }), ours];
+  return [await Server.start('attacks-proxy', { UPSTREAM_PORT: String(ours.port) }, SERVER_FLAGS), ours];
 }
 
 async function measure(attack: AttackName, target: Target, canary: ChildProcess): Promise<Result> {

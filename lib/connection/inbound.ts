@@ -18,7 +18,7 @@ import type { Receiver } from './receiver';
 import { channels as diagnostics } from './diagnostics';
 import { Flag, unreadSize } from './connection-state';
 import { CoreState, ReadHold } from './connection-core';
-import { readTooMuch, turnClock, turnTookLong } from './turn';
+import { TURN_FRAMES, readTooMuch, turnClock, turnTookLong } from './turn';
 import { arm, clearAnswerTimer, failConnection } from './closing';
 import { offerInbound, inboundTapsBlocked } from './taps';
 import type { WebSocket } from './websocket';
@@ -80,8 +80,8 @@ function parse(ws: WebSocket, receiver: Receiver, chunk: Buffer | null): void {
   ws.options.heldBytesObserver?.heldBytesChanged(ws);
 }
 
-/** Frames (or pieces of frames) a connection parses per turn; the rest of its input waits for the next (see yieldTurn). */
-export const TURN_FRAMES = 1024;
+/** Frames (or pieces of frames) a connection parses per turn (turn.ts); the rest of its input waits for the next (see yieldTurn). */
+export { TURN_FRAMES };
 
 /**
  * Fairness: libuv hands a readable socket up to 32 reads (64 KiB each) in one go, so a peer

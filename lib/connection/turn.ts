@@ -7,8 +7,8 @@
  * them), reading from it pauses until the next turn (setImmediate, ReadHold.Turn): each
  * connection gets about TURN_MS of reading per turn while it is expensive. Bulk transfers
  * (large frames) and ordinary traffic never take this path. Used by the WebSocket's inbound
- * path (inbound.ts, which also bounds the bytes and frames of a turn) and by the proxy's relay,
- * for each of its sides (lib/proxy/relay.ts).
+ * path (inbound.ts) and by each side of the proxy's relayed connections (lib/proxy/turns.ts),
+ * which both also bound the bytes (readTooMuch) and the frames (TURN_FRAMES) of a turn.
  */
 import { performance } from 'node:perf_hooks';
 import { type ConnectionCore, ReadHold } from './connection-core';
@@ -67,6 +67,13 @@ let loopBytesTurn = -1;
 export const TURN_BYTES = 64 * 1024;
 
 /**
+ * Frames (or pieces of frames) a connection parses per turn, however cheap: a WebSocket's
+ * receiver (inbound.ts, yieldTurn) and each side of a relayed connection (lib/proxy/turns.ts)
+ * stop there, and the rest of their input waits for the next turn.
+ */
+export const TURN_FRAMES = 1024;
+
+/**
  * Counts a chunk of `length` bytes that `core`'s connection read: true once it has read
  * TURN_BYTES since its turn last ended (core.turnBytes, reset by the caller when it does) and this
  * turn's reads of all connections reached LOOP_BYTES. Every chunk is counted toward the turn.
@@ -104,9 +111,9 @@ export function turnTookLong(core: ConnectionCore, started: number): boolean {
 }
 
 /**
- * The proxy's sides: ends `core`'s turn (ReadHold.Turn until the next one) once its reads took
- * over TURN_MS in this turn (see turnTookLong). A WebSocket's inbound path does this itself, with
- * its byte and frame budgets beside (inbound.ts, yieldTurn).
+ * Ends `core`'s turn (ReadHold.Turn until the next one) once its reads took over TURN_MS in this
+ * turn (see turnTookLong). A WebSocket's inbound path (inbound.ts, yieldTurn) and the proxy's
+ * sides (lib/proxy/turns.ts) do this themselves, with their byte and frame budgets beside.
  */
 export function endTurnIfLong(core: ConnectionCore, started: number): void {
   if (!turnTookLong(core, started) || (core.holds & ReadHold.Turn) !== 0) return;

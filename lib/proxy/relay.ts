@@ -46,9 +46,9 @@ import type { UpgradeResponse } from '../handshake/handshake-parser';
 import type { Tap, TapOptions } from '../stages/tap';
 import { UnmaskerCore } from '../stages/unmasker';
 import { CoreState, ReadHold } from '../connection/connection-core';
-import { endTurnIfLong, turnClock } from '../connection/turn';
 import { DirectionObserver, ProxyDirection, ProxyMessage, ProxyTapLayer, negotiated } from './observer';
-import { COALESCE_BELOW, Side, fitReason } from './side';
+import { Side, fitReason } from './side';
+import { received, relayAllWaiting } from './turns';
 
 /** How a relayed connection behaves (the part of ProxyOptions it reads). */
 export interface RelayOptions {
@@ -72,10 +72,11 @@ export interface RelayOptions {
   closeTimeout?: number;
   /**
    * Milliseconds between the pings the proxy sends to a side it stopped reading from (its peer
-   * does not read what it sends, or the memory budget holds it). A paused socket does not see its
-   * peer's FIN; a write to a peer that left fails, so a client or upstream that leaves while
-   * paused is noticed within about two intervals. Their pongs are not relayed. Default 1000;
-   * Infinity: no pings.
+   * does not read what it sends, or the memory budget holds it), or that keeps using up its share
+   * of the event loop's turns (a flood: its FIN would come after its backlog, see turns.ts). A
+   * paused socket does not see its peer's FIN; a write to a peer that left fails, so a client or
+   * upstream that leaves while paused is noticed within about two intervals. Their pongs are not
+   * relayed. Default 1000; Infinity: no pings.
    */
   pausedPingInterval?: number;
 }
@@ -201,6 +202,8 @@ export class ProxyConnection extends (EventEmitter as Emitting<typeof EventEmitt
     this.upstream = makeSide('upstream', init.upstreamSocket);
     for (const side of [this.client, this.upstream]) {
       side.relaySmall = (chunk, at, payloadAt, length) => this.relaySmall(side, chunk, at, payloadAt, length);
+      side.relayFrom = (chunk) => this.relayFrom(side, chunk);
+      side.probeInterval = this.pausedPingInterval;
     }
     this.client.peer = this.upstream;
     this.upstream.peer = this.client;
@@ -239,13 +242,16 @@ export class ProxyConnection extends (EventEmitter as Emitting<typeof EventEmitt
     });
   }
 
-  /** Bytes buffered by the proxy for this connection (sockets' write buffers and partial frames). */
+  /** Bytes buffered by the proxy for this connection (sockets' write buffers, partial frames, bytes waiting for their side's next turn). */
   get bufferedBytes(): number {
+    const { client, upstream } = this;
     return (
-      this.client.socket.writableLength +
-      this.upstream.socket.writableLength +
-      this.client.splitter.bufferedBytes +
-      this.upstream.splitter.bufferedBytes
+      client.socket.writableLength +
+      upstream.socket.writableLength +
+      client.splitter.bufferedBytes +
+      upstream.splitter.bufferedBytes +
+      client.waitingBytes +
+      upstream.waitingBytes
     );
   }
 
@@ -323,54 +329,27 @@ export class ProxyConnection extends (EventEmitter as Emitting<typeof EventEmitt
     if (!source.reading) return;
     // The client's bytes are unmasked in place below, so a bytes tap gets a copy of them.
     source.observer.bytes(chunk, source.name === 'client');
+    // Relayed now, or at the side's next turn (turns.ts: fairness between connections).
+    received(source, chunk);
+  }
+
+  /** Relays `chunk` of `source` as far as its turn allows (turns.ts); returns where it stopped (chunk.length: all of it). */
+  private relayFrom(source: Side, chunk: Buffer): number {
     // What goes out while this chunk is relayed (to the peer, and pongs or closes to the source) is written in one piece each way.
     const dest = source.peer;
     dest.beginBatch();
     source.beginBatch();
-    // A long chunk (a flood of tiny frames) ends this side's turn: see lib/connection/turn.ts.
-    const started = turnClock(chunk.length);
-    const err = this.relayChunk(source, chunk);
+    const relayed = source.relayChunk(chunk);
     dest.endBatch();
     source.endBatch();
-    if (err !== null) this.failSide(source, err);
-    else endTurnIfLong(source.core, started);
+    let at = chunk.length;
+    if (typeof relayed === 'number') at = relayed;
+    else this.failSide(source, relayed);
     // Closing began (close frames, a failure): the close timeout runs.
     if (source.core.state !== CoreState.Open || dest.core.state !== CoreState.Open) this.arm();
     this.updateFlow(source);
     this.budget?.heldBytesChanged(this);
-  }
-
-  /**
-   * Parses and relays one chunk of `source`. Runs of small whole data frames are relayed without
-   * Frames (relaySmall) while nothing observes them as Frames and `source` may still send data;
-   * the frame under way at the chunk's start, and each frame that ends a run, go through the
-   * splitter (and onFrame) as usual, up to the next frame boundary; so does all of the chunk
-   * otherwise. Returns the splitter's error.
-   */
-  private relayChunk(source: Side, chunk: Buffer): WebSocketError | null {
-    const splitter = source.splitter;
-    const dest = source.peer;
-    const masked = source.name === 'client';
-    let at = 0;
-    while (at < chunk.length) {
-      if (source.observer.wantsFrames || source.core.closeReceived || !source.reading) {
-        return splitter.write(at === 0 ? chunk : chunk.subarray(at));
-      }
-      // (What the other side may take does not change within a run: its socket's events and its
-      // core's frames come in other turns, or from frames of this side that end a run.)
-      if (!dest.closed && dest.takesRaw) at = splitter.scanSmall(chunk, at, masked, COALESCE_BELOW - 1, source.relaySmall);
-      // The frame under way, or the one that ended the run, through the splitter: to its end when
-      // its header is whole in the chunk, else a byte at a time until the splitter knows it.
-      while (at < chunk.length) {
-        const need = splitter.atFrameBoundary ? FrameSplitterCore.frameSizeAt(chunk, at) : splitter.bytesToBoundary;
-        const end = need <= 0 ? at + 1 : Math.min(chunk.length, at + need);
-        const err = splitter.write(chunk.subarray(at, end));
-        at = end;
-        if (err !== null) return err;
-        if (splitter.atFrameBoundary) break;
-      }
-    }
-    return null;
+    return at;
   }
 
   /**
@@ -380,10 +359,13 @@ export class ProxyConnection extends (EventEmitter as Emitting<typeof EventEmitt
    * here (it is parsed and relayed, or refused, by the usual path).
    */
   private relaySmall(source: Side, chunk: Buffer, at: number, payloadAt: number, length: number): boolean {
+    // This turn's frames are relayed: the rest waits (relayChunk stops at this frame).
+    if (source.turnFrames <= 0) return false;
     const b0 = chunk[at]!;
     const fragments = (b0 & 0x0f) === Opcode.Continuation ? source.fragments + 1 : 1;
     if ((fragments - 1) * this.frameOverhead > this.maxMessageSize) return false;
     source.fragments = fragments;
+    source.turnFrames--;
     source.observer.rawFrame(b0);
     // A client's frame carries its key right before its payload; the upstream's carry none.
     source.peer.relayRaw(b0, chunk, payloadAt, length, source.name === 'client' ? payloadAt - 4 : -1);
@@ -392,6 +374,7 @@ export class ProxyConnection extends (EventEmitter as Emitting<typeof EventEmitt
   }
 
   private onFrame(source: Side, frame: Frame): void {
+    source.turnFrames--;
     // RFC 6455 §5.5.1: nothing is sent after a close frame; whatever follows is ignored.
     if (source.core.closeReceived || !source.reading) return;
     const control = isControlOpcode(frame.opcode);
@@ -445,17 +428,18 @@ export class ProxyConnection extends (EventEmitter as Emitting<typeof EventEmitt
    * memory budget holds the connection, or (with local ping/pong) the pongs we answer it with
    * fill its own socket: a side that does not read cannot make us queue without bound. A paused
    * side gets a probe ping every pausedPingInterval, so that its peer leaving is noticed. Also
-   * for the rest of the event loop's turn after a chunk of it took long (fairness between
-   * connections, ReadHold.Turn: see lib/connection/turn.ts); no probe for that.
+   * for the rest of the event loop's turn once the side had its share of it (fairness between
+   * connections, ReadHold.Turn: see turns.ts), even once the other side is gone (what it sent
+   * waits for its next turn, in order, and must not grow meanwhile); no probe for that.
    */
   private updateFlow(source: Side): void {
     if (!source.reading) return;
-    // Once the other side is gone nothing holds this one: its answer to our close must be read.
+    // Once the other side is gone nothing else holds this one: its answer to our close must be read.
     const gone = source.peer.closed;
     const held =
       !gone && (source.peer.needDrain || source.observer.blocked || this.heldForBudget || (this.localPingPong && source.needDrain));
-    const hold = held || (!gone && (source.core.holds & ReadHold.Turn) !== 0);
-    if (held) this.startProbing(source);
+    const hold = held || (source.core.holds & ReadHold.Turn) !== 0;
+    if (held) source.startProbing(this.pausedPingInterval);
     if (hold && !source.paused) {
       source.paused = true;
       source.socket.pause();
@@ -464,23 +448,6 @@ export class ProxyConnection extends (EventEmitter as Emitting<typeof EventEmitt
       source.stopProbing();
       source.socket.resume();
     }
-  }
-
-  /**
-   * While `side` is paused, a ping every pausedPingInterval: a write to a peer that has gone
-   * fails (EPIPE, ECONNRESET) and closes the socket, which the paused socket would not notice
-   * by itself. None while the side has bytes queued (a write under way fails just the same).
-   * (Not the core's heartbeat: that pings a peer that is silent and gives it up after a timeout,
-   * and takes silence for nothing while reading is held; these ping a side we do not read from,
-   * only for the write to fail, and their pongs are ours, not the core's.)
-   */
-  private startProbing(side: Side): void {
-    if (side.probeTimer !== null || !Number.isFinite(this.pausedPingInterval) || side.closed) return;
-    side.probeTimer = setInterval(() => {
-      if (!side.writable || side.core.closeSent || side.needDrain || side.queued.length > 0) return;
-      side.inject(side.probe());
-    }, this.pausedPingInterval);
-    side.probeTimer.unref();
   }
 
   // ----- Failing and closing -----
@@ -510,6 +477,8 @@ export class ProxyConnection extends (EventEmitter as Emitting<typeof EventEmitt
   }
 
   private onSocketClose(side: Side): void {
+    // What it sent and waits for its next turn goes on first: nothing more comes from it.
+    relayAllWaiting(side);
     side.closed = true;
     side.needDrain = false; // it never drains now
     side.stopProbing();
@@ -534,14 +503,10 @@ export class ProxyConnection extends (EventEmitter as Emitting<typeof EventEmitt
       other.end();
     }
     // Whatever the other side still owes, it gets a short time for it (see GONE_CLOSE_TIMEOUT),
-    // and it is read meanwhile, whatever held it: its answer may be behind data it sent.
+    // and it is read meanwhile, whatever held it but its turn: its answer may be behind data it sent.
     other.core.closeWithin(now, GONE_CLOSE_TIMEOUT);
     this.arm();
-    if (other.paused) {
-      other.paused = false;
-      other.stopProbing();
-      other.socket.resume();
-    }
+    this.updateFlow(other);
   }
 
   /**

@@ -29,8 +29,10 @@ import { maskWithFreshKey } from '../protocol/mask';
 import { MAX_CLOSE_REASON } from '../protocol/close';
 import { Frame, isLastPiece, makeFrame } from '../protocol/frame';
 import { ConnectionCore, type ConnectionCoreHandler, type ConnectionCoreOptions } from '../connection/connection-core';
+import { TURN_FRAMES } from '../connection/turn';
 import { FrameSerializerCore, headerSize, writeHeader } from '../stages/frame-serializer';
-import type { FrameSplitterCore } from '../stages/frame-splitter';
+import { FrameSplitterCore } from '../stages/frame-splitter';
+import type { WebSocketError } from '../protocol/errors';
 import { MaskerCore } from '../stages/masker';
 import type { UnmaskerCore } from '../stages/unmasker';
 import type { DirectionObserver } from './observer';
@@ -100,10 +102,25 @@ export class Side {
   fragments = 0;
   /** The relay's handler of this side's small whole frames (see FrameSplitterCore.scanSmall). */
   relaySmall: (chunk: Buffer, at: number, payloadAt: number, length: number) => boolean = () => false;
+  /** The relay's handler of a chunk of this side: relays it as far as turnFrames allows, returns where it stopped (see turns.ts). */
+  relayFrom: (chunk: Buffer) => number = (chunk) => chunk.length;
+  /** Frames (or pieces) this side may still relay in this turn of the event loop (see turns.ts). */
+  turnFrames = TURN_FRAMES;
+  /** What this side sent that waits for its next turn (the rest of a chunk, at a frame boundary, then whole chunks), or null. */
+  waiting: Buffer[] | null = null;
+  /** Bytes in `waiting`. */
+  waitingBytes = 0;
+  /** This side got its turn while more sides waited for theirs than got one (see turns.ts): it yields after TURN_BYTES. */
+  crowded = false;
   /** Probe pings sent to this side and not answered yet. */
   probes = 0;
   /** While paused: the timer of the probe pings. */
   probeTimer: NodeJS.Timeout | null = null;
+  /** Milliseconds between probe pings (the relay's pausedPingInterval). */
+  probeInterval = Infinity;
+  /** Turns this side used up (turns.ts), and while it keeps doing so, the timer of its probe pings. */
+  yields = 0;
+  busyTimer: NodeJS.Timeout | null = null;
 
   /** Batches open (see the module comment); small outbound buffers wait in the block meanwhile. */
   private batches = 0;
@@ -154,6 +171,47 @@ export class Side {
     if (!this.writable) return;
     const err = this.masker !== null ? this.masker.write(frame) : this.serializer.write(frame);
     if (err !== null) this.socket.destroy(err);
+  }
+
+  /**
+   * Parses and relays one chunk of this side (for the relay's relayFrom). Runs of small whole
+   * data frames are relayed without Frames (relaySmall) while nothing observes them as Frames
+   * and this side may still send data; the frame under way at the chunk's start, and each other
+   * frame, go through the splitter (and the relay's onFrame) as usual, one frame at a time. At a
+   * frame boundary where this side's turn has no frames left (turnFrames, see turns.ts) it
+   * stops: returns where (chunk.length: all of it), or the splitter's error.
+   */
+  relayChunk(chunk: Buffer): WebSocketError | number {
+    const splitter = this.splitter;
+    const dest = this.peer;
+    const masked = this.name === 'client';
+    let at = 0;
+    while (at < chunk.length) {
+      // (Nothing more is relayed after the side's close: all of it to the splitter, which drops its data.)
+      if (this.core.closeReceived || !this.reading) return splitter.write(at === 0 ? chunk : chunk.subarray(at)) ?? chunk.length;
+      if (splitter.atFrameBoundary) {
+        if (this.turnFrames <= 0) return at;
+        // (What the other side may take does not change within a run: its socket's events and its
+        // core's frames come in other turns, or from frames of this side that end a run.)
+        if (!this.observer.wantsFrames && !dest.closed && dest.takesRaw) {
+          const next = splitter.scanSmall(chunk, at, masked, COALESCE_BELOW - 1, this.relaySmall);
+          if (next > at) {
+            at = next;
+            continue;
+          }
+        }
+      }
+      // The frame under way, or the next one, through the splitter: to its end when its header is
+      // whole in the chunk, else a byte at a time until the splitter knows it.
+      do {
+        const need = splitter.atFrameBoundary ? FrameSplitterCore.frameSizeAt(chunk, at) : splitter.bytesToBoundary;
+        const end = need <= 0 ? at + 1 : Math.min(chunk.length, at + need);
+        const err = splitter.write(chunk.subarray(at, end));
+        at = end;
+        if (err !== null) return err;
+      } while (at < chunk.length && !splitter.atFrameBoundary);
+    }
+    return at;
   }
 
   /** Writes a relayed frame (or piece) to this side, unless a close already went to it. */
@@ -264,6 +322,27 @@ export class Side {
     if (frame.payload.toString('latin1') !== PROBE) return false;
     this.probes--;
     return true;
+  }
+
+  /**
+   * While this side is paused, a ping every `interval` ms (the relay's pausedPingInterval): a
+   * write to a peer that has gone fails (EPIPE, ECONNRESET) and closes the socket, which the
+   * paused socket would not notice by itself. None while the side has bytes queued (a write
+   * under way fails just the same). (Not the core's heartbeat: that pings a peer that is silent
+   * and gives it up after a timeout, and takes silence for nothing while reading is held; these
+   * ping a side we do not read from, only for the write to fail, and their pongs are ours, not
+   * the core's.)
+   */
+  startProbing(interval: number): void {
+    if (this.probeTimer !== null || !Number.isFinite(interval) || this.closed) return;
+    this.probeTimer = setInterval(() => this.probeNow(), interval);
+    this.probeTimer.unref();
+  }
+
+  /** Sends a probe ping, unless the side cannot take one now (or a write is under way: it fails just the same). */
+  probeNow(): void {
+    if (!this.writable || this.core.closeSent || this.needDrain || this.queued.length > 0) return;
+    this.inject(this.probe());
   }
 
   /** Stops the probe timer (resumed, or closed). */
