@@ -16,13 +16,10 @@
  * relayed to the client without a mask). Prints ns per frame (best of RELAY_RUNS, default 5).
  */
 import { Buffer } from 'node:buffer';
-import { EventEmitter } from 'node:events';
-import type * as net from 'node:net';
 import { performance } from 'node:perf_hooks';
-import { ProxyConnection } from '../lib/proxy/relay';
-import type { UpgradeRequest } from '../lib/handshake/handshake';
-import type { UpgradeResponse } from '../lib/handshake/handshake-parser';
+import type { ProxyConnection } from '../lib/proxy/relay';
 import { MASK_KEY } from './wire';
+import { StandInSocket, relayBetween } from '../spec/helpers/transports';
 
 const FRAMES = Number(process.env.RELAY_FRAMES ?? 2_000_000);
 const RUNS = Number(process.env.RELAY_RUNS ?? 5);
@@ -31,44 +28,6 @@ const CHUNK = 64 * 1024;
 const TAP = process.env.RELAY_TAP === 'frames';
 
 type Kind = 'tiny' | 'small' | 'downstream';
-
-/** A socket as far as the relay uses one: writes are counted and dropped, reads come by emit('data'). */
-class StandInSocket extends EventEmitter {
-  written = 0;
-  writes = 0;
-  destroyed = false;
-  writable = true;
-  writableEnded = false;
-  writableLength = 0;
-  readableLength = 0;
-  remoteAddress = '127.0.0.1';
-  remotePort = 1;
-  setNoDelay(): this {
-    return this;
-  }
-  setTimeout(): this {
-    return this;
-  }
-  pause(): this {
-    return this;
-  }
-  resume(): this {
-    return this;
-  }
-  write(chunk: Buffer): boolean {
-    this.written += chunk.length;
-    this.writes++;
-    return true;
-  }
-  end(): this {
-    this.writableEnded = true;
-    return this;
-  }
-  destroy(): this {
-    this.destroyed = true;
-    return this;
-  }
-}
 
 /** One frame: FIN as given, opcode, a payload of `size` bytes ('x'), masked with MASK_KEY when `masked`. */
 function frame(opcode: number, fin: boolean, size: number, masked: boolean): Buffer {
@@ -112,19 +71,7 @@ function chunks(kind: Kind): { chunks: Buffer[]; frames: number } {
 function connection(): { conn: ProxyConnection; client: StandInSocket; upstream: StandInSocket } {
   const client = new StandInSocket();
   const upstream = new StandInSocket();
-  const conn = new ProxyConnection(
-    {
-      request: {} as UpgradeRequest,
-      response: {} as UpgradeResponse,
-      target: new URL('ws://127.0.0.1:1/'),
-      clientSocket: client as unknown as net.Socket,
-      upstreamSocket: upstream as unknown as net.Socket,
-      protocol: '',
-      extensions: '',
-    },
-    {},
-  );
-  conn.start(null, null);
+  const conn = relayBetween(client, upstream);
   return { conn, client, upstream };
 }
 

@@ -10,82 +10,32 @@
  * mechanism (what was relayed in a turn, whether reading is held) without timing anything.
  */
 import { expect } from 'chai';
-import { EventEmitter } from 'node:events';
-import type * as net from 'node:net';
 import { Opcode } from '../../lib';
 import { TURN_FRAMES } from '../../lib/connection/inbound';
 import { LOOP_BYTES, TURN_BYTES } from '../../lib/connection/turn';
-import type { UpgradeRequest } from '../../lib/handshake/handshake';
-import type { UpgradeResponse } from '../../lib/handshake/handshake-parser';
-import { ProxyConnection } from '../../lib/proxy/relay';
+import type { ProxyConnection } from '../../lib/proxy/relay';
 import { SIDES_PER_TURN } from '../../lib/proxy/turns';
 import { clientClose, clientFrame, closeOf, decodeFrames, DecodedFrame, wireFrame } from '../helpers/frames';
+import { StandInSocket, relayBetween } from '../helpers/transports';
 
-/** A socket as far as the relay uses one: writes recorded, pause() and resume() too. */
-class StandInSocket extends EventEmitter {
-  readonly written: Buffer[] = [];
-  reading = false;
-  pauses = 0;
-  destroyed = false;
-  writable = true;
-  writableEnded = false;
-  writableLength = 0;
-  readableLength = 0;
-  remoteAddress = '127.0.0.1';
-  remotePort = 1;
-  setNoDelay(): this {
-    return this;
-  }
-  setTimeout(): this {
-    return this;
-  }
-  pause(): this {
-    if (this.reading) this.pauses++;
-    this.reading = false;
-    return this;
-  }
-  resume(): this {
-    this.reading = true;
-    return this;
-  }
-  write(chunk: Buffer): boolean {
-    this.written.push(Buffer.from(chunk));
-    return true;
-  }
-  end(): this {
-    this.writableEnded = true;
-    return this;
-  }
-  destroy(): this {
-    if (this.destroyed) return this;
-    this.destroyed = true;
-    this.writable = false;
-    process.nextTick(() => this.emit('close'));
-    return this;
+/** A stand-in socket that also keeps what is written, to decode it. */
+class RecordingSocket extends StandInSocket {
+  readonly chunks: Buffer[] = [];
+  override write(chunk: Buffer): boolean {
+    this.chunks.push(Buffer.from(chunk));
+    return super.write(chunk);
   }
   /** The frames written so far. */
   frames(): DecodedFrame[] {
-    return decodeFrames(Buffer.concat(this.written)).frames;
+    return decodeFrames(Buffer.concat(this.chunks)).frames;
   }
 }
 
 /** A relayed connection between two stand-in sockets, both read from (after the relay's first turn). */
-async function pair(options: { pausedPingInterval?: number } = {}): Promise<{ conn: ProxyConnection; client: StandInSocket; upstream: StandInSocket }> {
-  const client = new StandInSocket();
-  const upstream = new StandInSocket();
-  const conn = new ProxyConnection(
-    {
-      request: {} as UpgradeRequest,
-      response: {} as UpgradeResponse,
-      target: new URL('ws://127.0.0.1:1/'),
-      clientSocket: client as unknown as net.Socket,
-      upstreamSocket: upstream as unknown as net.Socket,
-      protocol: '',
-      extensions: '',
-    },
-    options,
-  );
-  conn.start(null, null);
+async function pair(options: { pausedPingInterval?: number } = {}): Promise<{ conn: ProxyConnection; client: RecordingSocket; upstream: RecordingSocket }> {
+  const client = new RecordingSocket();
+  const upstream = new RecordingSocket();
+  const conn = relayBetween(client, upstream, options);
   await nextTurn();
   expect(client.reading).to.equal(true);
   return { conn, client, upstream };
