@@ -11,7 +11,7 @@
  * which both also bound the bytes (readTooMuch) and the frames (TURN_FRAMES) of a turn.
  */
 import { performance } from 'node:perf_hooks';
-import { type ConnectionCore, ReadHold } from './connection-core';
+import type { ConnectionCore } from './connection-core';
 
 /** Chunks at least this large are timed (a 16 KiB chunk holds at most about 2 300 frames). */
 const TIMED_CHUNK = 16 * 1024;
@@ -27,7 +27,7 @@ let loopTook = 0;
 let loopTookTurn = -1;
 
 /**
- * The clock reading to pass to endTurnIfLong once a chunk of `length` bytes is handled; 0 for a
+ * The clock reading to pass to turnTookLong once a chunk of `length` bytes is handled; 0 for a
  * small chunk, which cannot hold many frames and is not timed.
  */
 export function turnClock(length: number): number {
@@ -108,19 +108,4 @@ export function turnTookLong(core: ConnectionCore, started: number): boolean {
   }
   loopTook += took;
   return core.turnTook > TURN_MS && loopTook > LOOP_MS;
-}
-
-/**
- * Ends `core`'s turn (ReadHold.Turn until the next one) once its reads took over TURN_MS in this
- * turn (see turnTookLong). A WebSocket's inbound path (inbound.ts, yieldTurn) and the proxy's
- * sides (lib/proxy/turns.ts) do this themselves, with their byte and frame budgets beside.
- */
-export function endTurnIfLong(core: ConnectionCore, started: number): void {
-  if (!turnTookLong(core, started) || (core.holds & ReadHold.Turn) !== 0) return;
-  core.hold(ReadHold.Turn);
-  setImmediate(endTurn, core);
-}
-
-function endTurn(core: ConnectionCore): void {
-  core.release(ReadHold.Turn);
 }
