@@ -219,7 +219,7 @@ export class FragmentAssemblerCore {
         this.fail(new WebSocketError('WS_ERR_INVALID_UTF8'));
         return this.error;
       }
-      this.keep(payload, mask, frame.offset);
+      this.keep(payload, mask, frame.offset, ends);
     }
     if (!ends) return null;
     return this.finish(this.join(), validating && !this.startValidator().end());
@@ -228,13 +228,15 @@ export class FragmentAssemblerCore {
   /**
    * Keeps a piece for the join; `mask` (with the piece's offset in its frame) when it is still
    * masked. A small piece is copied (unmasked on the way) into the coalescing tail; a large one
-   * is kept as it is.
+   * is kept as it is, and so is the message's last piece (`last`: the join copies it at once, so
+   * it costs nothing kept; a tail made for it would be a second buffer of the message's size,
+   * for the few bytes a read or TLS record boundary left at its end).
    */
-  private keep(payload: Buffer, mask: Buffer | null, offset: number): void {
+  private keep(payload: Buffer, mask: Buffer | null, offset: number, last: boolean): void {
     let parts = this.parts;
     if (parts === null) parts = this.parts = { entries: [], bytes: 0, tail: null, tailAt: 0, tailUsed: 0 };
     const length = payload.length;
-    if (length >= COALESCE_BELOW) {
+    if (length >= COALESCE_BELOW || last) {
       sealTail(parts);
       parts.entries.push(payload, mask, offset);
     } else {

@@ -200,6 +200,36 @@ describe('FragmentAssembler (RFC 6455 §5.4)', () => {
       expect(messageOf(out[0]).data).to.deep.equal(Buffer.concat([Buffer.from('ab'), big, Buffer.from('cdefghij'), big]));
     });
 
+    it('a message whose last few bytes come in their own piece (a read or TLS record boundary) is joined with one buffer made: the last piece is not copied into a coalescing tail first', () => {
+      // 64 KiB messages read 64 KiB at a time end with a 14-byte piece; 16 KiB ones over TLS
+      // (16 KiB records) with an 8-byte one. A tail sized for the message (16 to 64 KiB) was
+      // made for those bytes, and then the join's buffer: two buffers of the message's size each.
+      // (Spec first: 2 made.)
+      const mask = Buffer.from([9, 8, 7, 6]);
+      const payload = Buffer.alloc(16 * 1024, 0x61);
+      const masked = Buffer.from(payload);
+      applyMask(masked, mask);
+      const frame = { ...makeFrame(Opcode.Binary, masked, { fin: true }), mask };
+      const [head, last] = pieces(frame, [payload.length - 8]).map((p) => withPayload(p, p.payload, mask, p.offset));
+      const out: Inbound[] = [];
+      const core = new FragmentAssemblerCore({}, { onMessage: (m) => out.push(m), onControl: () => undefined });
+      core.write(head!);
+      const made: number[] = [];
+      const allocUnsafe = Buffer.allocUnsafe;
+      Buffer.allocUnsafe = ((size: number) => {
+        made.push(size);
+        return allocUnsafe(size);
+      }) as typeof Buffer.allocUnsafe;
+      try {
+        core.write(last!);
+      } finally {
+        Buffer.allocUnsafe = allocUnsafe;
+      }
+      expect(made).to.deep.equal([payload.length]);
+      expect(messageOf(out[0]).data).to.deep.equal(payload);
+      expect(core.heldBytes).to.equal(0);
+    });
+
     it('holds about its bytes for a message of tiny fragments: 4 MiB in 64-byte fragments, heldBytes under 4.2 MiB', () => {
       const core = new FragmentAssemblerCore({}, { onMessage: () => undefined, onControl: () => undefined });
       const piece = Buffer.alloc(64, 0x62);
