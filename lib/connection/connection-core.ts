@@ -157,6 +157,8 @@ export class ConnectionCore {
   turnOf = 0;
   /** @internal Bytes read since reading last yielded its turn (see TURN_BYTES in lib/connection/turn.ts). */
   turnBytes = 0;
+  /** @internal The event loop's turn whose first read renewed the frame budget (see newTurnFor in lib/connection/turn.ts). */
+  framesTurnOf = -1;
   private flags: number;
   private readonly options: ConnectionCoreOptions;
   private readonly handler: ConnectionCoreHandler;

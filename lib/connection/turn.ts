@@ -74,6 +74,19 @@ export const TURN_BYTES = 64 * 1024;
 export const TURN_FRAMES = 1024;
 
 /**
+ * True for the first chunk `core`'s connection reads in a turn of the event loop, when its frame
+ * budget (TURN_FRAMES) is renewed: the budget is per turn, not per yield. (Renewed only when
+ * the connection yielded, a lone bulk transfer, a piece or two of a frame per read, used it up
+ * over many turns and yielded every 1 024 pieces: a readStop/readStart and a turn for nobody.)
+ */
+export function newTurnFor(core: ConnectionCore): boolean {
+  countTurns();
+  if (core.framesTurnOf === turn) return false;
+  core.framesTurnOf = turn;
+  return true;
+}
+
+/**
  * Counts a chunk of `length` bytes that `core`'s connection read: true once it has read
  * TURN_BYTES since its turn last ended (core.turnBytes, reset by the caller when it does) and this
  * turn's reads of all connections reached LOOP_BYTES. Every chunk is counted toward the turn.

@@ -8,7 +8,7 @@
 import { expect } from 'chai';
 import { performance } from 'node:perf_hooks';
 import { ConnectionCore, type ConnectionCoreHandler } from '../../lib/connection/connection-core';
-import { LOOP_MS, turnClock, turnTookLong } from '../../lib/connection/turn';
+import { LOOP_MS, newTurnFor, turnClock, turnTookLong } from '../../lib/connection/turn';
 
 function core(): { core: ConnectionCore } {
   const handler: ConnectionCoreHandler = {
@@ -85,5 +85,17 @@ describe('connection/turn: fairness between connections', () => {
     const { core: c } = core();
     expect(turnTookLong(c, turnClock(1024))).to.equal(false);
     expect(c.turnTook).to.equal(0);
+  });
+
+  it('newTurnFor (when the frame budget is renewed): true for the first chunk a connection reads in a turn, false for the next ones, true again in the next turn; each connection for itself', async () => {
+    await nextTurn();
+    const a = core();
+    const b = core();
+    expect(newTurnFor(a.core)).to.equal(true);
+    expect(newTurnFor(a.core)).to.equal(false);
+    expect(newTurnFor(b.core)).to.equal(true);
+    await nextTurn();
+    expect(newTurnFor(a.core)).to.equal(true);
+    expect(newTurnFor(a.core)).to.equal(false);
   });
 });

@@ -591,6 +591,23 @@ describe('WebSocket liveness and limits', () => {
     ws.terminate();
   });
 
+  it('the frame budget is per turn: a connection that parses fewer than TURN_FRAMES frames in each turn never yields, however many turns it reads (a lone bulk transfer, a piece or two of a frame per read)', async () => {
+    // The budget was renewed only when the connection yielded: a one-way transfer of 64 KiB
+    // messages (1-2 pieces per read) yielded after every 1 024 pieces, a readStop/readStart and
+    // a lost turn each, for nobody. (Spec first: 1 pause.)
+    const { transport, ws, counted } = await heldServer();
+    const perTurn = TURN_FRAMES / 4;
+    const turns = 8;
+    const frame = Buffer.from([0x82, 0x82, 0, 0, 0, 0, 0x61, 0x62]);
+    for (let turn = 0; turn < turns; turn++) {
+      for (let i = 0; i < perTurn; i++) transport.emit('data', frame);
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    expect(counted.messages).to.equal(perTurn * turns);
+    expect(transport.pauses).to.equal(0);
+    ws.terminate();
+  });
+
   it('a connection parses at most TURN_FRAMES frames per turn: the rest of a chunk of thousands of tiny messages waits, in order, for the next turns', async () => {
     const transport = new HeldTransport();
     const ws = new WebSocket('server', {});

@@ -75,6 +75,21 @@ describe('proxy turns (fairness between sides)', () => {
     conn.close();
   });
 
+  it('the frame budget is per turn: a side that relays fewer than TURN_FRAMES frames in each turn never yields, however many turns it reads', async () => {
+    // (Spec first: renewed only when the side yielded, it yielded after TURN_FRAMES frames in all.)
+    const { conn, client, upstream } = await pair();
+    const perTurn = TURN_FRAMES / 4;
+    const turns = 8;
+    for (let turn = 0; turn < turns; turn++) {
+      for (let i = 0; i < perTurn; i++) client.emit('data', numbered(1, turn * perTurn + i));
+      expect(client.reading).to.equal(true);
+      await nextTurn();
+    }
+    expect(texts(upstream.frames())).to.deep.equal(range(perTurn * turns));
+    expect(client.reading).to.equal(true);
+    conn.close();
+  });
+
   it('what comes while the rest of a chunk waits (a socket that does not honor pause()) is relayed after it, in order', async () => {
     const { conn, client, upstream } = await pair();
     const count = 2 * TURN_FRAMES;
