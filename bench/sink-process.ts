@@ -15,7 +15,7 @@ import * as path from 'node:path';
 import { PerformanceObserver, type PerformanceEntry } from 'node:perf_hooks';
 import type { WebSocket } from '../lib';
 import { NullTransport } from '../spec/helpers/transports';
-import { maskedBinaryFrame } from './wire';
+import { maskedBinaryFrame, streamReads } from './wire';
 
 const READS = Number(process.argv[2] ?? '40000');
 const SIZE = Number(process.argv[3] ?? String(64 * 1024));
@@ -54,22 +54,14 @@ new PerformanceObserver((list) => {
   }
 }).observe({ entryTypes: ['gc'] });
 
-const frame = maskedBinaryFrame(SIZE);
-let at = 0;
+const read = streamReads(maskedBinaryFrame(SIZE), READ_SIZE);
 let fed = 0;
 const faultsBefore = process.resourceUsage().minorPageFault;
 const cpuBefore = process.cpuUsage();
 
 function turn(): void {
   for (let k = 0; k < READS_PER_TURN && fed < READS; k++, fed++) {
-    const read = Buffer.allocUnsafe(READ_SIZE);
-    let filled = 0;
-    while (filled < READ_SIZE) {
-      const n = frame.copy(read, filled, at);
-      filled += n;
-      at = (at + n) % frame.length;
-    }
-    transport.emit('data', read);
+    transport.emit('data', read());
   }
   if (fed < READS) {
     setImmediate(turn);

@@ -148,3 +148,21 @@ function payloadLength(buf: Buffer, at: number): number {
   if (code === 127) return buf.readUIntBE(at + 4, 6);
   return code;
 }
+
+/**
+ * Reads of `readSize` bytes cut from an endless stream of `frame` repeated, each in a fresh
+ * buffer as a socket read is: each call returns the next.
+ */
+export function streamReads(frame: Buffer, readSize: number): () => Buffer {
+  let at = 0;
+  return () => {
+    const out = Buffer.allocUnsafe(readSize);
+    let filled = 0;
+    while (filled < readSize) {
+      const n = frame.copy(out, filled, at);
+      filled += n;
+      at = (at + n) % frame.length;
+    }
+    return out;
+  };
+}

@@ -33,7 +33,7 @@ import { randomFillSync } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { WebSocket as WsWebSocket, WebSocketServer as WsServer } from 'ws';
 import { WebSocket, createServer, connect } from '../lib';
-import { maskedBinaryFrame } from './wire';
+import { maskedBinaryFrame, streamReads } from './wire';
 import { NullTransport } from '../spec/helpers/transports';
 
 const MODE = process.argv[2] ?? 'both';
@@ -173,18 +173,11 @@ const EMPTY = Buffer.alloc(0);
  */
 function sinkContender(lib: Lib): Contender {
   const frame = maskedBinaryFrame(SIZE);
-  let at = 0;
+  const next = streamReads(frame, READ_SIZE);
   let bytes = 0;
   const read = (): Buffer => {
-    const out = Buffer.allocUnsafe(READ_SIZE);
-    let filled = 0;
-    while (filled < READ_SIZE) {
-      const n = frame.copy(out, filled, at);
-      filled += n;
-      at = (at + n) % frame.length;
-    }
     bytes += READ_SIZE;
-    return out;
+    return next();
   };
   return contender(lib, () => Array.from({ length: K }, read), () => Math.floor(bytes / frame.length), EMPTY);
 }
