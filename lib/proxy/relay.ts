@@ -40,7 +40,7 @@ import { checkCloseArgs } from '../protocol/close';
 import type { WebSocketError } from '../protocol/errors';
 import { Frame, isFirstPiece, isLastPiece } from '../protocol/frame';
 import { FrameSplitterCore } from '../stages/frame-splitter';
-import { fragmentsOverLimit } from '../stages/fragment-assembler';
+import { fragmentOrderError, fragmentsOverLimit } from '../stages/fragment-assembler';
 import type { UpgradeRequest } from '../handshake/handshake';
 import type { UpgradeResponse } from '../handshake/handshake-parser';
 import type { Tap, TapOptions } from '../stages/tap';
@@ -362,9 +362,13 @@ export class ProxyConnection extends (EventEmitter as Emitting<typeof EventEmitt
     // This turn's frames are relayed: the rest waits (relayChunk stops at this frame).
     if (source.turnFrames <= 0) return false;
     const b0 = chunk[at]!;
-    const fragments = (b0 & 0x0f) === Opcode.Continuation ? source.fragments + 1 : 1;
+    const continuation = (b0 & 0x0f) === Opcode.Continuation;
+    // Out of order (RFC 6455 §5.4): onFrame refuses it.
+    if (continuation !== source.messageOpen) return false;
+    const fragments = continuation ? source.fragments + 1 : 1;
     if ((fragments - 1) * this.frameOverhead > this.maxMessageSize) return false;
     source.fragments = fragments;
+    source.messageOpen = (b0 & 0x80) === 0;
     source.turnFrames--;
     source.observer.rawFrame(b0);
     // A client's frame carries its key right before its payload; the upstream's carry none.
@@ -379,6 +383,15 @@ export class ProxyConnection extends (EventEmitter as Emitting<typeof EventEmitt
     if (source.core.closeReceived || !source.reading) return;
     const control = isControlOpcode(frame.opcode);
     if (!control && isFirstPiece(frame)) {
+      // The order of a message's frames (RFC 6455 §5.4), checked as an endpoint would: relayed
+      // one by one, a continuation with no message open or an interleaved message would reach
+      // the other side as it came.
+      const outOfOrder = fragmentOrderError(frame.opcode, source.messageOpen);
+      if (outOfOrder !== null) {
+        source.splitter.fail(outOfOrder);
+        return;
+      }
+      source.messageOpen = !frame.fin;
       // The same cost per frame as the server's (FragmentAssemblerCore): a flood of empty
       // fragments is cut after maxMessageSize / frameOverhead frames.
       const fragments = (source.fragments = frame.opcode === Opcode.Continuation ? source.fragments + 1 : 1);

@@ -100,6 +100,8 @@ export class Side {
   observer!: DirectionObserver;
   /** Frames of the data message this side is sending, so far (each after the first costs frameOverhead). */
   fragments = 0;
+  /** This side's data message has begun and not ended (its last data frame had FIN clear): the next must continue it. */
+  messageOpen = false;
   /** The relay's handler of this side's small whole frames (see FrameSplitterCore.scanSmall). */
   relaySmall: (chunk: Buffer, at: number, payloadAt: number, length: number) => boolean = () => false;
   /** The relay's handler of a chunk of this side: relays it as far as turnFrames allows, returns where it stopped (see turns.ts). */

@@ -76,6 +76,19 @@ export interface FragmentAssemblerHandler {
 const EMPTY = Buffer.alloc(0);
 
 /** The error for a message whose frames, counted at `overhead` bytes each after the first, exceed `limit`. */
+/**
+ * RFC 6455 §5.4, the order of a message's frames: a fragmented message is "a single frame with
+ * the FIN bit clear and an opcode other than 0, followed by zero or more frames with the FIN bit
+ * clear and the opcode set to 0, and terminated by a single frame with the FIN bit set and an
+ * opcode of 0", and "the fragments of one message MUST NOT be interleaved between the fragments
+ * of another message". The error for a data frame of `opcode` when a message is `open` (or not),
+ * or null. Used by the assembler and by the proxy, which relays frames without assembling them.
+ */
+export function fragmentOrderError(opcode: number, open: boolean): WebSocketError | null {
+  if (opcode === Opcode.Continuation) return open ? null : new WebSocketError('WS_ERR_UNEXPECTED_CONTINUATION');
+  return open ? new WebSocketError('WS_ERR_EXPECTED_CONTINUATION') : null;
+}
+
 export function fragmentsOverLimit(frames: number, overhead: number, limit: number): WebSocketError {
   return new WebSocketError('WS_ERR_TOO_MANY_FRAGMENTS', `${frames} frames, ${overhead} bytes each beside their payload, exceed ${limit} bytes`);
 }
@@ -324,21 +337,12 @@ export class FragmentAssemblerCore {
   /** Checks the first piece of a data frame against the sequence rules and limits. */
   private startFrame(frame: Frame): boolean {
     const config = this.config;
-    if (frame.opcode === Opcode.Continuation) {
-      // RFC 6455 §5.4: a fragmented message is "a single frame with the FIN bit clear and an
-      // opcode other than 0, followed by zero or more frames with the FIN bit clear and the
-      // opcode set to 0, and terminated by a single frame with the FIN bit set and an opcode of 0".
-      if ((this.flags & OPEN) === 0) {
-        this.fail(new WebSocketError('WS_ERR_UNEXPECTED_CONTINUATION'));
-        return false;
-      }
-    } else {
-      // RFC 6455 §5.4: "The fragments of one message MUST NOT be interleaved between the
-      // fragments of another message".
-      if ((this.flags & OPEN) !== 0) {
-        this.fail(new WebSocketError('WS_ERR_EXPECTED_CONTINUATION'));
-        return false;
-      }
+    const outOfOrder = fragmentOrderError(frame.opcode, (this.flags & OPEN) !== 0);
+    if (outOfOrder !== null) {
+      this.fail(outOfOrder);
+      return false;
+    }
+    if (frame.opcode !== Opcode.Continuation) {
       if (frame.opcode === Opcode.Binary) this.flags = OPEN | FIRST_PENDING | BINARY;
       else this.flags = config.validateUtf8 ? OPEN | FIRST_PENDING | VALIDATING : OPEN | FIRST_PENDING;
       this.fragments = 0;
