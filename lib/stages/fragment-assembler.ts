@@ -75,7 +75,6 @@ export interface FragmentAssemblerHandler {
 
 const EMPTY = Buffer.alloc(0);
 
-/** The error for a message whose frames, counted at `overhead` bytes each after the first, exceed `limit`. */
 /**
  * RFC 6455 §5.4, the order of a message's frames: a fragmented message is "a single frame with
  * the FIN bit clear and an opcode other than 0, followed by zero or more frames with the FIN bit
@@ -89,6 +88,7 @@ export function fragmentOrderError(opcode: number, open: boolean): WebSocketErro
   return open ? new WebSocketError('WS_ERR_EXPECTED_CONTINUATION') : null;
 }
 
+/** The error for a message whose frames, counted at `overhead` bytes each after the first, exceed `limit`. */
 export function fragmentsOverLimit(frames: number, overhead: number, limit: number): WebSocketError {
   return new WebSocketError('WS_ERR_TOO_MANY_FRAGMENTS', `${frames} frames, ${overhead} bytes each beside their payload, exceed ${limit} bytes`);
 }

@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import { Defaults, Opcode } from '../../lib/protocol/constants';
 import { WebSocketError } from '../../lib/protocol/errors';
 import { type Frame, type Inbound, type Message, isMessage, makeFrame, withPayload } from '../../lib/protocol/frame';
-import { FragmentAssembler, FragmentAssemblerCore, type FragmentAssemblerOptions } from '../../lib/stages/fragment-assembler';
+import { FragmentAssembler, FragmentAssemblerCore, type FragmentAssemblerOptions, fragmentOrderError } from '../../lib/stages/fragment-assembler';
 import { applyMask } from '../../lib/protocol/mask';
 import { collect, fromChunks } from '../helpers/chunks';
 
@@ -496,6 +496,20 @@ describe('FragmentAssembler (RFC 6455 §5.4)', () => {
         { binary: false, data: Buffer.from('lo'), first: false, last: true },
       ]);
     });
+  });
+});
+
+describe('fragmentOrderError (RFC 6455 §5.4, the rule the assembler and the proxy share)', () => {
+  it('a continuation needs an open message; a text or binary frame needs none open', () => {
+    expect(fragmentOrderError(Opcode.Continuation, true)).to.equal(null);
+    expect(fragmentOrderError(Opcode.Text, false)).to.equal(null);
+    expect(fragmentOrderError(Opcode.Binary, false)).to.equal(null);
+    const unexpected = fragmentOrderError(Opcode.Continuation, false);
+    expect(unexpected).to.be.instanceOf(WebSocketError);
+    expect(unexpected).to.include({ code: 'WS_ERR_UNEXPECTED_CONTINUATION', closeCode: 1002 });
+    for (const opcode of [Opcode.Text, Opcode.Binary]) {
+      expect(fragmentOrderError(opcode, true)).to.include({ code: 'WS_ERR_EXPECTED_CONTINUATION', closeCode: 1002 });
+    }
   });
 });
 
