@@ -23,7 +23,8 @@ const LIB = path.resolve(process.argv[4] ?? path.join(__dirname, '..', 'lib'));
 const READ_SIZE = 64 * 1024;
 const READS_PER_TURN = 4;
 
-class CountingTransport extends NullTransport {
+/** A transport whose writes complete on the next tick, as a socket's do. */
+class DoneWritesTransport extends NullTransport {
   override write(_chunk: Buffer, cb?: (err?: Error | null) => void): boolean {
     if (cb !== undefined) process.nextTick(cb);
     return true;
@@ -32,7 +33,7 @@ class CountingTransport extends NullTransport {
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { WebSocket: Ours } = require(LIB) as { WebSocket: typeof WebSocket };
-const transport = new CountingTransport();
+const transport = new DoneWritesTransport();
 const ws = new Ours('server', { maxPayload: 1 << 30, maxMessageSize: 1 << 30 });
 ws.attach(transport as never, null, { protocol: '', extensions: '' });
 const EMPTY = Buffer.alloc(0);

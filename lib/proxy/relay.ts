@@ -362,13 +362,8 @@ export class ProxyConnection extends (EventEmitter as Emitting<typeof EventEmitt
     // This turn's frames are relayed: the rest waits (relayChunk stops at this frame).
     if (source.turnFrames <= 0) return false;
     const b0 = chunk[at]!;
-    const continuation = (b0 & 0x0f) === Opcode.Continuation;
-    // Out of order (RFC 6455 §5.4): onFrame refuses it.
-    if (continuation !== source.messageOpen) return false;
-    const fragments = continuation ? source.fragments + 1 : 1;
-    if ((fragments - 1) * this.frameOverhead > this.maxMessageSize) return false;
-    source.fragments = fragments;
-    source.messageOpen = (b0 & 0x80) === 0;
+    // Out of order, or one fragment too many: onFrame refuses it.
+    if (this.startFrame(source, b0 & 0x0f, (b0 & 0x80) !== 0) !== null) return false;
     source.turnFrames--;
     source.observer.rawFrame(b0);
     // A client's frame carries its key right before its payload; the upstream's carry none.
@@ -377,26 +372,32 @@ export class ProxyConnection extends (EventEmitter as Emitting<typeof EventEmitt
     return true;
   }
 
+  /**
+   * The start of a data frame of `source` (opcode, FIN), checked as the server's assembler
+   * checks it, without assembling: its place in the message (RFC 6455 §5.4; relayed one by one, a
+   * continuation with no message open or an interleaved message would reach the other side as it
+   * came), and its cost (a flood of empty fragments is cut after maxMessageSize / frameOverhead
+   * frames). The error, or null once the side's message has moved on to this frame.
+   */
+  private startFrame(source: Side, opcode: number, fin: boolean): WebSocketError | null {
+    const outOfOrder = fragmentOrderError(opcode, source.messageOpen);
+    if (outOfOrder !== null) return outOfOrder;
+    const fragments = opcode === Opcode.Continuation ? source.fragments + 1 : 1;
+    if ((fragments - 1) * this.frameOverhead > this.maxMessageSize) return fragmentsOverLimit(fragments, this.frameOverhead, this.maxMessageSize);
+    source.fragments = fragments;
+    source.messageOpen = !fin;
+    return null;
+  }
+
   private onFrame(source: Side, frame: Frame): void {
     source.turnFrames--;
     // RFC 6455 §5.5.1: nothing is sent after a close frame; whatever follows is ignored.
     if (source.core.closeReceived || !source.reading) return;
     const control = isControlOpcode(frame.opcode);
     if (!control && isFirstPiece(frame)) {
-      // The order of a message's frames (RFC 6455 §5.4), checked as an endpoint would: relayed
-      // one by one, a continuation with no message open or an interleaved message would reach
-      // the other side as it came.
-      const outOfOrder = fragmentOrderError(frame.opcode, source.messageOpen);
-      if (outOfOrder !== null) {
-        source.splitter.fail(outOfOrder);
-        return;
-      }
-      source.messageOpen = !frame.fin;
-      // The same cost per frame as the server's (FragmentAssemblerCore): a flood of empty
-      // fragments is cut after maxMessageSize / frameOverhead frames.
-      const fragments = (source.fragments = frame.opcode === Opcode.Continuation ? source.fragments + 1 : 1);
-      if ((fragments - 1) * this.frameOverhead > this.maxMessageSize) {
-        source.splitter.fail(fragmentsOverLimit(fragments, this.frameOverhead, this.maxMessageSize));
+      const err = this.startFrame(source, frame.opcode, frame.fin);
+      if (err !== null) {
+        source.splitter.fail(err);
         return;
       }
     }
