@@ -24,7 +24,7 @@
  * and range over the batches, the median (and middle half) of the per-batch ratios, and the
  * ratio of the means.
  * WS_CPU_OTHER=<another build>/dist/lib adds that build of ours as a third contender ('other'):
- * two builds compared in the same batches.
+ * two builds compared in the same batches (sock: in the same rounds, server and client of that build).
  *
  * Defaults: both, 200000 messages (sock: a tenth), 64 B, k = 1. Figures are nanoseconds of CPU
  * (user + system) per message; the first batches (sock: the first 10% of each round) are warm-up.
@@ -43,6 +43,8 @@ const K = Number(process.argv[5] ?? '1');
 const ROUNDS = 5;
 /** Sink mode: the size of each read (Node reads a socket 64 KiB at a time). */
 const READ_SIZE = 65536;
+/** The largest message the WebSockets take: 1 MiB, or the message size if larger. */
+const MAX_PAYLOAD = Math.max(1 << 20, SIZE);
 
 /** The specs' transport that does no I/O, with its writes counted and called back on the next tick. */
 class FakeTransport extends NullTransport {
@@ -85,7 +87,7 @@ interface Echoing {
 /** Whose server-side WebSocket a contender runs: ours, ws's, ours from another build (OTHER_BUILD), or none (the feed alone). */
 type Lib = 'ours' | 'ws' | 'other' | 'feed';
 
-/** WS_CPU_OTHER: another build's dist/lib directory, run beside this one (fake and sink modes). */
+/** WS_CPU_OTHER: another build's dist/lib directory, run beside this one. */
 const OTHER_BUILD = process.env.WS_CPU_OTHER;
 
 /**
@@ -96,12 +98,12 @@ function answering(lib: Exclude<Lib, 'feed'>, transport: FakeTransport, count: {
   let ws: Echoing;
   if (lib === 'ws') {
     const theirs = new (WsWebSocket as unknown as new (address: null, protocols: undefined, options: object) => WsServerSide)(null, undefined, {});
-    theirs.setSocket(transport, Buffer.alloc(0), { allowSynchronousEvents: true, maxPayload: 1 << 20, skipUTF8Validation: false });
+    theirs.setSocket(transport, Buffer.alloc(0), { allowSynchronousEvents: true, maxPayload: MAX_PAYLOAD, skipUTF8Validation: false });
     ws = theirs as unknown as Echoing;
   } else {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const Ours: typeof WebSocket = lib === 'ours' ? WebSocket : (require(OTHER_BUILD!) as { WebSocket: typeof WebSocket }).WebSocket;
-    const ours = new Ours('server', { maxPayload: 1 << 20 });
+    const ours = new Ours('server', { maxPayload: MAX_PAYLOAD, maxMessageSize: MAX_PAYLOAD });
     ours.attach(transport as never, null, { protocol: '', extensions: '' });
     ws = ours as unknown as Echoing;
   }
@@ -260,7 +262,14 @@ function sockRound(
   });
 }
 
-function oursRound(count: number): Promise<number> {
+/** Our library as built here ('ours') or as OTHER_BUILD ('other'). */
+function build(lib: 'ours' | 'other'): { createServer: typeof createServer; connect: typeof connect } {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return lib === 'ours' ? { createServer, connect } : (require(OTHER_BUILD!) as { createServer: typeof createServer; connect: typeof connect });
+}
+
+function oursRound(count: number, lib: 'ours' | 'other' = 'ours'): Promise<number> {
+  const { createServer, connect } = build(lib);
   return sockRound(
     count,
     (ready) => {
@@ -336,12 +345,15 @@ async function main(): Promise<void> {
   if (MODE === 'sock' || MODE === 'both') {
     const count = MODE === 'both' ? Math.ceil(MESSAGES / 10) : MESSAGES;
     const ours: number[] = [];
+    const other: number[] = [];
     const ws: number[] = [];
     for (let r = 0; r < ROUNDS; r++) {
       ours.push(await oursRound(count));
+      if (OTHER_BUILD !== undefined) other.push(await oursRound(count, 'other'));
       ws.push(await wsRound(count));
     }
-    console.log(`loopback, server + client in one process (${what}): ours ${summary(ours)}; ws ${summary(ws)}; ws/ours ${(median(ws) / median(ours)).toFixed(2)}`);
+    const others = OTHER_BUILD === undefined ? '' : `; other ${summary(other)}; other/ours ${(median(other) / median(ours)).toFixed(2)}`;
+    console.log(`loopback, server + client in one process (${what}): ours ${summary(ours)}; ws ${summary(ws)}; ws/ours ${(median(ws) / median(ours)).toFixed(2)}${others}`);
   }
 }
 

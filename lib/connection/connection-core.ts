@@ -157,7 +157,7 @@ export class ConnectionCore {
   turnOf = 0;
   /** @internal Bytes read since reading last yielded its turn (see TURN_BYTES in lib/connection/turn.ts). */
   turnBytes = 0;
-  /** @internal The event loop's turn whose first read renewed the frame budget (see newTurnFor in lib/connection/turn.ts). */
+  /** @internal The event loop's turn in which the frame budget was last renewed (see renewsFrameBudget in lib/connection/turn.ts). */
   framesTurnOf = -1;
   private flags: number;
   private readonly options: ConnectionCoreOptions;

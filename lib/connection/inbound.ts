@@ -18,7 +18,7 @@ import type { Receiver } from './receiver';
 import { channels as diagnostics } from './diagnostics';
 import { Flag, unreadSize } from './connection-state';
 import { CoreState, ReadHold } from './connection-core';
-import { TURN_FRAMES, newTurnFor, readTooMuch, turnClock, turnTookLong } from './turn';
+import { TURN_FRAMES, readTooMuch, renewsFrameBudget, turnClock, turnTookLong } from './turn';
 import { arm, clearAnswerTimer, failConnection } from './closing';
 import { offerInbound, inboundTapsBlocked } from './taps';
 import type { WebSocket } from './websocket';
@@ -49,10 +49,11 @@ function parse(ws: WebSocket, receiver: Receiver, chunk: Buffer | null): void {
   // A large chunk is timed: one that kept the event loop long (thousands of tiny frames) ends
   // this connection's turn (see yieldTurn and turn.ts). A small one cannot hold many frames: not timed.
   const started = chunk === null ? 0 : turnClock(chunk.length);
-  // The frame budget is per turn: the turn's first chunk renews it. So does a chunk that comes
-  // while reading is held (from a transport that does not honor pause(), or kept aside while
-  // inflating): what the splitter holds back stays bounded.
-  if (chunk !== null && (newTurnFor(ws.core) || receiver.splitter.budget <= 0)) receiver.splitter.budget = TURN_FRAMES;
+  // The frame budget is per turn (renewed in a later turn once half spent, see turn.ts). A chunk
+  // that comes while reading is held (from a transport that does not honor pause(), or kept
+  // aside while inflating) with the budget spent renews it too: what the splitter holds back
+  // stays bounded.
+  if (chunk !== null && (renewsFrameBudget(ws.core, receiver.splitter.budget) || receiver.splitter.budget <= 0)) receiver.splitter.budget = TURN_FRAMES;
   // Counted before parsing: what the 'message' listeners do with this chunk is not its size.
   const tooMuch = chunk !== null && readTooMuch(ws.core, chunk.length);
   transport.cork();

@@ -27,7 +27,7 @@
  */
 import type { Buffer } from 'node:buffer';
 import { ReadHold } from '../connection/connection-core';
-import { TURN_BYTES, TURN_FRAMES, newTurnFor, readTooMuch, turnClock, turnTookLong } from '../connection/turn';
+import { TURN_BYTES, TURN_FRAMES, readTooMuch, renewsFrameBudget, turnClock, turnTookLong } from '../connection/turn';
 import type { Side } from './side';
 
 /**
@@ -53,8 +53,8 @@ export function received(side: Side, chunk: Buffer): void {
     wait(side, chunk);
     return;
   }
-  // The frame budget is per turn: the turn's first chunk renews it.
-  if (newTurnFor(side.core)) side.turnFrames = TURN_FRAMES;
+  // The frame budget is per turn: renewed in a later turn once half spent.
+  if (renewsFrameBudget(side.core, side.turnFrames)) side.turnFrames = TURN_FRAMES;
   const started = turnClock(chunk.length);
   const at = side.relayFrom(chunk);
   if (at < chunk.length) wait(side, at === 0 ? chunk : chunk.subarray(at));
