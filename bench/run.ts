@@ -7,9 +7,11 @@
  * smoke run (1 run, short windows, 1000 idle connections). Progress goes to stderr.
  *
  * To run a part only: BENCH_SERVERS=ours,ws (columns: ours, oursPipe, stages, ws, wsBufferutil,
- * raw) and BENCH_CASES=text (cases whose label contains the text; 'idle' and 'client' name those
- * groups). To compare with another build in the same run: BENCH_BASE=<its dist/bench folder>
- * (and BENCH_BASE_NAME=<label>) adds it as column 'base'.
+ * raw) and BENCH_CASES=text (cases whose label contains the text, or one of several texts
+ * separated by '|'; 'idle' and 'client' name those groups). To compare with another build in the
+ * same run: BENCH_BASE=<its dist/bench folder> (and BENCH_BASE_NAME=<label>) adds it as column
+ * 'base'. BENCH_WARMUP_MS and BENCH_MEASURE_MS set each case's warm-up and measured time (500
+ * and 1500 ms).
  */
 import { execSync } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
@@ -21,8 +23,8 @@ import type { ClientCommand, LoadCommand, Measurement } from './ipc';
 
 const QUICK = process.env.BENCH_QUICK === '1';
 const RUNS = Math.max(1, Number(process.env.BENCH_RUNS ?? (QUICK ? '1' : '3')));
-const WARMUP_MS = QUICK ? 200 : 500;
-const DURATION_MS = QUICK ? 500 : 1500;
+const WARMUP_MS = Number(process.env.BENCH_WARMUP_MS ?? (QUICK ? 200 : 500));
+const DURATION_MS = Number(process.env.BENCH_MEASURE_MS ?? (QUICK ? 500 : 1500));
 const IDLE_WANTED = QUICK ? 1000 : 10_000;
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -48,10 +50,10 @@ const COLUMN_TITLES: Record<Column, string> = {
 const COLUMNS = (Object.keys(COLUMN_TITLES) as Column[]).filter((c) => c !== 'base' || BASE !== undefined);
 
 const onlyServers = process.env.BENCH_SERVERS?.split(',').map((s) => s.trim());
-const onlyCases = process.env.BENCH_CASES;
+const onlyCases = process.env.BENCH_CASES?.split('|');
 const wanted = (column: Column): boolean =>
   column === 'base' ? BASE !== undefined : onlyServers === undefined || onlyServers.includes(column);
-const wantedCase = (label: string): boolean => onlyCases === undefined || label.includes(onlyCases);
+const wantedCase = (label: string): boolean => onlyCases === undefined || onlyCases.some((text) => label.includes(text));
 
 /** Each server: its file in bench/servers and its environment. */
 const ALL_SERVERS: Array<{ column: Column; file: string; env: Record<string, string> }> = [
