@@ -40,6 +40,12 @@ const MODE = process.argv[2] ?? 'both';
 const MESSAGES = Number(process.argv[3] ?? '200000');
 const SIZE = Number(process.argv[4] ?? '64');
 const K = Number(process.argv[5] ?? '1');
+/**
+ * Fake mode: chunks of K frames delivered per turn (WS_CPU_READS, default 1). With K = 1 and 32
+ * of them, what a connection costs per read of one small message, rather than the harness's own
+ * turn of the event loop (several microseconds, most of a turn with one message).
+ */
+const READS = Number(process.env.WS_CPU_READS ?? '1');
 const ROUNDS = 5;
 /** Sink mode: the size of each read (Node reads a socket 64 KiB at a time). */
 const READ_SIZE = 65536;
@@ -155,15 +161,18 @@ function libs(): Lib[] {
 function echoContender(lib: Lib): Contender {
   const chunk = Buffer.concat(Array.from({ length: K }, () => maskedBinaryFrame(SIZE)));
   let turns = 0;
+  const copy = (): Buffer => {
+    const out = Buffer.alloc(chunk.length);
+    chunk.copy(out);
+    return out;
+  };
   return contender(
     lib,
     () => {
       turns++;
-      const copy = Buffer.alloc(chunk.length);
-      chunk.copy(copy);
-      return [copy];
+      return Array.from({ length: READS }, copy);
     },
-    () => turns * K,
+    () => turns * K * READS,
   );
 }
 
@@ -322,10 +331,10 @@ const summary = (values: number[]): string =>
   `${Math.round(median(values))} ns CPU/msg (${Math.round(Math.min(...values))}-${Math.round(Math.max(...values))})`;
 
 async function main(): Promise<void> {
-  const what = `${SIZE} B, k=${K}`;
+  const what = `${SIZE} B, k=${K}${READS === 1 ? '' : `, ${READS} reads a turn`}`;
   if (MODE === 'fake' || MODE === 'both') {
     const contenders = libs().map(echoContender);
-    const r = await interleaved(contenders, Math.max(1, Math.round(MESSAGES / BATCHES / K)));
+    const r = await interleaved(contenders, Math.max(1, Math.round(MESSAGES / BATCHES / K / READS)));
     const parts = libs().map((lib) => `${lib} ${summary(r.get(lib)!)}`);
     const other = OTHER_BUILD === undefined ? '' : `; other/ours ${batchRatios(r.get('other')!, r.get('ours')!)}`;
     console.log(`fake transport, server (${what}), interleaved: ${parts.join('; ')}; ws/ours ${batchRatios(r.get('ws')!, r.get('ours')!)}${other}`);
