@@ -5,7 +5,8 @@
  *   npm run build && taskset -c 0 node dist/bench/ws-cpu.js [fake|sink|sock|both] [messages] [size] [k]
  *
  * - fake: a server WebSocket on a transport that does no I/O: k masked frames arrive as one
- *   chunk per turn of the event loop, and each is echoed with send() from a 'message' listener.
+ *   chunk per turn of the event loop (WS_CPU_READS such chunks: see READS), and each is echoed
+ *   with send() from a 'message' listener.
  *   What a library's JavaScript costs per message, with no system call at all: ours, and ws's
  *   WebSocket on the same transport (through setSocket(), what ws's own server calls after its
  *   handshake; bufferutil as in sock).
