@@ -24,7 +24,9 @@
  * (whole rounds one after the other differed by 15% on their own). They print each one's median
  * and range over the batches, the median (and middle half) of the per-batch ratios, and the
  * ratio of the means.
- * WS_CPU_OTHER=<another build>/dist/lib adds that build of ours as a third contender ('other'):
+ * WS_CPU_OTHER=<another build>/dist/lib adds that build of ours as a third contender ('other',
+ * made before ours with WS_CPU_OTHER_FIRST=1: whichever connection is made first runs slower;
+ * WS_CPU_WITHOUT_WS=1 leaves ws out, fake and sink modes):
  * two builds compared in the same batches (sock: in the same rounds, server and client of that build).
  *
  * Defaults: both, 200000 messages (sock: a tenth), 64 B, k = 1. Figures are nanoseconds of CPU
@@ -152,7 +154,16 @@ function contender(lib: Lib, turn: () => Buffer[], framesFed: () => number, answ
 
 /** The libraries run side by side: ours, ws, and another build of ours when WS_CPU_OTHER names one. */
 function libs(): Lib[] {
-  return OTHER_BUILD === undefined ? ['ours', 'ws'] : ['ours', 'other', 'ws'];
+  if (OTHER_BUILD === undefined) return ['ours', 'ws'];
+  // Their connections are made in this order, and the one made first runs slower: compare both.
+  const builds: Lib[] = process.env.WS_CPU_OTHER_FIRST === '1' ? ['other', 'ours'] : ['ours', 'other'];
+  return process.env.WS_CPU_WITHOUT_WS === '1' ? builds : [...builds, 'ws'];
+}
+
+/** "; ws/ours <ratios>" when ws ran (see batchRatios). */
+function wsRatio(r: Map<Lib, number[]>, base?: number[]): string {
+  const ws = r.get('ws');
+  return ws === undefined ? '' : `; ws/ours ${batchRatios(ws, r.get('ours')!, base)}`;
 }
 
 /**
@@ -338,7 +349,7 @@ async function main(): Promise<void> {
     const r = await interleaved(contenders, Math.max(1, Math.round(MESSAGES / BATCHES / K / READS)));
     const parts = libs().map((lib) => `${lib} ${summary(r.get(lib)!)}`);
     const other = OTHER_BUILD === undefined ? '' : `; other/ours ${batchRatios(r.get('other')!, r.get('ours')!)}`;
-    console.log(`fake transport, server (${what}), interleaved: ${parts.join('; ')}; ws/ours ${batchRatios(r.get('ws')!, r.get('ours')!)}${other}`);
+    console.log(`fake transport, server (${what}), interleaved: ${parts.join('; ')}${wsRatio(r)}${other}`);
   }
   if (MODE === 'sink') {
     const contenders = ['feed' as const, ...libs()].map(sinkContender);
@@ -349,7 +360,7 @@ async function main(): Promise<void> {
     const other = OTHER_BUILD === undefined ? '' : `; other/ours ${batchRatios(r.get('other')!, r.get('ours')!, feed)}`;
     console.log(
       `fake transport, server, one-way (${SIZE} B in ${READ_SIZE} B reads, ${K} a turn), interleaved: feed alone ${summary(feed)}; ` +
-        `${parts.join('; ')}; less the feed, ws/ours ${batchRatios(r.get('ws')!, r.get('ours')!, feed)}${other}`,
+        `${parts.join('; ')}; less the feed${wsRatio(r, feed)}${other}`,
     );
   }
   if (MODE === 'sock' || MODE === 'both') {
