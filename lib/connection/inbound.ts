@@ -18,7 +18,7 @@ import type { Receiver } from './receiver';
 import { channels as diagnostics } from './diagnostics';
 import { Flag, unreadSize } from './connection-state';
 import { CoreState, ReadHold } from './connection-core';
-import { TURN_FRAMES, readTooMuch, renewsFrameBudget, turnClock, turnTookLong } from './turn';
+import { TURN_FRAMES, framesSpent, readTooMuch, renewsFrameBudget, turnClock, turnTookLong } from './turn';
 import { arm, clearAnswerTimer, failConnection } from './closing';
 import { offerInbound, inboundTapsBlocked } from './taps';
 import type { WebSocket } from './websocket';
@@ -53,7 +53,7 @@ function parse(ws: WebSocket, receiver: Receiver, chunk: Buffer | null): void {
   // that comes while reading is held (from a transport that does not honor pause(), or kept
   // aside while inflating) with the budget spent renews it too: what the splitter holds back
   // stays bounded.
-  if (chunk !== null && (renewsFrameBudget(ws.core, receiver.splitter.budget) || receiver.splitter.budget <= 0)) receiver.splitter.budget = TURN_FRAMES;
+  if (chunk !== null && (renewsFrameBudget(ws.core) || receiver.splitter.budget <= 0)) receiver.splitter.budget = TURN_FRAMES;
   // Counted before parsing: what the 'message' listeners do with this chunk is not its size.
   const tooMuch = chunk !== null && readTooMuch(ws.core, chunk.length);
   transport.cork();
@@ -69,6 +69,7 @@ function parse(ws: WebSocket, receiver: Receiver, chunk: Buffer | null): void {
     failConnection(ws, err);
     return;
   }
+  framesSpent(receiver.splitter.budget);
   if (
     tooMuch ||
     receiver.splitter.budget <= 0 ||

@@ -27,7 +27,7 @@
  */
 import type { Buffer } from 'node:buffer';
 import { ReadHold } from '../connection/connection-core';
-import { TURN_BYTES, TURN_FRAMES, readTooMuch, renewsFrameBudget, turnClock, turnTookLong } from '../connection/turn';
+import { TURN_BYTES, TURN_FRAMES, framesSpent, readTooMuch, renewsFrameBudget, turnClock, turnTookLong } from '../connection/turn';
 import type { Side } from './side';
 
 /**
@@ -54,9 +54,10 @@ export function received(side: Side, chunk: Buffer): void {
     return;
   }
   // The frame budget is per turn: renewed in a later turn once half spent.
-  if (renewsFrameBudget(side.core, side.turnFrames)) side.turnFrames = TURN_FRAMES;
+  if (renewsFrameBudget(side.core)) side.turnFrames = TURN_FRAMES;
   const started = turnClock(chunk.length);
   const at = side.relayFrom(chunk);
+  framesSpent(side.turnFrames);
   if (at < chunk.length) wait(side, at === 0 ? chunk : chunk.subarray(at));
   if (at < chunk.length || tooMuch || turnTookLong(side.core, started)) yieldTurn(side);
 }
@@ -138,7 +139,9 @@ function nextTurns(): void {
 function endTurn(side: Side, crowded: boolean): void {
   side.core.turnBytes = 0;
   side.turnFrames = TURN_FRAMES;
-  if (side.waiting !== null && !relayWaiting(side)) {
+  const relayed = side.waiting === null || relayWaiting(side);
+  framesSpent(side.turnFrames);
+  if (!relayed) {
     // The budget ran out again: reading stays held, and the side goes back in line.
     queue.push(side);
     return;

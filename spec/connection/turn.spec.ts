@@ -8,7 +8,7 @@
 import { expect } from 'chai';
 import { performance } from 'node:perf_hooks';
 import { ConnectionCore, type ConnectionCoreHandler } from '../../lib/connection/connection-core';
-import { LOOP_MS, TURN_FRAMES, renewsFrameBudget, turnClock, turnTookLong } from '../../lib/connection/turn';
+import { LOOP_MS, TURN_FRAMES, framesSpent, renewsFrameBudget, turnClock, turnTookLong } from '../../lib/connection/turn';
 
 function core(): { core: ConnectionCore } {
   const handler: ConnectionCoreHandler = {
@@ -87,28 +87,30 @@ describe('connection/turn: fairness between connections', () => {
     expect(c.turnTook).to.equal(0);
   });
 
-  it('renewsFrameBudget: once turns are counted (half the budget spent), true for a connection\'s first chunk in a later turn than its last renewal, false for the next ones; each connection for itself', async () => {
+  it('renewsFrameBudget: once turns are counted (a chunk left half the budget or less: framesSpent), true for a connection\'s first chunk in a later turn than its last renewal, false for the next ones; each connection for itself', async () => {
     await nextTurn();
     const a = core();
     const b = core();
     // A new connection's first chunk.
-    expect(renewsFrameBudget(a.core, TURN_FRAMES)).to.equal(true);
-    expect(renewsFrameBudget(b.core, TURN_FRAMES)).to.equal(true);
-    // Half the budget left: turns are counted from now on, and this turn renews no more.
-    expect(renewsFrameBudget(a.core, TURN_FRAMES / 2)).to.equal(false);
+    expect(renewsFrameBudget(a.core)).to.equal(true);
+    expect(renewsFrameBudget(b.core)).to.equal(true);
+    // Half the budget left after a chunk: turns are counted from now on; this turn renews no more.
+    framesSpent(TURN_FRAMES / 2);
+    expect(renewsFrameBudget(a.core)).to.equal(false);
     await nextTurn();
-    expect(renewsFrameBudget(a.core, TURN_FRAMES / 2)).to.equal(true);
-    expect(renewsFrameBudget(a.core, 1)).to.equal(false);
-    expect(renewsFrameBudget(b.core, TURN_FRAMES)).to.equal(true);
+    expect(renewsFrameBudget(a.core)).to.equal(true);
+    expect(renewsFrameBudget(a.core)).to.equal(false);
+    expect(renewsFrameBudget(b.core)).to.equal(true);
   });
 
-  it('renewsFrameBudget: while a connection\'s budget is under half spent, nothing counts turns and nothing is renewed', async () => {
+  it('renewsFrameBudget: while every chunk left more than half the budget, nothing counts turns and nothing is renewed', async () => {
     await nextTurn();
     const a = core();
-    expect(renewsFrameBudget(a.core, TURN_FRAMES)).to.equal(true);
+    expect(renewsFrameBudget(a.core)).to.equal(true);
     for (let i = 0; i < 4; i++) {
+      framesSpent(TURN_FRAMES / 2 + 1);
       await nextTurn();
-      expect(renewsFrameBudget(a.core, TURN_FRAMES / 2 + 1)).to.equal(false);
+      expect(renewsFrameBudget(a.core)).to.equal(false);
     }
   });
 });

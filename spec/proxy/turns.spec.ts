@@ -16,6 +16,7 @@ import { COUNT_FROM, LOOP_BYTES, TURN_BYTES } from '../../lib/connection/turn';
 import type { ProxyConnection } from '../../lib/proxy/relay';
 import { SIDES_PER_TURN } from '../../lib/proxy/turns';
 import { clientClose, clientFrame, closeOf, decodeFrames, DecodedFrame, wireFrame } from '../helpers/frames';
+import { immediatesOver } from '../helpers/immediates';
 import { StandInSocket, relayBetween } from '../helpers/transports';
 
 /** A stand-in socket that also keeps what is written, to decode it. */
@@ -76,18 +77,22 @@ describe('proxy turns (fairness between sides)', () => {
   });
 
   it('the frame budget is per turn: a side that relays fewer than TURN_FRAMES frames in each turn never yields, however many turns it reads', async () => {
-    // (Spec first: renewed only when the side yielded, it yielded after TURN_FRAMES frames in all.)
-    const { conn, client, upstream } = await pair();
-    const perTurn = TURN_FRAMES / 4;
-    const turns = 8;
-    for (let turn = 0; turn < turns; turn++) {
-      for (let i = 0; i < perTurn; i++) client.emit('data', numbered(1, turn * perTurn + i));
+    // (Spec first: renewed only when the side yielded, it yielded after TURN_FRAMES frames in all.
+    // With three quarters of the budget a turn in one read, renewed only in a turn after one
+    // that began with half of it spent, it ran out every other turn.)
+    for (const [perTurn, reads] of [[TURN_FRAMES / 4, TURN_FRAMES / 4], [(3 * TURN_FRAMES) / 4, 1]] as const) {
+      const { conn, client, upstream } = await pair();
+      const turns = 8;
+      const each = perTurn / reads;
+      for (let turn = 0; turn < turns; turn++) {
+        for (let i = 0; i < reads; i++) client.emit('data', numbered(each, turn * perTurn + i * each));
+        expect(client.reading).to.equal(true);
+        await nextTurn();
+      }
+      expect(texts(upstream.frames())).to.deep.equal(range(perTurn * turns));
       expect(client.reading).to.equal(true);
-      await nextTurn();
+      conn.close();
     }
-    expect(texts(upstream.frames())).to.deep.equal(range(perTurn * turns));
-    expect(client.reading).to.equal(true);
-    conn.close();
   });
 
   it('telling turns apart costs a side that relays a few small frames a turn no setImmediate per turn (one every several turns at most)', async () => {
@@ -95,17 +100,9 @@ describe('proxy turns (fairness between sides)', () => {
     const { conn, client, upstream } = await pair();
     const turns = 64;
     const perTurn = 64;
-    const immediate = global.setImmediate;
-    let scheduled = 0;
-    global.setImmediate = ((...args: Parameters<typeof setImmediate>) => (scheduled++, immediate(...args))) as typeof setImmediate;
-    try {
-      for (let turn = 0; turn < turns; turn++) {
-        for (let i = 0; i < perTurn; i++) client.emit('data', numbered(1, turn * perTurn + i));
-        await new Promise((resolve) => immediate(resolve));
-      }
-    } finally {
-      global.setImmediate = immediate;
-    }
+    const scheduled = await immediatesOver(turns, (turn) => {
+      for (let i = 0; i < perTurn; i++) client.emit('data', numbered(1, turn * perTurn + i));
+    });
     expect(texts(upstream.frames())).to.deep.equal(range(turns * perTurn));
     expect(scheduled).to.be.at.most(turns / 4);
     expect(client.reading).to.equal(true);
