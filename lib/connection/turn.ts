@@ -43,9 +43,10 @@ export function turnClock(length: number): number {
 /**
  * The turn of the event loop, counted only while some rule needs turns told apart (countTurns):
  * a setImmediate in every turn in which a connection read cost an extra pass of the event loop
- * per turn, 3 to 5 % of the CPU of an echo of 64-byte messages with one in flight. So each rule
- * counts only once what it adds up has come near its limit (COUNT_FROM), and until then what it
- * adds up may include earlier turns' share, less than the rule's limit by a wide margin.
+ * per turn, 3 to 5 % of the CPU of an echo of 64-byte messages with one in flight. So turns are
+ * counted only once a rule's count has come near its limit (half the frame budget: framesSpent;
+ * 1/COUNT_FROM of the turn's bytes or time), and until then a count may include earlier turns'
+ * share, less than the rule's limit by a wide margin.
  */
 let turn = 0;
 let counting = false;
@@ -88,9 +89,9 @@ export const TURN_FRAMES = 1024;
 /**
  * True when `core`'s connection, about to parse a chunk, gets its frame budget (TURN_FRAMES)
  * renewed: at its first chunk in a turn after the one where it last did, once turns are counted.
- * They are once a chunk (or a turn's held input) left half the budget or less (framesSpent), so a
- * connection that parses fewer than TURN_FRAMES frames per turn never runs out, however many a
- * read holds. (Renewed only when the connection yielded, a lone bulk transfer, a piece or two
+ * Turns are counted once a chunk (or a turn's held input) left half the budget or less
+ * (framesSpent), so a connection that parses fewer than TURN_FRAMES frames per turn never runs
+ * out, however many of them a read holds. (Renewed only when the connection yielded, a lone bulk transfer, a piece or two
  * of a frame per read, used it up over many turns and yielded every 1 024 pieces: a
  * readStop/readStart and a turn for nobody.)
  */
