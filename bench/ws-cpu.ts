@@ -99,6 +99,18 @@ type Lib = 'ours' | 'ws' | 'other' | 'feed';
 /** WS_CPU_OTHER: another build's dist/lib directory, run beside this one. */
 const OTHER_BUILD = process.env.WS_CPU_OTHER;
 
+/** What the contenders use of our library: as built here ('ours') or as OTHER_BUILD ('other'). */
+interface OurBuild {
+  WebSocket: typeof WebSocket;
+  createServer: typeof createServer;
+  connect: typeof connect;
+}
+
+function build(lib: 'ours' | 'other'): OurBuild {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return lib === 'ours' ? { WebSocket, createServer, connect } : (require(OTHER_BUILD!) as OurBuild);
+}
+
 /**
  * Makes a server-side WebSocket of `lib` on `transport` that answers every message (with the
  * message itself, or with `answer`), counting them in `count.got`.
@@ -110,8 +122,7 @@ function answering(lib: Exclude<Lib, 'feed'>, transport: FakeTransport, count: {
     theirs.setSocket(transport, Buffer.alloc(0), { allowSynchronousEvents: true, maxPayload: MAX_PAYLOAD, skipUTF8Validation: false });
     ws = theirs as unknown as Echoing;
   } else {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const Ours: typeof WebSocket = lib === 'ours' ? WebSocket : (require(OTHER_BUILD!) as { WebSocket: typeof WebSocket }).WebSocket;
+    const Ours = build(lib).WebSocket;
     const ours = new Ours('server', { maxPayload: MAX_PAYLOAD, maxMessageSize: MAX_PAYLOAD });
     ours.attach(transport as never, null, { protocol: '', extensions: '' });
     ws = ours as unknown as Echoing;
@@ -281,12 +292,6 @@ function sockRound(
       );
     });
   });
-}
-
-/** Our library as built here ('ours') or as OTHER_BUILD ('other'). */
-function build(lib: 'ours' | 'other'): { createServer: typeof createServer; connect: typeof connect } {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  return lib === 'ours' ? { createServer, connect } : (require(OTHER_BUILD!) as { createServer: typeof createServer; connect: typeof connect });
 }
 
 function oursRound(count: number, lib: 'ours' | 'other' = 'ours'): Promise<number> {
