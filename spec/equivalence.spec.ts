@@ -167,6 +167,26 @@ const CASES: Array<[string, Buffer]> = [
   ['invalid UTF-8 in the middle of a fragmented message', Buffer.concat([frame(Opcode.Text, 'ok'), frame(Opcode.Text, 'a', false), frame(Opcode.Continuation, Buffer.from([0xc0, 0xaf]), false)])],
   ['a continuation without a start', Buffer.concat([frame(Opcode.Binary, 'x'), frame(Opcode.Continuation, 'y')])],
   ['an invalid close code', frame(Opcode.Close, Buffer.from([0x03, 0xed]))],
+  // The fused receiver takes messages in one small frame, whole in a chunk, without the splitter
+  // (Receiver.writeTakingWhole): the same output, whatever the chunks.
+  [
+    'messages in one frame each around pings, a fragmented message, a 16-bit length, and after the close',
+    Buffer.concat([
+      frame(Opcode.Text, 'a'),
+      frame(Opcode.Binary, Buffer.from([1, 2])),
+      frame(Opcode.Ping, 'p1'),
+      frame(Opcode.Text, ''),
+      frame(Opcode.Text, 'b', false),
+      frame(Opcode.Ping, 'p2'),
+      frame(Opcode.Continuation, 'c'),
+      frame(Opcode.Binary, Buffer.alloc(300, 5)),
+      frame(Opcode.Text, 'd'),
+      frame(Opcode.Close, closePayload),
+      frame(Opcode.Text, 'after the close'),
+    ]),
+  ],
+  ['invalid UTF-8 in a message of one small frame', Buffer.concat([frame(Opcode.Text, 'ok'), frame(Opcode.Text, Buffer.from([0xed, 0xa0, 0x80])), frame(Opcode.Text, 'never')])],
+  ['a message of one frame while a fragmented one is open', Buffer.concat([frame(Opcode.Text, 'x', false), frame(Opcode.Binary, 'y'), frame(Opcode.Text, 'z')])],
 ];
 
 describe('fused connection, pipe() composition and composePipeline give identical output', () => {

@@ -324,8 +324,20 @@ function drawKey(): number {
   return from;
 }
 
-/** The key applyMask gets in maskWithFreshKey for a longer payload (used at once, never kept). */
+/** The key applyMask gets in maskWithFreshKey and applyMaskAt (used at once, never kept). */
 const scratchKey = Buffer.alloc(4);
+
+/**
+ * (Un)masks `data` in place, from its payload's first byte, with the 4-byte key at
+ * source[keyAt] (a received frame's key, in the chunk it came in): no Buffer made for the key.
+ */
+export function applyMaskAt(data: Buffer, source: Buffer, keyAt: number): void {
+  scratchKey[0] = source[keyAt]!;
+  scratchKey[1] = source[keyAt + 1]!;
+  scratchKey[2] = source[keyAt + 2]!;
+  scratchKey[3] = source[keyAt + 3]!;
+  applyMask(data, scratchKey, 0);
+}
 
 /**
  * Writes a fresh key, drawn as randomMask draws it, into `target` at `keyAt`, then

@@ -195,6 +195,24 @@ export class FragmentAssemblerCore {
     return this.parts === null ? 0 : this.parts.entries.length / 3;
   }
 
+  /**
+   * @internal True when write() would take a frame that is a whole message of `length` bytes (FIN
+   * set, text or binary, whole) in one piece and deliver it at once: no message open, not
+   * streaming, within maxMessageSize (and maxFragments). A caller that parsed such a frame itself
+   * (the fused receiver's small frames) then hands it to whole(), unmasked.
+   */
+  takesWhole(length: number): boolean {
+    const config = this.config;
+    return this.error === null && (this.flags & OPEN) === 0 && !config.streaming && length <= config.maxMessageSize && config.maxFragments >= 1;
+  }
+
+  /** @internal A frame takesWhole() allowed, unmasked: delivered as write() delivers it (its UTF-8 checked). */
+  whole(binary: boolean, data: Buffer): WebSocketError | null {
+    const validating = !binary && this.config.validateUtf8;
+    this.flags = binary ? BINARY : 0;
+    return this.finish(data, validating && !isValidUtf8(data));
+  }
+
   /** Takes one frame or piece of a frame; returns the first error met, or null. */
   write(frame: Frame): WebSocketError | null {
     if (this.error !== null) return this.error;
