@@ -311,10 +311,18 @@ export class Receiver {
         at = splitter.scanSmall(chunk, at, this.server, 0xffff, each);
         if (at === chunk.length || splitter.error !== null || splitter.budget <= 0) break;
       }
-      // The frame under way, or the one the scan stopped at, through the splitter to its end: a
-      // byte at a time while its header is not whole (a few bytes: then its length is known).
-      const need = splitter.atFrameBoundary ? FrameSplitterCore.frameSizeAt(chunk, at) : splitter.bytesToBoundary;
-      const end = need < 0 ? at + 1 : Math.min(chunk.length, at + need);
+      // The frame under way, or the one the scan stopped at, through the splitter to its end. A
+      // frame the last chunk cut in its header: a byte at a time until its length is known (a
+      // few bytes, once per chunk). One with a 64-bit length (64 KiB or more), or whose header
+      // the chunk cuts: the rest of the chunk.
+      let end: number;
+      if (splitter.atFrameBoundary) {
+        const size = FrameSplitterCore.frameSizeAt(chunk, at);
+        end = size < 0 ? chunk.length : Math.min(chunk.length, at + size);
+      } else {
+        const need = splitter.bytesToBoundary;
+        end = need < 0 ? at + 1 : Math.min(chunk.length, at + need);
+      }
       const err = splitter.write(at === 0 && end === chunk.length ? chunk : chunk.subarray(at, end));
       at = end;
       if (err !== null) return err;

@@ -94,13 +94,43 @@ describe('Receiver: messages in one small frame, whole in a chunk', () => {
     }
   });
 
-  it('a frame with a 64-bit length goes through the splitter, the small ones around it do not', () => {
+  it('a frame with a 64-bit length goes through the splitter with the rest of its chunk; the next chunk is scanned again', () => {
     const { receiver, messages, framed } = make('server');
     const big = Buffer.alloc(70000, 3);
     const chunk = Buffer.concat([frame('server', Opcode.Text, 'a'), frame('server', Opcode.Binary, big), frame('server', Opcode.Text, 'b')]);
     expect(errorOf(receiver.write(chunk))).to.equal(null);
-    expect(messages).to.deep.equal(['t:a', `b:${big.toString('hex')}`, 't:b']);
-    expect(framed).to.deep.equal([Opcode.Binary]);
+    expect(errorOf(receiver.write(frame('server', Opcode.Text, 'c')))).to.equal(null);
+    expect(messages).to.deep.equal(['t:a', `b:${big.toString('hex')}`, 't:b', 't:c']);
+    expect(framed).to.deep.equal([Opcode.Binary, Opcode.Text]);
+  });
+
+  it('frames with a 64-bit length (even a non-minimal one for a byte) cost the splitter one write per chunk, not a write per header byte', () => {
+    const { receiver, messages } = make('server');
+    // 0x82, masked, 127: a 64-bit length of 1; the key 0 0 0 0; one byte.
+    const one = Buffer.from([0x82, 0x80 | 127, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0x2a]);
+    const writes = { count: 0 };
+    const write = receiver.splitter.write.bind(receiver.splitter);
+    receiver.splitter.write = (chunk: Buffer) => {
+      writes.count++;
+      return write(chunk);
+    };
+    expect(errorOf(receiver.write(Buffer.concat(Array.from({ length: 100 }, () => one))))).to.equal(null);
+    expect(messages).to.have.length(100);
+    expect(writes.count).to.equal(1);
+  });
+
+  it('a header cut by the chunk: the next chunk completes it a byte at a time, then is scanned', () => {
+    const one = frame('server', Opcode.Binary, Buffer.alloc(200, 1));
+    const input = Buffer.concat([one, frame('server', Opcode.Text, 'two'), frame('server', Opcode.Text, 'three')]);
+    // Inside the 16-bit length and inside the key.
+    for (const cut of [1, 3, 5, 7]) {
+      const bytes = Buffer.from(input);
+      const { receiver, messages, framedBytes } = make('server');
+      expect(errorOf(receiver.write(bytes.subarray(0, cut)))).to.equal(null);
+      expect(errorOf(receiver.write(bytes.subarray(cut)))).to.equal(null);
+      expect(messages, `cut at ${cut}`).to.deep.equal([`b:${Buffer.alloc(200, 1).toString('hex')}`, 't:two', 't:three']);
+      expect(framedBytes.count, `cut at ${cut}`).to.equal(200);
+    }
   });
 
   it('invalid UTF-8 fails with WS_ERR_INVALID_UTF8 and nothing after it is delivered', () => {
