@@ -292,44 +292,36 @@ export class Receiver {
 
   /**
    * Parses `chunk`, taking messages in one frame each (up to 64 KiB: a 7- or 16-bit length) that
-   * lie whole in it at a frame boundary straight from the chunk (unmasked in place): no Frame,
-   * no key Buffer, no pass through the unmasker and the assembler's piece handling (a fifth of
-   * the CPU per message of an echo of 64-byte messages, bench/ws-cpu.ts fake mode). They are checked as the splitter checks them
-   * (scanSmall: opcode, RSV bits, masking, maxPayload) and as the assembler does (takesWhole: no
-   * message open, maxMessageSize; whole: UTF-8), and count against the frame budget. Anything
-   * else (a control frame, a fragment, a frame cut by the chunk, one that fails a check) goes
-   * through the splitter, to its frame's end, and the scan goes on after it. Not with
-   * permessage-deflate (its frames go to the inflater) nor with a frame observer (taps see every
-   * Frame). Returns the first error, or null.
+   * lie whole in it straight from the chunk (unmasked in place): no Frame, no key Buffer, no pass
+   * through the unmasker and the assembler's piece handling (a fifth of the CPU per message of an
+   * echo of 64-byte messages, bench/ws-cpu.ts fake mode). They are checked as the splitter checks
+   * them (scanSmall: opcode, RSV bits, masking, maxPayload) and as the assembler does
+   * (takesWhole: no message open, maxMessageSize; whole: UTF-8), and count against the frame
+   * budget. First the frame the last chunk cut goes through the splitter, to its end; then the
+   * scan; then the first frame that is not such a message (a control frame, a fragment, a larger
+   * frame, one cut by the chunk's end, one that fails a check) and all after it go through the
+   * splitter in one write. So a chunk costs the splitter a few writes at most, whatever it holds
+   * (a frame at a time, a flood of 1-byte fragments cost three times the CPU of the splitter's
+   * own loop). Not with permessage-deflate (its frames go to the inflater) nor with a frame
+   * observer (taps see every Frame). Returns the first error, or null.
    */
   private writeTakingWhole(chunk: Buffer): WebSocketError | null {
     const splitter = this.splitter;
-    const each = (this.eachWhole ??= (c, a, p, l) => this.wholeMessage(c, a, p, l));
     let at = 0;
-    while (at < chunk.length && splitter.budget > 0) {
-      if (splitter.atFrameBoundary) {
-        at = splitter.scanSmall(chunk, at, this.server, 0xffff, each);
-        if (at === chunk.length || splitter.error !== null || splitter.budget <= 0) break;
-      }
-      // The frame under way, or the one the scan stopped at, through the splitter to its end. A
-      // frame the last chunk cut in its header: a byte at a time until its length is known (a
-      // few bytes, once per chunk). One with a 64-bit length (64 KiB or more), or whose header
-      // the chunk cuts: the rest of the chunk.
-      let end: number;
-      if (splitter.atFrameBoundary) {
-        const size = FrameSplitterCore.frameSizeAt(chunk, at);
-        end = size < 0 ? chunk.length : Math.min(chunk.length, at + size);
-      } else {
-        const need = splitter.bytesToBoundary;
-        end = need < 0 ? at + 1 : Math.min(chunk.length, at + need);
-      }
+    // The frame under way: a byte at a time while its header is not whole (a few bytes).
+    while (!splitter.atFrameBoundary && at < chunk.length && splitter.budget > 0) {
+      const need = splitter.bytesToBoundary;
+      const end = need < 0 ? at + 1 : Math.min(chunk.length, at + need);
       const err = splitter.write(at === 0 && end === chunk.length ? chunk : chunk.subarray(at, end));
       at = end;
       if (err !== null) return err;
     }
-    // The budget is spent: the splitter holds the rest until it is renewed (resumeParsing).
-    if (at < chunk.length && splitter.error === null) return splitter.write(at === 0 ? chunk : chunk.subarray(at));
-    return splitter.error;
+    if (splitter.atFrameBoundary && at < chunk.length && splitter.budget > 0) {
+      at = splitter.scanSmall(chunk, at, this.server, 0xffff, (this.eachWhole ??= (c, a, p, l) => this.wholeMessage(c, a, p, l)));
+    }
+    // What stopped the scan and the rest (held by the splitter while the budget is spent).
+    if (at === chunk.length || splitter.error !== null) return splitter.error;
+    return splitter.write(at === 0 ? chunk : chunk.subarray(at));
   }
 
   /** writeTakingWhole()'s handler, made on first use: an idle connection holds no closure. */

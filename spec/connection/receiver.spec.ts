@@ -59,7 +59,7 @@ const errorOf = (err: WebSocketError | null): string | null => (err === null ? n
 
 describe('Receiver: messages in one small frame, whole in a chunk', () => {
   for (const role of ['server', 'client'] as const) {
-    it(`${role}: are delivered from the chunk, in order, without a Frame each; control frames and fragments still go through the splitter`, () => {
+    it(`${role}: are delivered from the chunk, in order, without a Frame each, up to the first frame that is not one: it and the rest go through the splitter`, () => {
       const { receiver, messages, events, framed } = make(role);
       const chunk = Buffer.concat([
         frame(role, Opcode.Text, 'héllo'),
@@ -73,8 +73,11 @@ describe('Receiver: messages in one small frame, whole in a chunk', () => {
       expect(errorOf(receiver.write(chunk))).to.equal(null);
       expect(messages).to.deep.equal(['t:héllo', 'b:000102', 't:', 't:frag', `b:${Buffer.alloc(300, 7).toString('hex')}`]);
       expect(events).to.deep.equal(['ping:p']);
-      // The ping and the two fragments only: the scan goes on after each.
-      expect(framed).to.deep.equal([Opcode.Ping, Opcode.Text, Opcode.Continuation]);
+      expect(framed).to.deep.equal([Opcode.Ping, Opcode.Text, Opcode.Text, Opcode.Continuation, Opcode.Binary]);
+      // The next chunk is scanned again.
+      expect(errorOf(receiver.write(Buffer.concat([frame(role, Opcode.Text, 'x'), frame(role, Opcode.Binary, 'y')])))).to.equal(null);
+      expect(messages.slice(-2)).to.deep.equal(['t:x', 'b:79']);
+      expect(framed).to.have.length(5);
     });
   }
 
@@ -116,6 +119,19 @@ describe('Receiver: messages in one small frame, whole in a chunk', () => {
     };
     expect(errorOf(receiver.write(Buffer.concat(Array.from({ length: 100 }, () => one))))).to.equal(null);
     expect(messages).to.have.length(100);
+    expect(writes.count).to.equal(1);
+  });
+
+  it('a flood of 1-byte fragments costs the splitter one write per chunk (not a write per frame)', () => {
+    const { receiver } = make('server');
+    const writes = { count: 0 };
+    const write = receiver.splitter.write.bind(receiver.splitter);
+    receiver.splitter.write = (chunk: Buffer) => {
+      writes.count++;
+      return write(chunk);
+    };
+    const chunk = Buffer.concat([frame('server', Opcode.Binary, 'a', false), ...Array.from({ length: 99 }, () => frame('server', Opcode.Continuation, 'a', false))]);
+    expect(errorOf(receiver.write(chunk))).to.equal(null);
     expect(writes.count).to.equal(1);
   });
 
