@@ -2,7 +2,9 @@
  * The inbound chain fused into plain calls: FrameSplitter -> Unmasker -> FragmentAssembler ->
  * ControlFrameResponder, the same cores that the stream stages wrap, without a stream hop per
  * stage. A core that fails stops the splitter mid-chunk, so nothing after a bad frame is
- * delivered.
+ * delivered. Messages in one small frame that lie whole in a chunk skip the splitter's state
+ * machine and the unmasker: the splitter's scan checks them and the assembler takes them whole
+ * (writeTakingWhole); spec/equivalence.spec.ts holds the output to the stages' own.
  *
  * permessage-deflate (when negotiated): an InflaterCore sits between the unmasker and the
  * assembler. zlib is asynchronous, so from then on frames may be delivered after write()

@@ -2,7 +2,8 @@
  * WebSocket: one connection as a Duplex of messages, a thin adapter over a ConnectionCore and
  * any transport Duplex of bytes.
  *
- *   transport --bytes--> inbound.ts: onData > Receiver (splitter > unmasker > assembler)
+ *   transport --bytes--> inbound.ts: onData > Receiver (splitter > unmasker > assembler; a
+ *                        message in one small frame whole in the chunk: straight to the assembler)
  *        ^                  > ConnectionCore.receive (pings, pongs, close)  > pushOrPause --> read()
  *        |                                     | pong / close / heartbeat ping (sendReply)
  *        |                                     v
