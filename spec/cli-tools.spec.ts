@@ -51,15 +51,17 @@ describe('wspipe command line: connect, listen and bridge details', function () 
 
   describe('connect', () => {
     it('prints what a slow server answers after the end of input, then closes with 1000', async () => {
-      let closeCode = 0;
+      // The server's side of the close, awaited: the process may exit before it is seen.
+      let closed: (code: number) => void = () => undefined;
+      const closeCode = new Promise<number>((resolve) => (closed = resolve));
       const url = await server((ws) => {
         ws.on('data', (d: string) => setTimeout(() => ws.readyState === 1 && ws.send(`slow answer to ${d}`), 300));
-        ws.on('close', (code: number) => (closeCode = code));
+        ws.on('close', (code: number) => closed(code));
       });
       const run = wspipe(['connect', url], 'question\n');
       expect(await run.closed, run.stderr()).to.equal(0);
       expect(run.stdout()).to.equal('slow answer to question\n');
-      expect(closeCode).to.equal(1000);
+      expect(await closeCode).to.equal(1000);
     });
 
     it('--quiet 0 closes at once at the end of input (as before)', async () => {
@@ -207,10 +209,12 @@ describe('wspipe command line: connect, listen and bridge details', function () 
 
   describe('bridge', () => {
     it('as a client: TCP bytes go to the WebSocket and back, with backpressure; the TCP end closes with 1000', async () => {
-      let closeCode = 0;
+      // The server's side of the close, awaited: the bridge's process may exit before it is seen.
+      let closed: (code: number) => void = () => undefined;
+      const closeCode = new Promise<number>((resolve) => (closed = resolve));
       const url = await server((ws) => {
         ws.on('message', (d: Buffer, binary: boolean) => ws.send(d, { binary }));
-        ws.on('close', (code: number) => (closeCode = code));
+        ws.on('close', (code: number) => closed(code));
       });
       const data = randomBytes(4 * 1024 * 1024);
       const back: Buffer[] = [];
@@ -226,7 +230,7 @@ describe('wspipe command line: connect, listen and bridge details', function () 
       const run = wspipe(['bridge', url, `tcp:${LOCAL}:${tcpPort}`]);
       expect(await run.closed, run.stderr()).to.equal(0);
       expect(Buffer.concat(back).equals(data)).to.equal(true);
-      expect(closeCode).to.equal(1000);
+      expect(await closeCode).to.equal(1000);
     });
 
     it('a TCP side that does not read holds the WebSocket peer back (backpressure), not the bridge\'s memory', async function () {
