@@ -319,7 +319,15 @@ export class Receiver {
       if (err !== null) return err;
     }
     if (splitter.atFrameBoundary && at < chunk.length && splitter.budget > 0) {
-      at = splitter.scanSmall(chunk, at, this.server, 0xffff, (this.eachWhole ??= (c, a, p, l) => this.wholeMessage(c, a, p, l)));
+      try {
+        at = splitter.scanSmall(chunk, at, this.server, 0xffff, (this.eachWhole ??= (c, a, p, l) => this.wholeMessage(c, a, p, l)));
+      } catch (err) {
+        // A listener threw (its exception goes on to whoever emitted the chunk): what follows
+        // the message it was given waits in the splitter for the next parse, as it would have
+        // had the splitter handed that message on.
+        splitter.keep(chunk.subarray(this.scanned));
+        throw err;
+      }
     }
     // What stopped the scan and the rest (held by the splitter while the budget is spent).
     if (at === chunk.length || splitter.error !== null) return splitter.error;
@@ -328,6 +336,8 @@ export class Receiver {
 
   /** writeTakingWhole()'s handler, made on first use: an idle connection holds no closure. */
   private eachWhole: ((chunk: Buffer, at: number, payloadAt: number, length: number) => boolean) | null = null;
+  /** Where the message wholeMessage() is delivering ends in its chunk. */
+  private scanned = 0;
 
   /** One small data frame of writeTakingWhole()'s: delivered when it is a whole message; false when it is not, or parsing must stop. */
   private wholeMessage(chunk: Buffer, at: number, payloadAt: number, length: number): boolean {
@@ -337,6 +347,7 @@ export class Receiver {
     if ((head !== WHOLE_TEXT && head !== WHOLE_BINARY) || splitter.budget <= 0 || !this.assembler.takesWhole(length)) return false;
     const data = chunk.subarray(payloadAt, payloadAt + length);
     if (this.server) applyMaskAt(data, chunk, payloadAt - 4);
+    this.scanned = payloadAt + length;
     splitter.budget--;
     this.pass(this.assembler.whole(head === WHOLE_BINARY, data));
     return splitter.error === null;

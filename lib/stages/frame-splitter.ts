@@ -276,10 +276,20 @@ export class FrameSplitterCore {
   write(chunk: Buffer): WebSocketError | null {
     if (this.error !== null) return this.error;
     if (chunk.length === 0) return null;
+    this.keep(chunk);
+    return this.parseHeld();
+  }
+
+  /**
+   * @internal Holds `chunk` after the bytes already held, unparsed: the next write() or resume()
+   * parses it. For a caller that handed on part of a chunk itself and had to stop (the fused
+   * receiver, when a listener threw), as the splitter holds what follows a frame it hands on.
+   */
+  keep(chunk: Buffer): void {
+    if (this.error !== null || chunk.length === 0) return;
     if (this.chunks === NO_CHUNKS) this.chunks = [chunk];
     else this.chunks.push(chunk);
     this.buffered += chunk.length;
-    return this.parseHeld();
   }
 
   /** True when the budget stopped parsing with input held (resume() goes on once it is renewed). */

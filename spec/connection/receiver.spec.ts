@@ -238,6 +238,27 @@ describe('Receiver: messages in one small frame, whole in a chunk', () => {
     expect(messages).to.deep.equal(['a', 'b']);
   });
 
+  it('a handler that throws: the exception goes on to the caller, and the frames after it in the chunk come with the next one, in order', () => {
+    const messages: string[] = [];
+    const receiver = new Receiver('server', {}, {
+      onMessage: (m: Message) => {
+        messages.push(m.data.toString());
+        if (messages.length === 1) throw new Error('boom');
+      },
+      onPing: () => undefined,
+      onPong: () => undefined,
+      onClose: () => undefined,
+      onReply: () => undefined,
+    });
+    // The third frame is cut by the chunk: the next chunk starts in its payload.
+    const bytes = Buffer.concat(['a', 'b', 'cde', 'f'].map((t) => frame('server', Opcode.Text, t)));
+    const cut = bytes.length - frame('server', Opcode.Text, 'f').length - 2;
+    expect(() => receiver.write(bytes.subarray(0, cut))).to.throw('boom');
+    expect(messages).to.deep.equal(['a']);
+    expect(errorOf(receiver.write(bytes.subarray(cut)))).to.equal(null);
+    expect(messages).to.deep.equal(['a', 'b', 'cde', 'f']);
+  });
+
   it('streamMessages: each message still comes as pieces', () => {
     const { receiver, messages } = make('server', { streamMessages: true });
     expect(errorOf(receiver.write(Buffer.concat([frame('server', Opcode.Text, 'ab'), frame('server', Opcode.Binary, 'c')])))).to.equal(null);
