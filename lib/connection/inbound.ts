@@ -62,9 +62,11 @@ function parse(ws: WebSocket, receiver: Receiver, chunk: Buffer | null): void {
   try {
     err = chunk === null ? receiver.resumeParsing() : receiver.write(chunk);
   } finally {
+    // Also when a listener threw (its exception goes on to whoever emitted the chunk): a
+    // transport left corked would hold every later write of this connection.
     ws.setFlag(Flag.Parsing, false);
+    transport.uncork();
   }
-  transport.uncork();
   if (err !== null) {
     failConnection(ws, err);
     return;

@@ -744,6 +744,42 @@ describe('WebSocket liveness and limits', () => {
   });
 });
 
+describe('WebSocket and a listener that throws', () => {
+  it("a 'message' listener's exception leaves the transport uncorked (and the parse's state clear): later sends are written", async () => {
+    // A transport that counts cork() as a socket does; what is written while corked is held.
+    const transport = new (class extends NullTransport {
+      corked = 0;
+      written: Buffer[] = [];
+      override cork(): void {
+        this.corked++;
+      }
+      override uncork(): void {
+        if (this.corked > 0) this.corked--;
+      }
+      override write(chunk: Buffer): boolean {
+        this.written.push(chunk);
+        return true;
+      }
+    })();
+    const reports: number[] = [];
+    const ws = new WebSocket('server', { heldBytesObserver: { heldBytesChanged: (c: WebSocket) => reports.push(c.heldBytes) } });
+    ws.attach(transport as unknown as Transport, null, { protocol: '', extensions: '' });
+    ws.on('message', () => {
+      throw new Error('boom');
+    });
+    await new Promise((resolve) => setImmediate(resolve));
+    // The exception goes where one from any socket 'data' listener goes: to the caller of emit().
+    expect(() => transport.emit('data', Buffer.from([0x82, 0x81, 0, 0, 0, 0, 0x61]))).to.throw('boom');
+    expect(transport.corked).to.equal(0);
+    // A send after it is written at once and reported to the memory budget, as outside any parse.
+    const before = reports.length;
+    ws.send(Buffer.from('after'));
+    expect(transport.written.length).to.be.greaterThan(0);
+    expect(reports.length).to.equal(before + 1);
+    ws.terminate();
+  });
+});
+
 describe('WebSocket and the server-wide memory budget (heldBytesObserver)', () => {
   it('sends from a message listener are reported once, at the end of the chunk that brought the messages, with what they left queued', async () => {
     // One report per send cost an echo of small messages a getter chain and a Map lookup each
