@@ -304,8 +304,8 @@ export class Receiver {
    * frame, one cut by the chunk's end, one that fails a check) and all after it go through the
    * splitter in one write. So a chunk costs the splitter a few writes at most, whatever it holds
    * (a write per frame, a flood of 1-byte fragments cost 1.6 times what the splitter's own loop
-   * does: bench/fragments.ts). Not with permessage-deflate (its frames go to the inflater) nor with a frame
-   * observer (taps see every Frame). Returns the first error, or null.
+   * does: bench/fragments.ts). Not with permessage-deflate (its frames go to the inflater) nor
+   * with a frame observer (taps see every Frame). Returns the first error, or null.
    */
   private writeTakingWhole(chunk: Buffer): WebSocketError | null {
     const splitter = this.splitter;
@@ -319,6 +319,7 @@ export class Receiver {
       if (err !== null) return err;
     }
     if (splitter.atFrameBoundary && at < chunk.length && splitter.budget > 0) {
+      this.scanned = at;
       try {
         at = splitter.scanSmall(chunk, at, this.server, 0xffff, (this.eachWhole ??= (c, a, p, l) => this.wholeMessage(c, a, p, l)));
       } catch (err) {
@@ -336,7 +337,7 @@ export class Receiver {
 
   /** writeTakingWhole()'s handler, made on first use: an idle connection holds no closure. */
   private eachWhole: ((chunk: Buffer, at: number, payloadAt: number, length: number) => boolean) | null = null;
-  /** Where the message wholeMessage() is delivering ends in its chunk. */
+  /** Where the scan is in its chunk: the end of the message wholeMessage() is delivering (or where the scan began). */
   private scanned = 0;
 
   /** One small data frame of writeTakingWhole()'s: delivered when it is a whole message; false when it is not, or parsing must stop. */
