@@ -312,11 +312,9 @@ export class Receiver {
     let at = 0;
     // The frame under way: a byte at a time while its header is not whole (a few bytes).
     while (!splitter.atFrameBoundary && at < chunk.length && splitter.budget > 0) {
-      const need = splitter.bytesToBoundary;
-      const end = need < 0 ? at + 1 : Math.min(chunk.length, at + need);
-      const err = splitter.write(at === 0 && end === chunk.length ? chunk : chunk.subarray(at, end));
-      at = end;
-      if (err !== null) return err;
+      const next = splitter.writeFrameFrom(chunk, at);
+      if (typeof next !== 'number') return next;
+      at = next;
     }
     if (splitter.atFrameBoundary && at < chunk.length && splitter.budget > 0) {
       this.scanned = at;

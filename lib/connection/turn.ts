@@ -91,9 +91,9 @@ export const TURN_FRAMES = 1024;
  * renewed: at its first chunk in a turn after the one where it last did, once turns are counted.
  * Turns are counted once a chunk (or a turn's held input) left half the budget or less
  * (framesSpent), so a connection that parses fewer than TURN_FRAMES frames per turn never runs
- * out, however many of them a read holds. (Renewed only when the connection yielded, a lone bulk transfer, a piece or two
- * of a frame per read, used it up over many turns and yielded every 1 024 pieces: a
- * readStop/readStart and a turn for nobody.)
+ * out, however many of them a read holds. (Renewed only when the connection yielded, a lone
+ * bulk transfer, a piece or two of a frame per read, used it up over many turns and yielded
+ * every 1 024 pieces: a readStop/readStart and a turn for nobody.)
  */
 export function renewsFrameBudget(core: ConnectionCore): boolean {
   if (core.framesTurnOf === turn) return false;

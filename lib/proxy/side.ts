@@ -206,11 +206,9 @@ export class Side {
       // The frame under way, or the next one, through the splitter: to its end when its header is
       // whole in the chunk, else a byte at a time until the splitter knows it.
       do {
-        const need = splitter.atFrameBoundary ? FrameSplitterCore.frameSizeAt(chunk, at) : splitter.bytesToBoundary;
-        const end = need <= 0 ? at + 1 : Math.min(chunk.length, at + need);
-        const err = splitter.write(chunk.subarray(at, end));
-        at = end;
-        if (err !== null) return err;
+        const next = splitter.writeFrameFrom(chunk, at);
+        if (typeof next !== 'number') return next;
+        at = next;
       } while (at < chunk.length && !splitter.atFrameBoundary);
     }
     return at;

@@ -272,6 +272,19 @@ export class FrameSplitterCore {
     }
   }
 
+  /**
+   * @internal Writes chunk[at..] up to the end of the frame under way, or of the one starting at
+   * `at` at a frame boundary (no further than the chunk): a byte at a time while that frame's
+   * length is not known yet (its header cut by a chunk, or a 64-bit length: a few bytes). Returns
+   * where it stopped, or the error met. For a caller that takes whole frames from its chunks
+   * itself between the ones it leaves to the splitter (the proxy's relay, the fused receiver).
+   */
+  writeFrameFrom(chunk: Buffer, at: number): WebSocketError | number {
+    const need = this.atFrameBoundary ? FrameSplitterCore.frameSizeAt(chunk, at) : this.bytesToBoundary;
+    const end = need <= 0 ? at + 1 : Math.min(chunk.length, at + need);
+    return this.write(at === 0 && end === chunk.length ? chunk : chunk.subarray(at, end)) ?? end;
+  }
+
   /** Parses `chunk` together with the bytes still held; returns `this.error`. */
   write(chunk: Buffer): WebSocketError | null {
     if (this.error !== null) return this.error;

@@ -674,3 +674,44 @@ describe('FrameSplitter', () => {
     });
   });
 });
+
+describe('FrameSplitterCore.writeFrameFrom (for callers that take whole frames themselves)', () => {
+  const input = Buffer.concat([
+    encode({ opcode: Opcode.Text, payload: pattern(5), mask: Buffer.from([1, 2, 3, 4]) }),
+    encode({ opcode: Opcode.Binary, payload: pattern(300, 1), mask: Buffer.from([5, 6, 7, 8]) }),
+    encode({ opcode: Opcode.Binary, payload: pattern(70000, 2), mask: Buffer.from([9, 10, 11, 12]) }),
+    encode({ opcode: Opcode.Ping, payload: pattern(3, 3), mask: Buffer.from([13, 14, 15, 16]) }),
+  ]);
+  const frameEnds = [11, 11 + 308, 11 + 308 + 70014, input.length];
+
+  for (const { name, chunks } of someChunkings(input, [1, 7, 1000, 65536])) {
+    it(`fed ${name}: the same frames as write(), each call ending at a frame's end or the chunk's, or one byte on while the length is unknown`, () => {
+      const whole = run(chunks);
+      const frames: Frame[] = [];
+      const core = new FrameSplitterCore({}, { onFrame: (f) => frames.push({ ...f, payload: Buffer.from(f.payload), mask: f.mask && Buffer.from(f.mask) }) });
+      let offset = 0;
+      for (const chunk of chunks) {
+        let at = 0;
+        while (at < chunk.length) {
+          const next = core.writeFrameFrom(chunk, at);
+          if (typeof next !== 'number') throw next;
+          expect(next).to.be.greaterThan(at);
+          const stop = offset + next;
+          expect(next === chunk.length || frameEnds.includes(stop) || next === at + 1, `stopped at ${stop}`).to.equal(true);
+          at = next;
+        }
+        offset += chunk.length;
+      }
+      expect(core.atFrameBoundary).to.equal(true);
+      expect(frames).to.deep.equal(whole.frames);
+    });
+  }
+
+  it('returns the error met', () => {
+    const core = new FrameSplitterCore({}, { onFrame: () => undefined });
+    const bad = Buffer.from([0x83, 0x80, 0, 0, 0, 0]);
+    const err = core.writeFrameFrom(bad, 0);
+    expect(err).to.be.instanceOf(WebSocketError);
+    expect((err as WebSocketError).code).to.equal('WS_ERR_INVALID_OPCODE');
+  });
+});
