@@ -155,7 +155,7 @@ export class ConnectionCore {
   turnTook = 0;
   /** @internal See turnTook. */
   turnOf = 0;
-  /** @internal Bytes read since reading last yielded its turn (see TURN_BYTES in lib/connection/turn.ts). */
+  /** @internal Bytes read since reading last yielded its turn, counted up to TURN_BYTES (see readTooMuch in lib/connection/turn.ts). */
   turnBytes = 0;
   /** @internal The event loop's turn in which the frame budget was last renewed (see renewsFrameBudget in lib/connection/turn.ts). */
   framesTurnOf = -1;

@@ -123,7 +123,11 @@ export function readTooMuch(core: ConnectionCore, length: number): boolean {
   }
   loopBytes += length;
   if (loopBytes >= LOOP_BYTES / COUNT_FROM) countTurns();
-  return (core.turnBytes += length) >= TURN_BYTES && loopBytes >= LOOP_BYTES;
+  // Kept at most TURN_BYTES (what the rule compares): a connection that never yields would
+  // otherwise count past 2^31, and its core's field would turn from a small integer to a double.
+  const bytes = core.turnBytes + length;
+  core.turnBytes = bytes < TURN_BYTES ? bytes : TURN_BYTES;
+  return bytes >= TURN_BYTES && loopBytes >= LOOP_BYTES;
 }
 
 /**

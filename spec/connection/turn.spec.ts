@@ -8,7 +8,7 @@
 import { expect } from 'chai';
 import { performance } from 'node:perf_hooks';
 import { ConnectionCore, type ConnectionCoreHandler } from '../../lib/connection/connection-core';
-import { LOOP_MS, TURN_FRAMES, framesSpent, renewsFrameBudget, turnClock, turnTookLong } from '../../lib/connection/turn';
+import { LOOP_BYTES, LOOP_MS, TURN_BYTES, TURN_FRAMES, framesSpent, readTooMuch, renewsFrameBudget, turnClock, turnTookLong } from '../../lib/connection/turn';
 
 function core(): { core: ConnectionCore } {
   const handler: ConnectionCoreHandler = {
@@ -101,6 +101,24 @@ describe('connection/turn: fairness between connections', () => {
     expect(renewsFrameBudget(a.core)).to.equal(true);
     expect(renewsFrameBudget(a.core)).to.equal(false);
     expect(renewsFrameBudget(b.core)).to.equal(true);
+  });
+
+  it('readTooMuch counts a connection\'s bytes up to TURN_BYTES only: one that never yields keeps a small count, and the rule says the same (spec first: 3 GiB counted)', async () => {
+    await nextTurn();
+    const { core: c } = core();
+    // A lone connection's turn: under LOOP_BYTES, however much it read since it last yielded.
+    expect(readTooMuch(c, TURN_BYTES - 1)).to.equal(false);
+    expect(c.turnBytes).to.equal(TURN_BYTES - 1);
+    expect(readTooMuch(c, 1)).to.equal(false);
+    for (let i = 0; i < 3; i++) readTooMuch(c, 1 << 30);
+    expect(c.turnBytes).to.equal(TURN_BYTES);
+    // This turn read over LOOP_BYTES in all: the connection has read TURN_BYTES, so it yields.
+    expect(readTooMuch(c, 1)).to.equal(true);
+    // Once it yielded (the caller resets the count), it reads TURN_BYTES again first.
+    c.turnBytes = 0;
+    expect(readTooMuch(c, TURN_BYTES / 2)).to.equal(false);
+    expect(readTooMuch(c, TURN_BYTES / 2)).to.equal(true);
+    expect(LOOP_BYTES).to.be.greaterThan(TURN_BYTES);
   });
 
   it('renewsFrameBudget: while every chunk left more than half the budget, nothing counts turns and nothing is renewed', async () => {
