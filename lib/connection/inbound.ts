@@ -46,9 +46,12 @@ function parse(ws: WebSocket, receiver: Receiver, chunk: Buffer | null): void {
   // Everything sent while this chunk is processed (pongs, close echoes, and the messages that
   // synchronous 'message' listeners send back) leaves in one writev instead of one write each.
   const transport = ws.transport!;
+  // A chunk that lies inside the payload of the frame under way (the reads of a large message)
+  // ends no frame: it is one piece, so it is neither timed nor corked (nothing answers a piece).
+  const inside = chunk !== null && receiver.splitter.bytesToBoundary > chunk.length;
   // A large chunk is timed: one that kept the event loop long (thousands of tiny frames) ends
   // this connection's turn (see yieldTurn and turn.ts). A small one cannot hold many frames: not timed.
-  const started = chunk === null ? 0 : turnClock(chunk.length);
+  const started = chunk === null || inside ? 0 : turnClock(chunk.length);
   // The frame budget is per turn (renewed in a later turn once half spent, see turn.ts). A chunk
   // that comes while reading is held (from a transport that does not honor pause(), or kept
   // aside while inflating) with the budget spent renews it too: what the splitter holds back
@@ -56,7 +59,7 @@ function parse(ws: WebSocket, receiver: Receiver, chunk: Buffer | null): void {
   if (chunk !== null && (renewsFrameBudget(ws.core) || receiver.splitter.budget <= 0)) receiver.splitter.budget = TURN_FRAMES;
   // Counted before parsing: what the 'message' listeners do with this chunk is not its size.
   const tooMuch = chunk !== null && readTooMuch(ws.core, chunk.length);
-  transport.cork();
+  if (!inside) transport.cork();
   ws.setFlag(Flag.Parsing, true);
   let err: WebSocketError | null;
   try {
@@ -65,7 +68,7 @@ function parse(ws: WebSocket, receiver: Receiver, chunk: Buffer | null): void {
     // Also when a listener threw (its exception goes on to whoever emitted the chunk): a
     // transport left corked would hold every later write of this connection.
     ws.setFlag(Flag.Parsing, false);
-    transport.uncork();
+    if (!inside) transport.uncork();
   }
   if (err !== null) {
     failConnection(ws, err);
