@@ -18,7 +18,7 @@ import type { Receiver } from './receiver';
 import { channels as diagnostics } from './diagnostics';
 import { Flag, unreadSize } from './connection-state';
 import { CoreState, ReadHold } from './connection-core';
-import { TURN_FRAMES, framesSpent, readTooMuch, renewsFrameBudget, turnClock, turnTookLong } from './turn';
+import { TURN_FRAMES, framesSpent, insidePayload, readTooMuch, renewsFrameBudget, turnClock, turnTookLong } from './turn';
 import { arm, clearAnswerTimer, failConnection } from './closing';
 import { offerInbound, inboundTapsBlocked } from './taps';
 import type { WebSocket } from './websocket';
@@ -47,8 +47,8 @@ function parse(ws: WebSocket, receiver: Receiver, chunk: Buffer | null): void {
   // synchronous 'message' listeners send back) leaves in one writev instead of one write each.
   const transport = ws.transport!;
   // A chunk that lies inside the payload of the frame under way (the reads of a large message)
-  // ends no frame: it is one piece, so it is neither timed nor corked (nothing answers a piece).
-  const inside = chunk !== null && receiver.splitter.bytesToBoundary > chunk.length;
+  // ends no frame: it is neither timed nor corked (see insidePayload).
+  const inside = chunk !== null && insidePayload(receiver.splitter, chunk.length);
   // A large chunk is timed: one that kept the event loop long (thousands of tiny frames) ends
   // this connection's turn (see yieldTurn and turn.ts). A small one cannot hold many frames: not timed.
   const started = chunk === null || inside ? 0 : turnClock(chunk.length);

@@ -12,6 +12,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import type { ConnectionCore } from './connection-core';
+import type { FrameSplitterCore } from '../stages/frame-splitter';
 
 /** Chunks at least this large are timed (a 16 KiB chunk holds at most about 2 300 frames). */
 const TIMED_CHUNK = 16 * 1024;
@@ -31,6 +32,17 @@ export const LOOP_MS = 5;
 export const COUNT_FROM = 16;
 let loopTook = 0;
 let loopTookTurn = -1;
+
+/**
+ * True when a chunk of `length` bytes lies inside the payload of the frame `splitter` has under
+ * way (the reads of a large message): it ends no frame, it is one piece, however large. Such a
+ * chunk is not timed (the time rule is for chunks of many frames): a WebSocket's inbound path
+ * and the proxy's sides pass 0 to turnTookLong for it (a WebSocket does not cork for it either:
+ * nothing answers a piece).
+ */
+export function insidePayload(splitter: FrameSplitterCore, length: number): boolean {
+  return splitter.bytesToBoundary > length;
+}
 
 /**
  * The clock reading to pass to turnTookLong once a chunk of `length` bytes is handled; 0 for a

@@ -27,7 +27,7 @@
  */
 import type { Buffer } from 'node:buffer';
 import { ReadHold } from '../connection/connection-core';
-import { TURN_BYTES, TURN_FRAMES, framesSpent, readTooMuch, renewsFrameBudget, turnClock, turnTookLong } from '../connection/turn';
+import { TURN_BYTES, TURN_FRAMES, framesSpent, insidePayload, readTooMuch, renewsFrameBudget, turnClock, turnTookLong } from '../connection/turn';
 import type { Side } from './side';
 
 /**
@@ -55,7 +55,8 @@ export function received(side: Side, chunk: Buffer): void {
   }
   // The frame budget is per turn: renewed in a later turn once half spent.
   if (renewsFrameBudget(side.core)) side.turnFrames = TURN_FRAMES;
-  const started = turnClock(chunk.length);
+  // (A chunk inside the payload of the frame under way, a piece of a large frame, is not timed.)
+  const started = insidePayload(side.splitter, chunk.length) ? 0 : turnClock(chunk.length);
   const at = side.relayFrom(chunk);
   framesSpent(side.turnFrames);
   if (at < chunk.length) wait(side, at === 0 ? chunk : chunk.subarray(at));

@@ -3,57 +3,46 @@
  * the reads of a large message that lie inside the payload of the frame under way end no frame,
  * so they are neither timed (the time rule of turn.ts is for chunks of many frames) nor corked
  * (nothing is sent in answer to a piece). The chunk that ends the frame is both, as every chunk
- * that holds a frame's end is. Fairness itself is specified in turn.spec.ts and websocket.spec.ts.
+ * that holds a frame's end is (the rule, insidePayload, is turn.ts's; the proxy's sides follow it too:
+ * spec/proxy/turns.spec.ts). Fairness itself is specified in turn.spec.ts and websocket.spec.ts.
  */
 import { expect } from 'chai';
-import { performance } from 'node:perf_hooks';
 import { WebSocket } from '../../lib';
 import type { Transport } from '../../lib/connection/websocket-types';
 import { NullTransport } from '../helpers/transports';
 import { clientFrame } from '../helpers/frames';
+import { clockReadings } from '../helpers/clock';
 
-/** A transport that counts cork() calls and keeps what is written. */
+/** A transport that counts cork() and uncork() calls. */
 class CountingTransport extends NullTransport {
   corks = 0;
   uncorks = 0;
-  written: Buffer[] = [];
   override cork(): void {
     this.corks++;
   }
   override uncork(): void {
     this.uncorks++;
   }
-  override write(chunk: Buffer, callback?: (err?: Error | null) => void): boolean {
-    this.written.push(Buffer.from(chunk));
+  override write(_chunk: Buffer, callback?: (err?: Error | null) => void): boolean {
     if (callback) process.nextTick(callback);
     return true;
   }
 }
 
-/** Calls of performance.now() while `run` runs (turnClock and turnTookLong read that clock). */
-function clockReadings(run: () => void): number {
-  const now = performance.now;
-  let readings = 0;
-  performance.now = function (this: typeof performance): number {
-    readings++;
-    return now.call(this);
-  };
-  try {
-    run();
-  } finally {
-    performance.now = now;
-  }
-  return readings;
+/** A server WebSocket on a CountingTransport, its messages kept, once attach()'s next tick has run. */
+async function attached(): Promise<{ transport: CountingTransport; messages: Buffer[] }> {
+  const transport = new CountingTransport();
+  const ws = new WebSocket('server', {});
+  ws.attach(transport as unknown as Transport, null, { protocol: '', extensions: '' });
+  const messages: Buffer[] = [];
+  ws.on('message', (data: Buffer | string) => messages.push(Buffer.from(data)));
+  await new Promise((resolve) => setImmediate(resolve));
+  return { transport, messages };
 }
 
 describe('connection/inbound: the reads of a large message', () => {
   it('a chunk inside the payload of the frame under way is neither timed nor corked; the chunk that ends the frame is both (spec first: every chunk was)', async () => {
-    const transport = new CountingTransport();
-    const ws = new WebSocket('server', {});
-    ws.attach(transport as unknown as Transport, null, { protocol: '', extensions: '' });
-    const messages: Buffer[] = [];
-    ws.on('message', (data: Buffer) => messages.push(data));
-    await new Promise((resolve) => setImmediate(resolve));
+    const { transport, messages } = await attached();
 
     // Four reads of 64 KiB and one of about 32 KiB (over the size from which reads are timed).
     const payload = Buffer.alloc(4 * 64 * 1024 + 32 * 1024, 0x61);
@@ -81,12 +70,7 @@ describe('connection/inbound: the reads of a large message', () => {
   });
 
   it('a chunk that ends the frame under way and begins the next is timed and corked, and both frames are delivered', async () => {
-    const transport = new CountingTransport();
-    const ws = new WebSocket('server', {});
-    ws.attach(transport as unknown as Transport, null, { protocol: '', extensions: '' });
-    const messages: string[] = [];
-    ws.on('message', (data: Buffer | string) => messages.push(data.toString()));
-    await new Promise((resolve) => setImmediate(resolve));
+    const { transport, messages } = await attached();
 
     const big = clientFrame(0x1, 'x'.repeat(100 * 1024));
     const next = clientFrame(0x1, 'after');
@@ -97,6 +81,6 @@ describe('connection/inbound: the reads of a large message', () => {
     const readings = clockReadings(() => transport.emit('data', wire.subarray(80 * 1024)));
     expect(readings).to.be.greaterThan(0);
     expect(transport.corks).to.equal(corked + 1);
-    expect(messages).to.deep.equal(['x'.repeat(100 * 1024), 'after']);
+    expect(messages.map(String)).to.deep.equal(['x'.repeat(100 * 1024), 'after']);
   });
 });

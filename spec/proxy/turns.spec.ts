@@ -17,6 +17,7 @@ import type { ProxyConnection } from '../../lib/proxy/relay';
 import { SIDES_PER_TURN } from '../../lib/proxy/turns';
 import { clientClose, clientFrame, closeOf, decodeFrames, DecodedFrame, wireFrame } from '../helpers/frames';
 import { immediatesOver } from '../helpers/immediates';
+import { clockReadings } from '../helpers/clock';
 import { StandInSocket, relayBetween } from '../helpers/transports';
 
 /** A stand-in socket that also keeps what is written, to decode it. */
@@ -173,6 +174,25 @@ describe('proxy turns (fairness between sides)', () => {
     }
     await nextTurn();
     expect(conn.frames.upstream).to.equal(1);
+    conn.close();
+  });
+
+  it('a read inside the payload of the frame under way (a piece of a large frame) is not timed; the read that ends the frame is, and the frame is relayed whole (spec first: every read over 16 KiB was timed)', async () => {
+    const { conn, client, upstream } = await pair();
+    // Four reads of 64 KiB and one of about 32 KiB: the first holds the header, the last the end.
+    const READ = 64 * 1024;
+    const payload = Buffer.alloc(4 * READ + 32 * 1024, 0x62);
+    const stream = clientFrame(Opcode.Binary, payload);
+    expect(clockReadings(() => client.emit('data', stream.subarray(0, READ)))).to.be.greaterThan(0);
+    let inside = 0;
+    let fed = READ;
+    for (; fed + READ < stream.length; fed += READ) inside += clockReadings(() => client.emit('data', stream.subarray(fed, fed + READ)));
+    expect(inside).to.equal(0);
+    expect(clockReadings(() => client.emit('data', stream.subarray(fed)))).to.be.greaterThan(0);
+    await nextTurn();
+    const frames = upstream.frames();
+    expect(frames).to.have.length(1);
+    expect(frames[0]!.payload.equals(payload)).to.equal(true);
     conn.close();
   });
 
